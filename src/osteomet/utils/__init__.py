@@ -1,0 +1,1 @@
+"""Small shared helpers (atomic files, hashing) used by every stage."""

@@ -1,0 +1,79 @@
+"""Atomic file writing and content hashing.
+
+Every stage writes into a run directory that a later stage or a rerun picks up, so a
+crash must never leave a half-written file under the final name: write to a hidden
+temporary name in the same directory, then ``os.replace`` (atomic on POSIX).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+_COMPOUND_SUFFIXES = (".nii.gz", ".seg.nrrd", ".tar.gz")
+
+
+def full_suffix(path: str | os.PathLike[str]) -> str:
+    """Suffix that decides the file format (``.nii.gz`` rather than ``.gz``)."""
+    name = Path(path).name.lower()
+    for suffix in _COMPOUND_SUFFIXES:
+        if name.endswith(suffix):
+            return suffix
+    return Path(path).suffix.lower()
+
+
+def temporary_sibling(path: str | os.PathLike[str]) -> Path:
+    """A hidden name next to ``path`` that keeps its format suffix (writers pick the format from it)."""
+    path = Path(path)
+    suffix = full_suffix(path)
+    stem = path.name[: len(path.name) - len(suffix)] if suffix else path.name
+    return path.with_name(f".{stem}.tmp-{uuid.uuid4().hex[:8]}{suffix}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path to write to; on success rename it onto ``path``, else delete it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_sibling(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_json_atomic(path: str | os.PathLike[str], data: Any) -> Path:
+    return write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def sha256_file(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(chunk_size), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_path(path: str | os.PathLike[str]) -> str:
+    """Content hash of a file, or of every file in a directory (a DICOM series), order-independent of listing."""
+    path = Path(path)
+    if path.is_dir():
+        digest = hashlib.sha256()
+        for child in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(str(child.relative_to(path)).encode())
+            digest.update(sha256_file(child).encode())
+        return digest.hexdigest()
+    return sha256_file(path)
