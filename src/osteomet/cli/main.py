@@ -1,0 +1,141 @@
+"""``osteomet``: one command group per pipeline stage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from osteomet.cli._common import console, progress_bar, user_errors
+
+app = typer.Typer(
+    name="osteomet",
+    help="Bone-metastasis imaging AI for prostate cancer: bpMRI prediction and CT osseous lesions.\n\n"
+    "Stages read and write files in a run directory, so any stage can be rerun or picked up later.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_show_locals=False,
+)
+synth_app = typer.Typer(help="Generate seeded synthetic cohorts in the manifest format.", no_args_is_help=True)
+manifest_app = typer.Typer(help="Validate cohort manifests and report missing values.", no_args_is_help=True)
+image_app = typer.Typer(help="Inspect images (DICOM series, NIfTI, MHA, NRRD).", no_args_is_help=True)
+app.add_typer(synth_app, name="synth", rich_help_panel="Data")
+app.add_typer(manifest_app, name="manifest", rich_help_panel="Data")
+app.add_typer(image_app, name="image", rich_help_panel="Data")
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True)) -> None:
+    if version:
+        from osteomet import __version__
+
+        console.print(__version__)
+        raise typer.Exit()
+
+
+@synth_app.command("mri")
+def synth_mri(
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for images/, labels/, manifest.csv, truth.csv."),
+    n: int = typer.Option(40, "--n", min=1, help="Number of patients."),
+    seed: int = typer.Option(0, help="Random seed (same seed, same cohort)."),
+    scale: float = typer.Option(0.25, min=0.05, max=1.0, help="In-plane matrix factor; 1.0 = scanner matrix (512/320)."),
+    external_fraction: float = typer.Option(96 / 414, min=0.0, max=1.0, help="Share of patients from the external centre C2."),
+    image_format: str = typer.Option("nii.gz", "--format", help="nii.gz, mha or nrrd."),
+    jobs: int = typer.Option(1, min=1, help="Worker processes."),
+    overwrite: bool = typer.Option(False, help="Replace a cohort previously generated in --out."),
+) -> None:
+    """Synthetic bpMRI cohort: T2, high-b DWI, ADC and tumour masks from two centres."""
+    with user_errors():
+        from osteomet.data.synth.mri import MRISynthConfig, generate_mri_cohort
+
+        config = MRISynthConfig(scale=scale, external_fraction=external_fraction, image_format=image_format)
+        with progress_bar("synth mri", n) as advance:
+            path = generate_mri_cohort(out, n, seed=seed, config=config, progress=advance, overwrite=overwrite, jobs=jobs)
+    console.print(f"wrote {n} patients: [bold]{path}[/]")
+
+
+@synth_app.command("ct")
+def synth_ct(
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for images/, labels/, manifest.csv, lesions_truth.csv."),
+    n: int = typer.Option(10, "--n", min=1, help="Number of patients."),
+    seed: int = typer.Option(0, help="Random seed (same seed, same cohort)."),
+    region: str = typer.Option("whole_body", help="whole_body, torso or abdomen_pelvis."),
+    size: int = typer.Option(128, min=32, max=1024, help="In-plane matrix (FOV stays 500 mm)."),
+    jobs: int = typer.Option(1, min=1, help="Worker processes."),
+    overwrite: bool = typer.Option(False, help="Replace a cohort previously generated in --out."),
+) -> None:
+    """Synthetic CT cohort in HU with TotalSegmentator bone labels and sclerotic/lytic lesions."""
+    with user_errors():
+        from osteomet.data.synth.ct import CTSynthConfig, generate_ct_cohort
+
+        config = CTSynthConfig(region=region, inplane_size=size)
+        with progress_bar("synth ct", n) as advance:
+            path = generate_ct_cohort(out, n, seed=seed, config=config, progress=advance, overwrite=overwrite, jobs=jobs)
+    console.print(f"wrote {n} patients: [bold]{path}[/]")
+
+
+@manifest_app.command("check")
+def manifest_check(
+    manifest: Path = typer.Argument(..., help="Manifest CSV (one row per patient)."),
+    kind: Optional[str] = typer.Option(None, help="mri or ct (default: recognised from the columns)."),
+    check_files: bool = typer.Option(True, help="Check that every referenced file exists."),
+) -> None:
+    """Validate a manifest: every problem with its line and patient, then missing values."""
+    from rich.table import Table
+
+    with user_errors():
+        from osteomet.data.manifest import read_manifest
+
+        result = read_manifest(manifest, kind=kind, check_files=check_files)  # type: ignore[arg-type]
+    console.print(f"[green]ok[/]: {result.kind} manifest with {len(result)} patients ({manifest})")
+    report = result.missing_report()
+    if len(report):
+        table = Table(title="missing values")
+        for column in ("column", "n_missing", "fraction", "patients"):
+            table.add_column(column)
+        for row in report.itertuples(index=False):
+            table.add_row(row.column, str(row.n_missing), f"{row.fraction:.1%}", row.patients[:80])
+        console.print(table)
+    for warning in result.warnings:
+        if warning.startswith("ignored"):
+            console.print(f"[yellow]note[/]: {warning}")
+
+
+@image_app.command("info")
+def image_info(path: Path = typer.Argument(..., help="DICOM series folder or NIfTI/MHA/NRRD file.")) -> None:
+    """Geometry and intensity range of an image."""
+    with user_errors():
+        import numpy as np
+        import SimpleITK as sitk
+
+        from osteomet.data.io import Geometry, read_image
+
+        image = read_image(path)
+    geometry = Geometry.of(image)
+    array = sitk.GetArrayViewFromImage(image)
+    console.print(f"[bold]{path}[/]")
+    console.print(f"  size      {geometry.size}")
+    console.print(f"  spacing   {tuple(round(s, 4) for s in geometry.spacing)} mm")
+    console.print(f"  origin    {tuple(round(o, 2) for o in geometry.origin)} mm")
+    console.print(f"  direction {tuple(round(d, 4) for d in geometry.direction)}")
+    console.print(f"  pixel     {image.GetPixelIDTypeAsString()}, range [{np.min(array):g}, {np.max(array):g}]")
+
+
+@app.command("demo", rich_help_panel="Run")
+def demo(
+    out: Path = typer.Option(Path("osteomet-demo"), "--out", "-o", help="Run directory."),
+    n_mri: int = typer.Option(40, min=4, help="Synthetic bpMRI patients."),
+    n_ct: int = typer.Option(10, min=1, help="Synthetic CT patients."),
+    seed: int = typer.Option(0, help="Random seed."),
+    jobs: int = typer.Option(1, min=1, help="Worker processes."),
+) -> None:
+    """Run the study end to end on the embedded synthetic cohorts (so far: cohorts and their summary)."""
+    with user_errors():
+        from osteomet.pipeline.demo import run_demo
+
+        run_demo(out, n_mri=n_mri, n_ct=n_ct, seed=seed, jobs=jobs, console=console)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,1 @@
+"""End-to-end runs that chain the stages through a run directory."""
