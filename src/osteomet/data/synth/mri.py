@@ -322,7 +322,7 @@ def _to_image(array: np.ndarray, grid: sitk.Image, pixel: int) -> sitk.Image:
 
 def synthesize_mri_patient(centre: str, phenotype: dict, rng: np.random.Generator,
                            config: MRISynthConfig) -> dict[str, sitk.Image]:
-    """Render T2, high-b DWI, ADC and the tumour mask (on the T2 grid) for one patient."""
+    """Render T2, high-b DWI, ADC, the tumour mask and the prostate mask (both on the T2 grid)."""
     spec = CENTRES[centre]
     anatomy = Anatomy.sample(phenotype, rng)
     direction = _rotation_x(spec.tilt_deg)
@@ -352,7 +352,9 @@ def synthesize_mri_patient(centre: str, phenotype: dict, rng: np.random.Generato
 
     if not tumour.any():  # cannot happen for >= 0.4 mL at these grids; guard anyway
         raise RuntimeError("synthetic tumour fell between voxels; increase config.scale")
+    prostate = Anatomy._ellipsoid(*world_coordinates(t2_grid), anatomy.prostate_c, anatomy.prostate_r) <= 1.0
     return {
+        "prostate": _to_image(prostate.astype(np.uint8), t2_grid, sitk.sitkUInt8),
         "t2": _to_image(t2_arr.astype(np.float32), t2_grid, sitk.sitkInt16),
         "dwi": _to_image((highb * spec.dwi_scale).astype(np.float32), dwi_grid, sitk.sitkInt16),
         "adc": _to_image(adc_arr.astype(np.float32), dwi_grid, sitk.sitkInt16),
@@ -377,6 +379,7 @@ def _patient_task(args: tuple) -> dict:
     }
     for key, path in paths.items():
         write_image(images[key], path)
+    prostate_path = write_image(images["prostate"], out / "labels" / f"{pid}_prostate.{ext}")
     mask = sitk.GetArrayViewFromImage(images["mask"])
     voxel_ml = float(np.prod(images["mask"].GetSpacing())) / 1000.0
     clinical = apply_missingness(clinical, config.missing_rate, rng)
@@ -384,7 +387,8 @@ def _patient_task(args: tuple) -> dict:
         "manifest": {"patient_id": pid, "centre": centre, "label": label, **clinical,
                      **{k: str(p.relative_to(out)) for k, p in paths.items()}},
         "truth": {"patient_id": pid, "centre": centre, "label": label, **phenotype,
-                  "mask_volume_ml": float(mask.sum()) * voxel_ml},
+                  "mask_volume_ml": float(mask.sum()) * voxel_ml,
+                  "prostate_mask": str(prostate_path.relative_to(out))},
     }
 
 
