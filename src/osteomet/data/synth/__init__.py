@@ -1,0 +1,1 @@
+"""Seeded synthetic cohorts written in the manifest format (bpMRI and CT)."""
