@@ -1,0 +1,40 @@
+"""YAML configuration: ``yaml.safe_load`` (never arbitrary objects) validated by pydantic."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+class ConfigError(ValueError):
+    """A config file is missing, not YAML, or fails validation; the message names the file."""
+
+
+def load_config(path: str | os.PathLike[str], model: type[Model]) -> Model:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings at the top level, got {type(data).__name__}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{path}: invalid {model.__name__}: {problems}") from None
+
+
+def dump_config(config: BaseModel) -> str:
+    """YAML text of a config, so a run directory records exactly what it ran with."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,69 @@
+"""Load one manifest patient as images on a common grid.
+
+bpMRI: DWI and ADC are resampled onto the T2 grid in physical space (linear
+interpolation, 0 outside their field of view); the tumour mask must already be on the T2
+grid, since a mask drawn on T2 that does not match it points at a wrong file.
+Errors are re-raised with the patient id in front, so a cohort-wide run says who failed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import SimpleITK as sitk
+
+from osteomet.data.io import ImageError, read_image, read_label_map, read_mask, resample_to_reference
+from osteomet.data.manifest import CTRecord, MRIRecord
+
+
+class CaseError(ImageError):
+    """A patient's files could not be loaded together; the message starts with the patient id."""
+
+
+@dataclass
+class MRICase:
+    patient_id: str
+    t2: sitk.Image
+    dwi: sitk.Image  # on the T2 grid
+    adc: sitk.Image  # on the T2 grid
+    mask: sitk.Image | None
+
+
+@dataclass
+class CTCase:
+    patient_id: str
+    ct: sitk.Image
+    lesion_mask: sitk.Image | None
+    bone_map: sitk.Image | None
+
+
+def load_mri_case(record: MRIRecord, *, require_mask: bool = False) -> MRICase:
+    try:
+        t2 = read_image(record.t2, pixel_type=sitk.sitkFloat32)
+        dwi = resample_to_reference(read_image(record.dwi, pixel_type=sitk.sitkFloat32), t2,
+                                    name=record.dwi, reference_name=record.t2)
+        adc = resample_to_reference(read_image(record.adc, pixel_type=sitk.sitkFloat32), t2,
+                                    name=record.adc, reference_name=record.t2)
+        if record.mask is None:
+            if require_mask:
+                raise CaseError("no tumour mask in the manifest, but this step needs one")
+            mask = None
+        else:
+            mask = read_mask(record.mask, reference=t2, reference_name=record.t2)
+    except ImageError as exc:
+        raise CaseError(f"patient {record.patient_id!r}: {exc}") from exc
+    return MRICase(record.patient_id, t2, dwi, adc, mask)
+
+
+def load_ct_case(record: CTRecord, *, require_mask: bool = False) -> CTCase:
+    try:
+        ct = read_image(record.ct, pixel_type=sitk.sitkFloat32)
+        if record.lesion_mask is None and require_mask:
+            raise CaseError("no lesion mask in the manifest, but this step needs one")
+        lesions = (read_mask(record.lesion_mask, reference=ct, reference_name=record.ct, allow_empty=True)
+                   if record.lesion_mask is not None else None)
+        bones = (read_label_map(record.bone_map, reference=ct, reference_name=record.ct)
+                 if record.bone_map is not None else None)
+    except ImageError as exc:
+        raise CaseError(f"patient {record.patient_id!r}: {exc}") from exc
+    return CTCase(record.patient_id, ct, lesions, bones)
