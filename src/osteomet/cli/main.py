@@ -25,6 +25,15 @@ app.add_typer(manifest_app, name="manifest", rich_help_panel="Data")
 app.add_typer(image_app, name="image", rich_help_panel="Data")
 
 
+def _add_stages() -> None:
+    from osteomet.cli import radiomics
+
+    app.add_typer(radiomics.app, name="radiomics", rich_help_panel="Models")
+
+
+_add_stages()
+
+
 @app.callback()
 def _main(version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True)) -> None:
     if version:

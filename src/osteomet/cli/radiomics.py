@@ -1,0 +1,94 @@
+"""``osteomet radiomics``: extract (cached, parallel) and train/predict the XGBoost model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from osteomet.cli._common import console, err_console, progress_bar, user_errors
+
+app = typer.Typer(help="pyradiomics features (cached, parallel) and the XGBoost radiomics model.", no_args_is_help=True)
+
+
+@app.command("extract")
+def extract(
+    manifest: Path = typer.Option(..., "--manifest", "-m", help="MRI or CT manifest."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for features.parquet/.csv and extraction_log.csv."),
+    params: str = typer.Option(None, help="pyradiomics YAML file, or built-in 'mri', 'ct', 'tiny' (default: by modality)."),
+    jobs: int = typer.Option(1, min=1, help="Worker processes on this machine (a local Dask cluster)."),
+    scheduler: Optional[str] = typer.Option(None, help="Address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786."),
+    cache: Optional[Path] = typer.Option(None, help="Feature cache folder (default: OUT/cache)."),
+) -> None:
+    """Extract features per patient and sequence; cached by content hash, so a rerun extracts nothing new."""
+    with user_errors():
+        import yaml
+
+        from osteomet.data.manifest import read_manifest
+        from osteomet.radiomics.params import load_params
+        from osteomet.radiomics.runner import extract_cohort, write_features
+        from osteomet.utils.files import write_text_atomic
+
+        cohort = read_manifest(manifest)
+        parameters = load_params(params, modality=cohort.kind)
+        with progress_bar("radiomics", len(cohort)) as advance:
+            result = extract_cohort(cohort, parameters, cache_dir=cache or out / "cache", jobs=jobs,
+                                    scheduler=scheduler, progress=advance)
+        paths = write_features(result, out)
+        write_text_atomic(out / "params.yaml", yaml.safe_dump(parameters, sort_keys=False))
+    n_features = result.table.shape[1] - 2
+    console.print(f"{len(result.log)} patients, {n_features} features: {result.n_extracted} extracted, "
+                  f"{result.n_cached} from cache, {len(result.failures)} failed in {result.seconds:.1f} s -> {paths['parquet']}")
+    if result.failures:
+        err_console.print(f"[yellow]{result.failure_report()}[/]", highlight=False)
+        if len(result.failures) == len(result.log):
+            raise typer.Exit(1)
+
+
+@app.command("train")
+def train(
+    features: Path = typer.Option(..., "--features", "-f", help="features.parquet (or CSV) from `radiomics extract`."),
+    manifest: Path = typer.Option(..., "--manifest", "-m", help="Manifest with label and split."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for model/ and predictions.csv."),
+    train_split: str = typer.Option("train", help="Split used for selection and fitting."),
+    max_features: int = typer.Option(20, min=1, help="Most features kept by the LASSO step."),
+    seed: int = typer.Option(0, help="Seed of the cross-validation and XGBoost."),
+) -> None:
+    """Feature selection (variance, correlation, LASSO) on training patients only, then XGBoost."""
+    with user_errors():
+        from sklearn.metrics import roc_auc_score
+
+        from osteomet.data.manifest import read_manifest
+        from osteomet.radiomics.model import RadiomicsModel, XGBConfig
+        from osteomet.radiomics.selection import SelectionConfig
+        from osteomet.radiomics.training import read_feature_table, train_radiomics
+
+        model = RadiomicsModel(SelectionConfig(max_features=max_features, seed=seed), XGBConfig(seed=seed))
+        model, predictions = train_radiomics(read_feature_table(features), read_manifest(manifest), out,
+                                             train_split=train_split, model=model)
+    console.print(f"selected {len(model.features)} features: {', '.join(model.features[:8])}"
+                  + (" ..." if len(model.features) > 8 else ""))
+    for split, group in predictions.dropna(subset=["prob", "label"]).groupby("split"):
+        if group["label"].nunique() == 2:
+            console.print(f"  {split:9s} n={len(group):4d}  AUC {roc_auc_score(group['label'], group['prob']):.3f}")
+    console.print(f"model and predictions in [bold]{out}[/]")
+
+
+@app.command("predict")
+def predict(
+    model_dir: Path = typer.Option(..., "--model", help="model/ folder written by `radiomics train`."),
+    features: Path = typer.Option(..., "--features", "-f", help="Feature table of the patients to score."),
+    out: Path = typer.Option(..., "--out", "-o", help="CSV of patient_id, prob."),
+) -> None:
+    """Score new patients with a saved radiomics model."""
+    with user_errors():
+        from osteomet.radiomics.model import RadiomicsModel
+        from osteomet.radiomics.training import read_feature_table
+        from osteomet.utils.files import write_text_atomic
+
+        model = RadiomicsModel.load(model_dir)
+        table = read_feature_table(features)
+        table["prob"] = model.predict_proba(table)[:, 1]
+        write_text_atomic(out, table[["patient_id", "prob"]].to_csv(index=False))
+    console.print(f"scored {len(table)} patients -> [bold]{out}[/]")

@@ -1,0 +1,1 @@
+"""Radiomics with pyradiomics: cached, parallel extraction and the XGBoost radiomics model."""

@@ -1,0 +1,61 @@
+"""Per-case feature cache: one Parquet file per content hash of image(s) + mask + parameters.
+
+Keys come from file contents, not names or dates, so moving a cohort keeps its cache and
+editing a mask invalidates exactly that case.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+from osteomet.utils.files import atomic_path, sha256_path
+
+#: Bump when the way osteomet calls pyradiomics changes, so old caches are not reused.
+EXTRACTION_VERSION = "1"
+
+
+def cache_key(files: Iterable[tuple[str, str | os.PathLike[str] | None]], params_text: str) -> str:
+    """Hash of (role, file content) pairs, the parameters and the library versions."""
+    import radiomics
+
+    digest = hashlib.sha256()
+    for role, path in files:
+        digest.update(role.encode())
+        digest.update(b"\0" + (sha256_path(path).encode() if path is not None else b"-"))
+    digest.update(params_text.encode())
+    digest.update(f"pyradiomics={radiomics.__version__};osteomet-extraction={EXTRACTION_VERSION}".encode())
+    return digest.hexdigest()
+
+
+class FeatureCache:
+    def __init__(self, folder: str | os.PathLike[str]):
+        self.folder = Path(folder)
+
+    def path(self, key: str) -> Path:
+        return self.folder / f"{key}.parquet"
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        path = self.path(key)
+        if not path.exists():
+            return None
+        try:
+            frame = pd.read_parquet(path)
+        except Exception:  # a corrupt entry is a miss, never a crash
+            return None
+        return frame.iloc[0].to_dict() if len(frame) == 1 else None
+
+    def put(self, key: str, features: dict[str, Any], meta: dict[str, Any] | None = None) -> Path:
+        path = self.path(key)
+        frame = pd.DataFrame([features])
+        with atomic_path(path) as tmp:
+            frame.to_parquet(tmp, index=False)
+        if meta is not None:
+            with atomic_path(path.with_suffix(".json")) as tmp:
+                tmp.write_text(json.dumps(meta, default=str))
+        return path

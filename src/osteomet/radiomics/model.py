@@ -1,0 +1,116 @@
+"""The radiomics model: train-only feature selection, then an XGBoost classifier.
+
+Saved as two JSON files and nothing else (no pickle): ``xgboost.json`` (XGBoost's own
+format) and ``radiomics_model.json`` (selected features, imputation medians, selection
+record, hyper-parameters), so a model can be shared and loaded without trusting code.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from osteomet.radiomics.selection import FeatureSelector, SelectionConfig
+from osteomet.utils.files import atomic_path, write_json_atomic
+
+FORMAT = "osteomet.radiomics_model/1"
+
+
+@dataclass
+class XGBConfig:
+    n_estimators: int = 300
+    max_depth: int = 3
+    learning_rate: float = 0.05
+    subsample: float = 0.8
+    colsample_bytree: float = 0.8
+    min_child_weight: float = 1.0
+    reg_lambda: float = 1.0
+    seed: int = 0
+
+    def classifier(self):
+        from xgboost import XGBClassifier
+
+        params = asdict(self)
+        seed = params.pop("seed")
+        return XGBClassifier(**params, random_state=seed, n_jobs=1, eval_metric="logloss", tree_method="hist")
+
+
+@dataclass
+class RadiomicsModel:
+    """sklearn-style: ``fit(X, y)``, ``predict_proba(X)`` with X a feature DataFrame."""
+
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    xgb: XGBConfig = field(default_factory=XGBConfig)
+    selector: FeatureSelector | None = None
+    classifier: Any = None
+
+    def fit(self, X: pd.DataFrame, y: Any) -> "RadiomicsModel":
+        y = _labels(y, len(X))
+        X = numeric_features(X)
+        self.selector = FeatureSelector(self.selection).fit(X, y)
+        self.classifier = self.xgb.classifier()
+        self.classifier.fit(self.selector.transform(X).to_numpy(), y)
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        if self.selector is None or self.classifier is None:
+            raise RuntimeError("RadiomicsModel is not fitted")
+        return self.classifier.predict_proba(self.selector.transform(X).to_numpy())
+
+    @property
+    def features(self) -> list[str]:
+        return list(self.selector.selected) if self.selector else []
+
+    def save(self, folder: str | Path) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        with atomic_path(folder / "xgboost.json") as tmp:
+            self.classifier.save_model(str(tmp))
+        write_json_atomic(folder / "radiomics_model.json", {
+            "format": FORMAT, "selection": asdict(self.selection), "xgb": asdict(self.xgb),
+            "selector": self.selector.to_dict(),
+        })
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "RadiomicsModel":
+        from xgboost import XGBClassifier
+
+        folder = Path(folder)
+        meta_path = folder / "radiomics_model.json"
+        if not meta_path.is_file() or not (folder / "xgboost.json").is_file():
+            raise FileNotFoundError(f"{folder}: not a saved radiomics model (needs radiomics_model.json and xgboost.json)")
+        meta = json.loads(meta_path.read_text())
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{meta_path}: unknown model format {meta.get('format')!r}")
+        model = cls(SelectionConfig(**meta["selection"]), XGBConfig(**meta["xgb"]),
+                    FeatureSelector.from_dict(meta["selector"]))
+        model.classifier = XGBClassifier()
+        model.classifier.load_model(str(folder / "xgboost.json"))
+        return model
+
+
+def numeric_features(table: pd.DataFrame) -> pd.DataFrame:
+    """Feature columns only (drops ids, labels, errors and any other non-numeric column)."""
+    drop = {"patient_id", "case_id", "error", "label", "split", "centre"}
+    columns = [c for c in table.columns if c not in drop and pd.api.types.is_numeric_dtype(table[c])]
+    if not columns:
+        raise ValueError("the feature table has no numeric feature columns")
+    return table[columns]
+
+
+def _labels(y: Any, n: int) -> np.ndarray:
+    y = np.asarray(y)
+    if len(y) != n:
+        raise ValueError(f"{n} feature rows but {len(y)} labels")
+    if pd.isna(y).any():
+        raise ValueError(f"{int(pd.isna(y).sum())} training patients have no label")
+    y = y.astype(int)
+    if set(np.unique(y)) != {0, 1}:
+        raise ValueError(f"training labels must contain both 0 and 1, got {sorted(set(np.unique(y).tolist()))}")
+    return y

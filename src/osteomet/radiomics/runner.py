@@ -1,0 +1,132 @@
+"""Cohort extraction: cache first, then the remaining cases in parallel.
+
+One code path for every scale: ``jobs == 1`` runs in this process; ``jobs > 1`` starts a
+``dask.distributed.LocalCluster`` of single-threaded worker processes on 127.0.0.1; a
+scheduler address sends the same tasks to an existing Dask cluster (whose workers must
+see the same file paths). Results come back to this process, which alone writes the
+cache and the tables.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from osteomet.data.manifest import Manifest
+from osteomet.radiomics.cache import FeatureCache, cache_key
+from osteomet.radiomics.extract import extract_task, record_files
+from osteomet.radiomics.params import params_fingerprint
+from osteomet.utils.files import atomic_path, write_text_atomic
+
+
+@dataclass
+class ExtractionResult:
+    table: pd.DataFrame  # one row per patient: patient_id, error, features...
+    log: pd.DataFrame  # patient_id, status (cached/extracted/failed), seconds, error
+    seconds: float
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def n_extracted(self) -> int:
+        return int((self.log["status"] == "extracted").sum())
+
+    @property
+    def n_cached(self) -> int:
+        return int((self.log["status"] == "cached").sum())
+
+    def failure_report(self) -> str:
+        if not self.failures:
+            return ""
+        lines = [f"{len(self.failures)} of {len(self.log)} case(s) failed:"]
+        lines += [f"  - {pid}: {error}" for pid, error in self.failures]
+        return "\n".join(lines)
+
+
+def extract_cohort(manifest: Manifest, params: dict[str, Any], *, cache_dir: str | Path, jobs: int = 1,
+                   scheduler: str | None = None, mask_field: str | None = None,
+                   progress: Callable[[], None] | None = None) -> ExtractionResult:
+    """Features of every patient in ``manifest`` (cached cases are not extracted again)."""
+    start = time.perf_counter()
+    cache = FeatureCache(cache_dir)
+    text = params_fingerprint(params)
+    rows: dict[str, dict[str, Any]] = {}
+    pending: list[tuple[str, Any]] = []
+    keys: dict[str, str] = {}
+    for record in manifest:
+        files = record_files(record, mask_field)
+        try:
+            key = cache_key(files, text)
+        except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+            rows[record.patient_id] = {"status": "failed", "features": {}, "seconds": 0.0,
+                                       "error": f"{type(exc).__name__}: {exc}"}
+            if progress:
+                progress()
+            continue
+        keys[record.patient_id] = key
+        cached = cache.get(key)
+        if cached is not None:
+            rows[record.patient_id] = {"status": "cached", "features": cached, "seconds": 0.0, "error": None}
+            if progress:
+                progress()
+        else:
+            pending.append((record.patient_id, record))
+
+    tasks = [(record, params, mask_field, jobs > 1 or scheduler is not None) for _, record in pending]
+    for result in _run(tasks, jobs, scheduler):
+        pid = result["patient_id"]
+        if result["error"] is None:
+            cache.put(keys[pid], result["features"], meta={"patient_id": pid, "seconds": result["seconds"]})
+            rows[pid] = {"status": "extracted", **{k: result[k] for k in ("features", "seconds", "error")}}
+        else:
+            rows[pid] = {"status": "failed", **{k: result[k] for k in ("features", "seconds", "error")}}
+        if progress:
+            progress()
+
+    order = manifest.patient_ids
+    table = pd.DataFrame([{"patient_id": pid, "error": rows[pid]["error"], **rows[pid]["features"]} for pid in order])
+    log = pd.DataFrame([{"patient_id": pid, "status": rows[pid]["status"], "seconds": round(rows[pid]["seconds"], 3),
+                         "error": rows[pid]["error"]} for pid in order])
+    failures = [(pid, rows[pid]["error"]) for pid in order if rows[pid]["status"] == "failed"]
+    return ExtractionResult(table, log, time.perf_counter() - start, failures)
+
+
+def _run(tasks: list, jobs: int, scheduler: str | None):
+    """Yield task results as they finish, in this process or on a Dask cluster."""
+    if not tasks:
+        return
+    if jobs <= 1 and scheduler is None:
+        for task in tasks:
+            yield extract_task(task)
+        return
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    if scheduler is None:
+        cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
+                               dashboard_address=None, silence_logs=logging.ERROR)
+    client = Client(scheduler if scheduler is not None else cluster)
+    try:
+        futures = client.map(extract_task, tasks, pure=False)
+        for future in as_completed(futures):
+            yield future.result()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def write_features(result: ExtractionResult, out: str | Path) -> dict[str, Path]:
+    """features.parquet (+ .csv for reading by eye) and extraction_log.csv, all atomic."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"parquet": out / "features.parquet", "csv": out / "features.csv", "log": out / "extraction_log.csv"}
+    with atomic_path(paths["parquet"]) as tmp:
+        result.table.to_parquet(tmp, index=False)
+    write_text_atomic(paths["csv"], result.table.to_csv(index=False))
+    write_text_atomic(paths["log"], result.log.to_csv(index=False))
+    return paths
