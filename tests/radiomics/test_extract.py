@@ -1,0 +1,114 @@
+"""Extraction: real pyradiomics values, sequence prefixes, cache, failures, Dask."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+
+from osteomet.data.io import write_image
+from osteomet.data.manifest import read_manifest
+from osteomet.radiomics.params import load_params
+from osteomet.radiomics.runner import extract_cohort, write_features
+
+
+@pytest.fixture(scope="module")
+def params():
+    return load_params("tiny")
+
+
+@pytest.fixture(scope="module")
+def cohort(mri_cohort: Path, tmp_path_factory):
+    """A private copy of four synthetic patients (tests below edit files)."""
+    folder = tmp_path_factory.mktemp("rad_cohort")
+    shutil.copytree(mri_cohort.parent, folder, dirs_exist_ok=True)
+    manifest = read_manifest(folder / "manifest.csv")
+    manifest.records = manifest.records[:4]
+    return manifest
+
+
+@pytest.fixture(scope="module")
+def first_run(cohort, params, tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    return cache, extract_cohort(cohort, params, cache_dir=cache)
+
+
+def test_features_match_a_direct_pyradiomics_call(cohort, params, first_run):
+    from radiomics import featureextractor
+
+    _, result = first_run
+    assert result.n_extracted == 4 and not result.failures
+    record = cohort.records[1]
+    t2 = sitk.ReadImage(str(record.t2), sitk.sitkFloat32)
+    adc = sitk.Resample(sitk.ReadImage(str(record.adc), sitk.sitkFloat32), t2, sitk.Transform(), sitk.sitkLinear, 0.0)
+    mask = sitk.ReadImage(str(record.mask))
+    extractor = featureextractor.RadiomicsFeatureExtractor(params)
+    row = result.table.set_index("patient_id").loc[record.patient_id]
+    for sequence, image in (("t2", t2), ("adc", adc)):
+        direct = {k: float(v) for k, v in extractor.execute(image, mask, label=1).items() if not k.startswith("diag")}
+        for name in ("original_firstorder_Mean", "original_glcm_Contrast", "original_shape_VoxelVolume"):
+            assert row[f"{sequence}_{name}"] == pytest.approx(direct[name], rel=1e-9)
+    prefixes = {c.split("_", 1)[0] for c in result.table.columns if c not in ("patient_id", "error")}
+    assert prefixes == {"t2", "dwi", "adc"}
+    assert not any("diagnostics" in c for c in result.table.columns)
+
+
+def test_rerun_extracts_nothing_and_gives_the_same_table(cohort, params, first_run):
+    cache, result = first_run
+    again = extract_cohort(cohort, params, cache_dir=cache)
+    assert again.n_extracted == 0 and again.n_cached == 4
+    pd.testing.assert_frame_equal(again.table, result.table)
+
+
+def test_changed_parameters_or_mask_invalidate_exactly_what_changed(cohort, params, first_run, tmp_path):
+    cache, _ = first_run
+    changed = {**params, "setting": {**params["setting"], "binWidth": 20}}
+    assert extract_cohort(cohort, changed, cache_dir=cache).n_extracted == 4
+    records = list(cohort.records)
+    mask = sitk.ReadImage(str(records[2].mask))
+    array = sitk.GetArrayFromImage(mask)
+    z, y, x = np.argwhere(array)[0]
+    array[z, y, x] = 0  # a radiologist removes one voxel (in a copy: other tests use the original)
+    edited = sitk.GetImageFromArray(array)
+    edited.CopyInformation(mask)
+    records[2] = records[2].model_copy(update={"mask": write_image(edited, tmp_path / "edited_mask.nii.gz")})
+    moved = tmp_path / "moved" / "same_mask.nii.gz"  # same content elsewhere: still a cache hit
+    moved.parent.mkdir()
+    shutil.copy(records[3].mask, moved)
+    records[3] = records[3].model_copy(update={"mask": moved})
+    rerun = extract_cohort(type(cohort)(kind="mri", records=records), params, cache_dir=cache)
+    assert rerun.log["status"].tolist() == ["cached", "cached", "extracted", "cached"]
+
+
+def test_a_failing_case_is_reported_and_does_not_stop_the_others(cohort, params, tmp_path):
+    records = list(cohort.records)
+    empty = sitk.ReadImage(str(records[0].mask)) * 0
+    records[0] = records[0].model_copy(update={"mask": write_image(empty, tmp_path / "empty_mask.nii.gz")})
+    broken = tmp_path / "broken_adc.nii.gz"
+    broken.write_bytes(b"not an image")
+    records[1] = records[1].model_copy(update={"adc": broken})
+    manifest = type(cohort)(kind="mri", records=records)
+    result = extract_cohort(manifest, params, cache_dir=tmp_path / "cache")
+    assert [pid for pid, _ in result.failures] == [records[0].patient_id, records[1].patient_id]
+    errors = dict(result.failures)
+    assert "empty_mask.nii.gz: mask is empty" in errors[records[0].patient_id]
+    assert "broken_adc.nii.gz: cannot be read" in errors[records[1].patient_id]
+    assert result.table["error"].notna().sum() == 2
+    assert result.table.loc[2:, "t2_original_firstorder_Mean"].notna().all()
+    report = result.failure_report()
+    assert report.startswith("2 of 4 case(s) failed") and records[1].patient_id in report
+    paths = write_features(result, tmp_path / "out")
+    assert pd.read_parquet(paths["parquet"]).shape == result.table.shape
+
+
+def test_dask_cluster_by_scheduler_address_gives_the_same_features(cohort, params, first_run, tmp_path):
+    from dask.distributed import LocalCluster
+
+    _, reference = first_run
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        result = extract_cohort(cohort, params, cache_dir=tmp_path / "cache", scheduler=cluster.scheduler_address)
+    assert result.n_extracted == 4
+    pd.testing.assert_frame_equal(result.table, reference.table)
