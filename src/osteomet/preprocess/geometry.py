@@ -1,0 +1,74 @@
+"""Invertible grid changes: a fixed-size segmentation grid over the T2 extent, and ROI grids.
+
+Everything is defined in physical space from the T2 geometry, and the geometry of every
+derived grid is recorded, so a prediction on any grid goes back onto the original T2 grid
+by resampling (never by array reshaping).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import SimpleITK as sitk
+
+from osteomet.data.io import Geometry
+
+
+def same_extent_grid(reference: sitk.Image, size: Sequence[int]) -> Geometry:
+    """A grid of ``size`` voxels covering exactly the physical box of ``reference`` (voxel edges aligned)."""
+    old_size = np.asarray(reference.GetSize(), float)
+    old_spacing = np.asarray(reference.GetSpacing(), float)
+    new_size = np.asarray(size, float)
+    new_spacing = old_spacing * old_size / new_size
+    direction = np.asarray(reference.GetDirection(), float).reshape(3, 3)
+    origin = np.asarray(reference.GetOrigin(), float) + direction @ ((new_spacing - old_spacing) / 2.0)
+    return Geometry(tuple(int(s) for s in size), tuple(new_spacing), tuple(origin), tuple(direction.ravel()))
+
+
+def centred_grid(reference: sitk.Image, centre_mm: Sequence[float], size: Sequence[int],
+                 spacing: Sequence[float] | None) -> Geometry:
+    """A grid of ``size`` voxels centred on a world point, oriented like ``reference``."""
+    spacing_v = np.asarray(spacing if spacing is not None else reference.GetSpacing(), float)
+    direction = np.asarray(reference.GetDirection(), float).reshape(3, 3)
+    half = (np.asarray(size, float) - 1.0) / 2.0 * spacing_v
+    origin = np.asarray(centre_mm, float) - direction @ half
+    return Geometry(tuple(int(s) for s in size), tuple(spacing_v), tuple(origin), tuple(direction.ravel()))
+
+
+def resample_to(image: sitk.Image, geometry: Geometry, *, interpolator: int = sitk.sitkLinear,
+                default: float = 0.0) -> sitk.Image:
+    pixel = sitk.sitkFloat32 if interpolator != sitk.sitkNearestNeighbor else image.GetPixelID()
+    return sitk.Resample(image, geometry.blank(pixel), sitk.Transform(), interpolator, default, pixel)
+
+
+def mask_to(mask: sitk.Image, geometry: Geometry) -> sitk.Image:
+    """Binary mask onto another grid: linear interpolation of the 0/1 mask, then >= 0.5.
+
+    Thresholding the interpolated mask keeps its shape better than nearest neighbour when
+    the grid is much coarser or finer, which is what makes the round trip faithful.
+    """
+    soft = resample_to(sitk.Cast(mask, sitk.sitkFloat32), geometry, interpolator=sitk.sitkLinear)
+    return sitk.Cast(soft >= 0.5, sitk.sitkUInt8)
+
+
+def array_on(geometry: Geometry, array: np.ndarray) -> sitk.Image:
+    """Wrap a numpy array (z, y, x) as an image on ``geometry``."""
+    if tuple(array.shape[::-1]) != tuple(geometry.size):
+        raise ValueError(f"array of shape {array.shape} does not fit grid size {geometry.size} (x, y, z)")
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(geometry.spacing)
+    image.SetOrigin(geometry.origin)
+    image.SetDirection(geometry.direction)
+    return image
+
+
+def mask_bbox_centre(mask: sitk.Image) -> tuple[float, float, float]:
+    """World coordinates of the centre of the mask's bounding box."""
+    array = sitk.GetArrayViewFromImage(mask)
+    where = np.argwhere(array > 0)
+    if where.size == 0:
+        raise ValueError("mask is empty: no bounding box")
+    lo, hi = where.min(0), where.max(0)
+    centre_index = ((lo + hi) / 2.0)[::-1]  # to x, y, z
+    return tuple(mask.TransformContinuousIndexToPhysicalPoint([float(c) for c in centre_index]))
