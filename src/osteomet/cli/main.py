@@ -26,8 +26,10 @@ app.add_typer(image_app, name="image", rich_help_panel="Data")
 
 
 def _add_stages() -> None:
-    from osteomet.cli import radiomics
+    from osteomet.cli import preprocess, radiomics, segment
 
+    app.add_typer(preprocess.app, name="preprocess", rich_help_panel="Preprocess")
+    app.add_typer(segment.app, name="segment", rich_help_panel="Models")
     app.add_typer(radiomics.app, name="radiomics", rich_help_panel="Models")
 
 

@@ -1,0 +1,47 @@
+"""``osteomet preprocess``: cached preprocessing stages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from osteomet.cli._common import console, err_console, progress_bar, user_errors
+
+app = typer.Typer(help="Channels on the T2 grid, z-scored and clipped; segmentation grid; tumour ROI (cached).",
+                  no_args_is_help=True)
+
+
+@app.command("mri")
+def mri(
+    manifest: Path = typer.Option(..., "--manifest", "-m", help="bpMRI manifest."),
+    out: Path = typer.Option(..., "--out", "-o", help="Preprocessed folder (cases/, index.csv)."),
+    seg_config: Optional[str] = typer.Option(None, "--seg-config", help="Segmentation preset or YAML whose seg_size to use."),
+    roi_size: tuple[int, int, int] = typer.Option((64, 64, 32), help="Tumour ROI size x y z."),
+    segdir: Optional[Path] = typer.Option(None, help="Segmentation folder: use reviewed/auto masks from it."),
+    jobs: int = typer.Option(1, min=1, help="Worker processes."),
+) -> None:
+    """Preprocess every patient; unchanged inputs and settings are not processed again."""
+    with user_errors():
+        from osteomet.data.manifest import read_manifest
+        from osteomet.preprocess.mri import PreprocessConfig, preprocess_cohort
+        from osteomet.segmentation.config import load_segmentation_config
+
+        cohort = read_manifest(manifest, kind="mri")
+        if segdir is not None:
+            from osteomet.segmentation.masks import apply_masks
+
+            cohort = apply_masks(cohort, segdir)
+        seg = load_segmentation_config(seg_config)
+        config = PreprocessConfig(seg_size=seg.seg_size, roi_size=roi_size)
+        with progress_bar("preprocess mri", len(cohort)) as advance:
+            index = preprocess_cohort(cohort, out, config, jobs=jobs, progress=advance)
+    counts = index["status"].value_counts().to_dict()
+    console.print(f"{len(index)} patients: {counts.get('processed', 0)} processed, {counts.get('cached', 0)} cached, "
+                  f"{counts.get('failed', 0)} failed -> [bold]{out}[/]")
+    failed = index[index["status"] == "failed"]
+    for row in failed.itertuples():
+        err_console.print(f"[yellow]  {row.patient_id}: {row.error}[/]", highlight=False)
+    if len(failed) == len(index):
+        raise typer.Exit(1)

@@ -1,0 +1,1 @@
+"""Tumour segmentation: UNETR training and inference, and the radiologist review loop."""

@@ -1,0 +1,134 @@
+"""MRI preprocessing: invertible grids, ROI geometry, normalisation region, cache, real DICOM."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+
+from osteomet.data.io import Geometry, read_image, read_mask
+from osteomet.data.manifest import read_manifest, validate_frame
+from osteomet.preprocess.geometry import mask_bbox_centre, mask_to, same_extent_grid
+from osteomet.preprocess.mri import PreprocessConfig, load_case, preprocess_case, preprocess_cohort, to_t2_geometry
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(bool), b.astype(bool)
+    return 2 * (a & b).sum() / (a.sum() + b.sum())
+
+
+@pytest.fixture(scope="module")
+def records(mri_cohort: Path):
+    return read_manifest(mri_cohort).records
+
+
+def test_mask_to_224x224x64_and_back_keeps_dice_above_095(records):
+    for record in records[:4]:
+        mask = read_mask(record.mask)
+        grid = same_extent_grid(mask, (224, 224, 64))
+        down = sitk.GetArrayFromImage(mask_to(mask, grid))
+        back = to_t2_geometry(down, {"seg_geometry": grid.to_dict(), "t2_geometry": Geometry.of(mask).to_dict()})
+        assert Geometry.of(back).differences(Geometry.of(mask)) == []
+        assert _dice(sitk.GetArrayFromImage(back), sitk.GetArrayFromImage(mask)) > 0.95
+
+
+def test_segmentation_grid_covers_the_same_physical_box(records):
+    t2 = read_image(records[0].t2)
+    grid = same_extent_grid(t2, (224, 224, 64))
+    corners_old = [t2.TransformContinuousIndexToPhysicalPoint([-0.5, -0.5, -0.5]),
+                   t2.TransformContinuousIndexToPhysicalPoint([s - 0.5 for s in t2.GetSize()])]
+    image = grid.blank()
+    corners_new = [image.TransformContinuousIndexToPhysicalPoint([-0.5, -0.5, -0.5]),
+                   image.TransformContinuousIndexToPhysicalPoint([s - 0.5 for s in grid.size])]
+    np.testing.assert_allclose(corners_old, corners_new, atol=1e-6)
+
+
+def test_case_outputs_normalisation_and_roi_geometry(records):
+    record = records[1]
+    config = PreprocessConfig(seg_size=(96, 96, 32))
+    arrays, transform = preprocess_case(record, config)
+    assert arrays["seg_image"].shape == (3, 32, 96, 96) and arrays["seg_mask"].shape == (32, 96, 96)
+    assert arrays["roi_image"].shape == (3, 32, 64, 64) and arrays["roi_mask"].shape == (32, 64, 64)
+    assert transform["channels"] == ["dwi", "t2", "adc"]
+    assert np.abs(arrays["seg_image"].astype(float)).max() <= 3.0 + 1e-3  # clipped at 3 SD
+    for name, stats in transform["normalisation"].items():
+        assert stats["sd"] > 0 and stats["n_voxels"] > 1000
+    roi = Geometry.from_dict(transform["roi_geometry"])
+    assert roi.size == (64, 64, 32) and roi.spacing == (1.0, 1.0, 3.0)
+    # the ROI is centred on the mask's bounding box, in world coordinates
+    image = roi.blank()
+    centre = image.TransformContinuousIndexToPhysicalPoint([(s - 1) / 2 for s in roi.size])
+    np.testing.assert_allclose(centre, mask_bbox_centre(read_mask(record.mask)), atol=1e-6)
+    assert transform["roi_mask_coverage"] == pytest.approx(1.0, abs=0.2)
+    assert arrays["roi_mask"].sum() > 0
+
+
+def test_roi_is_padded_at_the_border(records, tmp_path):
+    """A tumour at the edge of the field of view gives a full-size ROI, zero-filled outside."""
+    record = records[2]
+    mask = read_mask(record.mask)
+    array = np.zeros(sitk.GetArrayViewFromImage(mask).shape, np.uint8)
+    array[array.shape[0] // 2, 1:4, 1:4] = 1  # corner of the T2 field of view
+    edge = sitk.GetImageFromArray(array)
+    edge.CopyInformation(mask)
+    from osteomet.data.io import write_image
+
+    edited = record.model_copy(update={"mask": write_image(edge, tmp_path / "edge.nii.gz")})
+    arrays, _ = preprocess_case(edited, PreprocessConfig(seg_size=(64, 64, 16)))
+    assert arrays["roi_image"].shape == (3, 32, 64, 64)
+    assert (arrays["roi_image"][:, :, :5, :5] == 0).all()  # outside the image: padded
+    assert arrays["roi_mask"].sum() > 0
+
+
+def test_cache_skips_unchanged_cases_and_redoes_changed_ones(records, tmp_path):
+    from osteomet.data.manifest import Manifest
+
+    manifest = Manifest(kind="mri", records=list(records[:3]))
+    config = PreprocessConfig(seg_size=(64, 64, 16))
+    first = preprocess_cohort(manifest, tmp_path, config)
+    assert first["status"].tolist() == ["processed"] * 3
+    assert preprocess_cohort(manifest, tmp_path, config)["status"].tolist() == ["cached"] * 3
+    changed = PreprocessConfig(seg_size=(64, 64, 16), clip_sd=2.5)
+    assert preprocess_cohort(manifest, tmp_path, changed)["status"].tolist() == ["processed"] * 3
+    arrays, transform = load_case(tmp_path, records[0].patient_id)
+    assert transform["config"]["clip_sd"] == 2.5 and np.abs(arrays["seg_image"].astype(float)).max() <= 2.5 + 1e-3
+
+
+def test_failing_case_is_reported_by_patient(records, tmp_path):
+    from osteomet.data.manifest import Manifest
+
+    broken = tmp_path / "broken_dwi.nii.gz"
+    broken.write_bytes(b"garbage")
+    bad = records[0].model_copy(update={"dwi": broken})
+    index = preprocess_cohort(Manifest(kind="mri", records=[bad, records[1]]), tmp_path / "out",
+                              PreprocessConfig(seg_size=(64, 64, 16)))
+    assert index["status"].tolist() == ["failed", "processed"]
+    assert "broken_dwi.nii.gz: cannot be read" in index.loc[0, "error"]
+
+
+def test_real_prostatex_preprocesses_and_adc_lines_up_with_t2(prostatex: Path, tmp_path: Path):
+    rows = [{"patient_id": case, "t2": str(prostatex / case / "t2w"), "dwi": str(prostatex / case / "hbv"),
+             "adc": str(prostatex / case / "adc")} for case in ("ProstateX-0000", "ProstateX-0001")]
+    manifest = validate_frame(pd.DataFrame(rows), base_dir=prostatex)
+    index = preprocess_cohort(manifest, tmp_path, PreprocessConfig(seg_size=(96, 96, 32)))
+    assert index["status"].tolist() == ["processed", "processed"] and not index["has_mask"].any()
+    for case in ("ProstateX-0000", "ProstateX-0001"):
+        arrays, transform = load_case(tmp_path, case)
+        seg = Geometry.from_dict(transform["seg_geometry"]).blank()
+        adc = read_image(prostatex / case / "adc")
+        adc_channel = np.asarray(arrays["seg_image"][2], dtype=float)
+        inside_checked = outside_checked = 0
+        rng = np.random.default_rng(1)
+        for _ in range(3000):
+            i, j, k = (int(rng.integers(0, s)) for s in seg.GetSize())
+            point = seg.TransformIndexToPhysicalPoint((i, j, k))
+            cont = np.asarray(adc.TransformPhysicalPointToContinuousIndex(point))
+            margin = 2.0  # stay clear of the interpolated edge of the ADC field of view
+            if np.all(cont > margin) and np.all(cont < np.asarray(adc.GetSize()) - 1 - margin):
+                inside_checked += 1
+                assert adc_channel[k, j, i] != 0.0
+            elif np.any(cont < -margin) or np.any(cont > np.asarray(adc.GetSize()) - 1 + margin):
+                outside_checked += 1
+                assert adc_channel[k, j, i] == 0.0
+        assert inside_checked > 200 and outside_checked > 200
