@@ -72,7 +72,15 @@ def extract_task(task: tuple[Any, dict[str, Any], str | None, bool]) -> dict[str
     record, params, mask_field, single_thread = task
     start = time.perf_counter()
     try:
-        features = extract_record(record, params, mask_field=mask_field, single_thread=single_thread)
+        if single_thread:
+            # One worker process per core: BLAS threads on top only spin against each other
+            # (measured: 2 workers ran 1.0x faster than one process without this, 1.65x with it).
+            from threadpoolctl import threadpool_limits
+
+            with threadpool_limits(limits=1):
+                features = extract_record(record, params, mask_field=mask_field, single_thread=True)
+        else:
+            features = extract_record(record, params, mask_field=mask_field)
         error = None
     except Exception as exc:  # reported per case at the end of the run
         features, error = {}, f"{type(exc).__name__}: {exc}"
