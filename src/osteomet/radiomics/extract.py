@@ -3,7 +3,8 @@
 MRI: T2, high-b DWI and ADC are first brought onto the T2 grid in physical space
 (``osteomet.data.case``), then each is passed with the tumour mask; CT: the CT with its
 lesion mask. Feature names are pyradiomics' own, prefixed by the sequence
-(``adc_original_firstorder_Mean``), diagnostics dropped.
+(``adc_original_firstorder_Mean``), diagnostics dropped. Shape features (mask only) are
+computed once, with the first sequence (``t2_original_shape_*``).
 """
 
 from __future__ import annotations
@@ -56,15 +57,25 @@ def extract_record(record: MRIRecord | CTRecord, params: dict[str, Any], *, mask
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
     images, mask = _images(record, mask_field)
     extractor = featureextractor.RadiomicsFeatureExtractor(params)
+    # Shape features depend on the mask alone: computed with the first sequence only, not three
+    # times over (identical values, triple cost, and triplicates that feature selection must undo).
+    shapeless = featureextractor.RadiomicsFeatureExtractor(_without_shape(params))
     label = int(params.get("setting", {}).get("label", 1))  # pyradiomics 3.0.1 wants a Python int
     features: dict[str, float] = {}
-    for sequence, image in images.items():
-        result = extractor.execute(image, mask, label=label)
+    for position, (sequence, image) in enumerate(images.items()):
+        result = (extractor if position == 0 else shapeless).execute(image, mask, label=label)
         for name, value in result.items():
             if name.startswith("diagnostics_"):
                 continue
             features[f"{sequence}_{name}"] = float(np.asarray(value))
     return features
+
+
+def _without_shape(params: dict[str, Any]) -> dict[str, Any]:
+    classes = {k: v for k, v in (params.get("featureClass") or {}).items() if k not in ("shape", "shape2D")}
+    if not classes:  # shape only: keep a trivial class so pyradiomics does not enable everything
+        classes = {"firstorder": ["Mean"]}
+    return {**params, "featureClass": classes}
 
 
 def extract_task(task: tuple[Any, dict[str, Any], str | None, bool]) -> dict[str, Any]:
