@@ -76,6 +76,10 @@ def extract_cohort(manifest: Manifest, params: dict[str, Any], *, cache_dir: str
         else:
             pending.append((record.patient_id, record))
 
+    if jobs > 1 or scheduler is not None:
+        # Largest masks first (longest-processing-time order): a big tumour left for last
+        # would keep one worker busy while the others idle.
+        pending.sort(key=lambda item: -_mask_voxels(record_files(item[1], mask_field)[-1][1]))
     tasks = [(record, params, mask_field, jobs > 1 or scheduler is not None) for _, record in pending]
     for result in _run(tasks, jobs, scheduler):
         pid = result["patient_id"]
@@ -93,6 +97,16 @@ def extract_cohort(manifest: Manifest, params: dict[str, Any], *, cache_dir: str
                          "error": rows[pid]["error"]} for pid in order])
     failures = [(pid, rows[pid]["error"]) for pid in order if rows[pid]["status"] == "failed"]
     return ExtractionResult(table, log, time.perf_counter() - start, failures)
+
+
+def _mask_voxels(path: Any) -> int:
+    """Foreground voxels of a mask file (a cost estimate; 0 when unreadable, the task will report it)."""
+    try:
+        import SimpleITK as sitk
+
+        return int(sitk.GetArrayViewFromImage(sitk.ReadImage(str(path))).astype(bool).sum())
+    except Exception:
+        return 0
 
 
 def _run(tasks: list, jobs: int, scheduler: str | None):
