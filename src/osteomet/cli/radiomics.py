@@ -20,6 +20,7 @@ def extract(
     jobs: int = typer.Option(1, min=1, help="Worker processes on this machine (a local Dask cluster)."),
     scheduler: Optional[str] = typer.Option(None, help="Address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786."),
     cache: Optional[Path] = typer.Option(None, help="Feature cache folder (default: OUT/cache)."),
+    segdir: Optional[Path] = typer.Option(None, help="Segmentation folder: use its reviewed (else auto) tumour masks."),
 ) -> None:
     """Extract features per patient and sequence; cached by content hash, so a rerun extracts nothing new."""
     with user_errors():
@@ -31,6 +32,10 @@ def extract(
         from osteomet.utils.files import write_text_atomic
 
         cohort = read_manifest(manifest)
+        if segdir is not None:
+            from osteomet.segmentation.masks import apply_masks
+
+            cohort = apply_masks(cohort, segdir)
         parameters = load_params(params, modality=cohort.kind)
         with progress_bar("radiomics", len(cohort)) as advance:
             result = extract_cohort(cohort, parameters, cache_dir=cache or out / "cache", jobs=jobs,
