@@ -53,7 +53,8 @@ def run_demo(out: str | Path, *, n_mri: int = 40, n_ct: int = 10, seed: int = 0,
     run = open_run_dir(out, kind="demo")
     mri_path, mri_s, mri_cached = _cohort(run / "cohorts" / "mri", n_mri, seed, MRISynthConfig(), generate_mri_cohort,
                                           "mri", jobs, console)
-    ct_path, ct_s, ct_cached = _cohort(run / "cohorts" / "ct", n_ct, seed, CTSynthConfig(), generate_ct_cohort,
+    ct_path, ct_s, ct_cached = _cohort(run / "cohorts" / "ct", n_ct, seed, CTSynthConfig(region="whole_body"),
+                                       generate_ct_cohort,
                                        "ct", jobs, console)
     mri = read_manifest(mri_path)
     ct = read_manifest(ct_path)
