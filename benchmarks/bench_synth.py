@@ -25,7 +25,7 @@ def main() -> None:
         generate_mri_cohort(Path(tmp) / "mri", args.n_mri, config=MRISynthConfig(), jobs=args.jobs)
         mri = time.perf_counter() - start
         start = time.perf_counter()
-        generate_ct_cohort(Path(tmp) / "ct", args.n_ct, config=CTSynthConfig(), jobs=args.jobs)
+        generate_ct_cohort(Path(tmp) / "ct", args.n_ct, config=CTSynthConfig(region="whole_body"), jobs=args.jobs)
         ct = time.perf_counter() - start
     total = mri + ct
     print(f"bpMRI {args.n_mri} patients: {mri:.1f} s ({mri / args.n_mri:.2f} s/patient)")
