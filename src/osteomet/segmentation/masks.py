@@ -1,0 +1,143 @@
+"""Which tumour mask each patient uses: the single place that decides.
+
+A segmentation run folder ``SEGDIR`` holds the UNETR proposals in ``auto/<patient>.nii.gz``
+and the radiologist-refined masks (imported by :func:`osteomet.segmentation.review.import_review`)
+in ``reviewed/<patient>.nii.gz``, with ``provenance.json`` recording who changed what.
+Every later stage (radiomics, classifiers) must take its masks from :func:`apply_masks` so
+that the rule "reviewed, else auto, else the manifest's own mask" is applied identically
+everywhere and a hand-replaced reviewed file is caught instead of silently used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from osteomet.data.io import MaskError
+from osteomet.data.manifest import Manifest, ManifestError
+from osteomet.utils.files import sha256_file
+
+PathLike = str | os.PathLike[str]
+
+AUTO_DIR = "auto"
+REVIEWED_DIR = "reviewed"
+PROVENANCE_FILE = "provenance.json"
+MASK_SUFFIX = ".nii.gz"
+
+#: Mask sources, in order of preference.
+SOURCES = ("reviewed", "auto", "manifest", "none")
+
+
+def check_patient_id(patient_id: str) -> str:
+    """Refuse ids that cannot safely be a file name (they would escape the run folder)."""
+    pid = str(patient_id)
+    if not pid or pid in (".", "..") or pid.startswith(".") or any(c in pid for c in "/\\\0") or pid != pid.strip():
+        raise ValueError(f"patient id {patient_id!r} cannot be used as a file name in a segmentation folder")
+    return pid
+
+
+def auto_mask_path(segdir: PathLike, patient_id: str) -> Path:
+    """``SEGDIR/auto/<patient>.nii.gz``: the UNETR proposal (never written by the review loop)."""
+    return Path(segdir) / AUTO_DIR / f"{check_patient_id(patient_id)}{MASK_SUFFIX}"
+
+
+def reviewed_mask_path(segdir: PathLike, patient_id: str) -> Path:
+    """``SEGDIR/reviewed/<patient>.nii.gz``: the radiologist-refined mask, on the T2 grid."""
+    return Path(segdir) / REVIEWED_DIR / f"{check_patient_id(patient_id)}{MASK_SUFFIX}"
+
+
+def provenance_path(segdir: PathLike) -> Path:
+    return Path(segdir) / PROVENANCE_FILE
+
+
+def read_provenance(segdir: PathLike) -> dict[str, Any]:
+    """The provenance record (``{"version": 1, "patients": {...}}``); empty when none was written yet."""
+    path = provenance_path(segdir)
+    if not path.exists():
+        return {"version": 1, "patients": {}}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not readable as JSON ({exc}); restore it from a backup rather than deleting it") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("patients"), dict):
+        raise ValueError(f"{path}: not a provenance file (no 'patients' mapping)")
+    return data
+
+
+def effective_mask(patient_id: str, segdir: PathLike, *, fallback: PathLike | None = None,
+                   provenance: dict[str, Any] | None = None, verify: bool = True) -> tuple[Path | None, str]:
+    """The mask a patient uses and where it comes from: ``reviewed``, ``auto``, ``manifest`` or ``none``.
+
+    A reviewed mask wins over the auto proposal; without either, ``fallback`` (the manifest's
+    own mask) is used. With ``verify``, a reviewed mask whose content no longer matches the
+    hash recorded at import raises :class:`MaskError`: someone replaced it by hand, and
+    using it would break the provenance the study reports.
+    """
+    reviewed = reviewed_mask_path(segdir, patient_id)
+    if reviewed.is_file():
+        if verify:
+            record = (provenance if provenance is not None else read_provenance(segdir))["patients"].get(patient_id, {})
+            expected = record.get("reviewed_sha256")
+            if expected and sha256_file(reviewed) != expected:
+                raise MaskError(
+                    f"patient {patient_id!r}: {reviewed} was changed after it was imported (its hash differs from "
+                    f"{provenance_path(segdir)}); re-import the radiologist's file with `osteomet segment import-review`"
+                )
+        return reviewed, "reviewed"
+    auto = auto_mask_path(segdir, patient_id)
+    if auto.is_file():
+        return auto, "auto"
+    if fallback is not None:
+        return Path(fallback), "manifest"
+    return None, "none"
+
+
+def mask_sources(manifest: Manifest, segdir: PathLike, *, verify: bool = True) -> pd.DataFrame:
+    """One row per patient: the mask used, its source, and the review details where there are any."""
+    if manifest.kind != "mri":
+        raise ValueError(f"mask sources apply to bpMRI manifests, not {manifest.kind!r}")
+    provenance = read_provenance(segdir)
+    rows = []
+    problems = []
+    for record in manifest:
+        try:
+            path, source = effective_mask(record.patient_id, segdir, fallback=record.mask,
+                                          provenance=provenance, verify=verify)
+        except (MaskError, ValueError) as exc:
+            problems.append(str(exc))
+            continue
+        entry = provenance["patients"].get(record.patient_id, {}) if source == "reviewed" else {}
+        rows.append({
+            "patient_id": record.patient_id,
+            "source": source,
+            "mask": None if path is None else str(path),
+            "reviewer": entry.get("reviewer"),
+            "reviewed_at": entry.get("time"),
+            "dice_auto_vs_reviewed": entry.get("dice"),
+            "in_provenance": bool(entry) if source == "reviewed" else None,
+        })
+    if problems:
+        raise ManifestError(provenance_path(segdir), problems)
+    return pd.DataFrame(rows, columns=["patient_id", "source", "mask", "reviewer", "reviewed_at",
+                                       "dice_auto_vs_reviewed", "in_provenance"])
+
+
+def apply_masks(manifest: Manifest, segdir: PathLike, *, verify: bool = True) -> Manifest:
+    """A copy of ``manifest`` whose ``mask`` is the reviewed mask, else the auto mask, else its own.
+
+    The per-patient choice is :func:`mask_sources` (call it for the table); a one-line
+    summary is appended to the copy's ``warnings`` so that stages can log which masks they used.
+    """
+    table = mask_sources(manifest, segdir, verify=verify)
+    chosen = dict(zip(table["patient_id"], table["mask"]))
+    records = [r.model_copy(update={"mask": None if chosen[r.patient_id] is None else Path(chosen[r.patient_id])})
+               for r in manifest.records]
+    counts = table["source"].value_counts()
+    summary = ", ".join(f"{int(counts[s])} {s}" for s in SOURCES if s in counts)
+    return Manifest(kind=manifest.kind, records=records, path=manifest.path,
+                    warnings=[*manifest.warnings, f"masks from {segdir}: {summary}"],
+                    extra_columns=list(manifest.extra_columns))
