@@ -80,7 +80,8 @@ def predict_cohort(preprocessed: str | Path, run_dir: str | Path, segdir: str | 
 
 def summarise(table: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Mean Dice/precision/recall per split with percentile bootstrap 95% CIs over cases."""
-    rng = np.random.default_rng(seed)
+    from osteomet.evaluation.bootstrap import bootstrap_mean
+
     rows = []
     for split, group in table.groupby(table["split"].fillna("all")):
         for metric in ("dice", "precision", "recall"):
@@ -89,7 +90,7 @@ def summarise(table: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0) -> pd.D
             values = group[metric].dropna().to_numpy(float)
             if values.size == 0:
                 continue
-            boots = rng.choice(values, size=(n_boot, values.size), replace=True).mean(axis=1)
-            rows.append({"split": split, "metric": metric, "n": int(values.size), "mean": float(values.mean()),
-                         "ci_low": float(np.percentile(boots, 2.5)), "ci_high": float(np.percentile(boots, 97.5))})
+            interval = bootstrap_mean(values, n_resamples=n_boot, seed=seed)
+            rows.append({"split": split, "metric": metric, "n": int(values.size), "mean": interval.estimate,
+                         "ci_low": interval.low, "ci_high": interval.high})
     return pd.DataFrame(rows)

@@ -1,0 +1,148 @@
+"""Percentile bootstrap confidence intervals for AUC and threshold metrics.
+
+Matches the scheme of ``pROC::ci.auc(method = "bootstrap", boot.stratified = TRUE)``: each
+resample draws cases and controls separately with replacement, keeping both class counts
+(so every resample has an AUC), and the interval is the ``(1 - level)/2`` and
+``(1 + level)/2`` quantiles of the resampled statistics (R's type-7 quantile, numpy's default
+"linear"). Resampling is seeded with ``numpy.random.default_rng(seed)`` so a rerun reproduces
+the interval exactly. The threshold of threshold metrics is held fixed across resamples (it
+was chosen on other data); only the patients are resampled.
+
+With ``stratified=False`` a resample may contain one class only; such resamples give NaN for
+the statistics that need both classes and are left out of the quantiles (as pROC does).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from osteomet.evaluation._validate import labels_and_scores
+from osteomet.evaluation.errors import EvaluationInputError
+from osteomet.evaluation.roc import auc_from_validated
+from osteomet.evaluation.threshold import METRICS, confusion_metrics
+
+Statistic = Callable[[np.ndarray, np.ndarray], float]
+
+
+class Interval(NamedTuple):
+    """Point estimate on the full data and the bootstrap percentile interval."""
+
+    estimate: float
+    low: float
+    high: float
+
+
+def resample_indices(
+    labels: np.ndarray, n_resamples: int = 1000, seed: int | None = 0, stratified: bool = True
+) -> Iterator[np.ndarray]:
+    """Yield ``n_resamples`` index arrays (with replacement), stratified by class if asked."""
+    if n_resamples < 1:
+        raise EvaluationInputError(f"n_resamples must be >= 1, got {n_resamples}")
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels, dtype=bool)
+    if stratified:
+        pos, neg = np.flatnonzero(labels), np.flatnonzero(~labels)
+        for _ in range(n_resamples):
+            yield np.concatenate([rng.choice(pos, pos.size, replace=True), rng.choice(neg, neg.size, replace=True)])
+    else:
+        n = labels.size
+        for _ in range(n_resamples):
+            yield rng.integers(0, n, n)
+
+
+def _safe(statistic: Statistic, labels: np.ndarray, values: np.ndarray) -> float:
+    if labels.all() or not labels.any():
+        return math.nan  # one-class resample (unstratified only)
+    try:
+        return float(statistic(labels, values))
+    except EvaluationInputError:
+        return math.nan
+
+
+def _percentiles(samples: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    alpha = (1.0 - level) / 2.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns (e.g. PPV never defined)
+        low = np.nanquantile(samples, alpha, axis=0)
+        high = np.nanquantile(samples, 1.0 - alpha, axis=0)
+    return low, high
+
+
+def bootstrap_ci(
+    y: Any,
+    scores: Any,
+    statistic: Statistic,
+    n_resamples: int = 1000,
+    seed: int | None = 0,
+    level: float = 0.95,
+    stratified: bool = True,
+) -> Interval:
+    """Percentile bootstrap CI of ``statistic(labels, scores)`` (labels bool, scores float).
+
+    ``statistic`` receives validated numpy arrays; e.g. ``lambda y, s: auc(y, s)``.
+    """
+    if not 0.0 < level < 1.0:
+        raise EvaluationInputError(f"level must be in (0, 1), got {level}")
+    labels, values = labels_and_scores(y, scores)
+    estimate = float(statistic(labels, values))
+    samples = np.array(
+        [_safe(statistic, labels[i], values[i]) for i in resample_indices(labels, n_resamples, seed, stratified)]
+    )
+    low, high = _percentiles(samples[:, None], level)
+    return Interval(estimate, float(low[0]), float(high[0]))
+
+
+def bootstrap_mean(values: Any, n_resamples: int = 1000, seed: int | None = 0, level: float = 0.95) -> Interval:
+    """Mean of per-case (or per-patient) values with a percentile bootstrap CI over cases.
+
+    For summaries such as mean Dice over patients or false positives per patient, where the
+    case, not the voxel or lesion, is the unit that was sampled. NaN values are left out.
+    """
+    if not 0.0 < level < 1.0:
+        raise EvaluationInputError(f"level must be in (0, 1), got {level}")
+    data = np.asarray(values, dtype=float).ravel()
+    data = data[~np.isnan(data)]
+    if data.size == 0:
+        raise EvaluationInputError("bootstrap_mean needs at least one non-NaN value")
+    if n_resamples < 1:
+        raise EvaluationInputError(f"n_resamples must be >= 1, got {n_resamples}")
+    rng = np.random.default_rng(seed)
+    means = data[rng.integers(0, data.size, size=(n_resamples, data.size))].mean(axis=1)
+    low, high = _percentiles(means[:, None], level)
+    return Interval(float(data.mean()), float(low[0]), float(high[0]))
+
+
+def bootstrap_threshold_metrics(
+    y: Any,
+    scores: Any,
+    threshold: float,
+    n_resamples: int = 1000,
+    seed: int | None = 0,
+    level: float = 0.95,
+    stratified: bool = True,
+) -> pd.DataFrame:
+    """AUC and the threshold metrics with bootstrap CIs, all from the same resamples.
+
+    Returns one row per metric (``auc`` then ``acc, sensitivity, specificity, ppv, npv,
+    precision, recall, f1``) with columns ``metric, estimate, ci_low, ci_high``.
+    """
+    if not 0.0 < level < 1.0:
+        raise EvaluationInputError(f"level must be in (0, 1), got {level}")
+    labels, values = labels_and_scores(y, scores)
+    names = ("auc", *METRICS)
+
+    def row(lab: np.ndarray, val: np.ndarray) -> list[float]:
+        area = auc_from_validated(lab, val) if (lab.any() and not lab.all()) else math.nan
+        metrics = confusion_metrics(lab, val >= float(threshold))
+        return [area, *(metrics[m] for m in METRICS)]
+
+    estimate = row(labels, values)
+    samples = np.array([row(labels[i], values[i]) for i in resample_indices(labels, n_resamples, seed, stratified)])
+    low, high = _percentiles(samples, level)
+    return pd.DataFrame({"metric": list(names), "estimate": estimate, "ci_low": low, "ci_high": high})

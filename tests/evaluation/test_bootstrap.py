@@ -1,0 +1,135 @@
+"""Bootstrap CIs: seeding, stratification, coverage, agreement with the point statistics."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy.stats import norm
+from sklearn.metrics import roc_auc_score
+
+from osteomet.evaluation import (
+    EvaluationInputError,
+    auc,
+    bootstrap_ci,
+    bootstrap_threshold_metrics,
+    resample_indices,
+    threshold_metrics,
+)
+
+
+def _auc(y: np.ndarray, s: np.ndarray) -> float:
+    return float(roc_auc_score(y, s))  # independent AUC implementation as the statistic
+
+
+def _data(seed: int = 0, n: int = 80) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.35).astype(int)
+    return y, rng.normal(size=n) + y
+
+
+def test_same_seed_same_interval_other_seed_differs() -> None:
+    y, s = _data()
+    first = bootstrap_ci(y, s, _auc, n_resamples=300, seed=42)
+    assert bootstrap_ci(y, s, _auc, n_resamples=300, seed=42) == first
+    assert bootstrap_ci(y, s, _auc, n_resamples=300, seed=43) != first
+    assert first.estimate == pytest.approx(auc(y, s))
+
+
+def test_interval_is_percentiles_of_resampled_statistics() -> None:
+    y, s = _data(1)
+    labels = y.astype(bool)
+    stats = [_auc(y[i], s[i]) for i in resample_indices(labels, 500, seed=9)]
+    ci = bootstrap_ci(y, s, _auc, n_resamples=500, seed=9, level=0.9)
+    assert (ci.low, ci.high) == pytest.approx(tuple(np.quantile(stats, [0.05, 0.95])))
+
+
+def test_stratified_resamples_keep_class_counts() -> None:
+    y, s = _data(2)
+    n_pos = int(y.sum())
+    seen = []
+
+    def count_positives(labels: np.ndarray, scores: np.ndarray) -> float:
+        seen.append((int(labels.sum()), labels.size))
+        return float(labels.sum())
+
+    ci = bootstrap_ci(y, s, count_positives, n_resamples=200, seed=0)
+    assert set(seen) == {(n_pos, y.size)}
+    assert ci == (n_pos, n_pos, n_pos)
+    unstratified = [int(y[i].sum()) for i in resample_indices(y.astype(bool), 200, seed=0, stratified=False)]
+    assert len(set(unstratified)) > 1  # the plain bootstrap does vary the class counts
+
+
+def test_unstratified_skips_one_class_resamples() -> None:
+    y = np.array([1] + [0] * 9)
+    s = np.linspace(0, 1, 10)
+    ci = bootstrap_ci(y, s, _auc, n_resamples=200, seed=0, stratified=False)
+    assert math.isfinite(ci.low) and math.isfinite(ci.high)
+
+
+def test_coverage_is_near_nominal() -> None:
+    """95% intervals cover the true AUC Phi(d / sqrt 2) in roughly 95% of simulated studies."""
+    shift = 1.0
+    truth = norm.cdf(shift / math.sqrt(2))
+    rng = np.random.default_rng(123)
+    hits = 0
+    n_studies = 120
+    for i in range(n_studies):
+        y = np.r_[np.ones(40, int), np.zeros(40, int)]
+        s = rng.normal(size=80) + shift * y
+        ci = bootstrap_ci(y, s, lambda a, b: auc(a, b), n_resamples=200, seed=i)
+        hits += ci.low <= truth <= ci.high
+    assert 0.88 <= hits / n_studies <= 0.99  # 0.94 with this seed
+
+
+def test_threshold_metrics_table() -> None:
+    y, s = _data(4, 150)
+    table = bootstrap_threshold_metrics(y, s, 0.4, n_resamples=300, seed=1)
+    assert list(table.columns) == ["metric", "estimate", "ci_low", "ci_high"]
+    assert list(table["metric"]) == [
+        "auc",
+        "acc",
+        "sensitivity",
+        "specificity",
+        "ppv",
+        "npv",
+        "precision",
+        "recall",
+        "f1",
+    ]
+    point = threshold_metrics(y, s, 0.4) | {"auc": auc(y, s)}
+    est = table.set_index("metric")["estimate"]
+    for name, value in point.items():
+        assert est[name] == pytest.approx(value)
+    assert (table["ci_low"] <= table["estimate"]).all() and (table["estimate"] <= table["ci_high"]).all()
+    again = bootstrap_threshold_metrics(y, s, 0.4, n_resamples=300, seed=1)
+    assert again.equals(table)
+    # AUC interval is the same as bootstrap_ci's with the same seed (same resamples)
+    ci = bootstrap_ci(y, s, lambda a, b: auc(a, b), n_resamples=300, seed=1)
+    assert table.iloc[0][["ci_low", "ci_high"]].tolist() == pytest.approx([ci.low, ci.high])
+
+
+def test_errors() -> None:
+    with pytest.raises(EvaluationInputError, match="only positive"):
+        bootstrap_ci([1, 1], [0.1, 0.2], _auc)
+    with pytest.raises(EvaluationInputError, match="n_resamples"):
+        bootstrap_ci([0, 1], [0.1, 0.2], _auc, n_resamples=0)
+    with pytest.raises(EvaluationInputError, match="NaN"):
+        bootstrap_threshold_metrics([0, 1], [np.nan, 0.2], 0.5)
+
+
+def test_bootstrap_mean_matches_a_hand_loop_and_covers_the_mean():
+    from osteomet.evaluation.bootstrap import bootstrap_mean
+
+    values = np.array([0.9, 0.4, np.nan, 0.75, 0.6, 0.8, 0.55])
+    got = bootstrap_mean(values, n_resamples=500, seed=7)
+    clean = values[~np.isnan(values)]
+    rng = np.random.default_rng(7)
+    means = clean[rng.integers(0, clean.size, size=(500, clean.size))].mean(axis=1)
+    assert got.estimate == pytest.approx(clean.mean())
+    assert got.low == pytest.approx(np.quantile(means, 0.025))
+    assert got.high == pytest.approx(np.quantile(means, 0.975))
+    assert got.low < clean.mean() < got.high
+    with pytest.raises(EvaluationInputError, match="non-NaN"):
+        bootstrap_mean([np.nan, np.nan])

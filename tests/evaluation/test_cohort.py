@@ -1,0 +1,126 @@
+"""Characteristics table checked against scipy and statsmodels computed independently here."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.formula.api as smf
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
+
+from osteomet.evaluation import EvaluationInputError, characteristics_table, write_characteristics_csv
+
+CONTINUOUS = ["age", "psa"]
+CATEGORICAL = ["centre", "isup", "hematuria"]
+
+
+def _frame(seed: int = 0, n: int = 200) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    label = (rng.random(n) < 0.4).astype(int)
+    age = rng.normal(68, 7, n) + 2 * label  # normal in both groups
+    psa = np.exp(rng.normal(2.0, 1.0, n) + 0.8 * label)  # log-normal: not normal
+    psa[[3, 17, 40]] = np.nan
+    centre = np.where(rng.random(n) < 0.45 + 0.2 * label, "C1", "C2")  # large counts: chi-square
+    isup = rng.choice([1, 2, 3, 4], n, p=[0.3, 0.3, 0.25, 0.15])
+    hematuria = (rng.random(n) < 0.03 + 0.03 * label).astype(int)  # small counts: Fisher
+    return pd.DataFrame(
+        {"label": label, "age": age, "psa": psa, "centre": centre, "isup": isup, "hematuria": hematuria}
+    )
+
+
+@pytest.fixture(scope="module")
+def frame() -> pd.DataFrame:
+    return _frame()
+
+
+@pytest.fixture(scope="module")
+def table(frame: pd.DataFrame) -> pd.DataFrame:
+    return characteristics_table(frame, continuous=CONTINUOUS, categorical=CATEGORICAL)
+
+
+def _header(table: pd.DataFrame, var: str) -> pd.Series:
+    return table[(table["variable"] == var) & (table["level"] == "")].iloc[0]
+
+
+def test_group_tests_match_scipy(frame: pd.DataFrame, table: pd.DataFrame) -> None:
+    g0, g1 = frame[frame["label"] == 0], frame[frame["label"] == 1]
+    for g in (g0, g1):  # the test data really are normal / non-normal by the KS rule
+        x = g["age"].to_numpy()
+        assert stats.kstest((x - x.mean()) / x.std(ddof=1), "norm").pvalue > 0.05
+    age = _header(table, "age")
+    assert age["test"] == "t-test" and age["summary"] == "mean (SD)"
+    assert age["p"] == pytest.approx(stats.ttest_ind(g0["age"], g1["age"]).pvalue, rel=1e-12)
+    psa = _header(table, "psa")
+    assert psa["test"] == "Mann-Whitney U" and psa["n_missing"] == 3
+    expected = stats.mannwhitneyu(g0["psa"].dropna(), g1["psa"].dropna(), alternative="two-sided")
+    assert psa["p"] == pytest.approx(expected.pvalue, rel=1e-12)
+    centre = _header(table, "centre")
+    assert centre["test"] == "chi-square"
+    assert centre["p"] == pytest.approx(stats.chi2_contingency(pd.crosstab(frame["centre"], frame["label"]))[1])
+    hem = _header(table, "hematuria")
+    assert hem["test"] == "Fisher exact"
+    assert hem["p"] == pytest.approx(stats.fisher_exact(pd.crosstab(frame["hematuria"], frame["label"])).pvalue)
+
+
+def test_bh_adjustment_matches_statsmodels(table: pd.DataFrame) -> None:
+    headers = table[(table["level"] == "") & (table["variable"] != "n")]
+    np.testing.assert_allclose(headers["p_adj"], multipletests(headers["p"], method="fdr_bh")[1])
+
+
+def test_counts_and_percentages(frame: pd.DataFrame, table: pd.DataFrame) -> None:
+    row = table[(table["variable"] == "centre") & (table["level"] == "C2")].iloc[0]
+    c2 = frame["centre"] == "C2"
+    n1 = int((c2 & (frame["label"] == 1)).sum())
+    assert row["label=1"] == f"{n1} ({100 * n1 / (frame['label'] == 1).sum():.1f}%)"
+    assert table.iloc[0]["overall"] == str(len(frame))
+
+
+def test_odds_ratios_match_statsmodels_formula_fits(frame: pd.DataFrame, table: pd.DataFrame) -> None:
+    data = frame.assign(centre=frame["centre"].astype("category"))
+    uni = smf.logit("label ~ psa", data=data.dropna(subset=["psa"])).fit(disp=0)
+    psa = _header(table, "psa")
+    assert psa["or_uni"] == pytest.approx(np.exp(uni.params["psa"]), rel=1e-6)
+    assert [psa["or_uni_low"], psa["or_uni_high"]] == pytest.approx(
+        np.exp(uni.conf_int().loc["psa"]).tolist(), rel=1e-6
+    )
+    assert psa["p_uni"] == pytest.approx(uni.pvalues["psa"], rel=1e-6)
+    multi = smf.logit("label ~ age + psa + C(centre) + C(isup) + C(hematuria)", data=data.dropna()).fit(disp=0)
+    isup3 = table[(table["variable"] == "isup") & (table["level"] == "3")].iloc[0]
+    assert isup3["or_multi"] == pytest.approx(np.exp(multi.params["C(isup)[T.3]"]), rel=1e-6)
+    assert isup3["p_multi"] == pytest.approx(multi.pvalues["C(isup)[T.3]"], rel=1e-6)
+    age = _header(table, "age")
+    assert age["or_multi_high"] == pytest.approx(np.exp(multi.conf_int().loc["age", 1]), rel=1e-6)
+    ref = table[(table["variable"] == "isup") & (table["level"] == "1")].iloc[0]
+    assert ref["or_ref"] == "ref" and ref["or_uni"] == 1.0
+
+
+def test_separation_gives_nan_with_warning() -> None:
+    frame = _frame(1, 60)
+    frame["marker"] = np.where(frame["label"] == 1, "pos", "neg")  # perfectly separates the label
+    with pytest.warns(RuntimeWarning, match="not fitted"):
+        out = characteristics_table(frame, continuous=["age"], categorical=["marker"])
+    row = out[(out["variable"] == "marker") & (out["level"] == "pos")].iloc[0]
+    assert np.isnan(row["or_uni"])
+
+
+def test_write_csv_is_atomic_and_round_trips(table: pd.DataFrame, tmp_path) -> None:
+    path = write_characteristics_csv(table, tmp_path / "out" / "table1.csv")
+    back = pd.read_csv(path, keep_default_na=False, na_values=["NaN", ""])
+    assert list(back.columns) == list(table.columns)
+    assert back["p"].dropna().to_numpy() == pytest.approx(table["p"].dropna().to_numpy())
+    assert [p.name for p in path.parent.iterdir()] == ["table1.csv"]  # no temp file left
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda f: f.drop(columns="psa"), "not in the data"),
+        (lambda f: f.assign(label=f["label"].where(f.index > 2)), "missing value"),
+        (lambda f: f.assign(label=0), "only one class"),
+        (lambda f: f.assign(psa="high"), "not numeric"),
+    ],
+)
+def test_errors(mutate, message: str) -> None:
+    with pytest.raises(EvaluationInputError, match=message):
+        characteristics_table(mutate(_frame()), continuous=CONTINUOUS, categorical=CATEGORICAL)
