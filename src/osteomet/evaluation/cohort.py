@@ -88,6 +88,10 @@ def _design(frame: pd.DataFrame, continuous: Sequence[str], categorical: Sequenc
 
 
 def _levels(series: pd.Series) -> list:
+    """Levels in their declared order for a pandas Categorical (first = reference), else sorted."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        present = set(series.dropna().tolist())
+        return [c for c in series.cat.categories if c in present]
     values = series.dropna().unique().tolist()
     try:
         return sorted(values)

@@ -1,0 +1,126 @@
+"""Evaluate saved model predictions the way the study reports them.
+
+A prediction table has one row per patient: ``patient_id`` and ``prob`` (the score; higher =
+bone metastasis), plus ``label`` and ``split`` or a manifest that supplies them. The threshold
+is chosen once, by Youden's J on the *threshold split* (validation data by default; training
+data if there is no validation split) and applied unchanged to every other split, so the
+test and external cohorts never influence their own cut-off.
+
+Outputs are tidy: :func:`evaluate_predictions` gives the rows of
+:func:`osteomet.evaluation.report.evaluate_model` for every model and split;
+:func:`compare_predictions` gives one paired DeLong test per pair of models and split, on the
+patients both models scored.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from osteomet.evaluation.delong import delong_test
+from osteomet.evaluation.errors import EvaluationInputError
+from osteomet.evaluation.multitest import holm
+from osteomet.evaluation.report import evaluate_model
+from osteomet.evaluation.roc import youden_threshold
+
+SPLIT_ORDER = ("train", "val", "test", "external")
+
+
+def read_predictions(path: str | Path, manifest: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Read ``patient_id, prob[, label, split]`` (CSV or Parquet); label/split from the manifest if given."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: prediction file not found")
+    table = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path)
+    missing = {"patient_id", "prob"} - set(table.columns)
+    if missing:
+        raise EvaluationInputError(f"{path}: missing column(s) {sorted(missing)}; expected patient_id, prob")
+    table["patient_id"] = table["patient_id"].astype(str)
+    if table["patient_id"].duplicated().any():
+        dup = table.loc[table["patient_id"].duplicated(), "patient_id"].iloc[0]
+        raise EvaluationInputError(f"{path}: patient {dup!r} appears more than once")
+    if manifest is not None:
+        info = manifest[["patient_id", "label", "split"]].copy()
+        info["patient_id"] = info["patient_id"].astype(str)
+        unknown = sorted(set(table["patient_id"]) - set(info["patient_id"]))
+        if unknown:
+            raise EvaluationInputError(f"{path}: patient(s) {unknown[:5]} are not in the manifest")
+        table = table.drop(columns=[c for c in ("label", "split") if c in table]).merge(info, on="patient_id")
+    for column in ("label", "split"):
+        if column not in table:
+            raise EvaluationInputError(f"{path}: no {column!r} column; pass the cohort manifest to supply it")
+    return table
+
+
+def _usable(table: pd.DataFrame) -> pd.DataFrame:
+    return table.dropna(subset=["prob", "label"])
+
+
+def choose_threshold(table: pd.DataFrame, threshold_split: str | None = None) -> tuple[float, str]:
+    """Youden threshold on ``threshold_split`` (default: ``val`` if present, else ``train``)."""
+    data = _usable(table)
+    splits = set(data["split"].dropna())
+    if threshold_split is None:
+        threshold_split = "val" if "val" in splits and data.loc[data["split"] == "val", "label"].nunique() == 2 else "train"
+    chosen = data[data["split"] == threshold_split]
+    if chosen.empty:
+        raise EvaluationInputError(
+            f"no scored, labelled patients in split {threshold_split!r} to choose the threshold on "
+            f"(splits present: {sorted(splits)})"
+        )
+    return youden_threshold(chosen["label"].to_numpy(), chosen["prob"].to_numpy()), threshold_split
+
+
+def evaluate_predictions(
+    models: Mapping[str, pd.DataFrame],
+    *,
+    threshold_split: str | None = None,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Tidy metrics (AUC with DeLong CI, threshold metrics with bootstrap CIs) per model and split."""
+    frames = []
+    for name, table in models.items():
+        threshold, used = choose_threshold(table, threshold_split)
+        data = _usable(table)
+        for split in _ordered(data["split"]):
+            group = data[data["split"] == split]
+            if group["label"].nunique() < 2:
+                continue  # AUC undefined on one class; reported as absent rather than guessed
+            rows = evaluate_model(group["label"].to_numpy(), group["prob"].to_numpy(), threshold, model=name,
+                                  cohort=str(split), n_resamples=n_resamples, seed=seed)
+            rows["threshold_split"] = used
+            frames.append(rows)
+    if not frames:
+        raise EvaluationInputError("no split has both classes among the scored patients; nothing to evaluate")
+    return pd.concat(frames, ignore_index=True)
+
+
+def compare_predictions(models: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Paired DeLong test for every pair of models on every split (patients scored by both); Holm per split."""
+    rows = []
+    for (name_a, a), (name_b, b) in itertools.combinations(models.items(), 2):
+        both = _usable(a)[["patient_id", "split", "label", "prob"]].merge(
+            _usable(b)[["patient_id", "prob"]], on="patient_id", suffixes=("_a", "_b"))
+        for split in _ordered(both["split"]):
+            group = both[both["split"] == split]
+            if group["label"].sum() < 2 or (1 - group["label"]).sum() < 2:
+                continue
+            test = delong_test(group["label"].to_numpy(), group["prob_a"].to_numpy(), group["prob_b"].to_numpy())
+            rows.append({"split": split, "model_a": name_a, "model_b": name_b, "n": len(group),
+                         "auc_a": test.auc1, "auc_b": test.auc2, "z": test.z, "p": test.p,
+                         "diff_low": test.diff_low, "diff_high": test.diff_high})
+    table = pd.DataFrame(rows, columns=["split", "model_a", "model_b", "n", "auc_a", "auc_b", "z", "p",
+                                        "diff_low", "diff_high"])
+    table["p_holm"] = pd.Series(dtype=float)
+    for _, index in table.groupby("split").groups.items():
+        table.loc[index, "p_holm"] = holm(table.loc[index, "p"].to_numpy())
+    return table
+
+
+def _ordered(splits: pd.Series) -> list[str]:
+    present = [s for s in pd.unique(splits.dropna())]
+    return sorted(present, key=lambda s: (SPLIT_ORDER.index(s) if s in SPLIT_ORDER else len(SPLIT_ORDER), str(s)))

@@ -1,0 +1,55 @@
+"""``osteomet evaluate``: predictions of two models on a manifest's splits, and the cohort table."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from typer.testing import CliRunner
+
+from osteomet.cli.main import app
+from osteomet.evaluation import delong_test
+
+runner = CliRunner()
+
+
+def test_predictions_of_two_models_give_metrics_delong_and_roc_figures(tmp_path: Path):
+    rng = np.random.default_rng(4)
+    n = 80
+    ids = [f"P{i:03d}" for i in range(n)]
+    label = np.tile([0, 1], n // 2)
+    split = np.array(["train"] * 40 + ["val"] * 16 + ["test"] * 24)
+    frame = pd.DataFrame({"patient_id": ids, "label": label, "split": split})
+    frame.assign(prob=label * 1.0 + rng.normal(0, 0.8, n)).to_csv(tmp_path / "a.csv", index=False)
+    frame.assign(prob=label * 0.3 + rng.normal(0, 0.8, n)).to_csv(tmp_path / "b.csv", index=False)
+    out = tmp_path / "eval"
+    result = runner.invoke(app, ["evaluate", "predictions", "-p", str(tmp_path / "a.csv"), "-p", str(tmp_path / "b.csv"),
+                                 "--name", "strong", "--name", "weak", "-o", str(out), "--n-resamples", "50"])
+    assert result.exit_code == 0, result.output
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert set(metrics["model"]) == {"strong", "weak"} and set(metrics["cohort"]) == {"train", "val", "test"}
+    assert (metrics["threshold_split"] == "val").all()
+    delong = pd.read_csv(out / "delong.csv")
+    a, b = pd.read_csv(tmp_path / "a.csv"), pd.read_csv(tmp_path / "b.csv")
+    test = a["split"] == "test"
+    expected = delong_test(a.loc[test, "label"], a.loc[test, "prob"], b.loc[test, "prob"])
+    assert delong.set_index("split").loc["test", "z"] == expected.z
+    for split in ("train", "val", "test"):
+        assert (out / f"roc_{split}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_missing_prediction_file_is_a_clear_error(tmp_path: Path):
+    result = runner.invoke(app, ["evaluate", "predictions", "-p", str(tmp_path / "nope.csv"), "-o", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "nope.csv: prediction file not found" in result.output
+
+
+def test_cohort_table_from_a_synthetic_manifest(mri_cohort: Path, tmp_path: Path):
+    out = tmp_path / "table.csv"
+    result = runner.invoke(app, ["evaluate", "cohort", "-m", str(mri_cohort), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out)
+    manifest = pd.read_csv(mri_cohort)
+    n_row = table[table["variable"] == "n"].iloc[0]
+    assert int(n_row["label=1"]) == int(manifest["label"].sum())
+    gleason = table[table["variable"] == "gleason_group"]["level"].dropna().tolist()
+    assert gleason == [lvl for lvl in ["6", "7", ">=8"] if lvl in gleason]  # study order, not string order

@@ -1,0 +1,79 @@
+"""Evaluating saved predictions: threshold from validation only, tidy metrics, paired DeLong per split."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from osteomet.evaluation import delong_ci, delong_test, threshold_metrics, youden_threshold
+from osteomet.evaluation.errors import EvaluationInputError
+from osteomet.evaluation.predictions import (
+    choose_threshold,
+    compare_predictions,
+    evaluate_predictions,
+    read_predictions,
+)
+
+
+def _table(seed: int, shift: float) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    splits = ["train"] * 60 + ["val"] * 20 + ["test"] * 40 + ["external"] * 30
+    label = rng.integers(0, 2, len(splits))
+    label[:4] = [0, 1, 0, 1]
+    label[60:64] = label[120:124] = label[150 - 4:] = [0, 1, 0, 1]
+    prob = 1 / (1 + np.exp(-(shift * label + rng.normal(0, 1, len(splits)))))
+    return pd.DataFrame({"patient_id": [f"P{i:03d}" for i in range(len(splits))], "prob": prob,
+                         "label": label, "split": splits})
+
+
+def test_threshold_comes_from_validation_and_is_applied_unchanged():
+    table = _table(0, 1.5)
+    val = table[table["split"] == "val"]
+    threshold, used = choose_threshold(table)
+    assert used == "val"
+    assert threshold == pytest.approx(youden_threshold(val["label"], val["prob"]))
+    metrics = evaluate_predictions({"m": table}, n_resamples=50)
+    test = table[table["split"] == "test"]
+    expected = threshold_metrics(test["label"], test["prob"], threshold)
+    rows = metrics[(metrics["cohort"] == "test") & (metrics["ci_method"] == "bootstrap")].set_index("metric")
+    for name in ("acc", "sensitivity", "specificity", "f1"):
+        assert rows.loc[name, "estimate"] == pytest.approx(expected[name])
+    auc = metrics[(metrics["cohort"] == "external") & (metrics["ci_method"] == "delong")].iloc[0]
+    ext = table[table["split"] == "external"]
+    assert (auc["estimate"], auc["ci_low"], auc["ci_high"]) == pytest.approx(tuple(delong_ci(ext["label"], ext["prob"])))
+    assert list(pd.unique(metrics["cohort"])) == ["train", "val", "test", "external"]
+    assert set(metrics["threshold"]) == {threshold}
+
+
+def test_paired_delong_per_split_on_shared_patients_with_holm():
+    a, b, c = _table(1, 2.0), _table(1, 0.5), _table(2, 1.0)
+    b = b.iloc[5:]  # model b did not score five training patients
+    table = compare_predictions({"a": a, "b": b, "c": c})
+    assert len(table) == 3 * 4
+    row = table[(table["split"] == "train") & (table["model_a"] == "a") & (table["model_b"] == "b")].iloc[0]
+    shared = a[a["split"] == "train"].merge(b[["patient_id", "prob"]], on="patient_id")
+    expected = delong_test(shared["label"], shared["prob_x"], shared["prob_y"])
+    assert row["n"] == len(shared) == 55
+    assert (row["z"], row["p"]) == pytest.approx((expected.z, expected.p))
+    test_rows = table[table["split"] == "test"]
+    p = np.sort(test_rows["p"].to_numpy())
+    assert np.sort(test_rows["p_holm"].to_numpy())[0] == pytest.approx(min(1.0, 3 * p[0]))
+
+
+def test_bad_prediction_files_are_named(tmp_path):
+    path = tmp_path / "pred.csv"
+    pd.DataFrame({"patient_id": ["A", "A"], "prob": [0.1, 0.2], "label": [0, 1], "split": ["train"] * 2}).to_csv(path, index=False)
+    with pytest.raises(EvaluationInputError, match=r"pred\.csv.*'A' appears more than once"):
+        read_predictions(path)
+    pd.DataFrame({"patient_id": ["A"], "score": [0.1]}).to_csv(path, index=False)
+    with pytest.raises(EvaluationInputError, match=r"pred\.csv: missing column\(s\) \['prob'\]"):
+        read_predictions(path)
+    pd.DataFrame({"patient_id": ["A", "Z"], "prob": [0.1, 0.3]}).to_csv(path, index=False)
+    manifest = pd.DataFrame({"patient_id": ["A", "B"], "label": [0, 1], "split": ["train", "train"]})
+    with pytest.raises(EvaluationInputError, match=r"\['Z'\] are not in the manifest"):
+        read_predictions(path, manifest)
+    without_val = _table(0, 1.0).query("split != 'val'")
+    assert choose_threshold(without_val)[1] == "train"
+    with pytest.raises(EvaluationInputError, match="no scored, labelled patients in split 'val'"):
+        choose_threshold(without_val, "val")
