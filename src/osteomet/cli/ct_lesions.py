@@ -1,9 +1,123 @@
-"""``osteomet ct lesions`` and ``osteomet ct icc``."""
+"""``osteomet ct lesions``, ``osteomet ct lesions-cohort`` and ``osteomet ct icc``."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import typer
+
+from osteomet.cli._common import console, err_console, progress_bar, user_errors
+
+_CRITERION_HELP = ("Hit criterion: 'iou' (IoU >= --iou-threshold) or 'any' (at least one shared voxel); "
+                   "one-to-one Hungarian matching as picai_eval.")
+
+
+def _settings(diffuse_fraction: float, cluster_gap: float, cluster_unit: str, criterion: str, iou_threshold: float,
+              seed: int):
+    from osteomet.ct.lesion_cohort import LesionSettings
+
+    return LesionSettings(diffuse_fraction=diffuse_fraction, cluster_gap=cluster_gap, cluster_unit=cluster_unit,
+                          criterion=criterion, iou_threshold=iou_threshold, seed=seed)
+
+
+def _print_metrics(path: Path) -> None:
+    import pandas as pd
+
+    metrics = pd.read_csv(path)
+    for _, row in metrics[metrics["breakdown"] == "all"].iterrows():
+        console.print(f"  {row['metric']:20s} {row['estimate']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}] "
+                      f"({row['numerator']:g}/{row['denominator']:g})", highlight=False)
+
+
+def lesions(
+    mask: Path = typer.Option(..., "--mask", "-m", help="Binary lesion mask (predicted, or the one to describe)."),
+    bones: Path = typer.Option(..., "--bones", "-b", help="TotalSegmentator v2 'total' label map on the mask's grid."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder for lesions.csv, patients.csv (and metrics)."),
+    reference: Optional[Path] = typer.Option(None, "--reference", "-r", help="Reference (manual) lesion mask."),
+    ct: Optional[Path] = typer.Option(None, "--ct", help="CT in HU on the same grid, for mean/max HU per lesion."),
+    patient_id: Optional[str] = typer.Option(None, help="Patient id in the tables (default: the mask file name)."),
+    criterion: str = typer.Option("iou", help=_CRITERION_HELP),
+    iou_threshold: float = typer.Option(0.1, help="IoU threshold of the 'iou' criterion."),
+    diffuse_fraction: float = typer.Option(0.5, help="Diffuse when the lesion covers more than this fraction of "
+                                                     "its bone's cross-section on some slice."),
+    cluster_gap: float = typer.Option(10.0, help="Lesions at most this far apart along z form one cluster."),
+    cluster_unit: str = typer.Option("slices", help="Unit of --cluster-gap: 'slices' or 'mm'."),
+    seed: int = typer.Option(0, help="Seed of the bootstrap over patients."),
+) -> None:
+    """Lesions of one mask (3D lesions, bone, diffuse/focal, clusters); with --reference, the matched evaluation."""
+    with user_errors():
+        from osteomet.ct.lesion_cohort import LesionResult, analyse_files, write_results
+        from osteomet.utils.files import full_suffix
+
+        settings = _settings(diffuse_fraction, cluster_gap, cluster_unit, criterion, iou_threshold, seed)
+        pid = patient_id or mask.name[: len(mask.name) - len(full_suffix(mask))]
+        analysis, ref, evaluation = analyse_files(mask, bones, ct=ct, reference=reference, patient_id=pid,
+                                                  settings=settings)
+        result = LesionResult([analysis], [ref] if ref else [], [evaluation] if evaluation else [], settings)
+        paths = write_results(result, out)
+    summary = analysis.summary()
+    console.print(f"{pid}: {summary['n_lesions']} lesion(s), {summary['n_clusters']} cluster(s), "
+                  f"{summary['total_volume_ml']:.2f} mL -> [bold]{paths['lesions']}[/]")
+    if evaluation is not None:
+        s = evaluation.summary()
+        console.print(f"  reference {s['n_reference']}, detected {s['n_detected']}, false positives "
+                      f"{s['n_false_positive']} -> {paths['metrics']}")
+
+
+def lesions_cohort(
+    manifest: Path = typer.Option(..., "--manifest", "-m", help="CT manifest with lesion_mask and bone_map."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
+    predictions: Optional[Path] = typer.Option(None, "--predictions", "-p",
+                                               help="Folder of predicted masks <patient_id>.nii.gz; evaluated "
+                                                    "against the manifest's lesion masks."),
+    criterion: str = typer.Option("iou", help=_CRITERION_HELP),
+    iou_threshold: float = typer.Option(0.1, help="IoU threshold of the 'iou' criterion."),
+    diffuse_fraction: float = typer.Option(0.5, help="Diffuse/focal threshold (fraction of the bone cross-section)."),
+    cluster_gap: float = typer.Option(10.0, help="Cluster gap along z."),
+    cluster_unit: str = typer.Option("slices", help="Unit of --cluster-gap: 'slices' or 'mm'."),
+    seed: int = typer.Option(0, help="Seed of the bootstrap over patients."),
+) -> None:
+    """Per-lesion analysis over a manifest; with --predictions, lesion/patient/bone-level statistics with CIs."""
+    with user_errors():
+        from osteomet.ct.lesion_cohort import analyse_cohort, write_results
+        from osteomet.data.manifest import read_manifest
+
+        settings = _settings(diffuse_fraction, cluster_gap, cluster_unit, criterion, iou_threshold, seed)
+        n = len(read_manifest(manifest, kind="ct"))
+        with progress_bar("lesions", n) as advance:
+            result = analyse_cohort(manifest, predictions=predictions, settings=settings, progress=advance)
+        paths = write_results(result, out)
+    n_lesions = sum(len(a.table) for a in result.analyses)
+    console.print(f"{len(result.analyses)} patients, {n_lesions} lesion(s) -> [bold]{paths['lesions']}[/]")
+    if "metrics" in paths:
+        _print_metrics(paths["metrics"])
+
+
+def icc(
+    manual: Path = typer.Option(..., "--manual", help="Manual-mask features (CSV/Parquet, case_id column)."),
+    predicted: Path = typer.Option(..., "--predicted", help="Features from the predicted masks, same columns."),
+    out: Path = typer.Option(..., "--out", "-o", help="CSV of feature, class, icc, ci_low, ci_high (and n_cases)."),
+    model: str = typer.Option("2,1", "--icc", help="ICC form: 2,1 (absolute agreement) or 3,1 (consistency)."),
+    plot: Optional[Path] = typer.Option(None, help="Box plot PNG (default: OUT stem + _by_class.png)."),
+    summary: Optional[Path] = typer.Option(None, help="Per-class summary CSV (default: OUT stem + _by_class.csv)."),
+) -> None:
+    """ICC per radiomics feature between predicted and manual masks, summarised by feature class."""
+    with user_errors():
+        from osteomet.ct.reproducibility import run_icc
+
+        report, paths = run_icc(manual, predicted, out, model=model, plot=plot, summary=summary)
+    for note in report.notes:
+        err_console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+    console.print(f"ICC({report.model}) over {report.n_cases} cases, {len(report.per_feature)} features -> "
+                  f"[bold]{paths['icc']}[/]")
+    for _, row in report.by_class.iterrows():
+        console.print(f"  {row['class']:10s} n={row['n_features']:4d}  min {row['min']:.3f}  median "
+                      f"{row['median']:.3f}  max {row['max']:.3f}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
     """Add the per-lesion analysis and ICC commands to the ``ct`` group."""
+    app.command("lesions")(lesions)
+    app.command("lesions-cohort")(lesions_cohort)
+    app.command("icc")(icc)
