@@ -44,3 +44,35 @@ def test_extract_with_bad_params_is_a_clear_error(tmp_path: Path, mri_cohort: Pa
     result = runner.invoke(app, ["radiomics", "extract", "-m", str(mri_cohort), "-o", str(tmp_path / "o"),
                                  "--params", str(params)])
     assert result.exit_code == 2 and "LBP3D" in result.output and "Traceback" not in result.output
+
+
+def test_features_from_another_mask_folder_feed_the_icc(tmp_path: Path):
+    """Manual vs 'predicted' CT masks: extract both, then ICC by feature class (identical masks -> ICC 1)."""
+    import shutil
+
+    cohort = tmp_path / "ct"
+    made = runner.invoke(app, ["synth", "ct", "--n", "6", "--out", str(cohort), "--seed", "2", "--size", "64",
+                               "--region", "abdomen_pelvis"])
+    assert made.exit_code == 0, made.output
+    manifest = pd.read_csv(cohort / "manifest.csv")
+    predicted = tmp_path / "predicted"
+    predicted.mkdir()
+    for row in manifest.itertuples():
+        shutil.copy(cohort / row.lesion_mask, predicted / f"{row.patient_id}.nii.gz")
+    manual_out, predicted_out = tmp_path / "f_manual", tmp_path / "f_pred"
+    for out, extra in ((manual_out, []), (predicted_out, ["--masks", str(predicted)])):
+        result = runner.invoke(app, ["radiomics", "extract", "-m", str(cohort / "manifest.csv"), "-o", str(out),
+                                     "--params", "tiny", *extra])
+        assert result.exit_code == 0, result.output
+    icc_csv = tmp_path / "icc.csv"
+    result = runner.invoke(app, ["ct", "icc", "--manual", str(manual_out / "features.parquet"),
+                                 "--predicted", str(predicted_out / "features.parquet"), "--out", str(icc_csv)])
+    assert result.exit_code == 0, result.output
+    icc = pd.read_csv(icc_csv).dropna(subset=["icc"])
+    assert len(icc) > 10 and {"firstorder", "shape", "glcm"} <= set(icc["class"])
+    assert (icc["icc"] > 0.999999).all()
+
+    (predicted / f"{manifest.patient_id[0]}.nii.gz").unlink()
+    result = runner.invoke(app, ["radiomics", "extract", "-m", str(cohort / "manifest.csv"), "-o",
+                                 str(tmp_path / "f3"), "--params", "tiny", "--masks", str(predicted)])
+    assert result.exit_code == 2 and f"patient '{manifest.patient_id[0]}'" in result.output

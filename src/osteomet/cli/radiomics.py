@@ -21,6 +21,8 @@ def extract(
     scheduler: Optional[str] = typer.Option(None, help="Address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786."),
     cache: Optional[Path] = typer.Option(None, help="Feature cache folder (default: OUT/cache)."),
     segdir: Optional[Path] = typer.Option(None, help="Segmentation folder: use its reviewed (else auto) tumour masks."),
+    masks: Optional[Path] = typer.Option(None, help="Folder of <patient_id>.nii.gz masks to use instead of the manifest's "
+                                         "(e.g. predicted CT lesion masks, to compare with the manual ones by ICC)."),
 ) -> None:
     """Extract features per patient and sequence; cached by content hash, so a rerun extracts nothing new."""
     with user_errors():
@@ -32,6 +34,12 @@ def extract(
         from osteomet.utils.files import write_text_atomic
 
         cohort = read_manifest(manifest)
+        if segdir is not None and masks is not None:
+            raise ValueError("give either --segdir or --masks, not both")
+        if masks is not None:
+            from osteomet.data.manifest import with_mask_folder
+
+            cohort = with_mask_folder(cohort, masks)
         if segdir is not None:
             from osteomet.segmentation.masks import apply_masks
 
