@@ -19,6 +19,14 @@ pipq --upgrade pip setuptools wheel
 python -c "import torch" 2>/dev/null || pipq torch==2.13.0
 pipq -r requirements.txt
 python -c "import radiomics" 2>/dev/null || pipq --no-build-isolation pyradiomics==3.0.1
+# nnU-Net v2 (the `nnunet` extra) without its declared dependencies: timm would pull a newer torch.
+# Its planning, trainers and predictor run on the pinned torch; the rest of its needs come after.
+if ! python -c "import nnunetv2, acvl_utils, batchgenerators, batchgeneratorsv2, dynamic_network_architectures, blosc2, skimage, tqdm" 2>/dev/null; then
+  pipq --no-deps nnunetv2==2.8.1 acvl_utils==0.2.6 dynamic_network_architectures==0.4.4 batchgeneratorsv2==0.3.6
+  pipq batchgenerators blosc2 graphviz imagecodecs scikit-image seaborn tifffile yacs tqdm requests
+  python -c "import torch, sys; sys.exit(not torch.__version__.startswith('2.13.0'))" \
+    || { echo "setup.sh: installing nnU-Net changed torch (expected 2.13.0)" >&2; exit 1; }
+fi
 pipq --no-deps -e .
 python -c "import osteomet, torch, monai, radiomics, xgboost, SimpleITK" \
   || { echo "setup.sh: the environment is incomplete (see pip output above)" >&2; exit 1; }

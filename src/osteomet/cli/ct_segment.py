@@ -1,7 +1,100 @@
-"""``osteomet ct segment``."""
+"""``osteomet ct segment``: 2D UNet, residual UNet and attention UNet lesion segmentation, compared per patient."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import List, Optional
+
 import typer
 
-app = typer.Typer(help="CT segment (not yet implemented).", no_args_is_help=True)
+from osteomet.cli._common import console, progress_bar, user_errors
+
+app = typer.Typer(help="CT lesion segmentation: MONAI 2D UNet, residual UNet and AttentionUnet (Dice + CE), "
+                       "masks in each CT's own geometry, models compared per patient.", no_args_is_help=True)
+
+
+@app.command("train")
+def train(
+    manifest: Path = typer.Option(..., "--manifest", "-m", help="CT manifest with ct and lesion_mask (split optional)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder: <architecture>/checkpoints, config.yaml, patients.csv."),
+    config: str = typer.Option("default", help="Preset ('default', 'tiny') or YAML file."),
+    model: Optional[List[str]] = typer.Option(None, "--model", help="Architecture(s) to train (default: the config's)."),
+    cache: Optional[Path] = typer.Option(None, help="Slice cache folder (default OUT/slices; share it between runs)."),
+    device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda when present)."),
+    max_epochs: Optional[int] = typer.Option(None, help="Override the config's max_epochs."),
+) -> None:
+    """Split by patient, cache the slices, train each network with early stopping on validation Dice."""
+    with user_errors():
+        from osteomet.ct.segmentation.config import load_segmentation_config
+        from osteomet.ct.segmentation.train import prepare_segmentation_run, train_segmenter
+        from osteomet.data.manifest import read_manifest
+
+        settings = load_segmentation_config(config)
+        if max_epochs is not None:
+            settings = settings.model_copy(update={"max_epochs": max_epochs})
+        cohort = read_manifest(manifest, kind="ct", require=("lesion_mask",))
+        with progress_bar("slices", len(cohort)) as advance:
+            root, settings = prepare_segmentation_run(cohort, out, settings, architectures=model, cache=cache,
+                                                      on_patient=advance)
+        for architecture in settings.architectures:
+            with progress_bar(f"train {architecture}", settings.max_epochs) as advance:
+                result = train_segmenter(root, out, settings, architecture, device=device, progress=advance)
+            console.print(f"{architecture}: best validation Dice {result.best_dice:.3f} at epoch {result.best_epoch} "
+                          f"({result.epochs_run} epochs{', stopped early' if result.stopped_early else ''})")
+    console.print(f"-> [bold]{out}[/]")
+
+
+@app.command("predict")
+def predict(
+    manifest: Path = typer.Option(..., "--manifest", "-m", help="CT manifest (lesion_mask optional: metrics need it)."),
+    model: Path = typer.Option(..., "--model", help="Run folder of `osteomet ct segment train`."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output: <architecture>/masks/<patient>.nii.gz, metrics.csv, comparison/."),
+    architecture: Optional[List[str]] = typer.Option(None, "--architecture", "-a", help="Only these trained architectures."),
+    cache: Optional[Path] = typer.Option(None, help="Slice cache folder (default OUT/slices)."),
+    compare_split: str = typer.Option("test", help="Split whose patients enter the model comparison ('all' for every patient)."),
+    device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda when present)."),
+) -> None:
+    """Masks as NIfTI on each CT's grid; per-patient Dice/precision/recall; paired model comparison (Holm)."""
+    with user_errors():
+        from osteomet.ct.segmentation.compare import compare_segmentations
+        from osteomet.ct.segmentation.infer import predict_segmentation, run_config
+        from osteomet.ct.slices import cache_cohort
+        from osteomet.data.manifest import read_manifest
+
+        cohort = read_manifest(manifest, kind="ct")
+        cache = cache or out / "slices"
+        with progress_bar("slices", len(cohort)) as advance:
+            cache_cohort(cohort, cache, run_config(model).slices, progress=advance)
+        with progress_bar("segment", len(cohort)) as advance:
+            table = predict_segmentation(cohort, model, out, cache=cache, architectures=architecture, device=device,
+                                         progress=advance)
+        results = None
+        if "dice" in table and table["dice"].notna().any():
+            split = None if compare_split == "all" else compare_split
+            if split is None or (table["split"] == split).any():
+                results = compare_segmentations(table.dropna(subset=["dice"]), out / "comparison", split=split)
+    console.print(f"{table['patient_id'].nunique()} patient(s) x {table['model'].nunique()} model(s) -> [bold]{out}[/]")
+    if results is not None:
+        summary = results["summary"]
+        for row in summary[summary["metric"] == "dice"].itertuples():
+            console.print(f"  {row.model:16s} n={row.n:3d} Dice mean {row.mean:.3f} median {row.median:.3f}")
+
+
+@app.command("compare")
+def compare(
+    metrics: List[Path] = typer.Argument(..., help="Per-patient metrics.csv files (MONAI models, nnU-Net import)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for summary.csv, pairwise_<metric>.csv, boxplot_<metric>.png."),
+    split: str = typer.Option("test", help="Split whose patients are compared ('all' for every patient)."),
+    adjust: str = typer.Option("holm", help="p-value adjustment over model pairs (holm or bh)."),
+) -> None:
+    """Paired t-test and Wilcoxon between every pair of models on the same patients, adjusted p-values."""
+    with user_errors():
+        from osteomet.ct.segmentation.compare import compare_segmentations, read_metrics
+
+        table = read_metrics(metrics)
+        results = compare_segmentations(table, out, adjust=adjust, split=None if split == "all" else split)
+    if "pairwise_dice" in results:
+        for row in results["pairwise_dice"].itertuples():
+            console.print(f"  {row.model_a} vs {row.model_b}: n={row.n} mean Dice diff {row.mean_diff:+.3f}, "
+                          f"t p={row.t_p_adj:.3g}, Wilcoxon p={row.wilcoxon_p_adj:.3g} ({adjust})")
+    console.print(f"-> [bold]{out}[/]")

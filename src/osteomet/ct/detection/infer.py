@@ -1,0 +1,129 @@
+"""Detection inference: slice probabilities, patient scores (max over slices), metrics with bootstrap CIs.
+
+Outputs per architecture in ``OUT/<architecture>/``: ``slice_scores.csv`` (patient_id, slice,
+split, label, probability, predicted), ``patient_scores.csv`` (patient score = the maximum
+slice probability; a patient is positive exactly when one of its slices is),
+``metrics.csv`` (level slice/patient, split, n, n_positive, then precision, recall, F1,
+AUC and the other threshold metrics with percentile-bootstrap 95% CIs from
+:mod:`osteomet.evaluation.bootstrap`), and Grad-CAM overlays under ``gradcam/``.
+
+The threshold is the one chosen on the validation slices at training time, never re-tuned.
+Slice-level CIs resample slices as if independent; slices of one patient are correlated,
+so those intervals are too narrow and the patient-level ones are the ones to report.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from osteomet.config import load_config
+from osteomet.ct.detection.config import DetectionConfig
+from osteomet.ct.detection.gradcam import write_gradcam_overlays
+from osteomet.ct.detection.train import load_detector, slice_probabilities
+from osteomet.ct.slices import SliceStore, cache_cohort
+from osteomet.data.manifest import Manifest
+from osteomet.segmentation.train import pick_device
+from osteomet.utils.files import write_text_atomic
+
+
+def run_config(run_dir: str | Path) -> DetectionConfig:
+    return load_config(Path(run_dir) / "config.yaml", DetectionConfig)
+
+
+def trained_architectures(run_dir: str | Path) -> list[str]:
+    run_dir = Path(run_dir)
+    found = [a for a in run_config(run_dir).architectures if (run_dir / a / "checkpoints" / "best.pt").is_file()]
+    if not found:
+        raise FileNotFoundError(f"{run_dir}: no trained detector (no <architecture>/checkpoints/best.pt)")
+    return found
+
+
+def assign_known_splits(patients: pd.DataFrame, run_dir: Path) -> pd.Series:
+    """The training run's split for its own patients; else the manifest's split; else 'new'."""
+    known = {}
+    path = run_dir / "patients.csv"
+    if path.is_file():
+        table = pd.read_csv(path, dtype={"patient_id": str})
+        known = dict(zip(table["patient_id"], table["split"]))
+    return pd.Series([known.get(p, s if isinstance(s, str) else "new") for p, s in
+                      zip(patients["patient_id"], patients["split"])], index=patients.index)
+
+
+def patient_scores(scores: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    """Patient score = max slice probability; label = any lesion slice (NaN when unlabelled)."""
+    grouped = scores.groupby("patient_id", sort=False)
+    table = grouped.agg(split=("split", "first"), label=("label", "max"), score=("probability", "max"),
+                        n_slices=("slice", "size")).reset_index()
+    table["predicted"] = (table["score"] >= threshold).astype(int)
+    return table
+
+
+def detection_metrics(scores: pd.DataFrame, patients: pd.DataFrame, threshold: float, *,
+                      n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Bootstrap metrics per level and split (splits where both classes are present)."""
+    from osteomet.evaluation.bootstrap import bootstrap_threshold_metrics
+
+    frames = []
+    for level, table, score in (("slice", scores, "probability"), ("patient", patients, "score")):
+        labelled = table.dropna(subset=["label"])
+        for split, part in labelled.groupby("split", sort=False):
+            y = part["label"].astype(int).to_numpy()
+            if y.min() == y.max():
+                continue
+            metrics = bootstrap_threshold_metrics(y, part[score].to_numpy(float), threshold,
+                                                  n_resamples=n_resamples, seed=seed)
+            metrics.insert(0, "n_positive", int(y.sum()))
+            metrics.insert(0, "n", int(y.size))
+            metrics.insert(0, "split", split)
+            metrics.insert(0, "level", level)
+            metrics["threshold"] = threshold
+            frames.append(metrics)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["level", "split", "n", "n_positive", "metric", "estimate", "ci_low", "ci_high", "threshold"])
+
+
+def predict_detection(manifest: Manifest, run_dir: str | Path, out: str | Path, *, cache: str | Path | None = None,
+                      architectures: list[str] | None = None, device: str | None = None, gradcam: bool = True,
+                      n_resamples: int = 1000, on_cached: Callable[[], None] | None = None,
+                      progress: Callable[[], None] | None = None) -> dict[str, pd.DataFrame]:
+    """Score every patient of ``manifest`` with each trained architecture; return the metrics per architecture.
+
+    ``on_cached`` is called per patient cached, ``progress`` per patient and architecture scored.
+    """
+    run_dir, out = Path(run_dir), Path(out)
+    config = run_config(run_dir)
+    architectures = architectures or trained_architectures(run_dir)
+    root = Path(cache) if cache is not None else out / "slices"
+    slices, patients = cache_cohort(manifest, root, config.slices, progress=on_cached)
+    patients["split"] = assign_known_splits(patients, run_dir)
+    slices = slices.merge(patients[["patient_id", "split"]], on="patient_id")
+    store = SliceStore(root)
+    dev = pick_device(device)
+    results = {}
+    for architecture in architectures:
+        model, threshold = load_detector(run_dir, architecture, dev)
+        parts = []
+        for _, part in slices.groupby("patient_id", sort=False):
+            part = part.copy()
+            part["probability"] = slice_probabilities(model, store, part, config.batch_size, dev)
+            parts.append(part)
+            if progress:
+                progress()
+        table = pd.concat(parts, ignore_index=True)
+        table["predicted"] = (table["probability"] >= threshold).astype(int)
+        per_patient = patient_scores(table, threshold)
+        metrics = detection_metrics(table, per_patient, threshold, n_resamples=n_resamples, seed=config.seed)
+        folder = out / architecture
+        write_text_atomic(folder / "slice_scores.csv", table.to_csv(index=False))
+        write_text_atomic(folder / "patient_scores.csv", per_patient.to_csv(index=False))
+        write_text_atomic(folder / "metrics.csv", metrics.to_csv(index=False))
+        if gradcam and config.gradcam_max > 0:
+            focus = table[table["split"] == "test"] if (table["split"] == "test").any() else table
+            written = write_gradcam_overlays(model, architecture, store, focus, threshold, folder / "gradcam",
+                                             config.gradcam_max, dev)
+            write_text_atomic(folder / "gradcam" / "index.csv", written.to_csv(index=False))
+        results[architecture] = metrics
+    return results

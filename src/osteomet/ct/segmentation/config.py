@@ -1,0 +1,55 @@
+"""Lesion-segmentation settings (YAML, validated), with the method's defaults and a tiny preset."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from osteomet.config import load_config
+from osteomet.ct.slices import SliceConfig
+
+PRESETS = ("default", "tiny")
+Architecture = Literal["unet", "resunet", "attention_unet"]
+
+
+class CTSegmentationConfig(BaseModel):
+    """Everything a CT segmentation run depends on; saved beside its checkpoints."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    slices: SliceConfig = Field(default_factory=SliceConfig)
+    architectures: list[Architecture] = Field(["unet", "resunet", "attention_unet"], min_length=1)
+    channels: tuple[int, ...] = Field((32, 64, 128, 256, 512), description="feature maps per UNet level")
+    strides: tuple[int, ...] = Field((2, 2, 2, 2), description="down-sampling between levels")
+    batch_size: int = Field(16, ge=1)
+    negative_ratio: float = Field(0.5, ge=0, description="no-lesion slices drawn per lesion slice and epoch")
+    max_epochs: int = Field(100, ge=1)
+    patience: int = Field(10, ge=1, description="epochs without a better validation Dice before stopping")
+    learning_rate: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-5, ge=0)
+    flip_prob: float = Field(0.5, ge=0, le=1)
+    foreground_prior: float = Field(0.01, gt=0, lt=1, description="initial lesion probability of the output layer")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self) -> "CTSegmentationConfig":
+        if len(self.strides) != len(self.channels) - 1:
+            raise ValueError(f"strides needs one entry fewer than channels, got {len(self.strides)} and {len(self.channels)}")
+        factor = 1
+        for s in self.strides:
+            factor *= s
+        if self.slices.inplane_size % factor:
+            raise ValueError(f"slices.inplane_size {self.slices.inplane_size} is not divisible by the total stride {factor}")
+        return self
+
+
+def load_segmentation_config(source: str | Path | None = None) -> CTSegmentationConfig:
+    """A preset name ('default', 'tiny') or a YAML file."""
+    if source is None or str(source) in PRESETS:
+        ref = resources.files("osteomet.ct").joinpath("configs", f"segmentation_{source or 'default'}.yaml")
+        with resources.as_file(ref) as path:
+            return load_config(path, CTSegmentationConfig)
+    return load_config(source, CTSegmentationConfig)

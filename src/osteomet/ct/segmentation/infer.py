@@ -1,0 +1,87 @@
+"""Segmentation inference: slice by slice, stacked to 3D, written as NIfTI on the CT's own grid.
+
+The probability stack on the slice grid is resampled in physical space (linear, then
+>= 0.5) onto the original CT geometry, whatever its orientation or matrix (a DICOM series
+included), and written atomically to ``OUT/<architecture>/masks/<patient_id>.nii.gz``.
+Where the manifest has a lesion mask, per-patient Dice, precision and recall are computed
+on the CT grid (:func:`osteomet.evaluation.segmentation.overlap`; a lesion-free patient
+left empty scores 1) into ``OUT/<architecture>/metrics.csv``, one row per patient with
+columns patient_id, split, model, dice, precision, recall: the long format that
+:mod:`osteomet.ct.segmentation.compare` (and the nnU-Net import) share.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import SimpleITK as sitk
+
+from osteomet.config import load_config
+from osteomet.ct.detection.infer import assign_known_splits
+from osteomet.ct.segmentation.config import CTSegmentationConfig
+from osteomet.ct.segmentation.train import load_segmenter, volume_probabilities
+from osteomet.ct.slices import cache_cohort, load_case, to_ct_geometry
+from osteomet.data.io import read_mask, write_image
+from osteomet.data.manifest import Manifest
+from osteomet.segmentation.train import pick_device
+from osteomet.utils.files import write_text_atomic
+
+
+def run_config(run_dir: str | Path) -> CTSegmentationConfig:
+    return load_config(Path(run_dir) / "config.yaml", CTSegmentationConfig)
+
+
+def trained_architectures(run_dir: str | Path) -> list[str]:
+    run_dir = Path(run_dir)
+    found = [a for a in run_config(run_dir).architectures if (run_dir / a / "checkpoints" / "best.pt").is_file()]
+    if not found:
+        raise FileNotFoundError(f"{run_dir}: no trained segmenter (no <architecture>/checkpoints/best.pt)")
+    return found
+
+
+def predict_segmentation(manifest: Manifest, run_dir: str | Path, out: str | Path, *, cache: str | Path | None = None,
+                         architectures: list[str] | None = None, device: str | None = None,
+                         on_cached: Callable[[], None] | None = None,
+                         progress: Callable[[], None] | None = None) -> pd.DataFrame:
+    """Masks for every patient and architecture; returns the long per-patient metrics table.
+
+    ``on_cached`` is called per patient cached, ``progress`` per patient segmented (all architectures).
+    """
+    from osteomet.evaluation.segmentation import overlap
+
+    run_dir, out = Path(run_dir), Path(out)
+    config = run_config(run_dir)
+    architectures = architectures or trained_architectures(run_dir)
+    root = Path(cache) if cache is not None else out / "slices"
+    _, patients = cache_cohort(manifest, root, config.slices, progress=on_cached)
+    patients["split"] = assign_known_splits(patients, run_dir)
+    split_of = dict(zip(patients["patient_id"], patients["split"]))
+    dev = pick_device(device)
+    models = {a: load_segmenter(run_dir, a, config, dev) for a in architectures}
+    rows = []
+    for record in manifest:
+        arrays, meta = load_case(root, record.patient_id)
+        reference = None
+        for architecture, model in models.items():
+            probability = volume_probabilities(model, arrays["image"], config.batch_size, dev)
+            mask = to_ct_geometry(probability, meta)
+            path = write_image(mask, out / architecture / "masks" / f"{record.patient_id}.nii.gz")
+            array = sitk.GetArrayViewFromImage(mask)
+            row = {"patient_id": record.patient_id, "split": split_of[record.patient_id], "model": architecture,
+                   "mask": str(path), "predicted_voxels": int(np.count_nonzero(array))}
+            if record.lesion_mask is not None:
+                if reference is None:
+                    reference = sitk.GetArrayFromImage(read_mask(record.lesion_mask, reference=mask,
+                                                                 reference_name=record.ct, allow_empty=True))
+                row.update(overlap(array, reference))
+            rows.append(row)
+        if progress:
+            progress()
+    table = pd.DataFrame(rows)
+    for architecture, part in table.groupby("model", sort=False):
+        write_text_atomic(out / architecture / "metrics.csv", part.to_csv(index=False))
+    write_text_atomic(out / "metrics.csv", table.to_csv(index=False))
+    return table

@@ -1,0 +1,37 @@
+"""The three MONAI 2D segmentation networks (2 output classes: background, lesion)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from osteomet.ct.segmentation.config import CTSegmentationConfig
+
+ARCHITECTURES = ("unet", "resunet", "attention_unet")
+
+
+def build_segmenter(architecture: str, config: CTSegmentationConfig) -> torch.nn.Module:
+    """Plain UNet (no residual units), residual UNet (2 residual units per block) or AttentionUnet.
+
+    The output bias starts at the lesion prior (as for focal loss), so the first epochs are
+    not spent unlearning lesion everywhere.
+    """
+    from monai.networks.nets import AttentionUnet, UNet
+
+    common = dict(spatial_dims=2, in_channels=1, out_channels=2, channels=config.channels, strides=config.strides)
+    if architecture == "unet":
+        model = UNet(**common, num_res_units=0)
+    elif architecture == "resunet":
+        model = UNet(**common, num_res_units=2)
+    elif architecture == "attention_unet":
+        model = AttentionUnet(**common)
+    else:
+        raise ValueError(f"unknown segmentation architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
+    last = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))
+            and m.out_channels == 2][-1]
+    if last.bias is not None:
+        with torch.no_grad():
+            p = config.foreground_prior
+            last.bias.copy_(torch.tensor([math.log(1 - p), math.log(p)], dtype=last.bias.dtype))
+    return model

@@ -1,0 +1,158 @@
+"""Slice detection: the three MONAI classifiers, learning on the synthetic CT cohort, metrics, Grad-CAM, real CT."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+import torch
+from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score, roc_curve
+
+from osteomet.ct.detection.config import load_detection_config
+from osteomet.ct.detection.gradcam import gradcam_map
+from osteomet.ct.detection.infer import predict_detection
+from osteomet.ct.detection.models import build_classifier
+from osteomet.ct.detection.train import prepare_detection_run, train_detector, untrained_val_auc
+from osteomet.data.io import read_image, resample_to_reference, write_image
+from osteomet.data.manifest import read_manifest, write_manifest
+from osteomet.data.synth.ct import CTSynthConfig, generate_ct_cohort
+from tests.conftest import shared_path
+from tests.ct.test_slices import insert_sclerotic_lesion, write_dicom_series
+
+#: Lesions large and sclerotic enough to be seen on 64 x 64 slices after a few epochs.
+EASY_LESIONS = CTSynthConfig(region="abdomen_pelvis", inplane_size=64, mean_lesions=5, diffuse_fraction=0.5,
+                             lytic_fraction=0.0, focal_diameter_mm=(20.0, 30.0))
+ARCHITECTURE = "densenet121"  # the fastest of the three on CPU
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A tiny DenseNet121 trained once on a 14-patient synthetic cohort (3 epochs)."""
+    base = tmp_path_factory.mktemp("ct_detection")
+    manifest_path = generate_ct_cohort(base / "cohort", 14, seed=7, config=EASY_LESIONS)
+    config = load_detection_config("tiny").model_copy(update={"max_epochs": 3, "patience": 3})
+    run = base / "run"
+    root, config = prepare_detection_run(read_manifest(manifest_path), run, config, architectures=[ARCHITECTURE])
+    baseline = untrained_val_auc(root, ARCHITECTURE, seed=config.seed)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # predictable on a shared 2-core machine (no OpenMP spinning against other jobs)
+    try:
+        result = train_detector(root, run, config, ARCHITECTURE)
+    finally:
+        torch.set_num_threads(threads)
+    return {"manifest": manifest_path, "run": run, "root": root, "config": config, "baseline": baseline,
+            "result": result, "base": base}
+
+
+@pytest.mark.parametrize("architecture", ["efficientnet-b0", "resnet34", "densenet121"])
+def test_classifiers_give_one_logit_per_slice(architecture: str) -> None:
+    torch.manual_seed(0)
+    model = build_classifier(architecture).eval()
+    with torch.no_grad():
+        out = model(torch.rand(3, 1, 64, 64))
+    assert out.shape == (3, 1)
+    heat = gradcam_map(model, architecture, np.random.default_rng(0).random((64, 64)), torch.device("cpu"))
+    assert heat.shape == (64, 64) and np.isfinite(heat).all() and heat.min() >= 0 and heat.max() <= 1
+
+
+def test_unknown_architecture_is_refused() -> None:
+    with pytest.raises(ValueError, match="vgg"):
+        build_classifier("vgg")
+
+
+def test_tiny_detector_learns_and_keeps_the_best_epoch(trained: dict) -> None:
+    result = trained["result"]
+    history = pd.read_csv(trained["run"] / ARCHITECTURE / "history.csv")
+    # the network learned: validation AUC clearly above the untrained network's
+    assert result.best_auc >= trained["baseline"] + 0.15, (result.best_auc, trained["baseline"])
+    assert result.best_auc > 0.75
+    # best checkpoint = the epoch of the highest validation AUC (first one on ties)
+    assert result.best_epoch == int(history["val_auc"].to_numpy().argmax())
+    state = torch.load(trained["run"] / ARCHITECTURE / "checkpoints" / "best.pt", weights_only=True)
+    assert state["epoch"] == result.best_epoch
+
+
+def test_predict_metrics_match_sklearn_and_threshold_comes_from_validation(trained: dict, tmp_path: Path) -> None:
+    out = tmp_path / "pred"
+    predict_detection(read_manifest(trained["manifest"]), trained["run"], out, cache=trained["root"], n_resamples=200)
+    folder = out / ARCHITECTURE
+    slices = pd.read_csv(folder / "slice_scores.csv")
+    patients = pd.read_csv(folder / "patient_scores.csv")
+    metrics = pd.read_csv(folder / "metrics.csv")
+    threshold = float(metrics["threshold"].iloc[0])
+    # the threshold is Youden's on the validation slices (independent: sklearn's ROC curve)
+    val = slices[slices["split"] == "val"]
+    fpr, tpr, cuts = roc_curve(val["label"], val["probability"])
+    best_cut = cuts[int(np.argmax(tpr - fpr))]
+    assert ((val["probability"] >= threshold) == (val["probability"] >= best_cut)).all()
+    # patient score = max slice probability, label = any lesion slice
+    expected = slices.groupby("patient_id").agg(score=("probability", "max"), label=("label", "max"))
+    got = patients.set_index("patient_id").loc[expected.index]
+    assert np.allclose(got["score"], expected["score"]) and (got["label"] == expected["label"]).all()
+    # slice-level estimates on the test split equal sklearn's at the validation threshold
+    test = slices[slices["split"] == "test"]
+    called = (test["probability"] >= threshold).astype(int)
+    row = metrics[(metrics["level"] == "slice") & (metrics["split"] == "test")].set_index("metric")
+    assert row.loc["auc", "estimate"] == pytest.approx(roc_auc_score(test["label"], test["probability"]))
+    assert row.loc["precision", "estimate"] == pytest.approx(precision_score(test["label"], called, zero_division=np.nan))
+    assert row.loc["recall", "estimate"] == pytest.approx(recall_score(test["label"], called))
+    assert row.loc["f1", "estimate"] == pytest.approx(f1_score(test["label"], called))
+    assert (row["ci_low"] <= row["estimate"] + 1e-12).all() and (row["estimate"] <= row["ci_high"] + 1e-12).all()
+    assert set(metrics["level"]) == {"slice", "patient"}
+    overlays = pd.read_csv(folder / "gradcam" / "index.csv")
+    assert all(Path(p).is_file() for p in overlays["png"])
+    assert set(overlays["kind"]) <= {"true_positive", "false_positive"}
+
+
+def _real_cases(tmp: Path) -> Path:
+    """Manifest of the two real TotalSegmentator CTs (NIfTI and DICOM series) with a sclerotic lesion in a vertebra."""
+    rows = []
+    for pid, ct_path, labels_path in (
+        ("TSNIFTI", shared_path("ct", "totalseg_example", "ct.nii.gz"),
+         shared_path("ct", "totalseg_example", "bones_totalsegmentator.nii.gz")),
+        ("TSDICOM", shared_path("ct", "totalseg_dicom", "ct"),
+         shared_path("ct", "totalseg_dicom", "labels_totalsegmentator.nii.gz")),
+    ):
+        ct = read_image(ct_path)
+        bones = resample_to_reference(read_image(labels_path), ct, interpolator=sitk.sitkNearestNeighbor,
+                                      name=labels_path, reference_name=ct_path)
+        with_lesion, mask, _ = insert_sclerotic_lesion(ct, bones)
+        if ct_path.is_dir():
+            image_path = write_dicom_series(with_lesion, tmp / f"{pid}_dicom")
+        else:
+            image_path = write_image(with_lesion, tmp / f"{pid}.nii.gz")
+        rows.append({"patient_id": pid, "ct": str(image_path),
+                     "lesion_mask": str(write_image(mask, tmp / f"{pid}_lesion.nii.gz"))})
+    return write_manifest(pd.DataFrame(rows), tmp / "real.csv", kind="ct")
+
+
+@pytest.mark.shared_data
+def test_real_ct_nifti_and_dicom_go_through_detection_predict(trained: dict, tmp_path: Path) -> None:
+    manifest = read_manifest(_real_cases(tmp_path))
+    out = tmp_path / "pred"
+    predict_detection(manifest, trained["run"], out, n_resamples=50)
+    slices = pd.read_csv(out / ARCHITECTURE / "slice_scores.csv")
+    for record in manifest:
+        n_slices = read_image(record.ct).GetSize()[2]
+        part = slices[slices["patient_id"] == record.patient_id]
+        assert len(part) == n_slices and part["probability"].between(0, 1).all()
+        assert (part["split"] == "new").all()  # patients unknown to the training run
+        lesion = sitk.GetArrayFromImage(sitk.ReadImage(str(record.lesion_mask)))
+        assert part["label"].sum() == int((lesion.reshape(n_slices, -1).sum(axis=1) > 0).sum()) > 0
+
+
+def test_training_refuses_an_index_that_splits_a_patient(trained: dict, tmp_path: Path) -> None:
+    from osteomet.ct.slices import SplitLeakageError
+
+    index = pd.read_csv(trained["root"] / "index.csv")
+    pid = index.loc[index["split"] == "train", "patient_id"].iloc[0]
+    rows = index.index[index["patient_id"] == pid]
+    index.loc[rows[: len(rows) // 2], "split"] = "val"  # half of one patient's slices moved to validation
+    leaky = tmp_path / "leaky"
+    leaky.mkdir()
+    index.to_csv(leaky / "index.csv", index=False)
+    with pytest.raises(SplitLeakageError, match=pid):
+        train_detector(leaky, tmp_path / "run", trained["config"], ARCHITECTURE)
