@@ -133,3 +133,27 @@ def test_bootstrap_mean_matches_a_hand_loop_and_covers_the_mean():
     assert got.low < clean.mean() < got.high
     with pytest.raises(EvaluationInputError, match="non-NaN"):
         bootstrap_mean([np.nan, np.nan])
+
+
+def test_cluster_bootstrap_draws_whole_patients_and_widens_slice_intervals():
+    from osteomet.evaluation.bootstrap import resample_indices
+
+    rng = np.random.default_rng(3)
+    patients = np.repeat(np.arange(12), 20)  # 12 patients x 20 slices, strongly patient-correlated scores
+    patient_effect = rng.normal(0, 1.5, 12)[patients]
+    y = (rng.random(patients.size) < 0.3).astype(int)
+    scores = y * 0.8 + patient_effect + rng.normal(0, 0.5, patients.size)
+    for idx in resample_indices(y.astype(bool), 20, seed=1, groups=patients):
+        drawn, counts = np.unique(patients[idx], return_counts=True)
+        assert idx.size == patients.size and (counts % 20 == 0).all()  # every drawn patient comes whole
+    # same draws as picking patient ids by hand with the same generator
+    first = next(resample_indices(y.astype(bool), 1, seed=5, groups=patients))
+    ids = np.random.default_rng(5).integers(0, 12, 12)
+    assert np.array_equal(np.sort(patients[first]), np.sort(np.repeat(ids, 20)))
+    flat = bootstrap_threshold_metrics(y, scores, 0.5, n_resamples=300, seed=0).set_index("metric")
+    cluster = bootstrap_threshold_metrics(y, scores, 0.5, n_resamples=300, seed=0, groups=patients).set_index("metric")
+    assert cluster.loc["auc", "estimate"] == flat.loc["auc", "estimate"]
+    width = lambda t: t.loc["acc", "ci_high"] - t.loc["acc", "ci_low"]  # noqa: E731
+    assert width(cluster) > 1.5 * width(flat)
+    with pytest.raises(EvaluationInputError, match="group ids"):
+        next(resample_indices(y.astype(bool), 1, groups=patients[:-1]))

@@ -10,6 +10,11 @@ was chosen on other data); only the patients are resampled.
 
 With ``stratified=False`` a resample may contain one class only; such resamples give NaN for
 the statistics that need both classes and are left out of the quantiles (as pROC does).
+
+When observations are nested in patients (CT slices), pass ``groups`` (the patient of each
+observation): the *cluster bootstrap* then resamples whole patients with replacement and keeps
+all their observations, so the interval reflects the number of patients rather than the
+(correlated) number of slices. Class stratification does not apply to clusters.
 """
 
 from __future__ import annotations
@@ -39,13 +44,32 @@ class Interval(NamedTuple):
 
 
 def resample_indices(
-    labels: np.ndarray, n_resamples: int = 1000, seed: int | None = 0, stratified: bool = True
+    labels: np.ndarray,
+    n_resamples: int = 1000,
+    seed: int | None = 0,
+    stratified: bool = True,
+    groups: Any = None,
 ) -> Iterator[np.ndarray]:
-    """Yield ``n_resamples`` index arrays (with replacement), stratified by class if asked."""
+    """Yield ``n_resamples`` index arrays (with replacement), stratified by class if asked.
+
+    With ``groups``, whole groups are drawn with replacement (cluster bootstrap) and
+    ``stratified`` is ignored.
+    """
     if n_resamples < 1:
         raise EvaluationInputError(f"n_resamples must be >= 1, got {n_resamples}")
     rng = np.random.default_rng(seed)
     labels = np.asarray(labels, dtype=bool)
+    if groups is not None:
+        codes, uniques = pd.factorize(np.asarray(groups), sort=True)
+        if codes.size != labels.size:
+            raise EvaluationInputError(f"length mismatch: {labels.size} labels but {codes.size} group ids")
+        if (codes < 0).any():
+            raise EvaluationInputError("group ids contain missing values")
+        order = np.argsort(codes, kind="stable")
+        members = np.split(order, np.cumsum(np.bincount(codes, minlength=len(uniques)))[:-1])
+        for _ in range(n_resamples):
+            yield np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
+        return
     if stratified:
         pos, neg = np.flatnonzero(labels), np.flatnonzero(~labels)
         for _ in range(n_resamples):
@@ -126,11 +150,13 @@ def bootstrap_threshold_metrics(
     seed: int | None = 0,
     level: float = 0.95,
     stratified: bool = True,
+    groups: Any = None,
 ) -> pd.DataFrame:
     """AUC and the threshold metrics with bootstrap CIs, all from the same resamples.
 
     Returns one row per metric (``auc`` then ``acc, sensitivity, specificity, ppv, npv,
-    precision, recall, f1``) with columns ``metric, estimate, ci_low, ci_high``.
+    precision, recall, f1``) with columns ``metric, estimate, ci_low, ci_high``. ``groups``
+    (e.g. the patient of each slice) switches to the cluster bootstrap over groups.
     """
     if not 0.0 < level < 1.0:
         raise EvaluationInputError(f"level must be in (0, 1), got {level}")
@@ -143,6 +169,8 @@ def bootstrap_threshold_metrics(
         return [area, *(metrics[m] for m in METRICS)]
 
     estimate = row(labels, values)
-    samples = np.array([row(labels[i], values[i]) for i in resample_indices(labels, n_resamples, seed, stratified)])
+    samples = np.array(
+        [row(labels[i], values[i]) for i in resample_indices(labels, n_resamples, seed, stratified, groups)]
+    )
     low, high = _percentiles(samples, level)
     return pd.DataFrame({"metric": list(names), "estimate": estimate, "ci_low": low, "ci_high": high})

@@ -8,8 +8,8 @@ AUC and the other threshold metrics with percentile-bootstrap 95% CIs from
 :mod:`osteomet.evaluation.bootstrap`), and Grad-CAM overlays under ``gradcam/``.
 
 The threshold is the one chosen on the validation slices at training time, never re-tuned.
-Slice-level CIs resample slices as if independent; slices of one patient are correlated,
-so those intervals are too narrow and the patient-level ones are the ones to report.
+Slice-level CIs come from a cluster bootstrap over patients (slices of one patient are
+correlated, so resampling slices as independent would give intervals that are too narrow).
 """
 
 from __future__ import annotations
@@ -63,7 +63,11 @@ def patient_scores(scores: pd.DataFrame, threshold: float) -> pd.DataFrame:
 
 def detection_metrics(scores: pd.DataFrame, patients: pd.DataFrame, threshold: float, *,
                       n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """Bootstrap metrics per level and split (splits where both classes are present)."""
+    """Bootstrap metrics per level and split (splits where both classes are present).
+
+    Slice-level intervals come from the cluster bootstrap over patients (slices of one patient
+    are correlated; resampling them as independent would make the intervals too narrow).
+    """
     from osteomet.evaluation.bootstrap import bootstrap_threshold_metrics
 
     frames = []
@@ -73,8 +77,9 @@ def detection_metrics(scores: pd.DataFrame, patients: pd.DataFrame, threshold: f
             y = part["label"].astype(int).to_numpy()
             if y.min() == y.max():
                 continue
+            groups = part["patient_id"].to_numpy() if level == "slice" else None
             metrics = bootstrap_threshold_metrics(y, part[score].to_numpy(float), threshold,
-                                                  n_resamples=n_resamples, seed=seed)
+                                                  n_resamples=n_resamples, seed=seed, groups=groups)
             metrics.insert(0, "n_positive", int(y.sum()))
             metrics.insert(0, "n", int(y.size))
             metrics.insert(0, "split", split)
