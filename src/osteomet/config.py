@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from importlib import resources
 from pathlib import Path
 from typing import TypeVar
 
@@ -10,6 +11,9 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 Model = TypeVar("Model", bound=BaseModel)
+
+#: Presets shipped in each model package's ``configs/`` folder.
+PRESETS = ("default", "tiny")
 
 
 class ConfigError(ValueError):
@@ -38,3 +42,16 @@ def load_config(path: str | os.PathLike[str], model: type[Model]) -> Model:
 def dump_config(config: BaseModel) -> str:
     """YAML text of a config, so a run directory records exactly what it ran with."""
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+def load_preset_or_file(source: str | os.PathLike[str] | None, model: type[Model], *, package: str,
+                        filename: str) -> Model:
+    """A preset name (None = ``default``) from ``<package>/configs/<filename with {} = name>``, else a YAML file.
+
+    Presets are read through :mod:`importlib.resources`, so they also work from a wheel or zip.
+    """
+    if source is None or str(source) in PRESETS:
+        ref = resources.files(package).joinpath("configs", filename.format(source or "default"))
+        with resources.as_file(ref) as path:
+            return load_config(path, model)
+    return load_config(source, model)

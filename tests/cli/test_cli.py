@@ -26,7 +26,7 @@ def test_help_lists_the_stages_and_imports_nothing_heavy():
 
 def test_console_script_is_installed():
     exe = Path(sys.executable).with_name("osteomet")
-    result = subprocess.run([str(exe), "--help"], capture_output=True, text=True)
+    result = subprocess.run([str(exe), "--help"], capture_output=True, text=True, encoding="utf-8", errors="replace")
     assert result.returncode == 0 and "synth" in result.stdout
 
 

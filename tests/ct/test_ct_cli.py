@@ -13,15 +13,14 @@ from typer.testing import CliRunner
 from osteomet.cli.main import app
 from osteomet.data.io import write_image
 from osteomet.data.manifest import write_manifest
-from osteomet.data.synth.ct import generate_ct_cohort
-from tests.ct.test_detection import EASY_LESIONS
+from osteomet.data.synth.ct import CTSynthConfig, generate_ct_cohort
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return generate_ct_cohort(tmp_path_factory.mktemp("ct_cli") / "cohort", 8, seed=4, config=EASY_LESIONS)
+def cohort(tmp_path_factory: pytest.TempPathFactory, easy_lesions: CTSynthConfig) -> Path:
+    return generate_ct_cohort(tmp_path_factory.mktemp("ct_cli") / "cohort", 8, seed=4, config=easy_lesions)
 
 
 def _run(*args: str) -> str:

@@ -16,23 +16,23 @@ from osteomet.ct.segmentation.compare import compare_segmentations, read_metrics
 from osteomet.ct.segmentation.config import load_segmentation_config
 from osteomet.ct.segmentation.infer import predict_segmentation
 from osteomet.ct.segmentation.models import build_segmenter
-from osteomet.ct.segmentation.train import epoch_slices, prepare_segmentation_run, train_segmenter, untrained_val_dice
+from osteomet.ct.segmentation.train import epoch_slices, train_segmenter, untrained_val_dice
+from osteomet.ct.slice_run import prepare_slice_run
 from osteomet.data.io import Geometry, read_image
 from osteomet.data.manifest import read_manifest
-from osteomet.data.synth.ct import generate_ct_cohort
-from tests.ct.test_detection import EASY_LESIONS, _real_cases
+from osteomet.data.synth.ct import CTSynthConfig, generate_ct_cohort
 
 ARCHITECTURE = "unet"
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def trained(tmp_path_factory: pytest.TempPathFactory, easy_lesions: CTSynthConfig) -> dict:
     """A tiny 2D UNet trained once on a 10-patient synthetic cohort."""
     base = tmp_path_factory.mktemp("ct_segmentation")
-    manifest_path = generate_ct_cohort(base / "cohort", 10, seed=11, config=EASY_LESIONS)
+    manifest_path = generate_ct_cohort(base / "cohort", 10, seed=11, config=easy_lesions)
     config = load_segmentation_config("tiny").model_copy(update={"max_epochs": 10, "patience": 10})
     run = base / "run"
-    root, config = prepare_segmentation_run(read_manifest(manifest_path), run, config, architectures=[ARCHITECTURE])
+    root, config = prepare_slice_run(read_manifest(manifest_path), run, config, architectures=[ARCHITECTURE])
     baseline = untrained_val_dice(root, ARCHITECTURE, config)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # predictable on a shared 2-core machine
@@ -128,8 +128,9 @@ def test_duplicate_patient_in_metrics_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.shared_data
-def test_real_ct_nifti_and_dicom_go_through_segmentation_predict(trained: dict, tmp_path: Path) -> None:
-    manifest = read_manifest(_real_cases(tmp_path))
+def test_real_ct_nifti_and_dicom_go_through_segmentation_predict(trained: dict, real_ct_manifest: Path,
+                                                                 tmp_path: Path) -> None:
+    manifest = read_manifest(real_ct_manifest)
     table = predict_segmentation(manifest, trained["run"], tmp_path / "pred")
     for row in table.itertuples():
         record = manifest.get(row.patient_id)

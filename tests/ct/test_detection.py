@@ -15,27 +15,23 @@ from osteomet.ct.detection.config import load_detection_config
 from osteomet.ct.detection.gradcam import gradcam_map
 from osteomet.ct.detection.infer import predict_detection
 from osteomet.ct.detection.models import build_classifier
-from osteomet.ct.detection.train import prepare_detection_run, train_detector, untrained_val_auc
-from osteomet.data.io import read_image, resample_to_reference, write_image
-from osteomet.data.manifest import read_manifest, write_manifest
+from osteomet.ct.detection.train import train_detector, untrained_val_auc
+from osteomet.ct.slice_run import prepare_slice_run
+from osteomet.data.io import read_image
+from osteomet.data.manifest import read_manifest
 from osteomet.data.synth.ct import CTSynthConfig, generate_ct_cohort
-from tests.conftest import shared_path
-from tests.ct.test_slices import insert_sclerotic_lesion, write_dicom_series
 
-#: Lesions large and sclerotic enough to be seen on 64 x 64 slices after a few epochs.
-EASY_LESIONS = CTSynthConfig(region="abdomen_pelvis", inplane_size=64, mean_lesions=5, diffuse_fraction=0.5,
-                             lytic_fraction=0.0, focal_diameter_mm=(20.0, 30.0))
 ARCHITECTURE = "densenet121"  # the fastest of the three on CPU
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def trained(tmp_path_factory: pytest.TempPathFactory, easy_lesions: CTSynthConfig) -> dict:
     """A tiny DenseNet121 trained once on a 14-patient synthetic cohort (3 epochs)."""
     base = tmp_path_factory.mktemp("ct_detection")
-    manifest_path = generate_ct_cohort(base / "cohort", 14, seed=7, config=EASY_LESIONS)
+    manifest_path = generate_ct_cohort(base / "cohort", 14, seed=7, config=easy_lesions)
     config = load_detection_config("tiny").model_copy(update={"max_epochs": 3, "patience": 3})
     run = base / "run"
-    root, config = prepare_detection_run(read_manifest(manifest_path), run, config, architectures=[ARCHITECTURE])
+    root, config = prepare_slice_run(read_manifest(manifest_path), run, config, architectures=[ARCHITECTURE])
     baseline = untrained_val_auc(root, ARCHITECTURE, seed=config.seed)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # predictable on a shared 2-core machine (no OpenMP spinning against other jobs)
@@ -107,31 +103,10 @@ def test_predict_metrics_match_sklearn_and_threshold_comes_from_validation(train
     assert set(overlays["kind"]) <= {"true_positive", "false_positive"}
 
 
-def _real_cases(tmp: Path) -> Path:
-    """Manifest of the two real TotalSegmentator CTs (NIfTI and DICOM series) with a sclerotic lesion in a vertebra."""
-    rows = []
-    for pid, ct_path, labels_path in (
-        ("TSNIFTI", shared_path("ct", "totalseg_example", "ct.nii.gz"),
-         shared_path("ct", "totalseg_example", "bones_totalsegmentator.nii.gz")),
-        ("TSDICOM", shared_path("ct", "totalseg_dicom", "ct"),
-         shared_path("ct", "totalseg_dicom", "labels_totalsegmentator.nii.gz")),
-    ):
-        ct = read_image(ct_path)
-        bones = resample_to_reference(read_image(labels_path), ct, interpolator=sitk.sitkNearestNeighbor,
-                                      name=labels_path, reference_name=ct_path)
-        with_lesion, mask, _ = insert_sclerotic_lesion(ct, bones)
-        if ct_path.is_dir():
-            image_path = write_dicom_series(with_lesion, tmp / f"{pid}_dicom")
-        else:
-            image_path = write_image(with_lesion, tmp / f"{pid}.nii.gz")
-        rows.append({"patient_id": pid, "ct": str(image_path),
-                     "lesion_mask": str(write_image(mask, tmp / f"{pid}_lesion.nii.gz"))})
-    return write_manifest(pd.DataFrame(rows), tmp / "real.csv", kind="ct")
-
-
 @pytest.mark.shared_data
-def test_real_ct_nifti_and_dicom_go_through_detection_predict(trained: dict, tmp_path: Path) -> None:
-    manifest = read_manifest(_real_cases(tmp_path))
+def test_real_ct_nifti_and_dicom_go_through_detection_predict(trained: dict, real_ct_manifest: Path,
+                                                              tmp_path: Path) -> None:
+    manifest = read_manifest(real_ct_manifest)
     out = tmp_path / "pred"
     predict_detection(manifest, trained["run"], out, n_resamples=50)
     slices = pd.read_csv(out / ARCHITECTURE / "slice_scores.csv")

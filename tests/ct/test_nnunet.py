@@ -368,3 +368,23 @@ def test_osteomet_and_nnunet_trainers_are_found_without_timm(nnunetv2_installed)
 
     assert issubclass(tiny, nnUNetTrainer)
     assert find_trainer_class("nnUNetTrainer_5epochs").__module__.endswith("nnUNetTrainer_Xepochs")
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, None), ("", None), ("3", 3), (" 1 ", 1)])
+def test_cpu_thread_setting_from_the_environment(monkeypatch, value, expected):
+    from osteomet.ct.nnunet.trainers.osteomet_nnunet_trainers import THREADS_ENV, cpu_threads_from_env
+
+    if value is None:
+        monkeypatch.delenv(THREADS_ENV, raising=False)
+    else:
+        monkeypatch.setenv(THREADS_ENV, value)
+    assert cpu_threads_from_env() == expected
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "x", "1.5"])
+def test_bad_cpu_thread_setting_is_refused_by_name(monkeypatch, value):
+    from osteomet.ct.nnunet.trainers.osteomet_nnunet_trainers import THREADS_ENV, cpu_threads_from_env
+
+    monkeypatch.setenv(THREADS_ENV, value)
+    with pytest.raises(ValueError, match=THREADS_ENV):
+        cpu_threads_from_env()

@@ -27,55 +27,6 @@ from osteomet.data.io import Geometry, GeometryMismatchError, write_image
 from osteomet.data.manifest import read_manifest
 from osteomet.data.synth.ct import CTSynthConfig, generate_ct_cohort
 
-# ---------------------------------------------------------------------------------------------
-# helpers shared with the detection and segmentation tests (real CT with an inserted lesion)
-# ---------------------------------------------------------------------------------------------
-
-
-def insert_sclerotic_lesion(ct: sitk.Image, bones: sitk.Image, *, radius_mm: float = 9.0, hu: float = 900.0,
-                            vertebra_ids: range = range(26, 51)) -> tuple[sitk.Image, sitk.Image, int]:
-    """A sclerotic ball (``hu``) inside the largest vertebra of a TotalSegmentator map; returns CT, mask, bone id."""
-    labels = sitk.GetArrayFromImage(bones)
-    counts = {i: int((labels == i).sum()) for i in vertebra_ids}
-    bone_id = max(counts, key=counts.get)
-    assert counts[bone_id] > 0, "no vertebra in the label map"
-    zyx = np.argwhere(labels == bone_id).mean(axis=0)
-    spacing = np.asarray(ct.GetSpacing())[::-1]
-    grid = np.indices(labels.shape, dtype=np.float32)
-    dist = np.sqrt(sum(((grid[i] - zyx[i]) * spacing[i]) ** 2 for i in range(3)))
-    mask = (dist <= radius_mm) & (labels == bone_id)
-    array = sitk.GetArrayFromImage(ct).astype(np.int16)
-    array[mask] = np.int16(hu)
-    out = sitk.GetImageFromArray(array)
-    out.CopyInformation(ct)
-    lesion = sitk.GetImageFromArray(mask.astype(np.uint8))
-    lesion.CopyInformation(ct)
-    return out, lesion, bone_id
-
-
-def write_dicom_series(image: sitk.Image, folder: Path) -> Path:
-    """Write an int16 HU volume as a CT DICOM series (one file per slice, rescale 1/0)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    image = sitk.Cast(image, sitk.sitkInt16)
-    direction = image.GetDirection()
-    writer = sitk.ImageFileWriter()
-    writer.KeepOriginalImageUIDOn()
-    series_uid, study_uid = "1.2.826.0.1.3680043.2.1125.1.99.1", "1.2.826.0.1.3680043.2.1125.1.99.2"
-    orientation = "\\".join(f"{v:.6f}" for v in (direction[0], direction[3], direction[6],
-                                                   direction[1], direction[4], direction[7]))
-    for k in range(image.GetDepth()):
-        item = image[:, :, k]
-        position = image.TransformIndexToPhysicalPoint((0, 0, k))
-        for tag, value in (("0008|0060", "CT"), ("0020|000d", study_uid), ("0020|000e", series_uid),
-                           ("0008|0018", f"{series_uid}.{k + 1}"), ("0020|0013", str(k + 1)),
-                           ("0020|0032", "\\".join(f"{v:.4f}" for v in position)), ("0020|0037", orientation),
-                           ("0018|0050", f"{image.GetSpacing()[2]:.4f}"), ("0028|1052", "0"), ("0028|1053", "1")):
-            item.SetMetaData(tag, value)
-        writer.SetFileName(str(folder / f"slice{k:04d}.dcm"))
-        writer.Execute(item)
-    return folder
-
-
 def small_ct(tmp_path: Path, values: np.ndarray, name: str = "ct.nii.gz", spacing=(2.0, 2.0, 3.0)) -> Path:
     image = sitk.GetImageFromArray(values)
     image.SetSpacing(spacing)

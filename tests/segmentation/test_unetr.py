@@ -15,7 +15,8 @@ from osteomet.segmentation.config import load_segmentation_config
 from osteomet.segmentation.data import PatchDataset, augmentations
 from osteomet.segmentation.infer import predict_cohort
 from osteomet.segmentation.model import build_unetr
-from osteomet.segmentation.train import pick_device, train_unetr, validation_dice
+from osteomet.segmentation.train import train_unetr, validation_dice
+from osteomet.utils.torch import pick_device
 
 CONFIG = load_segmentation_config("tiny")
 

@@ -20,7 +20,8 @@ _DATASET_ID = typer.Option(None, "--dataset-id", "-d", help="Dataset id (needed 
 _CONFIGURATION = typer.Option("3d_fullres", "--configuration", "-c", help="nnU-Net configuration: 2d, 3d_fullres, "
                                                                          "3d_lowres.")
 _TRAINER = typer.Option("nnUNetTrainer", "--trainer", "-tr", help="nnU-Net trainer class (nnUNetTrainer_OsteometTiny "
-                                                                 "for a smoke run).")
+                                                                 "for a smoke run; nnUNetTrainer_OsteometCPU with -c 2d "
+                                                                 "for a short CPU run that learns).")
 _PLANS = typer.Option("nnUNetPlans", "--plans", "-p", help="nnU-Net plans identifier.")
 _DEVICE = typer.Option(None, help="cpu or cuda (default: cuda when present).")
 _PROCESSES = typer.Option(1, "--processes", "-np", help="Worker processes for nnU-Net's preprocessing and export.")

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import List
 
 import typer
 
-from osteomet.cli._common import console, progress_bar, user_errors
+from osteomet.cli._common import (ConfigOption, CTPredictManifestOption, CTRunOption, CTTrainManifestOption,
+                                  DeviceOption, MaxEpochsOption, ModelsToTrainOption, PredictCacheOption,
+                                  TrainCacheOption, TrainedArchitecturesOption, cache_ct_slices, console,
+                                  load_settings, prepare_ct_run, progress_bar, train_each_architecture,
+                                  user_errors)
 
 app = typer.Typer(help="CT lesion segmentation: MONAI 2D UNet, residual UNet and AttentionUnet (Dice + CE), "
                        "masks in each CT's own geometry, models compared per patient.", no_args_is_help=True)
@@ -15,56 +19,45 @@ app = typer.Typer(help="CT lesion segmentation: MONAI 2D UNet, residual UNet and
 
 @app.command("train")
 def train(
-    manifest: Path = typer.Option(..., "--manifest", "-m", help="CT manifest with ct and lesion_mask (split optional)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run folder: <architecture>/checkpoints, config.yaml, patients.csv."),
-    config: str = typer.Option("default", help="Preset ('default', 'tiny') or YAML file."),
-    model: Optional[List[str]] = typer.Option(None, "--model", help="Architecture(s) to train (default: the config's)."),
-    cache: Optional[Path] = typer.Option(None, help="Slice cache folder (default OUT/slices; share it between runs)."),
-    device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda when present)."),
-    max_epochs: Optional[int] = typer.Option(None, help="Override the config's max_epochs."),
+    manifest: CTTrainManifestOption,
+    out: CTRunOption,
+    config: ConfigOption = "default",
+    model: ModelsToTrainOption = None,
+    cache: TrainCacheOption = None,
+    device: DeviceOption = None,
+    max_epochs: MaxEpochsOption = None,
 ) -> None:
     """Split by patient, cache the slices, train each network with early stopping on validation Dice."""
     with user_errors():
         from osteomet.ct.segmentation.config import load_segmentation_config
-        from osteomet.ct.segmentation.train import prepare_segmentation_run, train_segmenter
-        from osteomet.data.manifest import read_manifest
+        from osteomet.ct.segmentation.train import train_segmenter
 
-        settings = load_segmentation_config(config)
-        if max_epochs is not None:
-            settings = settings.model_copy(update={"max_epochs": max_epochs})
-        cohort = read_manifest(manifest, kind="ct", require=("lesion_mask",))
-        with progress_bar("slices", len(cohort)) as advance:
-            root, settings = prepare_segmentation_run(cohort, out, settings, architectures=model, cache=cache,
-                                                      on_patient=advance)
-        for architecture in settings.architectures:
-            with progress_bar(f"train {architecture}", settings.max_epochs) as advance:
-                result = train_segmenter(root, out, settings, architecture, device=device, progress=advance)
-            console.print(f"{architecture}: best validation Dice {result.best_dice:.3f} at epoch {result.best_epoch} "
-                          f"({result.epochs_run} epochs{', stopped early' if result.stopped_early else ''})")
+        settings = load_settings(load_segmentation_config, config, max_epochs)
+        root, settings = prepare_ct_run(manifest, out, settings, model, cache)
+        train_each_architecture(root, out, settings, train_segmenter, device, lambda result: (
+            f"best validation Dice {result.best_dice:.3f} at epoch {result.best_epoch} "
+            f"({result.epochs_run} epochs{', stopped early' if result.stopped_early else ''})"))
     console.print(f"-> [bold]{out}[/]")
 
 
 @app.command("predict")
 def predict(
-    manifest: Path = typer.Option(..., "--manifest", "-m", help="CT manifest (lesion_mask optional: metrics need it)."),
+    manifest: CTPredictManifestOption,
     model: Path = typer.Option(..., "--model", help="Run folder of `osteomet ct segment train`."),
     out: Path = typer.Option(..., "--out", "-o", help="Output: <architecture>/masks/<patient>.nii.gz, metrics.csv, comparison/."),
-    architecture: Optional[List[str]] = typer.Option(None, "--architecture", "-a", help="Only these trained architectures."),
-    cache: Optional[Path] = typer.Option(None, help="Slice cache folder (default OUT/slices)."),
+    architecture: TrainedArchitecturesOption = None,
+    cache: PredictCacheOption = None,
     compare_split: str = typer.Option("test", help="Split whose patients enter the model comparison ('all' for every patient)."),
-    device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda when present)."),
+    device: DeviceOption = None,
 ) -> None:
     """Masks as NIfTI on each CT's grid; per-patient Dice/precision/recall; paired model comparison (Holm)."""
     with user_errors():
         from osteomet.ct.segmentation.compare import compare_segmentations
         from osteomet.ct.segmentation.infer import predict_segmentation, run_config
-        from osteomet.ct.slices import cache_cohort
         from osteomet.data.manifest import read_manifest
 
         cohort = read_manifest(manifest, kind="ct")
-        cache = cache or out / "slices"
-        with progress_bar("slices", len(cohort)) as advance:
-            cache_cohort(cohort, cache, run_config(model).slices, progress=advance)
+        cache = cache_ct_slices(cohort, cache or out / "slices", run_config(model).slices)
         with progress_bar("segment", len(cohort)) as advance:
             table = predict_segmentation(cohort, model, out, cache=cache, architectures=architecture, device=device,
                                          progress=advance)

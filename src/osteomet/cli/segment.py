@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-from osteomet.cli._common import console, progress_bar, user_errors
+from osteomet.cli._common import (ConfigOption, DeviceOption, MaxEpochsOption, console, load_settings, progress_bar,
+                                  user_errors)
 
 app = typer.Typer(help="UNETR tumour segmentation (3 channels) and the semi-automatic review loop.",
                   no_args_is_help=True)
@@ -18,10 +18,10 @@ def train(
     preprocessed: Path = typer.Option(..., "--preprocessed", "-p", help="Output of `osteomet preprocess mri`."),
     manifest: Path = typer.Option(..., "--manifest", "-m", help="Manifest with split and masks."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder (checkpoints/, history.csv, config.yaml)."),
-    config: str = typer.Option("default", help="Preset ('default', 'tiny') or YAML file."),
+    config: ConfigOption = "default",
     resume: bool = typer.Option(False, help="Continue the interrupted run in --out from its last checkpoint."),
-    device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda when present)."),
-    max_epochs: Optional[int] = typer.Option(None, help="Override the config's max_epochs."),
+    device: DeviceOption = None,
+    max_epochs: MaxEpochsOption = None,
 ) -> None:
     """Train on split=train, early-stop on split=val Dice; Ctrl-C is safe, continue with --resume."""
     with user_errors():
@@ -31,9 +31,7 @@ def train(
         from osteomet.segmentation.config import load_segmentation_config
         from osteomet.segmentation.train import train_unetr
 
-        settings = load_segmentation_config(config)
-        if max_epochs is not None:
-            settings = settings.model_copy(update={"max_epochs": max_epochs})
+        settings = load_settings(load_segmentation_config, config, max_epochs)
         cohort = read_manifest(manifest, kind="mri")
         index = pd.read_csv(preprocessed / "index.csv") if (preprocessed / "index.csv").exists() else None
         if index is None:
@@ -58,7 +56,7 @@ def predict(
     model: Path = typer.Option(..., "--model", help="Run folder of `osteomet segment train`."),
     out: Path = typer.Option(..., "--out", "-o", help="Segmentation folder: auto/<patient>.nii.gz, metrics.csv."),
     postprocess: bool = typer.Option(True, help="Keep only the largest connected component."),
-    device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda when present)."),
+    device: DeviceOption = None,
 ) -> None:
     """Masks in each patient's original T2 geometry; Dice/precision/recall where a reference exists."""
     with user_errors():

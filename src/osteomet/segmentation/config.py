@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from osteomet.config import load_config
-
-PRESETS = ("default", "tiny")
+from osteomet.config import load_preset_or_file
 
 
 class UNETRConfig(BaseModel):
@@ -68,9 +65,4 @@ class SegmentationConfig(BaseModel):
 
 def load_segmentation_config(source: str | Path | None = None) -> SegmentationConfig:
     """A preset name ('default', 'tiny') or a YAML file."""
-    if source is None or str(source) in PRESETS:
-        name = str(source or "default")
-        ref = resources.files("osteomet.segmentation").joinpath("configs", f"{name}.yaml")
-        with resources.as_file(ref) as path:
-            return load_config(path, SegmentationConfig)
-    return load_config(source, SegmentationConfig)
+    return load_preset_or_file(source, SegmentationConfig, package="osteomet.segmentation", filename="{}.yaml")

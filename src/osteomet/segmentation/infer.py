@@ -22,9 +22,10 @@ from osteomet.preprocess.mri import to_t2_geometry
 from osteomet.segmentation.config import SegmentationConfig
 from osteomet.segmentation.data import full_volume
 from osteomet.segmentation.metrics import overlap
-from osteomet.segmentation.model import build_unetr, load_state
-from osteomet.segmentation.train import pick_device, sliding_window_probabilities
+from osteomet.segmentation.model import build_unetr
+from osteomet.segmentation.train import sliding_window_probabilities
 from osteomet.utils.files import write_text_atomic
+from osteomet.utils.torch import best_checkpoint, load_weights, pick_device
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
@@ -41,8 +42,7 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
 
 def load_model(run_dir: str | Path, config: SegmentationConfig, device: torch.device) -> torch.nn.Module:
     model = build_unetr(config).to(device)
-    state = load_state(Path(run_dir) / "checkpoints" / "best.pt", device)
-    model.load_state_dict(state["model"])
+    load_weights(model, best_checkpoint(run_dir), device)
     return model.eval()
 
 

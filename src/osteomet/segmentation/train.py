@@ -13,7 +13,6 @@ differences of the order of float rounding that can grow over epochs.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +26,11 @@ from osteomet.config import dump_config
 from osteomet.segmentation.config import SegmentationConfig
 from osteomet.segmentation.data import PatchDataset, collate_patches, full_volume
 from osteomet.segmentation.metrics import overlap
-from osteomet.segmentation.model import build_unetr, load_state, save_state
+from osteomet.segmentation.model import build_unetr
 from osteomet.utils.files import write_text_atomic
+from osteomet.utils.torch import (EarlyStopping, best_checkpoint, epoch_generator, last_checkpoint, load_state,
+                                  pick_device, refuse_existing_run, save_state, seed_weights, train_step,
+                                  write_history)
 
 
 @dataclass
@@ -39,10 +41,6 @@ class TrainResult:
     epochs_run: int
     stopped_early: bool
     history: pd.DataFrame
-
-
-def pick_device(device: str | None = None) -> torch.device:
-    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 def sliding_window_probabilities(model: torch.nn.Module, image: torch.Tensor, config: SegmentationConfig,
@@ -87,10 +85,9 @@ def train_unetr(preprocessed: str | Path, run_dir: str | Path, config: Segmentat
     root, run_dir = Path(preprocessed), Path(run_dir)
     if not train_ids or not val_ids:
         raise ValueError(f"need training and validation patients with masks (got {len(train_ids)} and {len(val_ids)})")
-    checkpoints = run_dir / "checkpoints"
-    last_path = checkpoints / "last.pt"
+    last_path = last_checkpoint(run_dir)
     dev = pick_device(device)
-    torch.manual_seed(config.seed)
+    seed_weights(config.seed)
     model = build_unetr(config).to(dev)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = _scheduler(optimizer, config)
@@ -98,7 +95,7 @@ def train_unetr(preprocessed: str | Path, run_dir: str | Path, config: Segmentat
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, include_background=config.dice_include_background)
 
-    start_epoch, best_dice, best_epoch, bad_epochs, history = 0, -math.inf, -1, 0, []
+    start_epoch, stopper, history = 0, EarlyStopping(config.patience), []
     if resume:
         if not last_path.exists():
             raise FileNotFoundError(f"{last_path}: nothing to resume (no checkpoint from an earlier run)")
@@ -109,60 +106,46 @@ def train_unetr(preprocessed: str | Path, run_dir: str | Path, config: Segmentat
             scheduler.load_state_dict(state["scheduler"])
         if state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
-        start_epoch, best_dice, best_epoch = state["epoch"] + 1, state["best_dice"], state["best_epoch"]
-        bad_epochs, history = state["bad_epochs"], list(state["history"])
-    elif last_path.exists():
-        raise FileExistsError(f"{run_dir}: holds a training run already; pass --resume to continue it or use a new folder")
+        start_epoch, history = state["epoch"] + 1, list(state["history"])
+        stopper = EarlyStopping(config.patience, state["best_dice"], state["best_epoch"], state["bad_epochs"])
+    else:
+        refuse_existing_run(run_dir, "a training run", "pass --resume to continue it or use a new folder",
+                            checkpoint="last.pt")
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "config.yaml", dump_config(config))
 
     dataset = PatchDataset(root, train_ids, config)
-    stopped_early = False
-    epoch = start_epoch - 1
-    for epoch in range(start_epoch, config.max_epochs):
-        if bad_epochs >= config.patience:
-            stopped_early = True
-            break
+    for epoch in stopper.epochs(start_epoch, config.max_epochs):
         tick = time.perf_counter()
         dataset.set_epoch(epoch)
-        generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
         loader = torch.utils.data.DataLoader(dataset, batch_size=max(1, config.batch_size // config.samples_per_case),
-                                             shuffle=True, generator=generator, collate_fn=collate_patches,
+                                             shuffle=True, generator=epoch_generator(config.seed, epoch),
+                                             collate_fn=collate_patches,
                                              num_workers=config.num_workers)
         model.train()
         losses = []
         for batch in loader:
             image, label = batch["image"].to(dev), batch["label"].to(dev)
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=use_amp):
-                loss = loss_fn(model(image), label)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            losses.append(float(loss.detach()))
+            losses.append(train_step(model, optimizer, loss_fn, image, label, scaler=scaler))
         dice = validation_dice(model, root, val_ids, config, dev)
         lr = optimizer.param_groups[0]["lr"]
         if scheduler is not None:
             scheduler.step(dice) if config.scheduler == "plateau" else scheduler.step()
-        if dice > best_dice:
-            best_dice, best_epoch, bad_epochs = dice, epoch, 0
-            save_state({"model": model.state_dict(), "epoch": epoch, "val_dice": dice}, checkpoints / "best.pt")
-        else:
-            bad_epochs += 1
+        if stopper.update(dice, epoch):
+            save_state({"model": model.state_dict(), "epoch": epoch, "val_dice": dice}, best_checkpoint(run_dir))
         row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "val_dice": dice, "lr": lr,
                "seconds": round(time.perf_counter() - tick, 3)}
         history.append(row)
         save_state({
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict() if scheduler is not None else {},
-            "scaler": scaler.state_dict() if use_amp else {}, "epoch": epoch, "best_dice": best_dice,
-            "best_epoch": best_epoch, "bad_epochs": bad_epochs, "history": history,
+            "scaler": scaler.state_dict() if use_amp else {}, "epoch": epoch, "best_dice": stopper.best,
+            "best_epoch": stopper.best_epoch, "bad_epochs": stopper.bad_epochs, "history": history,
         }, last_path)
-        write_text_atomic(run_dir / "history.csv", pd.DataFrame(history).to_csv(index=False))
+        write_history(run_dir, history)
         if progress:
             progress()
         if on_epoch_end:
             on_epoch_end(epoch, row)
-    else:
-        stopped_early = bad_epochs >= config.patience
-    return TrainResult(run_dir, best_dice, best_epoch, len(history), stopped_early, pd.DataFrame(history))
+    # stopped early = patience used up, also when that happened on the last allowed epoch
+    return TrainResult(run_dir, stopper.best, stopper.best_epoch, len(history), stopper.exhausted, pd.DataFrame(history))

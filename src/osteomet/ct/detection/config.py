@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from osteomet.config import load_config
 from osteomet.ct.slices import SliceConfig
+from osteomet.config import load_preset_or_file
 
-PRESETS = ("default", "tiny")
 Architecture = Literal["efficientnet-b0", "resnet34", "densenet121"]
 
 
@@ -36,8 +34,4 @@ class DetectionConfig(BaseModel):
 
 def load_detection_config(source: str | Path | None = None) -> DetectionConfig:
     """A preset name ('default', 'tiny') or a YAML file."""
-    if source is None or str(source) in PRESETS:
-        ref = resources.files("osteomet.ct").joinpath("configs", f"detection_{source or 'default'}.yaml")
-        with resources.as_file(ref) as path:
-            return load_config(path, DetectionConfig)
-    return load_config(source, DetectionConfig)
+    return load_preset_or_file(source, DetectionConfig, package="osteomet.ct", filename="detection_{}.yaml")

@@ -19,37 +19,24 @@ from typing import Callable
 
 import pandas as pd
 
-from osteomet.config import load_config
+from osteomet.ct import slice_run
 from osteomet.ct.detection.config import DetectionConfig
 from osteomet.ct.detection.gradcam import write_gradcam_overlays
 from osteomet.ct.detection.train import load_detector, slice_probabilities
-from osteomet.ct.slices import SliceStore, cache_cohort
+from osteomet.ct.slices import SliceStore
 from osteomet.data.manifest import Manifest
-from osteomet.segmentation.train import pick_device
 from osteomet.utils.files import write_text_atomic
+from osteomet.utils.torch import pick_device
 
 
 def run_config(run_dir: str | Path) -> DetectionConfig:
-    return load_config(Path(run_dir) / "config.yaml", DetectionConfig)
+    """The settings the detection run was trained with."""
+    return slice_run.read_run_config(run_dir, DetectionConfig)
 
 
 def trained_architectures(run_dir: str | Path) -> list[str]:
-    run_dir = Path(run_dir)
-    found = [a for a in run_config(run_dir).architectures if (run_dir / a / "checkpoints" / "best.pt").is_file()]
-    if not found:
-        raise FileNotFoundError(f"{run_dir}: no trained detector (no <architecture>/checkpoints/best.pt)")
-    return found
-
-
-def assign_known_splits(patients: pd.DataFrame, run_dir: Path) -> pd.Series:
-    """The training run's split for its own patients; else the manifest's split; else 'new'."""
-    known = {}
-    path = run_dir / "patients.csv"
-    if path.is_file():
-        table = pd.read_csv(path, dtype={"patient_id": str})
-        known = dict(zip(table["patient_id"], table["split"]))
-    return pd.Series([known.get(p, s if isinstance(s, str) else "new") for p, s in
-                      zip(patients["patient_id"], patients["split"])], index=patients.index)
+    """The run's classifiers that finished training."""
+    return slice_run.trained_architectures(run_dir, DetectionConfig, "detector")
 
 
 def patient_scores(scores: pd.DataFrame, threshold: float) -> pd.DataFrame:
@@ -101,9 +88,8 @@ def predict_detection(manifest: Manifest, run_dir: str | Path, out: str | Path, 
     run_dir, out = Path(run_dir), Path(out)
     config = run_config(run_dir)
     architectures = architectures or trained_architectures(run_dir)
-    root = Path(cache) if cache is not None else out / "slices"
-    slices, patients = cache_cohort(manifest, root, config.slices, progress=on_cached)
-    patients["split"] = assign_known_splits(patients, run_dir)
+    root, slices, patients = slice_run.cache_for_prediction(manifest, run_dir, out, config.slices, cache=cache,
+                                                            on_cached=on_cached)
     slices = slices.merge(patients[["patient_id", "split"]], on="patient_id")
     store = SliceStore(root)
     dev = pick_device(device)

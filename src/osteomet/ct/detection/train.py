@@ -26,10 +26,12 @@ import torch
 
 from osteomet.ct.detection.config import DetectionConfig
 from osteomet.ct.detection.models import build_classifier
+from osteomet.ct.slice_run import labelled_split, prepare_slice_run
 from osteomet.ct.slices import SliceStore, check_patient_split, read_index
-from osteomet.segmentation.model import save_state
-from osteomet.segmentation.train import pick_device
-from osteomet.utils.files import write_json_atomic, write_text_atomic
+from osteomet.utils.files import write_json_atomic
+from osteomet.utils.torch import (EarlyStopping, best_checkpoint, epoch_rng, last_checkpoint, load_weights,
+                                  pick_device, refuse_existing_run, save_state, seed_weights, train_step,
+                                  write_history)
 
 
 @dataclass
@@ -58,14 +60,12 @@ def slice_probabilities(model: torch.nn.Module, store: SliceStore, table: pd.Dat
 
 
 def _labelled(index: pd.DataFrame, split: str) -> pd.DataFrame:
-    part = index[(index["split"] == split)].reset_index(drop=True)
-    unlabelled = part.loc[part["label"].isna(), "patient_id"].unique()
-    if len(unlabelled):
-        raise ValueError(f"{split} patients without a lesion mask cannot be used for training: {', '.join(unlabelled[:10])}")
+    """A split's slices; a classifier needs both slices with and without a lesion there."""
+    part = labelled_split(index, split)
     if part.empty or part["label"].nunique() < 2:
         raise ValueError(f"{split} split needs slices with and without lesions (got {len(part)} slices, "
                          f"{int(part['label'].sum()) if len(part) else 0} with a lesion); use more patients")
-    return part.astype({"label": int})
+    return part
 
 
 def _pos_weight(config: DetectionConfig, labels: np.ndarray) -> float | None:
@@ -80,27 +80,23 @@ def train_detector(slices_root: str | Path, run_dir: str | Path, config: Detecti
     from osteomet.evaluation.roc import auc, youden_threshold
 
     run_dir = Path(run_dir) / architecture
-    if (run_dir / "checkpoints" / "best.pt").exists():
-        raise FileExistsError(f"{run_dir}: holds a trained {architecture} already; use a new run folder")
+    refuse_existing_run(run_dir, f"a trained {architecture}")
     index = read_index(slices_root)
     check_patient_split(index)
     train, val = _labelled(index, "train"), _labelled(index, "val")
     store = SliceStore(slices_root)
     dev = pick_device(device)
-    torch.manual_seed(config.seed)
+    seed_weights(config.seed)
     model = build_classifier(architecture).to(dev)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     weight = _pos_weight(config, train["label"].to_numpy())
     loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor([weight], device=dev) if weight else None)
 
     history: list[dict] = []
-    best_auc, best_epoch, bad_epochs, threshold, stopped_early = -math.inf, -1, 0, math.nan, False
-    for epoch in range(config.max_epochs):
-        if bad_epochs >= config.patience:
-            stopped_early = True
-            break
+    stopper, threshold = EarlyStopping(config.patience), math.nan
+    for epoch in stopper.epochs(0, config.max_epochs):
         tick = time.perf_counter()
-        rng = np.random.default_rng([config.seed, epoch])
+        rng = epoch_rng(config.seed, epoch)
         order = rng.permutation(len(train))
         flips = rng.random(len(train)) < config.flip_prob
         model.train()
@@ -111,31 +107,24 @@ def train_detector(slices_root: str | Path, run_dir: str | Path, config: Detecti
             flip = flips[order[start:start + config.batch_size]]
             x[flip] = x[flip][..., ::-1]
             y = torch.tensor(rows["label"].to_numpy(), dtype=torch.float32, device=dev)[:, None]
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(torch.from_numpy(np.ascontiguousarray(x)).to(dev)), y)
-            loss.backward()
-            optimizer.step()
-            losses.append(float(loss.detach()))
+            losses.append(train_step(model, optimizer, loss_fn, torch.from_numpy(np.ascontiguousarray(x)).to(dev), y))
         probabilities = slice_probabilities(model, store, val, config.batch_size, dev)
         val_auc = auc(val["label"].to_numpy(), probabilities)
-        if val_auc > best_auc:
-            best_auc, best_epoch, bad_epochs = val_auc, epoch, 0
+        if stopper.update(val_auc, epoch):
             threshold = youden_threshold(val["label"].to_numpy(), probabilities)
             save_state({"model": model.state_dict(), "epoch": epoch, "val_auc": val_auc, "threshold": threshold},
-                       run_dir / "checkpoints" / "best.pt")
-        else:
-            bad_epochs += 1
+                       best_checkpoint(run_dir))
         history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_auc": val_auc,
                         "seconds": round(time.perf_counter() - tick, 3)})
-        save_state({"model": model.state_dict(), "epoch": epoch}, run_dir / "checkpoints" / "last.pt")
-        write_text_atomic(run_dir / "history.csv", pd.DataFrame(history).to_csv(index=False))
+        save_state({"model": model.state_dict(), "epoch": epoch}, last_checkpoint(run_dir))
+        write_history(run_dir, history)
         if progress:
             progress()
     write_json_atomic(run_dir / "threshold.json", {
         "architecture": architecture, "threshold": threshold, "chosen_on": "validation slices (Youden)",
-        "best_epoch": best_epoch, "val_auc": best_auc, "pos_weight": weight})
-    return DetectorResult(run_dir, architecture, best_auc, best_epoch, threshold, len(history), stopped_early,
-                          pd.DataFrame(history))
+        "best_epoch": stopper.best_epoch, "val_auc": stopper.best, "pos_weight": weight})
+    return DetectorResult(run_dir, architecture, stopper.best, stopper.best_epoch, threshold, len(history),
+                          stopper.stopped_early, pd.DataFrame(history))
 
 
 def untrained_val_auc(slices_root: str | Path, architecture: str, *, seed: int = 0, batch_size: int = 32) -> float:
@@ -144,7 +133,7 @@ def untrained_val_auc(slices_root: str | Path, architecture: str, *, seed: int =
 
     index = read_index(slices_root)
     val = _labelled(index, "val")
-    torch.manual_seed(seed)
+    seed_weights(seed)
     model = build_classifier(architecture)
     return auc(val["label"].to_numpy(), slice_probabilities(model, SliceStore(slices_root), val, batch_size,
                                                             torch.device("cpu")))
@@ -152,35 +141,13 @@ def untrained_val_auc(slices_root: str | Path, architecture: str, *, seed: int =
 
 def load_detector(run_dir: str | Path, architecture: str, device: torch.device) -> tuple[torch.nn.Module, float]:
     """Best weights and the validation threshold of a trained architecture."""
-    from osteomet.segmentation.model import load_state
-
-    state = load_state(Path(run_dir) / architecture / "checkpoints" / "best.pt", device)
     model = build_classifier(architecture).to(device)
-    model.load_state_dict(state["model"])
+    state = load_weights(model, best_checkpoint(Path(run_dir) / architecture), device)
     return model.eval(), float(state["threshold"])
-
-
-def prepare_detection_run(manifest, run_dir: str | Path, config: DetectionConfig, *,
-                          architectures: list[str] | None = None, cache: str | Path | None = None,
-                          on_patient: Callable[[], None] | None = None) -> tuple[Path, DetectionConfig]:
-    """Build the slice dataset (split by patient) and record the run's settings and split; returns (slice root, config)."""
-    from osteomet.config import dump_config
-    from osteomet.ct.slices import build_slice_dataset
-
-    run_dir = Path(run_dir)
-    root = Path(cache) if cache is not None else run_dir / "slices"
-    build_slice_dataset(manifest, root, config.slices, progress=on_patient)
-    config = config.model_copy(update={"architectures": list(architectures or config.architectures)})
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run_dir / "config.yaml", dump_config(config))
-    for name in ("patients.csv", "class_balance.csv"):
-        if (root / name).is_file():
-            write_text_atomic(run_dir / name, (root / name).read_text())
-    return root, config
 
 
 def train_detection(manifest, run_dir: str | Path, config: DetectionConfig, *, architectures: list[str] | None = None,
                     cache: str | Path | None = None, device: str | None = None) -> list:
     """Prepare the run and train every architecture in turn (the programmatic one-call version)."""
-    root, config = prepare_detection_run(manifest, run_dir, config, architectures=architectures, cache=cache)
+    root, config = prepare_slice_run(manifest, run_dir, config, architectures=architectures, cache=cache)
     return [train_detector(root, run_dir, config, a, device=device) for a in config.architectures]

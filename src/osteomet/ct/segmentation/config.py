@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from osteomet.config import load_config
 from osteomet.ct.slices import SliceConfig
+from osteomet.config import load_preset_or_file
 
-PRESETS = ("default", "tiny")
 Architecture = Literal["unet", "resunet", "attention_unet"]
 
 
@@ -48,8 +46,4 @@ class CTSegmentationConfig(BaseModel):
 
 def load_segmentation_config(source: str | Path | None = None) -> CTSegmentationConfig:
     """A preset name ('default', 'tiny') or a YAML file."""
-    if source is None or str(source) in PRESETS:
-        ref = resources.files("osteomet.ct").joinpath("configs", f"segmentation_{source or 'default'}.yaml")
-        with resources.as_file(ref) as path:
-            return load_config(path, CTSegmentationConfig)
-    return load_config(source, CTSegmentationConfig)
+    return load_preset_or_file(source, CTSegmentationConfig, package="osteomet.ct", filename="segmentation_{}.yaml")

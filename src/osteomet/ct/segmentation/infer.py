@@ -19,27 +19,24 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
-from osteomet.config import load_config
-from osteomet.ct.detection.infer import assign_known_splits
+from osteomet.ct import slice_run
 from osteomet.ct.segmentation.config import CTSegmentationConfig
 from osteomet.ct.segmentation.train import load_segmenter, volume_probabilities
-from osteomet.ct.slices import cache_cohort, load_case, to_ct_geometry
+from osteomet.ct.slices import load_case, to_ct_geometry
 from osteomet.data.io import read_mask, write_image
 from osteomet.data.manifest import Manifest
-from osteomet.segmentation.train import pick_device
 from osteomet.utils.files import write_text_atomic
+from osteomet.utils.torch import pick_device
 
 
 def run_config(run_dir: str | Path) -> CTSegmentationConfig:
-    return load_config(Path(run_dir) / "config.yaml", CTSegmentationConfig)
+    """The settings the segmentation run was trained with."""
+    return slice_run.read_run_config(run_dir, CTSegmentationConfig)
 
 
 def trained_architectures(run_dir: str | Path) -> list[str]:
-    run_dir = Path(run_dir)
-    found = [a for a in run_config(run_dir).architectures if (run_dir / a / "checkpoints" / "best.pt").is_file()]
-    if not found:
-        raise FileNotFoundError(f"{run_dir}: no trained segmenter (no <architecture>/checkpoints/best.pt)")
-    return found
+    """The run's networks that finished training."""
+    return slice_run.trained_architectures(run_dir, CTSegmentationConfig, "segmenter")
 
 
 def predict_segmentation(manifest: Manifest, run_dir: str | Path, out: str | Path, *, cache: str | Path | None = None,
@@ -55,9 +52,8 @@ def predict_segmentation(manifest: Manifest, run_dir: str | Path, out: str | Pat
     run_dir, out = Path(run_dir), Path(out)
     config = run_config(run_dir)
     architectures = architectures or trained_architectures(run_dir)
-    root = Path(cache) if cache is not None else out / "slices"
-    _, patients = cache_cohort(manifest, root, config.slices, progress=on_cached)
-    patients["split"] = assign_known_splits(patients, run_dir)
+    root, _, patients = slice_run.cache_for_prediction(manifest, run_dir, out, config.slices, cache=cache,
+                                                       on_cached=on_cached)
     split_of = dict(zip(patients["patient_id"], patients["split"]))
     dev = pick_device(device)
     models = {a: load_segmenter(run_dir, a, config, dev) for a in architectures}

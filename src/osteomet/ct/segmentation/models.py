@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from osteomet.ct.segmentation.config import CTSegmentationConfig
+from osteomet.utils.torch import set_prior_bias
 
 ARCHITECTURES = ("unet", "resunet", "attention_unet")
 
@@ -31,7 +30,5 @@ def build_segmenter(architecture: str, config: CTSegmentationConfig) -> torch.nn
     last = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))
             and m.out_channels == 2][-1]
     if last.bias is not None:
-        with torch.no_grad():
-            p = config.foreground_prior
-            last.bias.copy_(torch.tensor([math.log(1 - p), math.log(p)], dtype=last.bias.dtype))
+        set_prior_bias(last.bias, config.foreground_prior)
     return model

@@ -44,7 +44,6 @@ identical whatever the number of worker processes.
 from __future__ import annotations
 
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal
@@ -56,12 +55,12 @@ import SimpleITK as sitk
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy import ndimage
 
-from osteomet import __version__
 from osteomet.data.io import write_image
 from osteomet.data.manifest import write_manifest
+from osteomet.data.synth._cohort import run_tasks, start_cohort, write_synth_record
 from osteomet.data.synth._shapes import Canvas, Capsule, Ellipsoid, Grid, Rib, Shell, ZCylinder
 from osteomet.data.totalsegmentator import TOTALSEG_BONES
-from osteomet.utils.files import write_json_atomic, write_text_atomic
+from osteomet.utils.files import write_text_atomic
 
 Region = Literal["whole_body", "torso", "abdomen_pelvis"]
 
@@ -860,36 +859,15 @@ def generate_ct_cohort(out: str | Path, n: int, *, seed: int = 0, config: CTSynt
     patients), ``labels/<pid>_bones.nii.gz``, ``manifest.csv`` (kind ct, split left empty),
     ``lesions_truth.csv`` and ``synth.json`` (seed, config, version).
     """
-    if n < 1:
-        raise ValueError(f"n must be at least 1, got {n}")
+    out, manifest_path = start_cohort(out, n, overwrite=overwrite)
     config = config or CTSynthConfig()
-    out = Path(out)
-    manifest_path = out / "manifest.csv"
-    if manifest_path.exists() and not overwrite:
-        raise FileExistsError(f"{manifest_path}: a cohort already exists here; choose another --out or pass --overwrite")
-    out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     children = np.random.SeedSequence(seed).spawn(n)
     tasks = [(i, children[i], config, out) for i in range(n)]
-    results: list[Any] = [None] * n
-    if jobs <= 1 or n == 1:
-        for i, task in enumerate(tasks):
-            results[i] = _patient_task(task)
-            if progress:
-                progress()
-    else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            futures = {pool.submit(_patient_task, task): i for i, task in enumerate(tasks)}
-            for future in as_completed(futures):
-                results[futures[future]] = future.result()
-                if progress:
-                    progress()
+    results = run_tasks(_patient_task, tasks, jobs, progress)
     manifest = pd.DataFrame([r["manifest"] for r in results])
     truth = pd.DataFrame([row for r in results for row in r["truth"]], columns=TRUTH_COLUMNS)
     write_text_atomic(out / "lesions_truth.csv", truth.to_csv(index=False))
-    write_json_atomic(out / "synth.json", {
-        "kind": "ct", "n": n, "seed": seed, "config": config.model_dump(), "osteomet": __version__,
-        "seconds": round(time.perf_counter() - start, 3),
-    })
+    write_synth_record(out, "ct", n=n, seed=seed, config=config, started=start)
     write_manifest(manifest, manifest_path, kind="ct", overwrite=overwrite)
     return manifest_path

@@ -15,9 +15,7 @@ the two centres of the reproduced study (GE 512/0.39 mm T2, Siemens 320/0.63 mm 
 
 from __future__ import annotations
 
-import json
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Literal
@@ -28,10 +26,10 @@ import SimpleITK as sitk
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import ndimage
 
-from osteomet import __version__
 from osteomet.data.io import write_image
 from osteomet.data.manifest import write_manifest
 from osteomet.data.splits import assign_splits
+from osteomet.data.synth._cohort import run_tasks, start_cohort, write_synth_record
 from osteomet.data.synth.clinical import (
     CENTRE_PREVALENCE,
     EXTERNAL_FRACTION,
@@ -40,7 +38,7 @@ from osteomet.data.synth.clinical import (
     sample_clinical,
     sample_tumour_phenotype,
 )
-from osteomet.utils.files import write_json_atomic, write_text_atomic
+from osteomet.utils.files import write_text_atomic
 
 B_VALUE = 1400.0  # s/mm2, high-b DWI of the study
 
@@ -409,49 +407,20 @@ def generate_mri_cohort(out: str | Path, n: int, *, seed: int = 0, config: MRISy
     same whatever ``jobs`` is. Centre C2 patients are the external test set; C1 is split
     6:1:3 into train/val/test by patient, stratified by label.
     """
-    if n < 1:
-        raise ValueError(f"n must be at least 1, got {n}")
+    out, manifest_path = start_cohort(out, n, overwrite=overwrite)
     config = config or MRISynthConfig()
-    out = Path(out)
-    manifest_path = out / "manifest.csv"
-    if manifest_path.exists() and not overwrite:
-        raise FileExistsError(f"{manifest_path}: a cohort already exists here; choose another --out or pass --overwrite")
-    out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     root = np.random.SeedSequence(seed)
     plan_rng = np.random.default_rng(root.spawn(1)[0])
     plan = plan_centres(n, config.external_fraction, plan_rng)
     children = np.random.SeedSequence(seed, spawn_key=(1,)).spawn(n)
     tasks = [(i, centre, label, children[i], config, out) for i, (centre, label) in enumerate(plan)]
-    results = _run_tasks(_patient_task, tasks, jobs, progress)
+    results = run_tasks(_patient_task, tasks, jobs, progress)
 
     manifest = pd.DataFrame([r["manifest"] for r in results])
     manifest["split"] = assign_splits(manifest, ratios=config.split_ratios, seed=seed, external_centres=("C2",))
     write_manifest(manifest, manifest_path, kind="mri", overwrite=overwrite)
     truth = pd.DataFrame([r["truth"] for r in results])
     write_text_atomic(out / "truth.csv", truth.to_csv(index=False))
-    write_json_atomic(out / "synth.json", {
-        "kind": "mri", "n": n, "seed": seed, "config": config.model_dump(), "osteomet": __version__,
-        "seconds": round(time.perf_counter() - start, 3),
-    })
+    write_synth_record(out, "mri", n=n, seed=seed, config=config, started=start)
     return manifest_path
-
-
-def _run_tasks(func: Callable, tasks: list, jobs: int, progress: Callable[[], None] | None) -> list:
-    """Run tasks in order (jobs=1) or on a process pool, calling ``progress`` per finished task."""
-    results: list = [None] * len(tasks)
-    if jobs <= 1 or len(tasks) <= 1:
-        for i, task in enumerate(tasks):
-            results[i] = func(task)
-            if progress:
-                progress()
-        return results
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(func, task): i for i, task in enumerate(tasks)}
-        from concurrent.futures import as_completed
-
-        for future in as_completed(futures):
-            results[futures[future]] = future.result()
-            if progress:
-                progress()
-    return results

@@ -1,33 +1,99 @@
-"""Short nnU-Net trainers for smoke runs and benchmarks on CPU (not for results you publish).
+"""Short nnU-Net trainers for smoke runs and benchmarks (not for results you publish).
 
 nnU-Net's default trainer runs 1000 epochs of 250 iterations, days on a CPU. These keep
-everything else of nnU-Net (plans, augmentation, loss, deep supervision, validation and
-export) and only shorten the schedule, so an end-to-end run finishes in minutes.
+everything else of nnU-Net (plans, network, augmentation, loss, deep supervision, validation
+and export) and only shorten the schedule, so an end-to-end run finishes in minutes. The CPU
+trainer also caps the batch size: nnU-Net sizes batches for a GPU's memory (dozens of 2D
+slices), which on a CPU costs seconds per iteration; fewer, smaller steps learn more per
+second there.
+
+On a CPU, nnU-Net gives torch one thread per core. On a machine whose cores are shared with
+other work, that oversubscribes them: a training step measured 6x slower with 2 threads than
+with 1 on a busy 2-core machine. ``OSTEOMET_NNUNET_TORCH_THREADS`` (read when a trainer
+starts; the training child process inherits it) sets torch's thread count for CPU training.
 """
 
 from __future__ import annotations
+
+import os
 
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 
-class nnUNetTrainer_OsteometTiny(nnUNetTrainer):
-    """2 epochs x 10 iterations: checks that the whole pipeline runs."""
+THREADS_ENV = "OSTEOMET_NNUNET_TORCH_THREADS"
+
+
+def cpu_threads_from_env() -> int | None:
+    """Torch threads asked for through ``OSTEOMET_NNUNET_TORCH_THREADS`` (None: keep nnU-Net's choice)."""
+    value = os.environ.get(THREADS_ENV, "").strip()
+    if not value:
+        return None
+    try:
+        threads = int(value)
+    except ValueError:
+        threads = 0
+    if threads < 1:
+        raise ValueError(f"{THREADS_ENV}={value!r}: must be a positive whole number of threads")
+    return threads
+
+
+class _OsteometScheduleTrainer(nnUNetTrainer):
+    """nnU-Net with a shorter schedule set by class attributes (the subclasses only set numbers).
+
+    ``max_batch_size`` (None: the plans' batch size) caps the batch; ``oversample_foreground``
+    (None: nnU-Net's 0.33) is the share of patches centred on a lesion, raised for short runs
+    so that the rare lesion class is seen often enough to be learnt.
+    """
+
+    epochs: int = 1000
+    iterations_per_epoch: int = 250
+    val_iterations_per_epoch: int = 50
+    max_batch_size: int | None = None
+    oversample_foreground: float | None = None
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 2
-        self.num_iterations_per_epoch = 10
-        self.num_val_iterations_per_epoch = 2
+        self.num_epochs = self.epochs
+        self.num_iterations_per_epoch = self.iterations_per_epoch
+        self.num_val_iterations_per_epoch = self.val_iterations_per_epoch
+        if self.oversample_foreground is not None:
+            self.oversample_foreground_percent = self.oversample_foreground
+        threads = cpu_threads_from_env()
+        if threads is not None and self.device.type == "cpu":
+            torch.set_num_threads(threads)
+            self.print_to_log_file(f"osteomet: {threads} torch thread(s)", also_print_to_console=True)
+
+    def _set_batch_size_and_oversample(self) -> None:
+        super()._set_batch_size_and_oversample()
+        if self.max_batch_size is not None and not self.is_ddp:
+            self.batch_size = min(self.batch_size, self.max_batch_size)
+            self.print_to_log_file(f"osteomet: batch size capped at {self.batch_size}", also_print_to_console=True)
 
 
-class nnUNetTrainer_OsteometShort(nnUNetTrainer):
-    """30 epochs x 25 iterations: long enough to learn the synthetic lesions (benchmark)."""
+class nnUNetTrainer_OsteometTiny(_OsteometScheduleTrainer):
+    """2 epochs x 10 iterations: checks that the whole pipeline runs (learns nothing)."""
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 30
-        self.num_iterations_per_epoch = 25
-        self.num_val_iterations_per_epoch = 5
+    epochs = 2
+    iterations_per_epoch = 10
+    val_iterations_per_epoch = 2
+
+
+class nnUNetTrainer_OsteometCPU(_OsteometScheduleTrainer):
+    """18 epochs x 25 iterations of 8 patches: learns the synthetic lesions in ~5 minutes on a CPU core (2d)."""
+
+    epochs = 18
+    iterations_per_epoch = 25
+    val_iterations_per_epoch = 2
+    max_batch_size = 8
+    oversample_foreground = 0.5
+
+
+class nnUNetTrainer_OsteometShort(_OsteometScheduleTrainer):
+    """50 epochs x 50 iterations at the plans' batch size: the benchmark's GPU schedule."""
+
+    epochs = 50
+    iterations_per_epoch = 50
+    val_iterations_per_epoch = 5
+    oversample_foreground = 0.5

@@ -1,0 +1,97 @@
+"""The run folder of the CT slice models, the same for slice detection and lesion segmentation.
+
+``RUN/config.yaml`` (the settings, with the architectures to train), ``RUN/patients.csv``
+and ``RUN/class_balance.csv`` (the patient split and its slice counts, copied from the
+slice cache) and ``RUN/<architecture>/checkpoints/best.pt`` per trained network.
+Prediction reads the folder back: the recorded settings, the architectures that finished
+training, and the training split of every patient the run has seen, so a training patient
+is never reported as a test patient.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, TypeVar
+
+import pandas as pd
+from pydantic import BaseModel
+
+from osteomet.utils.files import write_text_atomic
+
+Config = TypeVar("Config", bound=BaseModel)
+
+
+def prepare_slice_run(manifest, run_dir: str | Path, config: Config, *, architectures: list[str] | None = None,
+                      cache: str | Path | None = None,
+                      on_patient: Callable[[], None] | None = None) -> tuple[Path, Config]:
+    """Build the slice dataset (split by patient) and record the run's settings and split; returns (slice root, config).
+
+    ``config`` is a detection or segmentation config: it has ``slices`` and ``architectures``.
+    """
+    from osteomet.config import dump_config
+    from osteomet.ct.slices import build_slice_dataset
+
+    run_dir = Path(run_dir)
+    root = Path(cache) if cache is not None else run_dir / "slices"
+    build_slice_dataset(manifest, root, config.slices, progress=on_patient)
+    config = config.model_copy(update={"architectures": list(architectures or config.architectures)})
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(run_dir / "config.yaml", dump_config(config))
+    for name in ("patients.csv", "class_balance.csv"):
+        if (root / name).is_file():
+            write_text_atomic(run_dir / name, (root / name).read_text())
+    return root, config
+
+
+def labelled_split(index: pd.DataFrame, split: str) -> pd.DataFrame:
+    """The slices of one split with integer labels; a patient there without a lesion mask is refused by name."""
+    part = index[index["split"] == split].reset_index(drop=True)
+    unlabelled = part.loc[part["label"].isna(), "patient_id"].unique()
+    if len(unlabelled):
+        raise ValueError(f"{split} patients without a lesion mask cannot be used for training: {', '.join(unlabelled[:10])}")
+    return part.astype({"label": int})
+
+
+def read_run_config(run_dir: str | Path, model: type[Config]) -> Config:
+    """The settings a run was trained with (its ``config.yaml``)."""
+    from osteomet.config import load_config
+
+    return load_config(Path(run_dir) / "config.yaml", model)
+
+
+def trained_architectures(run_dir: str | Path, model: type[BaseModel], what: str) -> list[str]:
+    """The run's architectures that have a best checkpoint, in the config's order; ``what`` names them in the error."""
+    from osteomet.utils.torch import best_checkpoint
+
+    run_dir = Path(run_dir)
+    found = [a for a in read_run_config(run_dir, model).architectures if best_checkpoint(run_dir / a).is_file()]
+    if not found:
+        raise FileNotFoundError(f"{run_dir}: no trained {what} (no <architecture>/checkpoints/best.pt)")
+    return found
+
+
+def cache_for_prediction(manifest, run_dir: str | Path, out: str | Path, slice_config, *,
+                         cache: str | Path | None = None,
+                         on_cached: Callable[[], None] | None = None) -> tuple[Path, pd.DataFrame, pd.DataFrame]:
+    """Cache the cohort's slices with the run's slice settings (in ``cache``, default ``OUT/slices``).
+
+    Returns (slice root, slice table, patient table); each patient carries the training
+    run's split where the run knows it (:func:`assign_known_splits`).
+    """
+    from osteomet.ct.slices import cache_cohort
+
+    root = Path(cache) if cache is not None else Path(out) / "slices"
+    slices, patients = cache_cohort(manifest, root, slice_config, progress=on_cached)
+    patients["split"] = assign_known_splits(patients, Path(run_dir))
+    return root, slices, patients
+
+
+def assign_known_splits(patients: pd.DataFrame, run_dir: Path) -> pd.Series:
+    """The training run's split for its own patients; else the manifest's split; else 'new'."""
+    known = {}
+    path = run_dir / "patients.csv"
+    if path.is_file():
+        table = pd.read_csv(path, dtype={"patient_id": str})
+        known = dict(zip(table["patient_id"], table["split"]))
+    return pd.Series([known.get(p, s if isinstance(s, str) else "new") for p, s in
+                      zip(patients["patient_id"], patients["split"])], index=patients.index)
