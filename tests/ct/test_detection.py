@@ -101,6 +101,8 @@ def test_predict_metrics_match_sklearn_and_threshold_comes_from_validation(train
     overlays = pd.read_csv(folder / "gradcam" / "index.csv")
     assert all(Path(p).is_file() for p in overlays["png"])
     assert set(overlays["kind"]) <= {"true_positive", "false_positive"}
+    confident_hits = overlays[(overlays["kind"] == "true_positive") & (overlays["probability"] > 0.9)]
+    assert len(confident_hits) and not confident_hits["cam_empty"].any()  # a confident call has evidence somewhere
 
 
 @pytest.mark.shared_data

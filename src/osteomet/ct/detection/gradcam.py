@@ -62,10 +62,13 @@ def write_gradcam_overlays(model: torch.nn.Module, architecture: str, store: Sli
             image = np.asarray(arrays["image"][int(item.slice)], np.float32)
             mask = np.asarray(arrays["mask"][int(item.slice)]) if "mask" in arrays else None
             heat = gradcam_map(model, architecture, image, device)
+            # Grad-CAM keeps only regions that raise the logit (ReLU); a slice called positive with a
+            # negative logit everywhere gives an empty map, which the title says rather than hides.
+            empty = not np.nanmax(heat) > 0
             path = out / kind / f"{item.patient_id}_slice{int(item.slice):04d}.png"
             save_overlay(image, heat, mask, path,
                          f"{architecture} {kind.replace('_', ' ')}: {item.patient_id} slice {int(item.slice)} "
-                         f"p={item.probability:.2f}")
+                         f"p={item.probability:.2f}" + (" (Grad-CAM empty: no region raises the logit)" if empty else ""))
             rows.append({"kind": kind, "patient_id": item.patient_id, "slice": int(item.slice),
-                         "probability": float(item.probability), "png": str(path)})
-    return pd.DataFrame(rows, columns=["kind", "patient_id", "slice", "probability", "png"])
+                         "probability": float(item.probability), "cam_empty": empty, "png": str(path)})
+    return pd.DataFrame(rows, columns=["kind", "patient_id", "slice", "probability", "cam_empty", "png"])
