@@ -27,7 +27,7 @@ def test_predictions_of_two_models_give_metrics_delong_and_roc_figures(tmp_path:
     assert result.exit_code == 0, result.output
     metrics = pd.read_csv(out / "metrics.csv")
     assert set(metrics["model"]) == {"strong", "weak"} and set(metrics["cohort"]) == {"train", "val", "test"}
-    assert (metrics["threshold_split"] == "val").all()
+    assert (metrics["threshold_split"] == "train+val").all()
     delong = pd.read_csv(out / "delong.csv")
     a, b = pd.read_csv(tmp_path / "a.csv"), pd.read_csv(tmp_path / "b.csv")
     test = a["split"] == "test"

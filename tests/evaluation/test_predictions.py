@@ -27,12 +27,16 @@ def _table(seed: int, shift: float) -> pd.DataFrame:
                          "label": label, "split": splits})
 
 
-def test_threshold_comes_from_validation_and_is_applied_unchanged():
+def test_threshold_comes_from_train_and_validation_and_is_applied_unchanged():
     table = _table(0, 1.5)
     val = table[table["split"] == "val"]
+    assert choose_threshold(table, "val") == (pytest.approx(youden_threshold(val["label"], val["prob"])), "val")
+    pooled = table[table["split"].isin(["train", "val"])]
     threshold, used = choose_threshold(table)
-    assert used == "val"
-    assert threshold == pytest.approx(youden_threshold(val["label"], val["prob"]))
+    assert used == "train+val"
+    assert threshold == pytest.approx(youden_threshold(pooled["label"], pooled["prob"]))
+    with pytest.raises(EvaluationInputError, match="bias"):
+        choose_threshold(table, "train+test")
     metrics = evaluate_predictions({"m": table}, n_resamples=50)
     test = table[table["split"] == "test"]
     expected = threshold_metrics(test["label"], test["prob"], threshold)
@@ -75,5 +79,16 @@ def test_bad_prediction_files_are_named(tmp_path):
         read_predictions(path, manifest)
     without_val = _table(0, 1.0).query("split != 'val'")
     assert choose_threshold(without_val)[1] == "train"
-    with pytest.raises(EvaluationInputError, match="no scored, labelled patients in split 'val'"):
+    with pytest.raises(EvaluationInputError, match="no scored, labelled patients of both classes in split 'val'"):
         choose_threshold(without_val, "val")
+
+
+def test_a_split_too_small_for_delong_still_gets_its_auc():
+    table = _table(0, 1.5)
+    tiny = table[table["split"] == "val"].head(3).copy()
+    tiny["label"] = [0, 1, 0]
+    table = pd.concat([table[table["split"] != "val"], tiny])
+    metrics = evaluate_predictions({"m": table}, n_resamples=20)
+    row = metrics[(metrics["cohort"] == "val") & (metrics["ci_method"] == "delong")].iloc[0]
+    expected = float(np.mean(tiny.loc[tiny["label"] == 1, "prob"].iloc[0] > tiny.loc[tiny["label"] == 0, "prob"]))
+    assert row["estimate"] == pytest.approx(expected) and np.isnan(row["ci_low"]) and np.isnan(row["ci_high"])

@@ -26,7 +26,7 @@ def predictions(
     out: Path = typer.Option(..., "--out", "-o", help="Folder for metrics.csv, delong.csv and roc_<split>.png."),
     manifest: Optional[Path] = typer.Option(None, "--manifest", "-m", help="Manifest supplying label and split."),
     names: Optional[List[str]] = typer.Option(None, "--name", help="Model names, one per --predictions."),
-    threshold_split: Optional[str] = typer.Option(None, help="Split whose Youden threshold is applied to all (default: val, else train)."),
+    threshold_split: Optional[str] = typer.Option(None, help="Split(s) the Youden threshold is chosen on, then applied to all ('train+val' by default, or 'val', 'train')."),
     n_resamples: int = typer.Option(1000, min=10, help="Bootstrap resamples."),
     seed: int = typer.Option(0, help="Bootstrap seed."),
 ) -> None:

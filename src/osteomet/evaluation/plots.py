@@ -29,7 +29,9 @@ def plot_roc(models: Mapping[str, pd.DataFrame], split: str, path: str | Path) -
         fpr, tpr, _ = roc_curve(y, s)
         ci = delong_ci(y, s) if min(y.sum(), len(y) - y.sum()) >= 2 else None
         label = f"{name}: AUC {ci.auc:.3f} ({ci.low:.3f}-{ci.high:.3f})" if ci else name
-        ax.step(fpr, tpr, where="post", label=label)
+        # straight segments between operating points: staircase without ties, diagonal across tied
+        # scores, so the drawn area equals the reported AUC (as pROC plots it)
+        ax.plot(fpr, tpr, label=label)
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
     ax.set(xlabel="1 - specificity", ylabel="sensitivity", title=f"ROC, {split} cohort", xlim=(0, 1), ylim=(0, 1.01))
     ax.legend(loc="lower right", fontsize=7)

@@ -2,9 +2,9 @@
 
 A prediction table has one row per patient: ``patient_id`` and ``prob`` (the score; higher =
 bone metastasis), plus ``label`` and ``split`` or a manifest that supplies them. The threshold
-is chosen once, by Youden's J on the *threshold split* (validation data by default; training
-data if there is no validation split) and applied unchanged to every other split, so the
-test and external cohorts never influence their own cut-off.
+is chosen once, by Youden's J on the *threshold splits* (training and validation patients
+pooled by default; e.g. ``"val"`` for validation only) and applied unchanged to every split, so
+the test and external cohorts never influence their own cut-off.
 
 Outputs are tidy: :func:`evaluate_predictions` gives the rows of
 :func:`osteomet.evaluation.report.evaluate_model` for every model and split;
@@ -59,19 +59,26 @@ def _usable(table: pd.DataFrame) -> pd.DataFrame:
     return table.dropna(subset=["prob", "label"])
 
 
+DEFAULT_THRESHOLD_SPLITS = "train+val"
+
+
 def choose_threshold(table: pd.DataFrame, threshold_split: str | None = None) -> tuple[float, str]:
-    """Youden threshold on ``threshold_split`` (default: ``val`` if present, else ``train``)."""
+    """Youden threshold on the patients of ``threshold_split`` ("train+val" by default; "+" pools splits)."""
     data = _usable(table)
     splits = set(data["split"].dropna())
-    if threshold_split is None:
-        threshold_split = "val" if "val" in splits and data.loc[data["split"] == "val", "label"].nunique() == 2 else "train"
-    chosen = data[data["split"] == threshold_split]
-    if chosen.empty:
+    threshold_split = threshold_split or DEFAULT_THRESHOLD_SPLITS
+    wanted = [s.strip() for s in threshold_split.split("+") if s.strip()]
+    if wanted and set(wanted) & {"test", "external"}:
+        raise EvaluationInputError(f"threshold split {threshold_split!r}: a threshold tuned on test or external "
+                                   "patients would bias their metrics; use train and/or val")
+    chosen = data[data["split"].isin(wanted)]
+    if chosen.empty or chosen["label"].nunique() < 2:
         raise EvaluationInputError(
-            f"no scored, labelled patients in split {threshold_split!r} to choose the threshold on "
+            f"no scored, labelled patients of both classes in split {threshold_split!r} to choose the threshold on "
             f"(splits present: {sorted(splits)})"
         )
-    return youden_threshold(chosen["label"].to_numpy(), chosen["prob"].to_numpy()), threshold_split
+    used = "+".join(s for s in wanted if s in splits)
+    return youden_threshold(chosen["label"].to_numpy(), chosen["prob"].to_numpy()), used
 
 
 def evaluate_predictions(
