@@ -9,8 +9,15 @@ import typer
 
 from osteomet.cli._common import console, err_console, progress_bar, user_errors
 
-_CRITERION_HELP = ("Hit criterion: 'iou' (IoU >= --iou-threshold) or 'any' (at least one shared voxel); "
-                   "one-to-one Hungarian matching as picai_eval.")
+# Analysis settings shared by `lesions` and `lesions-cohort` (defaults are LesionSettings').
+_CRITERION = typer.Option("iou", help="Hit criterion: 'iou' (IoU >= --iou-threshold) or 'any' (at least one shared "
+                                      "voxel); one-to-one Hungarian matching as picai_eval.")
+_IOU_THRESHOLD = typer.Option(0.1, help="IoU threshold of the 'iou' criterion.")
+_DIFFUSE_FRACTION = typer.Option(0.5, help="Diffuse when the lesion covers more than this fraction of its bone's "
+                                           "cross-section on some slice.")
+_CLUSTER_GAP = typer.Option(10.0, help="Lesions at most this far apart along z form one cluster.")
+_CLUSTER_UNIT = typer.Option("slices", help="Unit of --cluster-gap: 'slices' or 'mm'.")
+_SEED = typer.Option(0, help="Seed of the bootstrap over patients.")
 
 
 def _settings(diffuse_fraction: float, cluster_gap: float, cluster_unit: str, criterion: str, iou_threshold: float,
@@ -37,13 +44,12 @@ def lesions(
     reference: Optional[Path] = typer.Option(None, "--reference", "-r", help="Reference (manual) lesion mask."),
     ct: Optional[Path] = typer.Option(None, "--ct", help="CT in HU on the same grid, for mean/max HU per lesion."),
     patient_id: Optional[str] = typer.Option(None, help="Patient id in the tables (default: the mask file name)."),
-    criterion: str = typer.Option("iou", help=_CRITERION_HELP),
-    iou_threshold: float = typer.Option(0.1, help="IoU threshold of the 'iou' criterion."),
-    diffuse_fraction: float = typer.Option(0.5, help="Diffuse when the lesion covers more than this fraction of "
-                                                     "its bone's cross-section on some slice."),
-    cluster_gap: float = typer.Option(10.0, help="Lesions at most this far apart along z form one cluster."),
-    cluster_unit: str = typer.Option("slices", help="Unit of --cluster-gap: 'slices' or 'mm'."),
-    seed: int = typer.Option(0, help="Seed of the bootstrap over patients."),
+    criterion: str = _CRITERION,
+    iou_threshold: float = _IOU_THRESHOLD,
+    diffuse_fraction: float = _DIFFUSE_FRACTION,
+    cluster_gap: float = _CLUSTER_GAP,
+    cluster_unit: str = _CLUSTER_UNIT,
+    seed: int = _SEED,
 ) -> None:
     """Lesions of one mask (3D lesions, bone, diffuse/focal, clusters); with --reference, the matched evaluation."""
     with user_errors():
@@ -71,22 +77,22 @@ def lesions_cohort(
     predictions: Optional[Path] = typer.Option(None, "--predictions", "-p",
                                                help="Folder of predicted masks <patient_id>.nii.gz; evaluated "
                                                     "against the manifest's lesion masks."),
-    criterion: str = typer.Option("iou", help=_CRITERION_HELP),
-    iou_threshold: float = typer.Option(0.1, help="IoU threshold of the 'iou' criterion."),
-    diffuse_fraction: float = typer.Option(0.5, help="Diffuse/focal threshold (fraction of the bone cross-section)."),
-    cluster_gap: float = typer.Option(10.0, help="Cluster gap along z."),
-    cluster_unit: str = typer.Option("slices", help="Unit of --cluster-gap: 'slices' or 'mm'."),
-    seed: int = typer.Option(0, help="Seed of the bootstrap over patients."),
+    criterion: str = _CRITERION,
+    iou_threshold: float = _IOU_THRESHOLD,
+    diffuse_fraction: float = _DIFFUSE_FRACTION,
+    cluster_gap: float = _CLUSTER_GAP,
+    cluster_unit: str = _CLUSTER_UNIT,
+    seed: int = _SEED,
 ) -> None:
     """Per-lesion analysis over a manifest; with --predictions, lesion/patient/bone-level statistics with CIs."""
     with user_errors():
-        from osteomet.ct.lesion_cohort import analyse_cohort, write_results
+        from osteomet.ct.lesion_cohort import LESION_COLUMNS, analyse_cohort, write_results
         from osteomet.data.manifest import read_manifest
 
         settings = _settings(diffuse_fraction, cluster_gap, cluster_unit, criterion, iou_threshold, seed)
-        n = len(read_manifest(manifest, kind="ct"))
-        with progress_bar("lesions", n) as advance:
-            result = analyse_cohort(manifest, predictions=predictions, settings=settings, progress=advance)
+        cohort = read_manifest(manifest, kind="ct", require=LESION_COLUMNS)
+        with progress_bar("lesions", len(cohort)) as advance:
+            result = analyse_cohort(cohort, predictions=predictions, settings=settings, progress=advance)
         paths = write_results(result, out)
     n_lesions = sum(len(a.table) for a in result.analyses)
     console.print(f"{len(result.analyses)} patients, {n_lesions} lesion(s) -> [bold]{paths['lesions']}[/]")

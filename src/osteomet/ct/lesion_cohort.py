@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import pandas as pd
 
@@ -27,6 +27,9 @@ from osteomet.ct.lesion_metrics import PatientEvaluation, evaluate_patient, lesi
 from osteomet.ct.lesions import LesionAnalysis, analyse_lesions
 from osteomet.ct.matching import check_criterion
 from osteomet.utils.files import write_json_atomic, write_text_atomic
+
+if TYPE_CHECKING:
+    from osteomet.data.manifest import Manifest
 
 PathLike = str | os.PathLike[str]
 
@@ -86,16 +89,24 @@ def analyse_files(mask: PathLike, bones: PathLike | None, *, ct: PathLike | None
     return analysis, ref, evaluation
 
 
-def analyse_cohort(manifest: PathLike, *, predictions: PathLike | None = None, settings: LesionSettings | None = None,
-                   progress: Callable[[], None] | None = None) -> LesionResult:
-    """Analyse every patient of a CT manifest (and evaluate ``PRED/<patient_id>.nii.gz`` against it)."""
-    from osteomet.data.manifest import read_manifest
+#: Manifest columns the cohort analysis needs for every patient.
+LESION_COLUMNS = ("lesion_mask", "bone_map")
+
+
+def analyse_cohort(manifest: PathLike | Manifest, *, predictions: PathLike | None = None,
+                   settings: LesionSettings | None = None, progress: Callable[[], None] | None = None) -> LesionResult:
+    """Analyse every patient of a CT manifest (and evaluate ``PRED/<patient_id>.nii.gz`` against it).
+
+    ``manifest`` is a path, or a manifest the caller has already read (it is then not read again).
+    """
+    from osteomet.data.manifest import Manifest, read_manifest
 
     settings = settings or LesionSettings()
-    cohort = read_manifest(manifest, kind="ct", require=("lesion_mask", "bone_map"))
+    cohort = manifest if isinstance(manifest, Manifest) else read_manifest(manifest, kind="ct",
+                                                                            require=LESION_COLUMNS)
     result = LesionResult(settings=settings)
-    if predictions is not None:
-        folder = Path(predictions)
+    folder = Path(predictions) if predictions is not None else None
+    if folder is not None:
         if not folder.is_dir():
             raise FileNotFoundError(f"{folder}: predictions folder does not exist")
         missing = [r.patient_id for r in cohort if not (folder / f"{r.patient_id}.nii.gz").is_file()]
@@ -103,11 +114,11 @@ def analyse_cohort(manifest: PathLike, *, predictions: PathLike | None = None, s
             raise FileNotFoundError(f"{folder}: no predicted mask <patient_id>.nii.gz for {len(missing)} patient(s): "
                                     + ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""))
     for record in cohort:
-        if predictions is None:
+        if folder is None:
             analysis, ref, evaluation = analyse_files(record.lesion_mask, record.bone_map, ct=record.ct,
                                                       patient_id=record.patient_id, settings=settings)
         else:
-            analysis, ref, evaluation = analyse_files(Path(predictions) / f"{record.patient_id}.nii.gz",
+            analysis, ref, evaluation = analyse_files(folder / f"{record.patient_id}.nii.gz",
                                                       record.bone_map, ct=record.ct, reference=record.lesion_mask,
                                                       patient_id=record.patient_id, settings=settings)
         result.analyses.append(analysis)
