@@ -10,13 +10,15 @@ from typing import TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from osteomet.errors import InputError
+
 Model = TypeVar("Model", bound=BaseModel)
 
 #: Presets shipped in each model package's ``configs/`` folder.
 PRESETS = ("default", "tiny")
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A config file is missing, not YAML, or fails validation; the message names the file."""
 
 

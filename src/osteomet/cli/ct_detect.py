@@ -6,11 +6,25 @@ from pathlib import Path
 
 import typer
 
-from osteomet.cli._common import (ConfigOption, CTPredictManifestOption, CTRunOption, CTTrainManifestOption,
-                                  DeviceOption, MaxEpochsOption, ModelsToTrainOption, PredictCacheOption,
-                                  TrainCacheOption, TrainedArchitecturesOption, cache_ct_slices, console,
-                                  load_settings, prepare_ct_run, progress_bar, train_each_architecture,
-                                  user_errors)
+from osteomet.cli._common import (
+    ConfigOption,
+    CTPredictManifestOption,
+    CTRunOption,
+    CTTrainManifestOption,
+    DeviceOption,
+    MaxEpochsOption,
+    ModelsToTrainOption,
+    PredictCacheOption,
+    TrainCacheOption,
+    TrainedArchitecturesOption,
+    cache_ct_slices,
+    console,
+    load_settings,
+    prepare_ct_run,
+    progress_bar,
+    train_each_architecture,
+    user_errors,
+)
 
 app = typer.Typer(help="CT slice detection: MONAI 2D EfficientNet-B0, ResNet34 and DenseNet121 on bone-windowed "
                        "axial slices (level 400, width 1800 HU by default).", no_args_is_help=True)
@@ -55,7 +69,11 @@ def predict(
 ) -> None:
     """Slice and patient (max over slices) scores; precision, recall, F1, AUC with bootstrap CIs per split."""
     with user_errors():
-        from osteomet.ct.detection.infer import predict_detection, run_config, trained_architectures
+        from osteomet.ct.detection.infer import (
+            predict_detection,
+            run_config,
+            trained_architectures,
+        )
         from osteomet.data.manifest import read_manifest
 
         cohort = read_manifest(manifest, kind="ct")

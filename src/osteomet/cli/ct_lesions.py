@@ -86,7 +86,11 @@ def lesions_cohort(
 ) -> None:
     """Per-lesion analysis over a manifest; with --predictions, lesion/patient/bone-level statistics with CIs."""
     with user_errors():
-        from osteomet.ct.lesion_cohort import LESION_COLUMNS, analyse_cohort, write_results
+        from osteomet.ct.lesion_cohort import (
+            LESION_COLUMNS,
+            analyse_cohort,
+            write_results,
+        )
         from osteomet.data.manifest import read_manifest
 
         settings = _settings(diffuse_fraction, cluster_gap, cluster_unit, criterion, iou_threshold, seed)

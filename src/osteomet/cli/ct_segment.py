@@ -7,11 +7,25 @@ from typing import List
 
 import typer
 
-from osteomet.cli._common import (ConfigOption, CTPredictManifestOption, CTRunOption, CTTrainManifestOption,
-                                  DeviceOption, MaxEpochsOption, ModelsToTrainOption, PredictCacheOption,
-                                  TrainCacheOption, TrainedArchitecturesOption, cache_ct_slices, console,
-                                  load_settings, prepare_ct_run, progress_bar, train_each_architecture,
-                                  user_errors)
+from osteomet.cli._common import (
+    ConfigOption,
+    CTPredictManifestOption,
+    CTRunOption,
+    CTTrainManifestOption,
+    DeviceOption,
+    MaxEpochsOption,
+    ModelsToTrainOption,
+    PredictCacheOption,
+    TrainCacheOption,
+    TrainedArchitecturesOption,
+    cache_ct_slices,
+    console,
+    load_settings,
+    prepare_ct_run,
+    progress_bar,
+    train_each_architecture,
+    user_errors,
+)
 
 app = typer.Typer(help="CT lesion segmentation: MONAI 2D UNet, residual UNet and AttentionUnet (Dice + CE), "
                        "masks in each CT's own geometry, models compared per patient.", no_args_is_help=True)

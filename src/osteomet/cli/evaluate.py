@@ -8,6 +8,7 @@ from typing import List, Optional
 import typer
 
 from osteomet.cli._common import console, user_errors
+from osteomet.errors import InputError
 
 app = typer.Typer(help="Statistics: AUC with DeLong/bootstrap CIs, DeLong tests, ROC curves, cohort table.",
                   no_args_is_help=True)
@@ -34,11 +35,15 @@ def predictions(
     with user_errors():
         from osteomet.data.manifest import read_manifest
         from osteomet.evaluation.plots import plot_roc
-        from osteomet.evaluation.predictions import compare_predictions, evaluate_predictions, read_predictions
+        from osteomet.evaluation.predictions import (
+            compare_predictions,
+            evaluate_predictions,
+            read_predictions,
+        )
         from osteomet.utils.files import write_text_atomic
 
         if names and len(names) != len(files):
-            raise ValueError(f"{len(names)} --name value(s) for {len(files)} --predictions file(s)")
+            raise InputError(f"{len(names)} --name value(s) for {len(files)} --predictions file(s)")
         cohort = read_manifest(manifest, require=("label",)).to_frame() if manifest else None
         models: dict = {}
         for i, path in enumerate(files):

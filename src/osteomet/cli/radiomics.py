@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from osteomet.cli._common import console, err_console, progress_bar, user_errors
+from osteomet.errors import InputError
 
 app = typer.Typer(help="pyradiomics features (cached, parallel) and the XGBoost radiomics model.", no_args_is_help=True)
 
@@ -35,7 +36,7 @@ def extract(
 
         cohort = read_manifest(manifest)
         if segdir is not None and masks is not None:
-            raise ValueError("give either --segdir or --masks, not both")
+            raise InputError("give either --segdir or --masks, not both")
         if masks is not None:
             from osteomet.data.manifest import with_mask_folder
 

@@ -6,8 +6,16 @@ from pathlib import Path
 
 import typer
 
-from osteomet.cli._common import (ConfigOption, DeviceOption, MaxEpochsOption, console, load_settings, progress_bar,
-                                  user_errors)
+from osteomet.cli._common import (
+    ConfigOption,
+    DeviceOption,
+    MaxEpochsOption,
+    console,
+    load_settings,
+    progress_bar,
+    user_errors,
+)
+from osteomet.errors import MissingInputError
 
 app = typer.Typer(help="UNETR tumour segmentation (3 channels) and the semi-automatic review loop.",
                   no_args_is_help=True)
@@ -35,7 +43,7 @@ def train(
         cohort = read_manifest(manifest, kind="mri")
         index = pd.read_csv(preprocessed / "index.csv") if (preprocessed / "index.csv").exists() else None
         if index is None:
-            raise FileNotFoundError(f"{preprocessed}: no index.csv; run `osteomet preprocess mri` first")
+            raise MissingInputError(f"{preprocessed}: no index.csv; run `osteomet preprocess mri` first")
         ready = set(index.loc[index["has_mask"].astype(bool) & (index["status"] != "failed"), "patient_id"])
         ids = {s: [r.patient_id for r in cohort if r.split == s and r.patient_id in ready] for s in ("train", "val")}
         with progress_bar("train unetr", settings.max_epochs) as advance:

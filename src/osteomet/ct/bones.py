@@ -29,6 +29,7 @@ import pandas as pd
 from scipy import ndimage
 
 from osteomet.data.totalsegmentator import TOTALSEG_BONES
+from osteomet.errors import InputError
 
 if TYPE_CHECKING:
     from osteomet.ct.lesions import LesionLabels
@@ -40,7 +41,7 @@ BONE_COLUMNS = ["lesion_id", "bone_id", "bone_name", "bone_group", "weight_beari
                 "bone_fraction", "tied_bones", "max_bone_coverage", "kind"]
 
 
-class UnknownBoneLabelError(ValueError):
+class UnknownBoneLabelError(InputError):
     """A bone map holds ids that are not TotalSegmentator v2 ``total`` classes."""
 
 
@@ -100,9 +101,9 @@ class _BoneSlices:
 def assign_bones(lesions: "LesionLabels", bones: np.ndarray, *, diffuse_fraction: float = 0.5) -> pd.DataFrame:
     """One row per lesion: bone id, name, group, weight-bearing, status, coverage and diffuse/focal kind."""
     if not 0 < diffuse_fraction < 1:
-        raise ValueError(f"diffuse_fraction must be between 0 and 1, got {diffuse_fraction}")
+        raise InputError(f"diffuse_fraction must be between 0 and 1, got {diffuse_fraction}")
     if tuple(bones.shape) != tuple(lesions.shape):
-        raise ValueError(f"bone map shape {bones.shape} differs from the lesion mask's {lesions.shape}")
+        raise InputError(f"bone map shape {bones.shape} differs from the lesion mask's {lesions.shape}")
     slices = _BoneSlices(bones)
     rows = []
     for lesion_id, (box, local) in enumerate(zip(lesions.boxes, lesions.masks), start=1):

@@ -18,6 +18,8 @@ from typing import Literal
 
 import numpy as np
 
+from osteomet.errors import InputError
+
 ClusterUnit = Literal["slices", "mm"]
 
 
@@ -27,19 +29,19 @@ def assign_clusters(first: np.ndarray, last: np.ndarray, *, max_gap: float = 10.
     first = np.asarray(first, dtype=np.int64)
     last = np.asarray(last, dtype=np.int64)
     if first.shape != last.shape:
-        raise ValueError("first and last slice arrays must have the same length")
+        raise InputError("first and last slice arrays must have the same length")
     if np.any(last < first):
-        raise ValueError("a lesion's last slice is before its first slice")
+        raise InputError("a lesion's last slice is before its first slice")
     if max_gap < 0:
-        raise ValueError(f"max_gap must be >= 0, got {max_gap}")
+        raise InputError(f"max_gap must be >= 0, got {max_gap}")
     if unit == "mm":
         if not slice_spacing_mm or slice_spacing_mm <= 0:
-            raise ValueError("unit='mm' needs a positive slice spacing in mm")
+            raise InputError("unit='mm' needs a positive slice spacing in mm")
         scale = float(slice_spacing_mm)
     elif unit == "slices":
         scale = 1.0
     else:
-        raise ValueError(f"cluster gap unit must be 'slices' or 'mm', got {unit!r}")
+        raise InputError(f"cluster gap unit must be 'slices' or 'mm', got {unit!r}")
     ids = np.zeros(first.size, dtype=np.int64)
     if first.size == 0:
         return ids

@@ -23,9 +23,14 @@ from typing import TYPE_CHECKING, Callable
 
 import pandas as pd
 
-from osteomet.ct.lesion_metrics import PatientEvaluation, evaluate_patient, lesion_metrics
+from osteomet.ct.lesion_metrics import (
+    PatientEvaluation,
+    evaluate_patient,
+    lesion_metrics,
+)
 from osteomet.ct.lesions import LesionAnalysis, analyse_lesions
 from osteomet.ct.matching import check_criterion
+from osteomet.errors import InputError, MissingInputError
 from osteomet.utils.files import write_json_atomic, write_text_atomic
 
 if TYPE_CHECKING:
@@ -50,9 +55,9 @@ class LesionSettings:
     def __post_init__(self) -> None:
         check_criterion(self.criterion, self.iou_threshold)
         if self.cluster_unit not in ("slices", "mm"):
-            raise ValueError(f"cluster unit must be 'slices' or 'mm', got {self.cluster_unit!r}")
+            raise InputError(f"cluster unit must be 'slices' or 'mm', got {self.cluster_unit!r}")
         if not 0 < self.diffuse_fraction < 1:
-            raise ValueError(f"diffuse fraction must be between 0 and 1, got {self.diffuse_fraction}")
+            raise InputError(f"diffuse fraction must be between 0 and 1, got {self.diffuse_fraction}")
 
 
 @dataclass
@@ -108,10 +113,10 @@ def analyse_cohort(manifest: PathLike | Manifest, *, predictions: PathLike | Non
     folder = Path(predictions) if predictions is not None else None
     if folder is not None:
         if not folder.is_dir():
-            raise FileNotFoundError(f"{folder}: predictions folder does not exist")
+            raise MissingInputError(f"{folder}: predictions folder does not exist")
         missing = [r.patient_id for r in cohort if not (folder / f"{r.patient_id}.nii.gz").is_file()]
         if missing:
-            raise FileNotFoundError(f"{folder}: no predicted mask <patient_id>.nii.gz for {len(missing)} patient(s): "
+            raise MissingInputError(f"{folder}: no predicted mask <patient_id>.nii.gz for {len(missing)} patient(s): "
                                     + ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""))
     for record in cohort:
         if folder is None:

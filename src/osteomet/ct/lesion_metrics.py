@@ -36,6 +36,7 @@ import pandas as pd
 from osteomet.ct.lesions import LesionAnalysis
 from osteomet.ct.matching import match_lesions
 from osteomet.data.totalsegmentator import TOTALSEG_BONES
+from osteomet.errors import InputError
 
 METRIC_COLUMNS = ["metric", "breakdown", "subgroup", "estimate", "ci_low", "ci_high", "numerator", "denominator",
                   "n_patients", "ci_method"]
@@ -128,7 +129,7 @@ def lesion_metrics(evaluations: list[PatientEvaluation], *, level: float = 0.95,
                    seed: int | None = 0) -> pd.DataFrame:
     """All statistics of the module docstring, overall and by breakdown, one row each."""
     if not evaluations:
-        raise ValueError("no patients to evaluate")
+        raise InputError("no patients to evaluate")
     n_pat = len(evaluations)
     ref = pd.concat([e.reference for e in evaluations], ignore_index=True)
     pred = pd.concat([e.predicted for e in evaluations], ignore_index=True)

@@ -31,6 +31,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from osteomet.data.io import check_same_geometry
+from osteomet.errors import InputError
 
 #: 10-connectivity: 3x3 in-plane, only the centre voxel above and below (z, y, x order).
 LESION_STRUCTURE = np.zeros((3, 3, 3), dtype=bool)
@@ -93,7 +94,7 @@ def label_lesions(mask: np.ndarray) -> LesionLabels:
     """Label 3D lesions (10-connectivity, see module docstring) in a (z, y, x) binary array."""
     mask = np.asarray(mask)
     if mask.ndim != 3:
-        raise ValueError(f"lesion mask must be 3D, got shape {mask.shape}")
+        raise InputError(f"lesion mask must be 3D, got shape {mask.shape}")
     mask = mask.astype(bool, copy=False)
     shape = tuple(int(n) for n in mask.shape)
     if not mask.any():
@@ -211,7 +212,7 @@ def analyse_lesions(mask: sitk.Image, bones: sitk.Image | None = None, ct: sitk.
     mask_array = sitk.GetArrayViewFromImage(mask)
     values = np.unique(mask_array[mask_array != 0])
     if values.size and not np.array_equal(values, [1]):
-        raise ValueError(f"{who}{mask_name}: lesion mask is not binary (values {values[:6].tolist()})")
+        raise InputError(f"{who}{mask_name}: lesion mask is not binary (values {values[:6].tolist()})")
     lesions = label_lesions(mask_array != 0)
     ct_array = sitk.GetArrayViewFromImage(ct) if ct is not None else None
     table = lesion_geometry(lesions, mask, ct_array)

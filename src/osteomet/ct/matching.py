@@ -26,6 +26,7 @@ import pandas as pd
 from scipy.optimize import linear_sum_assignment
 
 from osteomet.ct.lesions import LesionLabels
+from osteomet.errors import InputError
 
 Criterion = Literal["iou", "any"]
 CRITERIA: tuple[str, ...] = ("iou", "any")
@@ -34,15 +35,15 @@ CRITERIA: tuple[str, ...] = ("iou", "any")
 def check_criterion(criterion: str, iou_threshold: float) -> None:
     """Refuse an unknown criterion or an IoU threshold outside (0, 1]."""
     if criterion not in CRITERIA:
-        raise ValueError(f"unknown match criterion {criterion!r}; use 'iou' or 'any'")
+        raise InputError(f"unknown match criterion {criterion!r}; use 'iou' or 'any'")
     if criterion == "iou" and not 0.0 < iou_threshold <= 1.0:
-        raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
+        raise InputError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
 
 
 def overlap_counts(pred: LesionLabels, ref: LesionLabels) -> np.ndarray:
     """(n_pred, n_ref) shared voxel counts, computed only where bounding boxes intersect."""
     if tuple(pred.shape) != tuple(ref.shape):
-        raise ValueError(f"predicted mask shape {pred.shape} differs from the reference's {ref.shape}")
+        raise InputError(f"predicted mask shape {pred.shape} differs from the reference's {ref.shape}")
     counts = np.zeros((pred.n, ref.n), dtype=np.int64)
     if pred.n == 0 or ref.n == 0:
         return counts

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from osteomet.errors import InputError
 from osteomet.utils.files import atomic_path, write_text_atomic
 
 PathLike = str | os.PathLike[str]
@@ -44,7 +45,7 @@ IGNORED_COLUMNS = ("error",)
 OUTPUT_COLUMNS = ["feature", "class", "icc", "ci_low", "ci_high", "n_cases"]
 
 
-class FeatureTableError(ValueError):
+class FeatureTableError(InputError):
     """A feature table cannot be used for the ICC (the message names the file and what is wrong)."""
 
 
@@ -130,7 +131,7 @@ def feature_table_icc(manual: pd.DataFrame, predicted: pd.DataFrame, *, model: s
     from osteomet.evaluation.icc import feature_icc
 
     if model not in ICC_MODELS:
-        raise ValueError(f"unknown ICC model {model!r}; use 2,1 (absolute agreement) or 3,1 (consistency)")
+        raise InputError(f"unknown ICC model {model!r}; use 2,1 (absolute agreement) or 3,1 (consistency)")
     notes: list[str] = []
     a = _feature_columns(manual, names[0], notes)
     b = _feature_columns(predicted, names[1], notes)
@@ -220,7 +221,7 @@ def run_icc(manual_path: PathLike, predicted_path: PathLike, out: PathLike, *, m
     plot = Path(plot) if plot else out.with_name(out.stem + "_by_class.png")
     for target in (out, summary, plot):
         if target.resolve() in inputs:
-            raise ValueError(f"{target}: output would overwrite an input table; choose another --out")
+            raise InputError(f"{target}: output would overwrite an input table; choose another --out")
     report = feature_table_icc(read_feature_table(manual_path), read_feature_table(predicted_path), model=model,
                                names=(str(manual_path), str(predicted_path)))
     write_text_atomic(out, report.per_feature.to_csv(index=False))

@@ -16,6 +16,7 @@ from typing import Callable, TypeVar
 import pandas as pd
 from pydantic import BaseModel
 
+from osteomet.errors import InputError, MissingInputError
 from osteomet.utils.files import write_text_atomic
 
 Config = TypeVar("Config", bound=BaseModel)
@@ -48,7 +49,7 @@ def labelled_split(index: pd.DataFrame, split: str) -> pd.DataFrame:
     part = index[index["split"] == split].reset_index(drop=True)
     unlabelled = part.loc[part["label"].isna(), "patient_id"].unique()
     if len(unlabelled):
-        raise ValueError(f"{split} patients without a lesion mask cannot be used for training: {', '.join(unlabelled[:10])}")
+        raise InputError(f"{split} patients without a lesion mask cannot be used for training: {', '.join(unlabelled[:10])}")
     return part.astype({"label": int})
 
 
@@ -66,7 +67,7 @@ def trained_architectures(run_dir: str | Path, model: type[BaseModel], what: str
     run_dir = Path(run_dir)
     found = [a for a in read_run_config(run_dir, model).architectures if best_checkpoint(run_dir / a).is_file()]
     if not found:
-        raise FileNotFoundError(f"{run_dir}: no trained {what} (no <architecture>/checkpoints/best.pt)")
+        raise MissingInputError(f"{run_dir}: no trained {what} (no <architecture>/checkpoints/best.pt)")
     return found
 
 

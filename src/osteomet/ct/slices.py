@@ -39,8 +39,19 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from osteomet.data.io import Geometry, ImageError, read_image, read_mask
 from osteomet.data.manifest import Manifest
 from osteomet.data.splits import assign_splits
-from osteomet.preprocess.geometry import array_on, mask_to, resample_to, same_extent_grid
-from osteomet.utils.files import atomic_path, sha256_path, write_json_atomic, write_text_atomic
+from osteomet.errors import InputError, LeakageError, MissingInputError
+from osteomet.preprocess.geometry import (
+    array_on,
+    mask_to,
+    resample_to,
+    same_extent_grid,
+)
+from osteomet.utils.files import (
+    atomic_path,
+    sha256_path,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 SLICES_VERSION = "1"
 #: A CT in Hounsfield units always contains air (about -1000 HU) somewhere in the field of view.
@@ -51,7 +62,7 @@ class CTIntensityError(ImageError):
     """The CT's values do not look like Hounsfield units (the message names the file)."""
 
 
-class SplitLeakageError(ValueError):
+class SplitLeakageError(LeakageError):
     """A patient appears in more than one split (slices of one patient must never be split)."""
 
 
@@ -71,7 +82,7 @@ class SliceConfig(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> "SliceConfig":
         if self.inplane_size % 16:
-            raise ValueError(f"inplane_size must be divisible by 16 (network down-sampling), got {self.inplane_size}")
+            raise InputError(f"inplane_size must be divisible by 16 (network down-sampling), got {self.inplane_size}")
         return self
 
     def cache_settings(self) -> str:
@@ -202,7 +213,7 @@ def load_case(root: str | Path, patient_id: str) -> tuple[dict[str, np.ndarray],
     folder = Path(root) / "cases" / patient_id
     meta = _read_json(folder / "slices.json")
     if meta is None:
-        raise FileNotFoundError(f"{folder}: patient {patient_id!r} has no cached slices (no slices.json)")
+        raise MissingInputError(f"{folder}: patient {patient_id!r} has no cached slices (no slices.json)")
     arrays = {p.stem: np.load(p, mmap_mode="r", allow_pickle=False) for p in folder.glob("*.npy")}
     return arrays, meta
 
@@ -249,7 +260,7 @@ def patient_splits(patients: pd.DataFrame, config: SliceConfig) -> pd.Series:
         return out
     if given.notna().any():
         missing = ", ".join(patients.loc[given.isna(), "patient_id"].astype(str).tolist()[:10])
-        raise ValueError(f"the manifest gives a split for some patients but not for: {missing}; "
+        raise InputError(f"the manifest gives a split for some patients but not for: {missing}; "
                          "give every patient a split or none")
     t, v = config.test_fraction, config.val_fraction
     return assign_splits(patients, ratios=((1 - t) * (1 - v), (1 - t) * v, t), seed=config.split_seed)
@@ -280,7 +291,7 @@ def cache_cohort(manifest: Manifest, root: str | Path, config: SliceConfig, *,
     Patients without a lesion mask get ``label`` NaN (usable for prediction, not training).
     """
     if manifest.kind != "ct":
-        raise ValueError(f"{manifest.path}: expected a CT manifest (ct, lesion_mask columns), got a {manifest.kind} one")
+        raise InputError(f"{manifest.path}: expected a CT manifest (ct, lesion_mask columns), got a {manifest.kind} one")
     rows, patients = [], []
     for record in manifest:
         status = cache_case(root, record.patient_id, record.ct, record.lesion_mask, config)
@@ -318,7 +329,7 @@ def read_index(root: str | Path) -> pd.DataFrame:
     """The slice index of a built dataset, checked for patients in two splits."""
     path = Path(root) / "index.csv"
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no slice index; build the slice dataset first")
+        raise MissingInputError(f"{path}: no slice index; build the slice dataset first")
     index = pd.read_csv(path, dtype={"patient_id": str})
     check_patient_split(index)
     return index
@@ -347,6 +358,6 @@ class SliceStore:
         for p, k in zip(patient_ids, slices):
             arrays = self.case(p)[0]
             if "mask" not in arrays:
-                raise ValueError(f"patient {p!r}: no lesion mask in the slice cache {self.root}")
+                raise InputError(f"patient {p!r}: no lesion mask in the slice cache {self.root}")
             out.append(arrays["mask"][int(k)])
         return np.stack(out).astype(np.uint8)[:, None]

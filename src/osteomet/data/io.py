@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 import SimpleITK as sitk
 
+from osteomet.errors import InputError
 from osteomet.utils.files import atomic_path, full_suffix
 
 PathLike = str | os.PathLike[str]
@@ -29,7 +30,7 @@ ORIGIN_TOL = 1e-2
 DIRECTION_TOL = 1e-4
 
 
-class ImageError(ValueError):
+class ImageError(InputError):
     """Base class for image problems; the message always names the file."""
 
 

@@ -17,8 +17,16 @@ from pathlib import Path
 from typing import Any, ClassVar, Iterator, Literal, Sequence
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from osteomet.errors import InputError, OutputExistsError
 from osteomet.utils.files import write_text_atomic
 
 PathLike = str | os.PathLike[str]
@@ -30,7 +38,7 @@ _FALSE = {"0", "no", "n", "false", "f", "negative"}
 Split = Literal["train", "val", "test", "external"]
 
 
-class ManifestError(ValueError):
+class ManifestError(InputError):
     """A manifest could not be used; ``problems`` lists every issue found."""
 
     def __init__(self, path: PathLike | None, problems: Sequence[str]):
@@ -60,10 +68,10 @@ def _to_binary(value: Any) -> Any:
     try:  # "1.0" from spreadsheets
         number = float(text)
     except ValueError:
-        raise ValueError(f"{value!r} is not yes/no or 1/0") from None
+        raise InputError(f"{value!r} is not yes/no or 1/0") from None
     if number in (0.0, 1.0):
         return int(number)
-    raise ValueError(f"{value!r} is not yes/no or 1/0")
+    raise InputError(f"{value!r} is not yes/no or 1/0")
 
 
 class _Record(BaseModel):
@@ -124,9 +132,9 @@ class MRIRecord(_Record):
         try:
             number = float(value)
         except (TypeError, ValueError):
-            raise ValueError(f"{value!r} is not a whole number") from None
+            raise InputError(f"{value!r} is not a whole number") from None
         if not number.is_integer():
-            raise ValueError(f"{value!r} is not a whole number")
+            raise InputError(f"{value!r} is not a whole number")
         return int(number)
 
     @model_validator(mode="after")
@@ -135,7 +143,7 @@ class MRIRecord(_Record):
         if self.gleason is not None and self.isup is not None:
             allowed = {6: {1}, 7: {2, 3}, 8: {4}, 9: {5}, 10: {5}}[self.gleason]
             if self.isup not in allowed:
-                raise ValueError(f"Gleason {self.gleason} is inconsistent with ISUP {self.isup} (expected {sorted(allowed)})")
+                raise InputError(f"Gleason {self.gleason} is inconsistent with ISUP {self.isup} (expected {sorted(allowed)})")
         return self
 
 
@@ -173,8 +181,8 @@ def detect_kind(columns: Sequence[str]) -> Literal["mri", "ct"]:
     if is_ct and not is_mri:
         return "ct"
     if is_mri and is_ct:
-        raise ValueError("has both MRI (t2) and CT (ct) columns; use one manifest per modality")
-    raise ValueError("is neither an MRI manifest (needs t2, dwi, adc columns) nor a CT manifest (needs a ct column)")
+        raise InputError("has both MRI (t2) and CT (ct) columns; use one manifest per modality")
+    raise InputError("is neither an MRI manifest (needs t2, dwi, adc columns) nor a CT manifest (needs a ct column)")
 
 
 @dataclass
@@ -267,7 +275,7 @@ def validate_frame(raw: pd.DataFrame, *, base_dir: PathLike, path: PathLike | No
         raise ManifestError(path, [f"missing required column(s) for a {kind} manifest: {', '.join(absent)}"])
     unknown_required = [c for c in require if c not in record_type.model_fields]
     if unknown_required:
-        raise ValueError(f"require names unknown {kind} fields: {unknown_required}")
+        raise InputError(f"require names unknown {kind} fields: {unknown_required}")
     extra = [c for c in raw.columns if c not in record_type.model_fields]
     if len(raw) == 0:
         raise ManifestError(path, ["manifest has no patient rows"])
@@ -333,7 +341,7 @@ def write_manifest(frame: pd.DataFrame | Sequence[BaseModel], path: PathLike, *,
     """
     path = Path(path)
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path}: manifest already exists; refusing to overwrite it")
+        raise OutputExistsError(f"{path}: manifest already exists; refusing to overwrite it")
     if not isinstance(frame, pd.DataFrame):
         frame = pd.DataFrame([r.model_dump() for r in frame])
     record_type = RECORD_TYPES[kind]

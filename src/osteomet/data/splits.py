@@ -7,6 +7,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from osteomet.errors import InputError
+
 SPLIT_NAMES = ("train", "val", "test")
 
 
@@ -21,10 +23,10 @@ def assign_splits(frame: pd.DataFrame, *, ratios: Sequence[float] = (0.6, 0.1, 0
     """
     if frame["patient_id"].duplicated().any():
         dupes = sorted(frame.loc[frame["patient_id"].duplicated(), "patient_id"].astype(str).unique())
-        raise ValueError(f"patients appear more than once, so a split by patient is impossible: {', '.join(dupes)}")
+        raise InputError(f"patients appear more than once, so a split by patient is impossible: {', '.join(dupes)}")
     ratios = np.asarray(ratios, dtype=float)
     if len(ratios) != 3 or (ratios < 0).any() or ratios.sum() <= 0:
-        raise ValueError(f"ratios must be three non-negative numbers (train, val, test), got {list(ratios)}")
+        raise InputError(f"ratios must be three non-negative numbers (train, val, test), got {list(ratios)}")
     ratios = ratios / ratios.sum()
     rng = np.random.default_rng(seed)
     out = pd.Series(index=frame.index, dtype=object)

@@ -28,6 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from osteomet.errors import InputError
+
 BoneGroup = Literal["skull", "ribs", "spine", "pelvis", "extremities", "shoulder_girdle", "sternum"]
 BONE_GROUPS: tuple[str, ...] = get_args(BoneGroup)
 GROUPS = BONE_GROUPS  # alias
@@ -116,7 +118,7 @@ def is_weight_bearing(bone_id: int) -> bool:
 def ids_in_group(group: str) -> list[int]:
     """Sorted label ids of one group; ValueError for an unknown group name."""
     if group not in BONE_GROUPS:
-        raise ValueError(f"unknown bone group {group!r}; expected one of {', '.join(BONE_GROUPS)}")
+        raise InputError(f"unknown bone group {group!r}; expected one of {', '.join(BONE_GROUPS)}")
     return sorted(i for i, b in TOTALSEG_BONES.items() if b.group == group)
 
 

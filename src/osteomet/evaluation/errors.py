@@ -7,6 +7,8 @@ them as user errors (``osteomet.errors.USER_ERRORS``) with the message naming th
 
 from __future__ import annotations
 
+from osteomet.errors import InputError
 
-class EvaluationInputError(ValueError):
+
+class EvaluationInputError(InputError):
     """Labels or scores that cannot be evaluated (the message says which and why)."""

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from osteomet.errors import MissingInputError
 from osteomet.evaluation.delong import delong_test
 from osteomet.evaluation.errors import EvaluationInputError
 from osteomet.evaluation.multitest import holm
@@ -33,7 +34,7 @@ def read_predictions(path: str | Path, manifest: pd.DataFrame | None = None) -> 
     """Read ``patient_id, prob[, label, split]`` (CSV or Parquet); label/split from the manifest if given."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: prediction file not found")
+        raise MissingInputError(f"{path}: prediction file not found")
     table = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path)
     missing = {"patient_id", "prob"} - set(table.columns)
     if missing:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from osteomet import __version__
+from osteomet.errors import OutputExistsError
 from osteomet.utils.files import write_json_atomic
 
 MARKER = "osteomet-run.json"
@@ -22,9 +23,9 @@ def open_run_dir(path: str | Path, kind: str) -> Path:
     marker = path / MARKER
     if path.exists():
         if not path.is_dir():
-            raise FileExistsError(f"{path}: exists and is not a directory")
+            raise OutputExistsError(f"{path}: exists and is not a directory")
         if any(path.iterdir()) and not marker.exists():
-            raise FileExistsError(
+            raise OutputExistsError(
                 f"{path}: folder is not empty and is not an osteomet run directory; choose a new --out"
             )
     path.mkdir(parents=True, exist_ok=True)

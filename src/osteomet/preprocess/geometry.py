@@ -13,6 +13,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from osteomet.data.io import Geometry
+from osteomet.errors import InputError
 
 
 def same_extent_grid(reference: sitk.Image, size: Sequence[int]) -> Geometry:
@@ -55,7 +56,7 @@ def mask_to(mask: sitk.Image, geometry: Geometry) -> sitk.Image:
 def array_on(geometry: Geometry, array: np.ndarray) -> sitk.Image:
     """Wrap a numpy array (z, y, x) as an image on ``geometry``."""
     if tuple(array.shape[::-1]) != tuple(geometry.size):
-        raise ValueError(f"array of shape {array.shape} does not fit grid size {geometry.size} (x, y, z)")
+        raise InputError(f"array of shape {array.shape} does not fit grid size {geometry.size} (x, y, z)")
     image = sitk.GetImageFromArray(array)
     image.SetSpacing(geometry.spacing)
     image.SetOrigin(geometry.origin)
@@ -68,7 +69,7 @@ def mask_bbox_centre(mask: sitk.Image) -> tuple[float, float, float]:
     array = sitk.GetArrayViewFromImage(mask)
     where = np.argwhere(array > 0)
     if where.size == 0:
-        raise ValueError("mask is empty: no bounding box")
+        raise InputError("mask is empty: no bounding box")
     lo, hi = where.min(0), where.max(0)
     centre_index = ((lo + hi) / 2.0)[::-1]  # to x, y, z
     return tuple(mask.TransformContinuousIndexToPhysicalPoint([float(c) for c in centre_index]))

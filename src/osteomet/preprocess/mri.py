@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from osteomet.data.case import load_mri_case
 from osteomet.data.io import Geometry
 from osteomet.data.manifest import Manifest, MRIRecord
+from osteomet.errors import InputError, MissingInputError
 from osteomet.preprocess.geometry import (
     array_on,
     centred_grid,
@@ -42,7 +43,12 @@ from osteomet.preprocess.geometry import (
     same_extent_grid,
 )
 from osteomet.preprocess.normalize import body_mask, coverage_mask, zscore_clip
-from osteomet.utils.files import atomic_path, sha256_path, write_json_atomic, write_text_atomic
+from osteomet.utils.files import (
+    atomic_path,
+    sha256_path,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 PREPROCESS_VERSION = "1"
 CHANNELS = ("dwi", "t2", "adc")  # the UNETR's input order: high-b DWI, T2, ADC
@@ -88,7 +94,7 @@ def preprocess_case(record: MRIRecord, config: PreprocessConfig) -> tuple[dict[s
         try:
             normalised, stats[name] = zscore_clip(array, body & covered, config.clip_sd)
         except ValueError as exc:
-            raise ValueError(f"patient {record.patient_id!r}: {name}: {exc}") from None
+            raise InputError(f"patient {record.patient_id!r}: {name}: {exc}") from None
         normalised[~covered] = 0.0
         channels.append(array_on(t2_geometry, normalised))
 
@@ -201,7 +207,7 @@ def load_case(out: str | Path, patient_id: str, *, mmap: bool = True) -> tuple[d
     folder = Path(out) / "cases" / patient_id
     transform = _read_json(folder / "transform.json")
     if transform is None:
-        raise FileNotFoundError(f"{folder}: patient {patient_id!r} has not been preprocessed (no transform.json)")
+        raise MissingInputError(f"{folder}: patient {patient_id!r} has not been preprocessed (no transform.json)")
     arrays = {p.stem: np.load(p, mmap_mode="r" if mmap else None, allow_pickle=False) for p in folder.glob("*.npy")}
     return arrays, transform
 

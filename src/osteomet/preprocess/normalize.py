@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
+from osteomet.errors import InputError
+
 
 def body_mask(t2: sitk.Image, fraction: float = 0.05) -> sitk.Image:
     """Foreground of the T2 volume: brighter than ``fraction`` of the 99th percentile, largest
@@ -38,9 +40,9 @@ def zscore_clip(array: np.ndarray, region: np.ndarray, clip_sd: float = 3.0) -> 
     """(array - mean) / SD over ``region``, clipped to +/-clip_sd; 0 outside ``region``'s coverage is left to the caller."""
     values = array[region]
     if values.size < 10:
-        raise ValueError(f"normalisation region has only {values.size} voxels")
+        raise InputError(f"normalisation region has only {values.size} voxels")
     mean, sd = float(values.mean()), float(values.std())
     if not np.isfinite(sd) or sd <= 0:
-        raise ValueError("normalisation region has zero variance (blank image?)")
+        raise InputError("normalisation region has zero variance (blank image?)")
     out = np.clip((array - mean) / sd, -clip_sd, clip_sd).astype(np.float32)
     return out, {"mean": mean, "sd": sd, "n_voxels": int(values.size)}

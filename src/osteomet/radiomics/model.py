@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from osteomet.errors import InputError, MissingInputError
 from osteomet.radiomics.selection import FeatureSelector, SelectionConfig
 from osteomet.utils.files import atomic_path, write_json_atomic
 
@@ -84,10 +85,10 @@ class RadiomicsModel:
         folder = Path(folder)
         meta_path = folder / "radiomics_model.json"
         if not meta_path.is_file() or not (folder / "xgboost.json").is_file():
-            raise FileNotFoundError(f"{folder}: not a saved radiomics model (needs radiomics_model.json and xgboost.json)")
+            raise MissingInputError(f"{folder}: not a saved radiomics model (needs radiomics_model.json and xgboost.json)")
         meta = json.loads(meta_path.read_text())
         if meta.get("format") != FORMAT:
-            raise ValueError(f"{meta_path}: unknown model format {meta.get('format')!r}")
+            raise InputError(f"{meta_path}: unknown model format {meta.get('format')!r}")
         model = cls(SelectionConfig(**meta["selection"]), XGBConfig(**meta["xgb"]),
                     FeatureSelector.from_dict(meta["selector"]))
         model.classifier = XGBClassifier()
@@ -100,17 +101,17 @@ def numeric_features(table: pd.DataFrame) -> pd.DataFrame:
     drop = {"patient_id", "case_id", "error", "label", "split", "centre"}
     columns = [c for c in table.columns if c not in drop and pd.api.types.is_numeric_dtype(table[c])]
     if not columns:
-        raise ValueError("the feature table has no numeric feature columns")
+        raise InputError("the feature table has no numeric feature columns")
     return table[columns]
 
 
 def _labels(y: Any, n: int) -> np.ndarray:
     y = np.asarray(y)
     if len(y) != n:
-        raise ValueError(f"{n} feature rows but {len(y)} labels")
+        raise InputError(f"{n} feature rows but {len(y)} labels")
     if pd.isna(y).any():
-        raise ValueError(f"{int(pd.isna(y).sum())} training patients have no label")
+        raise InputError(f"{int(pd.isna(y).sum())} training patients have no label")
     y = y.astype(int)
     if set(np.unique(y)) != {0, 1}:
-        raise ValueError(f"training labels must contain both 0 and 1, got {sorted(set(np.unique(y).tolist()))}")
+        raise InputError(f"training labels must contain both 0 and 1, got {sorted(set(np.unique(y).tolist()))}")
     return y

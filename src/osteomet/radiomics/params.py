@@ -11,13 +11,15 @@ from typing import Any
 
 import yaml
 
+from osteomet.errors import InputError
+
 PathLike = str | os.PathLike[str]
 BUILTIN = ("mri", "ct", "tiny")
 #: Image types known to fail in this environment (pyradiomics 3.0.1 with scipy >= 1.17).
 BROKEN_IMAGE_TYPES = {"LBP3D": "fails with scipy >= 1.17 in pyradiomics 3.0.1; leave it off"}
 
 
-class RadiomicsParamsError(ValueError):
+class RadiomicsParamsError(InputError):
     """A parameter file is missing, not YAML, or rejected by pyradiomics' schema."""
 
 
@@ -45,8 +47,10 @@ def validate_params(params: dict[str, Any], origin: str = "parameters") -> None:
     import logging
 
     import pykwalify.core
-    from radiomics import featureextractor  # noqa: F401  (registers the schema extensions)
-    from radiomics import getParameterValidationFiles
+    from radiomics import (
+        featureextractor,  # noqa: F401  (registers the schema extensions)
+        getParameterValidationFiles,
+    )
 
     if not isinstance(params, dict):
         raise RadiomicsParamsError(f"{origin}: expected a mapping with setting/imageType/featureClass")

@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from osteomet.errors import InputError
+
 
 @dataclass
 class SelectionConfig:
@@ -53,7 +55,7 @@ class FeatureSelector:
         variances = Xf.var(ddof=0)
         self.after_variance = [c for c in Xf.columns if variances[c] > self.config.variance_threshold]
         if not self.after_variance:
-            raise ValueError("every feature is constant on the training patients: nothing to select")
+            raise InputError("every feature is constant on the training patients: nothing to select")
         Xv = Xf[self.after_variance]
         relevance = {c: abs(roc_auc_score(y, Xv[c]) - 0.5) for c in self.after_variance}
         order = sorted(self.after_variance, key=lambda c: (-relevance[c], c))
@@ -96,7 +98,7 @@ class FeatureSelector:
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
         missing = [c for c in self.selected if c not in X.columns]
         if missing:
-            raise ValueError(f"feature table lacks {len(missing)} selected feature(s), e.g. {missing[:3]}")
+            raise InputError(f"feature table lacks {len(missing)} selected feature(s), e.g. {missing[:3]}")
         return X[self.selected].astype(float)
 
     def to_dict(self) -> dict[str, Any]:

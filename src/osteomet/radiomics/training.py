@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from osteomet.data.manifest import Manifest
+from osteomet.errors import InputError, MissingInputError
 from osteomet.radiomics.model import RadiomicsModel, numeric_features
 from osteomet.utils.files import write_text_atomic
 
@@ -15,16 +16,16 @@ from osteomet.utils.files import write_text_atomic
 def read_feature_table(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: feature table does not exist")
+        raise MissingInputError(f"{path}: feature table does not exist")
     table = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
     id_column = "patient_id" if "patient_id" in table.columns else "case_id" if "case_id" in table.columns else None
     if id_column is None:
-        raise ValueError(f"{path}: feature table needs a patient_id (or case_id) column")
+        raise InputError(f"{path}: feature table needs a patient_id (or case_id) column")
     table = table.rename(columns={id_column: "patient_id"})
     table["patient_id"] = table["patient_id"].astype(str)
     dupes = table["patient_id"][table["patient_id"].duplicated()].unique()
     if len(dupes):
-        raise ValueError(f"{path}: patients appear more than once: {', '.join(map(str, dupes[:5]))}")
+        raise InputError(f"{path}: patients appear more than once: {', '.join(map(str, dupes[:5]))}")
     return table
 
 
@@ -33,7 +34,7 @@ def joined(features: pd.DataFrame, manifest: Manifest) -> pd.DataFrame:
     meta = manifest.to_frame()[["patient_id", "label", "split"]]
     unknown = sorted(set(features["patient_id"]) - set(meta["patient_id"]))
     if unknown:
-        raise ValueError(f"feature table has patients not in the manifest: {', '.join(unknown[:5])}")
+        raise InputError(f"feature table has patients not in the manifest: {', '.join(unknown[:5])}")
     return meta.merge(features, on="patient_id", how="left")
 
 
@@ -45,7 +46,7 @@ def train_radiomics(features: pd.DataFrame, manifest: Manifest, out: str | Path,
     usable &= data[numeric_features(features).columns].notna().any(axis=1)
     train = data[(data["split"] == train_split) & usable & data["label"].notna()]
     if train.empty:
-        raise ValueError(f"no usable training patients: none has split == {train_split!r}, a label and features")
+        raise InputError(f"no usable training patients: none has split == {train_split!r}, a label and features")
     model = model or RadiomicsModel()
     model.fit(numeric_features(train), train["label"].to_numpy())
     model.save(Path(out) / "model")

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from osteomet.config import load_preset_or_file
+from osteomet.errors import InputError
 
 
 class UNETRConfig(BaseModel):
@@ -53,13 +54,13 @@ class SegmentationConfig(BaseModel):
     def _check(self) -> "SegmentationConfig":
         x, y, z = self.patch_size
         if x != y:
-            raise ValueError(f"patch_size must be square in-plane (90-degree rotations), got {self.patch_size}")
+            raise InputError(f"patch_size must be square in-plane (90-degree rotations), got {self.patch_size}")
         if any(p % 16 for p in self.patch_size):
-            raise ValueError(f"patch_size must be divisible by 16 (UNETR's patch embedding), got {self.patch_size}")
+            raise InputError(f"patch_size must be divisible by 16 (UNETR's patch embedding), got {self.patch_size}")
         if any(p > s for p, s in zip(self.patch_size, self.seg_size)):
-            raise ValueError(f"patch_size {self.patch_size} is larger than seg_size {self.seg_size}")
+            raise InputError(f"patch_size {self.patch_size} is larger than seg_size {self.seg_size}")
         if self.unetr.hidden_size % self.unetr.num_heads:
-            raise ValueError("unetr.hidden_size must be divisible by unetr.num_heads")
+            raise InputError("unetr.hidden_size must be divisible by unetr.num_heads")
         return self
 
 

@@ -21,7 +21,13 @@ from osteomet.segmentation.config import SegmentationConfig
 def augmentations(config: SegmentationConfig):
     """MONAI transforms on dict(image=C x Z x Y x X, label=1 x Z x Y x X): patch sampling,
     90/180/270-degree rotation about the slice axis, random intensity scale and shift."""
-    from monai.transforms import Compose, RandCropByPosNegLabeld, RandRotate90d, RandScaleIntensityd, RandShiftIntensityd
+    from monai.transforms import (
+        Compose,
+        RandCropByPosNegLabeld,
+        RandRotate90d,
+        RandScaleIntensityd,
+        RandShiftIntensityd,
+    )
 
     x, y, z = config.patch_size
     return Compose([

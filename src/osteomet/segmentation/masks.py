@@ -19,6 +19,7 @@ import pandas as pd
 
 from osteomet.data.io import MaskError
 from osteomet.data.manifest import Manifest, ManifestError
+from osteomet.errors import InputError
 from osteomet.utils.files import sha256_file
 
 PathLike = str | os.PathLike[str]
@@ -36,7 +37,7 @@ def check_patient_id(patient_id: str) -> str:
     """Refuse ids that cannot safely be a file name (they would escape the run folder)."""
     pid = str(patient_id)
     if not pid or pid in (".", "..") or pid.startswith(".") or any(c in pid for c in "/\\\0") or pid != pid.strip():
-        raise ValueError(f"patient id {patient_id!r} cannot be used as a file name in a segmentation folder")
+        raise InputError(f"patient id {patient_id!r} cannot be used as a file name in a segmentation folder")
     return pid
 
 
@@ -62,9 +63,9 @@ def read_provenance(segdir: PathLike) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: not readable as JSON ({exc}); restore it from a backup rather than deleting it") from exc
+        raise InputError(f"{path}: not readable as JSON ({exc}); restore it from a backup rather than deleting it") from exc
     if not isinstance(data, dict) or not isinstance(data.get("patients"), dict):
-        raise ValueError(f"{path}: not a provenance file (no 'patients' mapping)")
+        raise InputError(f"{path}: not a provenance file (no 'patients' mapping)")
     return data
 
 
@@ -99,7 +100,7 @@ def effective_mask(patient_id: str, segdir: PathLike, *, fallback: PathLike | No
 def mask_sources(manifest: Manifest, segdir: PathLike, *, verify: bool = True) -> pd.DataFrame:
     """One row per patient: the mask used, its source, and the review details where there are any."""
     if manifest.kind != "mri":
-        raise ValueError(f"mask sources apply to bpMRI manifests, not {manifest.kind!r}")
+        raise InputError(f"mask sources apply to bpMRI manifests, not {manifest.kind!r}")
     provenance = read_provenance(segdir)
     rows = []
     problems = []

@@ -32,13 +32,38 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
-from osteomet.data.io import (DIRECTION_TOL, ORIGIN_TOL, SPACING_TOL, Geometry, GeometryMismatchError, ImageError,
-                              ImageReadError, MaskError, read_image, read_mask, write_image)
+from osteomet.data.io import (
+    DIRECTION_TOL,
+    ORIGIN_TOL,
+    SPACING_TOL,
+    Geometry,
+    GeometryMismatchError,
+    ImageError,
+    ImageReadError,
+    MaskError,
+    read_image,
+    read_mask,
+    write_image,
+)
 from osteomet.data.manifest import Manifest, ManifestError, MRIRecord
-from osteomet.segmentation.masks import (AUTO_DIR, REVIEWED_DIR, auto_mask_path, check_patient_id, effective_mask,
-                                         provenance_path, read_provenance, reviewed_mask_path)
+from osteomet.errors import InputError, MissingInputError, OutputExistsError
+from osteomet.segmentation.masks import (
+    AUTO_DIR,
+    REVIEWED_DIR,
+    auto_mask_path,
+    check_patient_id,
+    effective_mask,
+    provenance_path,
+    read_provenance,
+    reviewed_mask_path,
+)
 from osteomet.segmentation.metrics import overlap
-from osteomet.utils.files import atomic_path, sha256_file, write_json_atomic, write_text_atomic
+from osteomet.utils.files import (
+    atomic_path,
+    sha256_file,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 PathLike = str | os.PathLike[str]
 Log = Callable[[str], None]
@@ -502,11 +527,11 @@ def export_review(manifest: Manifest, segdir: PathLike, out: PathLike | None = N
     after the other patients were written. Returns the review folder.
     """
     if manifest.kind != "mri":
-        raise ValueError(f"the review loop is for bpMRI manifests, not {manifest.kind!r}")
+        raise InputError(f"the review loop is for bpMRI manifests, not {manifest.kind!r}")
     log = log or _default_log
     segdir = Path(segdir)
     if not (segdir / AUTO_DIR).is_dir():
-        raise FileNotFoundError(f"{segdir / AUTO_DIR}: no auto masks; run `osteomet segment predict` first")
+        raise MissingInputError(f"{segdir / AUTO_DIR}: no auto masks; run `osteomet segment predict` first")
     folder = Path(out) if out is not None else segdir / REVIEW_DIR
     rows, problems, missing = [], [], []
     for record in manifest:
@@ -645,7 +670,7 @@ def _import_patient(record: MRIRecord, segdir: Path, folder: Path, *, reviewer: 
             status = "unchanged"
         elif not overwrite:
             who = f" (by {previous.get('reviewer')} at {previous.get('time')})" if previous and previous.get("reviewer") else ""
-            raise FileExistsError(
+            raise OutputExistsError(
                 f"a different reviewed mask was already imported{who} as {target}; {source.name} would replace it. "
                 "Pass --overwrite (overwrite=True) to replace it; the old one is then kept as a numbered version"
             )
@@ -717,14 +742,14 @@ def import_review(manifest: Manifest, segdir: PathLike, source: PathLike | None 
     patients were imported and the provenance written.
     """
     if manifest.kind != "mri":
-        raise ValueError(f"the review loop is for bpMRI manifests, not {manifest.kind!r}")
+        raise InputError(f"the review loop is for bpMRI manifests, not {manifest.kind!r}")
     reviewer = (reviewer or "").strip()
     if not reviewer:
-        raise ValueError("name the reviewer (--reviewer): provenance must say who approved the masks")
+        raise InputError("name the reviewer (--reviewer): provenance must say who approved the masks")
     segdir = Path(segdir)
     folder = Path(source) if source is not None else segdir / REVIEW_DIR
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: review folder not found"
+        raise MissingInputError(f"{folder}: review folder not found"
                                 + ("" if source is not None else "; run `osteomet segment export-review` first"))
     provenance = read_provenance(segdir)
     provenance.setdefault("version", 1)

@@ -23,14 +23,25 @@ import pandas as pd
 import torch
 
 from osteomet.config import dump_config
+from osteomet.errors import InputError, MissingInputError
 from osteomet.segmentation.config import SegmentationConfig
 from osteomet.segmentation.data import PatchDataset, collate_patches, full_volume
 from osteomet.segmentation.metrics import overlap
 from osteomet.segmentation.model import build_unetr
 from osteomet.utils.files import write_text_atomic
-from osteomet.utils.torch import (EarlyStopping, best_checkpoint, epoch_generator, last_checkpoint, load_state,
-                                  pick_device, refuse_existing_run, save_state, seed_weights, train_step,
-                                  write_history)
+from osteomet.utils.torch import (
+    EarlyStopping,
+    best_checkpoint,
+    epoch_generator,
+    last_checkpoint,
+    load_state,
+    pick_device,
+    refuse_existing_run,
+    save_state,
+    seed_weights,
+    train_step,
+    write_history,
+)
 
 
 @dataclass
@@ -84,7 +95,7 @@ def train_unetr(preprocessed: str | Path, run_dir: str | Path, config: Segmentat
 
     root, run_dir = Path(preprocessed), Path(run_dir)
     if not train_ids or not val_ids:
-        raise ValueError(f"need training and validation patients with masks (got {len(train_ids)} and {len(val_ids)})")
+        raise InputError(f"need training and validation patients with masks (got {len(train_ids)} and {len(val_ids)})")
     last_path = last_checkpoint(run_dir)
     dev = pick_device(device)
     seed_weights(config.seed)
@@ -98,7 +109,7 @@ def train_unetr(preprocessed: str | Path, run_dir: str | Path, config: Segmentat
     start_epoch, stopper, history = 0, EarlyStopping(config.patience), []
     if resume:
         if not last_path.exists():
-            raise FileNotFoundError(f"{last_path}: nothing to resume (no checkpoint from an earlier run)")
+            raise MissingInputError(f"{last_path}: nothing to resume (no checkpoint from an earlier run)")
         state = load_state(last_path, dev)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])

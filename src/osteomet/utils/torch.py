@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from osteomet.errors import MissingInputError, OutputExistsError
 from osteomet.utils.files import atomic_path, write_text_atomic
 
 CHECKPOINTS = "checkpoints"
@@ -106,7 +107,7 @@ def load_state(path: str | Path, device: str | torch.device = "cpu") -> dict[str
     """A checkpoint read with ``weights_only=True``: a file that holds code is refused, not run."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint does not exist")
+        raise MissingInputError(f"{path}: checkpoint does not exist")
     return torch.load(path, map_location=device, weights_only=True)
 
 
@@ -121,7 +122,7 @@ def refuse_existing_run(run_dir: str | Path, holds: str, hint: str = "use a new 
                         checkpoint: str = "best.pt") -> None:
     """Never train over a folder that already holds a run (its ``checkpoints/<checkpoint>`` exists)."""
     if (Path(run_dir) / CHECKPOINTS / checkpoint).exists():
-        raise FileExistsError(f"{run_dir}: holds {holds} already; {hint}")
+        raise OutputExistsError(f"{run_dir}: holds {holds} already; {hint}")
 
 
 def write_history(run_dir: str | Path, history: list[dict]) -> Path:

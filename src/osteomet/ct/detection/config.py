@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from osteomet.ct.slices import SliceConfig
 from osteomet.config import load_preset_or_file
+from osteomet.ct.slices import SliceConfig
 
 Architecture = Literal["efficientnet-b0", "resnet34", "densenet121"]
 

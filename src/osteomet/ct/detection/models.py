@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from osteomet.errors import InputError
+
 #: Layer whose activations Grad-CAM weights: the last convolutional feature map of each network.
 GRADCAM_LAYERS = {
     "efficientnet-b0": "_conv_head",
@@ -26,4 +28,4 @@ def build_classifier(architecture: str) -> torch.nn.Module:
         return resnet34(spatial_dims=2, n_input_channels=1, num_classes=1, conv1_t_stride=2)
     if architecture == "densenet121":
         return DenseNet121(spatial_dims=2, in_channels=1, out_channels=1)
-    raise ValueError(f"unknown detection architecture {architecture!r}; choose one of {', '.join(GRADCAM_LAYERS)}")
+    raise InputError(f"unknown detection architecture {architecture!r}; choose one of {', '.join(GRADCAM_LAYERS)}")

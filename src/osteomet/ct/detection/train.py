@@ -28,10 +28,21 @@ from osteomet.ct.detection.config import DetectionConfig
 from osteomet.ct.detection.models import build_classifier
 from osteomet.ct.slice_run import labelled_split, prepare_slice_run
 from osteomet.ct.slices import SliceStore, check_patient_split, read_index
+from osteomet.errors import InputError
 from osteomet.utils.files import write_json_atomic
-from osteomet.utils.torch import (EarlyStopping, best_checkpoint, epoch_rng, last_checkpoint, load_weights,
-                                  pick_device, refuse_existing_run, save_state, seed_weights, train_step,
-                                  write_history)
+from osteomet.utils.torch import (
+    EarlyStopping,
+    best_checkpoint,
+    epoch_rng,
+    last_checkpoint,
+    load_weights,
+    pick_device,
+    refuse_existing_run,
+    save_state,
+    seed_weights,
+    train_step,
+    write_history,
+)
 
 
 @dataclass
@@ -63,7 +74,7 @@ def _labelled(index: pd.DataFrame, split: str) -> pd.DataFrame:
     """A split's slices; a classifier needs both slices with and without a lesion there."""
     part = labelled_split(index, split)
     if part.empty or part["label"].nunique() < 2:
-        raise ValueError(f"{split} split needs slices with and without lesions (got {len(part)} slices, "
+        raise InputError(f"{split} split needs slices with and without lesions (got {len(part)} slices, "
                          f"{int(part['label'].sum()) if len(part) else 0} with a lesion); use more patients")
     return part
 

@@ -21,10 +21,16 @@ import numpy as np
 import SimpleITK as sitk
 
 from osteomet import __version__
-from osteomet.ct.nnunet.layout import CHANNEL_SUFFIX, EXPORT_RECORD, FILE_ENDING, NnunetLayout
+from osteomet.ct.nnunet.layout import (
+    CHANNEL_SUFFIX,
+    EXPORT_RECORD,
+    FILE_ENDING,
+    NnunetLayout,
+)
 from osteomet.ct.slices import SliceConfig, check_hounsfield
 from osteomet.data.io import read_image, read_mask, write_image
 from osteomet.data.manifest import Manifest, ManifestError, read_manifest
+from osteomet.errors import InputError, MissingInputError, OutputExistsError
 from osteomet.pipeline.rundir import open_run_dir
 from osteomet.utils.files import write_json_atomic
 
@@ -55,7 +61,7 @@ def case_identifier(patient_id: str) -> str:
     """nnU-Net case id for a patient: unsafe characters become '-' (ids name files and JSON keys)."""
     case = _UNSAFE.sub("-", patient_id.strip()).strip("-")
     if not case:
-        raise ValueError(f"patient id {patient_id!r} has no letter or digit to build an nnU-Net case id from")
+        raise InputError(f"patient id {patient_id!r} has no letter or digit to build an nnU-Net case id from")
     return case
 
 
@@ -66,7 +72,7 @@ def case_identifiers(patient_ids: Sequence[str]) -> dict[str, str]:
     for pid in patient_ids:
         case = case_identifier(pid)
         if case in seen:
-            raise ValueError(f"patients {seen[case]!r} and {pid!r} both become nnU-Net case id {case!r}; rename one")
+            raise InputError(f"patients {seen[case]!r} and {pid!r} both become nnU-Net case id {case!r}; rename one")
         seen[case] = pid
         out[pid] = case
     return out
@@ -80,7 +86,7 @@ def read_split_table(path: str | os.PathLike[str]) -> dict[str, str]:
     try:
         table = pd.read_csv(path, dtype=str, keep_default_na=False)
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: split table not found") from None
+        raise MissingInputError(f"{path}: split table not found") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise ManifestError(path, [f"not a readable CSV file ({exc})"]) from exc
     missing = {"patient_id", "split"} - set(table.columns)
@@ -146,19 +152,19 @@ def build_folds(train_ids: Sequence[str], val_ids: Sequence[str], *, n_folds: in
     train_ids, val_ids = sorted(train_ids), sorted(val_ids)
     overlap = set(train_ids) & set(val_ids)
     if overlap:
-        raise ValueError(f"cases in both train and val: {', '.join(sorted(overlap))}")
+        raise InputError(f"cases in both train and val: {', '.join(sorted(overlap))}")
     if val_ids:
         if not train_ids:
-            raise ValueError("the split has validation patients but no training patient")
+            raise InputError("the split has validation patients but no training patient")
         return [{"train": train_ids, "val": val_ids}]
     if len(train_ids) < 2:
-        raise ValueError(f"{len(train_ids)} training patient(s) and no validation patient: cross-validation "
+        raise InputError(f"{len(train_ids)} training patient(s) and no validation patient: cross-validation "
                          f"needs at least 2")
     from sklearn.model_selection import KFold
 
     k = min(int(n_folds), len(train_ids))
     if k < 2:
-        raise ValueError(f"n_folds must be at least 2, got {n_folds}")
+        raise InputError(f"n_folds must be at least 2, got {n_folds}")
     folds = []
     ids = np.asarray(train_ids)
     for tr, va in KFold(n_splits=k, shuffle=True, random_state=seed).split(ids):
@@ -259,17 +265,17 @@ def _check_target(layout: NnunetLayout, manifest: Manifest, overwrite: bool) -> 
         same_id = [p.name for p in layout.raw_root.glob(f"Dataset{layout.dataset_id:03d}_*")
                    if p.is_dir() and p.name != layout.folder_name]
         if same_id:
-            raise FileExistsError(f"{layout.raw_root}: dataset id {layout.dataset_id} is already used by "
+            raise OutputExistsError(f"{layout.raw_root}: dataset id {layout.dataset_id} is already used by "
                                   f"{', '.join(same_id)}; nnU-Net needs one name per id")
     if layout.raw.exists() and any(layout.raw.iterdir()):
         if not overwrite:
-            raise FileExistsError(f"{layout.raw}: dataset folder already exists and is not empty; "
+            raise OutputExistsError(f"{layout.raw}: dataset folder already exists and is not empty; "
                                   f"choose another --out or dataset id, or pass --overwrite")
         targets = [layout.raw.resolve(), layout.preprocessed.resolve()]
         for record in manifest:
             for source in (record.ct, record.lesion_mask):
                 if source is not None and any(_inside(Path(source).resolve(), t) for t in targets):
-                    raise FileExistsError(f"{source}: input of patient {record.patient_id!r} lies inside "
+                    raise OutputExistsError(f"{source}: input of patient {record.patient_id!r} lies inside "
                                           f"{layout.raw}, which --overwrite would replace")
 
 

@@ -22,10 +22,18 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
-from osteomet.ct.nnunet.export import ExportedCase, replace_folder, read_exported_cases
+from osteomet.ct.nnunet.export import ExportedCase, read_exported_cases, replace_folder
 from osteomet.ct.nnunet.layout import FILE_ENDING, NnunetLayout
-from osteomet.data.io import Geometry, GeometryMismatchError, MaskError, read_image, read_mask, write_image
+from osteomet.data.io import (
+    Geometry,
+    GeometryMismatchError,
+    MaskError,
+    read_image,
+    read_mask,
+    write_image,
+)
 from osteomet.data.manifest import Manifest, read_manifest
+from osteomet.errors import InputError, MissingInputError, OutputExistsError
 from osteomet.pipeline.rundir import open_run_dir
 from osteomet.utils.files import write_text_atomic
 
@@ -38,7 +46,7 @@ def prediction_files(prediction_dir: str | os.PathLike[str], cases: list[Exporte
     """Case id -> nnU-Net prediction file; a file for an unknown case is an error (wrong folder or dataset)."""
     prediction_dir = Path(prediction_dir)
     if not prediction_dir.is_dir():
-        raise FileNotFoundError(f"{prediction_dir}: prediction folder does not exist")
+        raise MissingInputError(f"{prediction_dir}: prediction folder does not exist")
     known = {c.case_id for c in cases}
     found: dict[str, Path] = {}
     for path in sorted(prediction_dir.glob(f"*{FILE_ENDING}")):
@@ -46,11 +54,11 @@ def prediction_files(prediction_dir: str | os.PathLike[str], cases: list[Exporte
             continue
         case = path.name[: -len(FILE_ENDING)]
         if case not in known:
-            raise ValueError(f"{path}: prediction for case {case!r}, which is not in the exported dataset "
+            raise InputError(f"{path}: prediction for case {case!r}, which is not in the exported dataset "
                              f"(wrong prediction folder or dataset?)")
         found[case] = path
     if not found:
-        raise FileNotFoundError(f"{prediction_dir}: no nnU-Net predictions (<case>{FILE_ENDING})")
+        raise MissingInputError(f"{prediction_dir}: no nnU-Net predictions (<case>{FILE_ENDING})")
     return found
 
 
@@ -90,7 +98,7 @@ def import_predictions(prediction_dir: str | os.PathLike[str], nnunet_root: str 
     out = open_run_dir(out, "nnunet-import")
     masks = out / _file_safe(model) / "masks"
     if masks.exists() and not overwrite:
-        raise FileExistsError(f"{masks}: predictions were already imported here; choose another --out or pass "
+        raise OutputExistsError(f"{masks}: predictions were already imported here; choose another --out or pass "
                               f"--overwrite")
     masks.parent.mkdir(parents=True, exist_ok=True)
     staging = masks.parent / f".masks.tmp-{uuid.uuid4().hex[:8]}"
@@ -139,12 +147,12 @@ def _sources(case: ExportedCase, manifest: Manifest | None) -> tuple[Path, Path 
     try:
         record = manifest.get(case.patient_id)
     except KeyError:
-        raise ValueError(f"patient {case.patient_id!r} (nnU-Net case {case.case_id!r}) is not in manifest "
+        raise InputError(f"patient {case.patient_id!r} (nnU-Net case {case.case_id!r}) is not in manifest "
                          f"{manifest.path}") from None
     return Path(record.ct), None if record.lesion_mask is None else Path(record.lesion_mask)
 
 
 def _file_safe(name: str) -> str:
     if not name or "/" in name or "\\" in name or name in (".", ".."):
-        raise ValueError(f"{name!r} (patient id or model name) cannot be used as a file name")
+        raise InputError(f"{name!r} (patient id or model name) cannot be used as a file name")
     return name

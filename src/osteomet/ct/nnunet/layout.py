@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from osteomet.errors import InputError
+
 #: Name of the record the export writes beside dataset.json (case ids, patient ids, splits, sources).
 EXPORT_RECORD = "osteomet_export.json"
 #: nnU-Net's file ending for every image and label of the dataset.
@@ -24,16 +26,16 @@ CHANNEL_SUFFIX = "_0000"
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
-class NnunetLayoutError(ValueError):
+class NnunetLayoutError(InputError):
     """An nnU-Net working directory or dataset is missing, incomplete or inconsistent."""
 
 
 def dataset_folder_name(dataset_id: int, name: str) -> str:
     """nnU-Net's ``DatasetXXX_Name`` (three-digit id, 1-999; the name without spaces or slashes)."""
     if not 1 <= int(dataset_id) <= 999:
-        raise ValueError(f"nnU-Net dataset id must be between 1 and 999, got {dataset_id}")
+        raise InputError(f"nnU-Net dataset id must be between 1 and 999, got {dataset_id}")
     if not _NAME_RE.match(name):
-        raise ValueError(f"nnU-Net dataset name {name!r} may only contain letters, digits, '_' and '-'")
+        raise InputError(f"nnU-Net dataset name {name!r} may only contain letters, digits, '_' and '-'")
     return f"Dataset{int(dataset_id):03d}_{name}"
 
 

@@ -21,6 +21,12 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from osteomet.ct.nnunet.layout import NnunetLayout, NnunetLayoutError
+from osteomet.errors import (
+    InputError,
+    MissingInputError,
+    OsteometError,
+    OutputExistsError,
+)
 
 #: The install recipe (nnunetv2 pulls a newer torch through timm unless installed without dependencies).
 INSTALL_RECIPE = (
@@ -39,11 +45,11 @@ ENTRY_POINTS = {
 }
 
 
-class NnunetNotInstalledError(ImportError):
+class NnunetNotInstalledError(OsteometError, ImportError):
     """nnunetv2 (an optional extra) is not installed in this environment."""
 
 
-class NnunetRunError(RuntimeError):
+class NnunetRunError(OsteometError, RuntimeError):
     """An nnU-Net step exited with an error; the message ends with its last lines and the log path."""
 
 
@@ -166,7 +172,7 @@ def check_fold(layout: NnunetLayout, fold: int | str) -> None:
         return
     n = len(layout.read_splits())
     if not 0 <= int(fold) < n:
-        raise ValueError(f"fold {fold} is not in {layout.splits_file}, which defines folds 0-{n - 1} "
+        raise InputError(f"fold {fold} is not in {layout.splits_file}, which defines folds 0-{n - 1} "
                          f"(the patient split of the export)")
 
 
@@ -211,16 +217,16 @@ def predict(layout: NnunetLayout, output: str | os.PathLike[str] | None = None, 
     """
     input_dir = Path(input_dir) if input_dir is not None else layout.raw / "imagesTs"
     if not input_dir.is_dir() or not any(input_dir.glob("*_0000.nii.gz")):
-        raise FileNotFoundError(f"{input_dir}: no nnU-Net input images (<case>_0000.nii.gz) to predict")
+        raise MissingInputError(f"{input_dir}: no nnU-Net input images (<case>_0000.nii.gz) to predict")
     model = model_folder(layout, trainer, plans, configuration)
     for fold in folds:
         if not (model / f"fold_{fold}" / checkpoint).is_file():
-            raise FileNotFoundError(f"{model / f'fold_{fold}' / checkpoint}: no trained model; "
+            raise MissingInputError(f"{model / f'fold_{fold}' / checkpoint}: no trained model; "
                                     f"train fold {fold} first (`osteomet ct nnunet train`)")
     folds_tag = "-".join(str(f) for f in folds)
     output = Path(output) if output is not None else layout.root / "predictions" / f"{model.name}__folds-{folds_tag}"
     if output.exists() and any(p for p in output.glob("*.nii.gz")) and not overwrite:
-        raise FileExistsError(f"{output}: already holds predictions; choose another output or pass --overwrite")
+        raise OutputExistsError(f"{output}: already holds predictions; choose another output or pass --overwrite")
     output.mkdir(parents=True, exist_ok=True)
     args = ["-i", input_dir.resolve(), "-o", output.resolve(), "-d", layout.dataset_id, "-c", configuration,
             "-tr", trainer, "-p", plans, "-f", *folds, "-chk", checkpoint, "-device", device or default_device(),

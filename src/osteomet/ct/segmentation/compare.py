@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from osteomet.errors import InputError, MissingInputError
 from osteomet.utils.files import atomic_path, write_text_atomic
 
 METRICS = ("dice", "precision", "recall")
@@ -29,17 +30,17 @@ def read_metrics(paths: list[str | Path]) -> pd.DataFrame:
     for path in paths:
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: metrics table does not exist")
+            raise MissingInputError(f"{path}: metrics table does not exist")
         frame = pd.read_csv(path, dtype={"patient_id": str})
         missing = {"patient_id", "model", "dice"} - set(frame.columns)
         if missing:
-            raise ValueError(f"{path}: not a per-patient metrics table (missing column(s) {', '.join(sorted(missing))})")
+            raise InputError(f"{path}: not a per-patient metrics table (missing column(s) {', '.join(sorted(missing))})")
         frames.append(frame)
     table = pd.concat(frames, ignore_index=True)
     dup = table.duplicated(["patient_id", "model"])
     if dup.any():
         first = table.loc[dup].iloc[0]
-        raise ValueError(f"patient {first['patient_id']!r} is scored twice for model {first['model']!r}")
+        raise InputError(f"patient {first['patient_id']!r} is scored twice for model {first['model']!r}")
     return table
 
 
@@ -90,7 +91,7 @@ def compare_segmentations(per_patient: pd.DataFrame, out: str | Path, *, adjust:
     if split is not None and "split" in table:
         table = table[table["split"] == split]
         if table.empty:
-            raise ValueError(f"no patient of split {split!r} in the metrics tables (splits: "
+            raise InputError(f"no patient of split {split!r} in the metrics tables (splits: "
                              f"{', '.join(sorted(map(str, per_patient['split'].unique())))})")
     models = list(pd.unique(table["model"]))
     counts = table.groupby("patient_id")["model"].nunique()

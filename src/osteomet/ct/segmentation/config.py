@@ -7,8 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from osteomet.ct.slices import SliceConfig
 from osteomet.config import load_preset_or_file
+from osteomet.ct.slices import SliceConfig
+from osteomet.errors import InputError
 
 Architecture = Literal["unet", "resunet", "attention_unet"]
 
@@ -35,12 +36,12 @@ class CTSegmentationConfig(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> "CTSegmentationConfig":
         if len(self.strides) != len(self.channels) - 1:
-            raise ValueError(f"strides needs one entry fewer than channels, got {len(self.strides)} and {len(self.channels)}")
+            raise InputError(f"strides needs one entry fewer than channels, got {len(self.strides)} and {len(self.channels)}")
         factor = 1
         for s in self.strides:
             factor *= s
         if self.slices.inplane_size % factor:
-            raise ValueError(f"slices.inplane_size {self.slices.inplane_size} is not divisible by the total stride {factor}")
+            raise InputError(f"slices.inplane_size {self.slices.inplane_size} is not divisible by the total stride {factor}")
         return self
 
 

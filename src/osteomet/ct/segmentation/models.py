@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from osteomet.ct.segmentation.config import CTSegmentationConfig
+from osteomet.errors import InputError
 from osteomet.utils.torch import set_prior_bias
 
 ARCHITECTURES = ("unet", "resunet", "attention_unet")
@@ -26,7 +27,7 @@ def build_segmenter(architecture: str, config: CTSegmentationConfig) -> torch.nn
     elif architecture == "attention_unet":
         model = AttentionUnet(**common)
     else:
-        raise ValueError(f"unknown segmentation architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
+        raise InputError(f"unknown segmentation architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
     last = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))
             and m.out_channels == 2][-1]
     if last.bias is not None:

@@ -26,9 +26,20 @@ from osteomet.ct.segmentation.config import CTSegmentationConfig
 from osteomet.ct.segmentation.models import build_segmenter
 from osteomet.ct.slice_run import labelled_split, prepare_slice_run
 from osteomet.ct.slices import SliceStore, check_patient_split, read_index
-from osteomet.utils.torch import (EarlyStopping, best_checkpoint, epoch_rng, last_checkpoint, load_weights,
-                                  pick_device, refuse_existing_run, save_state, seed_weights, train_step,
-                                  write_history)
+from osteomet.errors import InputError
+from osteomet.utils.torch import (
+    EarlyStopping,
+    best_checkpoint,
+    epoch_rng,
+    last_checkpoint,
+    load_weights,
+    pick_device,
+    refuse_existing_run,
+    save_state,
+    seed_weights,
+    train_step,
+    write_history,
+)
 
 
 @dataclass
@@ -81,7 +92,7 @@ def _patients(index: pd.DataFrame, split: str) -> tuple[pd.DataFrame, list[str]]
     """A split's slices and patients; segmentation needs lesion slices there."""
     part = labelled_split(index, split)
     if not (part["label"] == 1).any():
-        raise ValueError(f"{split} split has no lesion slice; segmentation needs patients with lesions there")
+        raise InputError(f"{split} split has no lesion slice; segmentation needs patients with lesions there")
     return part, list(pd.unique(part["patient_id"]))
 
 

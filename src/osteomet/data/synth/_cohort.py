@@ -14,17 +14,18 @@ from typing import Any, Callable
 from pydantic import BaseModel
 
 from osteomet import __version__
+from osteomet.errors import InputError, OutputExistsError
 from osteomet.utils.files import write_json_atomic
 
 
 def start_cohort(out: str | Path, n: int, *, overwrite: bool) -> tuple[Path, Path]:
     """Check ``n`` and create ``out``; returns (out, manifest path). An existing cohort is kept unless ``overwrite``."""
     if n < 1:
-        raise ValueError(f"n must be at least 1, got {n}")
+        raise InputError(f"n must be at least 1, got {n}")
     out = Path(out)
     manifest_path = out / "manifest.csv"
     if manifest_path.exists() and not overwrite:
-        raise FileExistsError(f"{manifest_path}: a cohort already exists here; choose another --out or pass --overwrite")
+        raise OutputExistsError(f"{manifest_path}: a cohort already exists here; choose another --out or pass --overwrite")
     out.mkdir(parents=True, exist_ok=True)
     return out, manifest_path
 

@@ -58,8 +58,17 @@ from scipy import ndimage
 from osteomet.data.io import write_image
 from osteomet.data.manifest import write_manifest
 from osteomet.data.synth._cohort import run_tasks, start_cohort, write_synth_record
-from osteomet.data.synth._shapes import Canvas, Capsule, Ellipsoid, Grid, Rib, Shell, ZCylinder
+from osteomet.data.synth._shapes import (
+    Canvas,
+    Capsule,
+    Ellipsoid,
+    Grid,
+    Rib,
+    Shell,
+    ZCylinder,
+)
 from osteomet.data.totalsegmentator import TOTALSEG_BONES
+from osteomet.errors import InputError
 from osteomet.utils.files import write_text_atomic
 
 Region = Literal["whole_body", "torso", "abdomen_pelvis"]
@@ -108,7 +117,7 @@ class CTSynthConfig(BaseModel):
     def _check(self) -> "CTSynthConfig":
         lo, hi = self.focal_diameter_mm
         if not 0 < lo <= hi:
-            raise ValueError(f"focal_diameter_mm must be increasing and positive, got {self.focal_diameter_mm}")
+            raise InputError(f"focal_diameter_mm must be increasing and positive, got {self.focal_diameter_mm}")
         return self
 
     @property

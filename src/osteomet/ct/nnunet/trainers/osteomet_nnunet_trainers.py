@@ -20,6 +20,7 @@ import os
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
+from osteomet.errors import InputError
 
 THREADS_ENV = "OSTEOMET_NNUNET_TORCH_THREADS"
 
@@ -34,7 +35,7 @@ def cpu_threads_from_env() -> int | None:
     except ValueError:
         threads = 0
     if threads < 1:
-        raise ValueError(f"{THREADS_ENV}={value!r}: must be a positive whole number of threads")
+        raise InputError(f"{THREADS_ENV}={value!r}: must be a positive whole number of threads")
     return threads
 
 
