@@ -21,11 +21,11 @@ import torch
 
 from osteomet.data.manifest import read_manifest
 from osteomet.data.synth.mri import generate_mri_cohort
-from osteomet.preprocess.mri import PreprocessConfig, preprocess_cohort
-from osteomet.segmentation.config import load_segmentation_config
-from osteomet.segmentation.data import PatchDataset, collate_patches, full_volume
-from osteomet.segmentation.model import build_unetr
-from osteomet.segmentation.train import sliding_window_probabilities
+from osteomet.mri.preprocess import PreprocessConfig, preprocess_cohort
+from osteomet.mri.segmentation.config import load_segmentation_config
+from osteomet.mri.segmentation.data import PatchDataset, collate_patches, full_volume
+from osteomet.mri.segmentation.model import build_unetr
+from osteomet.mri.segmentation.train import sliding_window_probabilities
 
 
 def gpu_throughput(root: Path, ids: list[str], steps: int) -> None:

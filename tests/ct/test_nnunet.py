@@ -18,8 +18,13 @@ import SimpleITK as sitk
 from typer.testing import CliRunner
 
 from osteomet.cli.main import app
-from osteomet.ct.nnunet.export import (build_folds, case_identifiers, export_dataset, read_exported_cases,
-                                       read_split_table)
+from osteomet.ct.nnunet.export import (
+    build_folds,
+    case_identifiers,
+    export_dataset,
+    read_exported_cases,
+    read_split_table,
+)
 from osteomet.ct.nnunet.importer import import_predictions
 from osteomet.ct.nnunet.layout import NnunetLayout
 from osteomet.ct.slices import CTIntensityError

@@ -27,6 +27,7 @@ from osteomet.data.io import Geometry, GeometryMismatchError, write_image
 from osteomet.data.manifest import read_manifest
 from osteomet.data.synth.ct import CTSynthConfig, generate_ct_cohort
 
+
 def small_ct(tmp_path: Path, values: np.ndarray, name: str = "ct.nii.gz", spacing=(2.0, 2.0, 3.0)) -> Path:
     image = sitk.GetImageFromArray(values)
     image.SetSpacing(spacing)

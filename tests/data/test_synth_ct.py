@@ -12,8 +12,17 @@ import SimpleITK as sitk
 from osteomet.data.io import Geometry, read_image, read_label_map, read_mask
 from osteomet.data.manifest import read_manifest
 from osteomet.data.synth.ct import (
-    BRAIN, CORTICAL, FAT, FATTY_MARROW, LUNG, MUSCLE, TRABECULAR,
-    CTSynthConfig, generate_ct_cohort, render_ct_phantom, synthesize_ct_patient,
+    BRAIN,
+    CORTICAL,
+    FAT,
+    FATTY_MARROW,
+    LUNG,
+    MUSCLE,
+    TRABECULAR,
+    CTSynthConfig,
+    generate_ct_cohort,
+    render_ct_phantom,
+    synthesize_ct_patient,
 )
 from osteomet.data.totalsegmentator import TOTALSEG_BONES, ids_in_group
 

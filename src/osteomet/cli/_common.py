@@ -8,27 +8,11 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import (
-    TYPE_CHECKING,
-    Annotated,
-    Any,
-    Callable,
-    Iterator,
-    List,
-    Optional,
-    TypeVar,
-)
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Iterator, List, Optional, TypeVar
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+
+from osteomet.utils.progress import console, err_console, progress_bar  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -36,9 +20,6 @@ if TYPE_CHECKING:
     from osteomet.data.manifest import Manifest
 
 Settings = TypeVar("Settings", bound="BaseModel")
-
-console = Console()
-err_console = Console(stderr=True)
 
 # Options of the model-training commands (MRI UNETR, CT detection, CT segmentation).
 ConfigOption = Annotated[str, typer.Option(help="Preset ('default', 'tiny') or YAML file.")]
@@ -59,16 +40,6 @@ TrainedArchitecturesOption = Annotated[Optional[List[str]], typer.Option(
 TrainCacheOption = Annotated[Optional[Path], typer.Option(
     help="Slice cache folder (default OUT/slices; share it between runs).")]
 PredictCacheOption = Annotated[Optional[Path], typer.Option(help="Slice cache folder (default OUT/slices).")]
-
-
-@contextlib.contextmanager
-def progress_bar(description: str, total: int) -> Iterator[Callable[[], None]]:
-    """A rich progress bar; yields a no-argument ``advance`` callback for the workers' loop."""
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
-    with Progress(*columns, console=err_console, transient=False) as progress:
-        task = progress.add_task(description, total=total)
-        yield lambda: progress.advance(task)
 
 
 @contextlib.contextmanager

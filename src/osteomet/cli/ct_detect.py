@@ -69,11 +69,7 @@ def predict(
 ) -> None:
     """Slice and patient (max over slices) scores; precision, recall, F1, AUC with bootstrap CIs per split."""
     with user_errors():
-        from osteomet.ct.detection.infer import (
-            predict_detection,
-            run_config,
-            trained_architectures,
-        )
+        from osteomet.ct.detection.infer import predict_detection, run_config, trained_architectures
         from osteomet.data.manifest import read_manifest
 
         cohort = read_manifest(manifest, kind="ct")

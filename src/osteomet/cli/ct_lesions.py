@@ -86,11 +86,7 @@ def lesions_cohort(
 ) -> None:
     """Per-lesion analysis over a manifest; with --predictions, lesion/patient/bone-level statistics with CIs."""
     with user_errors():
-        from osteomet.ct.lesion_cohort import (
-            LESION_COLUMNS,
-            analyse_cohort,
-            write_results,
-        )
+        from osteomet.ct.lesion_cohort import LESION_COLUMNS, analyse_cohort, write_results
         from osteomet.data.manifest import read_manifest
 
         settings = _settings(diffuse_fraction, cluster_gap, cluster_unit, criterion, iou_threshold, seed)
@@ -114,7 +110,7 @@ def icc(
 ) -> None:
     """ICC per radiomics feature between predicted and manual masks, summarised by feature class."""
     with user_errors():
-        from osteomet.ct.reproducibility import run_icc
+        from osteomet.radiomics.reproducibility import run_icc
 
         report, paths = run_icc(manual, predicted, out, model=model, plot=plot, summary=summary)
     for note in report.notes:

@@ -66,11 +66,7 @@ def export(
 ) -> None:
     """Write nnUNet_raw/DatasetXXX_Name (imagesTr, labelsTr, imagesTs, labelsTs, dataset.json) and splits_final.json."""
     with _nnunet_errors():
-        from osteomet.ct.nnunet.export import (
-            export_dataset,
-            read_exported_cases,
-            read_split_table,
-        )
+        from osteomet.ct.nnunet.export import export_dataset, read_exported_cases, read_split_table
         from osteomet.data.manifest import read_manifest
 
         cohort = read_manifest(manifest, kind="ct")

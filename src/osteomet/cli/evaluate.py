@@ -35,11 +35,7 @@ def predictions(
     with user_errors():
         from osteomet.data.manifest import read_manifest
         from osteomet.evaluation.plots import plot_roc
-        from osteomet.evaluation.predictions import (
-            compare_predictions,
-            evaluate_predictions,
-            read_predictions,
-        )
+        from osteomet.evaluation.predictions import compare_predictions, evaluate_predictions, read_predictions
         from osteomet.utils.files import write_text_atomic
 
         if names and len(names) != len(files):
@@ -70,8 +66,8 @@ def cohort(
         import warnings
 
         from osteomet.data.manifest import read_manifest
-        from osteomet.evaluation.clinical_table import study_characteristics
         from osteomet.evaluation.cohort import write_characteristics_csv
+        from osteomet.evaluation.study_characteristics import study_characteristics
 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

@@ -25,12 +25,12 @@ def mri(
     """Preprocess every patient; unchanged inputs and settings are not processed again."""
     with user_errors():
         from osteomet.data.manifest import read_manifest
-        from osteomet.preprocess.mri import PreprocessConfig, preprocess_cohort
-        from osteomet.segmentation.config import load_segmentation_config
+        from osteomet.mri.preprocess import PreprocessConfig, preprocess_cohort
+        from osteomet.mri.segmentation.config import load_segmentation_config
 
         cohort = read_manifest(manifest, kind="mri")
         if segdir is not None:
-            from osteomet.segmentation.masks import apply_masks
+            from osteomet.data.masks import apply_masks
 
             cohort = apply_masks(cohort, segdir)
         seg = load_segmentation_config(seg_config)

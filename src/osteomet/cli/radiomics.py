@@ -38,11 +38,11 @@ def extract(
         if segdir is not None and masks is not None:
             raise InputError("give either --segdir or --masks, not both")
         if masks is not None:
-            from osteomet.data.manifest import with_mask_folder
+            from osteomet.data.masks import with_mask_folder
 
             cohort = with_mask_folder(cohort, masks)
         if segdir is not None:
-            from osteomet.segmentation.masks import apply_masks
+            from osteomet.data.masks import apply_masks
 
             cohort = apply_masks(cohort, segdir)
         parameters = load_params(params, modality=cohort.kind)
@@ -74,9 +74,9 @@ def train(
         from sklearn.metrics import roc_auc_score
 
         from osteomet.data.manifest import read_manifest
-        from osteomet.radiomics.model import RadiomicsModel, XGBConfig
-        from osteomet.radiomics.selection import SelectionConfig
-        from osteomet.radiomics.training import read_feature_table, train_radiomics
+        from osteomet.models.radiomics import RadiomicsModel, XGBConfig, train_radiomics
+        from osteomet.models.selection import SelectionConfig
+        from osteomet.radiomics.features import read_feature_table
 
         model = RadiomicsModel(SelectionConfig(max_features=max_features, seed=seed), XGBConfig(seed=seed))
         model, predictions = train_radiomics(read_feature_table(features), read_manifest(manifest), out,
@@ -97,8 +97,8 @@ def predict(
 ) -> None:
     """Score new patients with a saved radiomics model."""
     with user_errors():
-        from osteomet.radiomics.model import RadiomicsModel
-        from osteomet.radiomics.training import read_feature_table
+        from osteomet.models.radiomics import RadiomicsModel
+        from osteomet.radiomics.features import read_feature_table
         from osteomet.utils.files import write_text_atomic
 
         model = RadiomicsModel.load(model_dir)

@@ -30,7 +30,7 @@ def export_review_command(
     """Write T2/high-b/ADC on the T2 grid and each auto mask as a Slicer .seg.nrrd, plus a review sheet."""
     with user_errors():
         from osteomet.data.manifest import read_manifest
-        from osteomet.segmentation.review import README_NAME, SHEET_NAME, export_review
+        from osteomet.mri.review import README_NAME, SHEET_NAME, export_review
 
         cohort = read_manifest(manifest, kind="mri")
         with progress_bar("export review", len(cohort)) as advance:
@@ -51,7 +51,7 @@ def import_review_command(
     """Check the refined masks against each T2 grid and store them in SEGDIR/reviewed/ with provenance."""
     with user_errors():
         from osteomet.data.manifest import read_manifest
-        from osteomet.segmentation.review import ReviewError, import_review
+        from osteomet.mri.review import ReviewError, import_review
 
         cohort = read_manifest(manifest, kind="mri")
         try:

@@ -36,8 +36,8 @@ def train(
         import pandas as pd
 
         from osteomet.data.manifest import read_manifest
-        from osteomet.segmentation.config import load_segmentation_config
-        from osteomet.segmentation.train import train_unetr
+        from osteomet.mri.segmentation.config import load_segmentation_config
+        from osteomet.mri.segmentation.train import train_unetr
 
         settings = load_settings(load_segmentation_config, config, max_epochs)
         cohort = read_manifest(manifest, kind="mri")
@@ -70,8 +70,8 @@ def predict(
     with user_errors():
         from osteomet.config import load_config
         from osteomet.data.manifest import read_manifest
-        from osteomet.segmentation.config import SegmentationConfig
-        from osteomet.segmentation.infer import predict_cohort, summarise
+        from osteomet.mri.segmentation.config import SegmentationConfig
+        from osteomet.mri.segmentation.infer import predict_cohort, summarise
         from osteomet.utils.files import write_text_atomic
 
         settings = load_config(model / "config.yaml", SegmentationConfig)

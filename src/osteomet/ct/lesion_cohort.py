@@ -23,11 +23,7 @@ from typing import TYPE_CHECKING, Callable
 
 import pandas as pd
 
-from osteomet.ct.lesion_metrics import (
-    PatientEvaluation,
-    evaluate_patient,
-    lesion_metrics,
-)
+from osteomet.ct.lesion_metrics import PatientEvaluation, evaluate_patient, lesion_metrics
 from osteomet.ct.lesions import LesionAnalysis, analyse_lesions
 from osteomet.ct.matching import check_criterion
 from osteomet.errors import InputError, MissingInputError

@@ -12,13 +12,7 @@ from dataclasses import dataclass
 
 import SimpleITK as sitk
 
-from osteomet.data.io import (
-    ImageError,
-    read_image,
-    read_label_map,
-    read_mask,
-    resample_to_reference,
-)
+from osteomet.data.io import ImageError, read_image, read_label_map, read_mask, resample_to_reference
 from osteomet.data.manifest import CTRecord, MRIRecord
 
 

@@ -17,14 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Iterator, Literal, Sequence
 
 import pandas as pd
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from osteomet.errors import InputError, OutputExistsError
 from osteomet.utils.files import write_text_atomic
@@ -366,22 +359,3 @@ def _relative_to(value: Any, base: Path) -> Any:
         return os.path.relpath(target, base.resolve()) if target.is_absolute() else str(target)
     except ValueError:  # other drive on Windows
         return str(target)
-
-
-def with_mask_folder(manifest: Manifest, folder: PathLike, *, suffix: str = ".nii.gz") -> Manifest:
-    """A copy whose tumour/lesion mask is ``folder/<patient_id><suffix>`` (e.g. a model's predicted masks).
-
-    For comparing features from predicted and manual masks: the manifest keeps its images and
-    only the mask column points elsewhere. Every patient must have a file; the missing ones are
-    listed together.
-    """
-    folder = Path(folder)
-    field_name = "mask" if manifest.kind == "mri" else "lesion_mask"
-    paths = {r.patient_id: folder / f"{r.patient_id}{suffix}" for r in manifest.records}
-    missing = [f"patient {pid!r}: {path.name} not found" for pid, path in paths.items() if not path.is_file()]
-    if missing:
-        raise ManifestError(folder, missing)
-    records = [r.model_copy(update={field_name: paths[r.patient_id]}) for r in manifest.records]
-    return Manifest(kind=manifest.kind, records=records, path=manifest.path,
-                    warnings=[*manifest.warnings, f"{field_name} from {folder}"],
-                    extra_columns=list(manifest.extra_columns))

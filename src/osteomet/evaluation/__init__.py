@@ -24,16 +24,9 @@ from osteomet.evaluation.delong import (
     delong_test_unpaired,
 )
 from osteomet.evaluation.errors import EvaluationInputError
-from osteomet.evaluation.icc import (
-    ICCResult,
-    feature_class,
-    feature_icc,
-    icc,
-    icc_table,
-    summarize_by_class,
-)
+from osteomet.evaluation.icc import ICCResult, feature_class, feature_icc, icc, icc_table, summarize_by_class
+from osteomet.evaluation.metrics_table import evaluate_model
 from osteomet.evaluation.multitest import benjamini_hochberg, holm
-from osteomet.evaluation.report import evaluate_model
 from osteomet.evaluation.roc import auc, roc_curve, youden_threshold
 from osteomet.evaluation.segmentation import compare_models, overlap
 from osteomet.evaluation.threshold import threshold_metrics

@@ -21,7 +21,7 @@ max per pyradiomics feature class.
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
@@ -203,10 +203,15 @@ def feature_icc(
     return pd.DataFrame(rows)
 
 
-def summarize_by_class(per_feature: pd.DataFrame, value: str = "icc") -> pd.DataFrame:
-    """Min, median and max of ``value`` per feature class (plus ``all``), with feature counts."""
-    if "feature_class" not in per_feature.columns or value not in per_feature.columns:
-        raise EvaluationInputError(f"per-feature table needs columns 'feature_class' and {value!r}")
+def summarize_by_class(per_feature: pd.DataFrame, value: str = "icc", *, class_column: str = "feature_class",
+                       order: Sequence[str] | None = None) -> pd.DataFrame:
+    """Min, median and max of ``value`` per feature class (plus ``all``), with feature counts.
+
+    Classes come in ``order`` (those present), then any others alphabetically; the class
+    column of the result is named like the input's ``class_column``.
+    """
+    if class_column not in per_feature.columns or value not in per_feature.columns:
+        raise EvaluationInputError(f"per-feature table needs columns {class_column!r} and {value!r}")
 
     def summary(group: pd.Series) -> dict[str, float]:
         vals = group.dropna()
@@ -218,6 +223,8 @@ def summarize_by_class(per_feature: pd.DataFrame, value: str = "icc") -> pd.Data
             "max": float(vals.max()) if vals.size else math.nan,
         }
 
-    rows = [{"feature_class": cls, **summary(g[value])} for cls, g in per_feature.groupby("feature_class", sort=True)]
-    rows.append({"feature_class": "all", **summary(per_feature[value])})
-    return pd.DataFrame(rows)
+    present = set(per_feature[class_column].dropna())
+    ranked = [c for c in (order or ()) if c in present] + sorted(present - set(order or ()))
+    rows = [{class_column: cls, **summary(per_feature.loc[per_feature[class_column] == cls, value])} for cls in ranked]
+    rows.append({class_column: "all", **summary(per_feature[value])})
+    return pd.DataFrame(rows, columns=[class_column, "n_features", "n_defined", "min", "median", "max"])

@@ -7,7 +7,7 @@ pooled by default; e.g. ``"val"`` for validation only) and applied unchanged to 
 the test and external cohorts never influence their own cut-off.
 
 Outputs are tidy: :func:`evaluate_predictions` gives the rows of
-:func:`osteomet.evaluation.report.evaluate_model` for every model and split;
+:func:`osteomet.evaluation.metrics_table.evaluate_model` for every model and split;
 :func:`compare_predictions` gives one paired DeLong test per pair of models and split, on the
 patients both models scored.
 """
@@ -23,8 +23,8 @@ import pandas as pd
 from osteomet.errors import MissingInputError
 from osteomet.evaluation.delong import delong_test
 from osteomet.evaluation.errors import EvaluationInputError
+from osteomet.evaluation.metrics_table import evaluate_model
 from osteomet.evaluation.multitest import holm
-from osteomet.evaluation.report import evaluate_model
 from osteomet.evaluation.roc import youden_threshold
 
 SPLIT_ORDER = ("train", "val", "test", "external")

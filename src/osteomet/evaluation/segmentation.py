@@ -1,7 +1,7 @@
 """Per-case segmentation overlap (Dice, precision, recall) and paired model comparison.
 
 This is the one implementation of the per-case overlap metrics in osteomet
-(``osteomet.segmentation.metrics.overlap`` is meant to re-export it).
+(``osteomet.evaluation.segmentation.overlap`` is meant to re-export it).
 
 Empty-mask convention (voxel level, boolean masks):
 

@@ -16,7 +16,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from osteomet.pipeline.rundir import open_run_dir, read_json
+from osteomet.layout import open_run_dir, read_json
 from osteomet.utils.files import write_json_atomic, write_text_atomic
 
 
@@ -81,8 +81,8 @@ def _characteristics(frame: pd.DataFrame, path: Path) -> list[str]:
     """The study's cohort table by BM status; returns the variables with BH-adjusted p < 0.05."""
     import warnings
 
-    from osteomet.evaluation.clinical_table import study_characteristics
     from osteomet.evaluation.cohort import write_characteristics_csv
+    from osteomet.evaluation.study_characteristics import study_characteristics
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # small demo cohorts can defeat the multivariable fit; the CSV says NA

@@ -50,6 +50,7 @@ def extract_record(record: MRIRecord | CTRecord, params: dict[str, Any], *, mask
                    single_thread: bool = False) -> dict[str, float]:
     """All features of one patient, every sequence, prefixed; raises on any problem."""
     import SimpleITK as sitk
+
     from radiomics import featureextractor
 
     logging.getLogger("radiomics").setLevel(logging.ERROR)

@@ -47,6 +47,7 @@ def validate_params(params: dict[str, Any], origin: str = "parameters") -> None:
     import logging
 
     import pykwalify.core
+
     from radiomics import (
         featureextractor,  # noqa: F401  (registers the schema extensions)
         getParameterValidationFiles,

@@ -20,8 +20,8 @@ import pandas as pd
 from osteomet.data.manifest import Manifest
 from osteomet.radiomics.cache import FeatureCache, cache_key
 from osteomet.radiomics.extract import extract_task, record_files
+from osteomet.radiomics.features import write_feature_table
 from osteomet.radiomics.params import params_fingerprint
-from osteomet.utils.files import atomic_path, write_text_atomic
 
 
 @dataclass
@@ -141,12 +141,5 @@ def _run(tasks: list, jobs: int, scheduler: str | None):
 
 
 def write_features(result: ExtractionResult, out: str | Path) -> dict[str, Path]:
-    """features.parquet (+ .csv for reading by eye) and extraction_log.csv, all atomic."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"parquet": out / "features.parquet", "csv": out / "features.csv", "log": out / "extraction_log.csv"}
-    with atomic_path(paths["parquet"]) as tmp:
-        result.table.to_parquet(tmp, index=False)
-    write_text_atomic(paths["csv"], result.table.to_csv(index=False))
-    write_text_atomic(paths["log"], result.log.to_csv(index=False))
-    return paths
+    """The cohort's feature table and extraction log (:func:`osteomet.radiomics.features.write_feature_table`)."""
+    return write_feature_table(result.table, result.log, out)

@@ -77,3 +77,16 @@ def sha256_path(path: str | os.PathLike[str]) -> str:
             digest.update(sha256_file(child).encode())
         return digest.hexdigest()
     return sha256_file(path)
+
+
+def read_json(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """A JSON object from ``path``; None when the file is missing, unreadable or not an object.
+
+    Used for the records a stage writes last (cache keys, stage records): a missing or
+    half-written record simply means "not done", never an error.
+    """
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

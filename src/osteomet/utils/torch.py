@@ -20,9 +20,9 @@ import pandas as pd
 import torch
 
 from osteomet.errors import MissingInputError, OutputExistsError
+from osteomet.layout import BEST_CHECKPOINT, CHECKPOINTS, HISTORY, LAST_CHECKPOINT
 from osteomet.utils.files import atomic_path, write_text_atomic
 
-CHECKPOINTS = "checkpoints"
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -88,12 +88,12 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
 
 def best_checkpoint(run_dir: str | Path) -> Path:
     """Weights of the best validation epoch of a run folder."""
-    return Path(run_dir) / CHECKPOINTS / "best.pt"
+    return Path(run_dir) / CHECKPOINTS / BEST_CHECKPOINT
 
 
 def last_checkpoint(run_dir: str | Path) -> Path:
     """The state written after the latest epoch of a run folder."""
-    return Path(run_dir) / CHECKPOINTS / "last.pt"
+    return Path(run_dir) / CHECKPOINTS / LAST_CHECKPOINT
 
 
 def save_state(state: dict[str, Any], path: str | Path) -> Path:
@@ -119,7 +119,7 @@ def load_weights(model: torch.nn.Module, path: str | Path, device: str | torch.d
 
 
 def refuse_existing_run(run_dir: str | Path, holds: str, hint: str = "use a new run folder", *,
-                        checkpoint: str = "best.pt") -> None:
+                        checkpoint: str = BEST_CHECKPOINT) -> None:
     """Never train over a folder that already holds a run (its ``checkpoints/<checkpoint>`` exists)."""
     if (Path(run_dir) / CHECKPOINTS / checkpoint).exists():
         raise OutputExistsError(f"{run_dir}: holds {holds} already; {hint}")
@@ -127,7 +127,7 @@ def refuse_existing_run(run_dir: str | Path, holds: str, hint: str = "use a new 
 
 def write_history(run_dir: str | Path, history: list[dict]) -> Path:
     """``history.csv``: one row per finished epoch, rewritten atomically after each."""
-    return write_text_atomic(Path(run_dir) / "history.csv", pd.DataFrame(history).to_csv(index=False))
+    return write_text_atomic(Path(run_dir) / HISTORY, pd.DataFrame(history).to_csv(index=False))
 
 
 # --------------------------------------------------------------------------------------------

@@ -21,17 +21,12 @@ import numpy as np
 import SimpleITK as sitk
 
 from osteomet import __version__
-from osteomet.ct.nnunet.layout import (
-    CHANNEL_SUFFIX,
-    EXPORT_RECORD,
-    FILE_ENDING,
-    NnunetLayout,
-)
+from osteomet.ct.nnunet.layout import CHANNEL_SUFFIX, EXPORT_RECORD, FILE_ENDING, NnunetLayout
 from osteomet.ct.slices import SliceConfig, check_hounsfield
 from osteomet.data.io import read_image, read_mask, write_image
 from osteomet.data.manifest import Manifest, ManifestError, read_manifest
 from osteomet.errors import InputError, MissingInputError, OutputExistsError
-from osteomet.pipeline.rundir import open_run_dir
+from osteomet.layout import open_run_dir
 from osteomet.utils.files import write_json_atomic
 
 #: Splits that nnU-Net trains on (imagesTr) and those it must never see during training (imagesTs).

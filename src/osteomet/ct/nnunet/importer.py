@@ -24,17 +24,10 @@ import SimpleITK as sitk
 
 from osteomet.ct.nnunet.export import ExportedCase, read_exported_cases, replace_folder
 from osteomet.ct.nnunet.layout import FILE_ENDING, NnunetLayout
-from osteomet.data.io import (
-    Geometry,
-    GeometryMismatchError,
-    MaskError,
-    read_image,
-    read_mask,
-    write_image,
-)
+from osteomet.data.io import Geometry, GeometryMismatchError, MaskError, read_image, read_mask, write_image
 from osteomet.data.manifest import Manifest, read_manifest
 from osteomet.errors import InputError, MissingInputError, OutputExistsError
-from osteomet.pipeline.rundir import open_run_dir
+from osteomet.layout import open_run_dir
 from osteomet.utils.files import write_text_atomic
 
 #: Columns of the per-patient table: the MONAI segmentation's, then the reference size and nnU-Net's case id.

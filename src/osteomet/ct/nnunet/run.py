@@ -21,12 +21,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from osteomet.ct.nnunet.layout import NnunetLayout, NnunetLayoutError
-from osteomet.errors import (
-    InputError,
-    MissingInputError,
-    OsteometError,
-    OutputExistsError,
-)
+from osteomet.errors import InputError, MissingInputError, OsteometError, OutputExistsError
 
 #: The install recipe (nnunetv2 pulls a newer torch through timm unless installed without dependencies).
 INSTALL_RECIPE = (

@@ -58,15 +58,7 @@ from scipy import ndimage
 from osteomet.data.io import write_image
 from osteomet.data.manifest import write_manifest
 from osteomet.data.synth._cohort import run_tasks, start_cohort, write_synth_record
-from osteomet.data.synth._shapes import (
-    Canvas,
-    Capsule,
-    Ellipsoid,
-    Grid,
-    Rib,
-    Shell,
-    ZCylinder,
-)
+from osteomet.data.synth._shapes import Canvas, Capsule, Ellipsoid, Grid, Rib, Shell, ZCylinder
 from osteomet.data.totalsegmentator import TOTALSEG_BONES
 from osteomet.errors import InputError
 from osteomet.utils.files import write_text_atomic

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from osteomet.segmentation.config import SegmentationConfig
+from osteomet.mri.segmentation.config import SegmentationConfig
 from osteomet.utils.torch import set_prior_bias
 
 

@@ -9,8 +9,8 @@ import SimpleITK as sitk
 
 from osteomet.data.io import Geometry, read_image, read_mask
 from osteomet.data.manifest import read_manifest, validate_frame
-from osteomet.preprocess.geometry import mask_bbox_centre, mask_to, same_extent_grid
-from osteomet.preprocess.mri import PreprocessConfig, load_case, preprocess_case, preprocess_cohort, to_t2_geometry
+from osteomet.mri.geometry import mask_bbox_centre, mask_to, same_extent_grid
+from osteomet.mri.preprocess import PreprocessConfig, load_case, preprocess_case, preprocess_cohort, to_t2_geometry
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:

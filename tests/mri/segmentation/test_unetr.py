@@ -1,6 +1,5 @@
 """UNETR: aligned augmentation, learning on CPU, exact resume, safe checkpoints, prediction."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,12 +9,12 @@ import torch
 from osteomet.data.io import Geometry, read_image
 from osteomet.data.manifest import read_manifest
 from osteomet.data.synth.mri import MRISynthConfig, generate_mri_cohort
-from osteomet.preprocess.mri import PreprocessConfig, preprocess_cohort
-from osteomet.segmentation.config import load_segmentation_config
-from osteomet.segmentation.data import PatchDataset, augmentations
-from osteomet.segmentation.infer import predict_cohort
-from osteomet.segmentation.model import build_unetr
-from osteomet.segmentation.train import train_unetr, validation_dice
+from osteomet.mri.preprocess import PreprocessConfig, preprocess_cohort
+from osteomet.mri.segmentation.config import load_segmentation_config
+from osteomet.mri.segmentation.data import PatchDataset, augmentations
+from osteomet.mri.segmentation.infer import predict_cohort
+from osteomet.mri.segmentation.model import build_unetr
+from osteomet.mri.segmentation.train import train_unetr, validation_dice
 from osteomet.utils.torch import pick_device
 
 CONFIG = load_segmentation_config("tiny")

@@ -1,7 +1,7 @@
 """Which tumour mask each patient uses: the single place that decides.
 
 A segmentation run folder ``SEGDIR`` holds the UNETR proposals in ``auto/<patient>.nii.gz``
-and the radiologist-refined masks (imported by :func:`osteomet.segmentation.review.import_review`)
+and the radiologist-refined masks (imported by :func:`osteomet.mri.review.import_review`)
 in ``reviewed/<patient>.nii.gz``, with ``provenance.json`` recording who changed what.
 Every later stage (radiomics, classifiers) must take its masks from :func:`apply_masks` so
 that the rule "reviewed, else auto, else the manifest's own mask" is applied identically
@@ -20,14 +20,11 @@ import pandas as pd
 from osteomet.data.io import MaskError
 from osteomet.data.manifest import Manifest, ManifestError
 from osteomet.errors import InputError
+from osteomet.layout import AUTO_DIR, MASK_SUFFIX, PROVENANCE, REVIEWED_DIR
 from osteomet.utils.files import sha256_file
 
 PathLike = str | os.PathLike[str]
 
-AUTO_DIR = "auto"
-REVIEWED_DIR = "reviewed"
-PROVENANCE_FILE = "provenance.json"
-MASK_SUFFIX = ".nii.gz"
 
 #: Mask sources, in order of preference.
 SOURCES = ("reviewed", "auto", "manifest", "none")
@@ -52,7 +49,7 @@ def reviewed_mask_path(segdir: PathLike, patient_id: str) -> Path:
 
 
 def provenance_path(segdir: PathLike) -> Path:
-    return Path(segdir) / PROVENANCE_FILE
+    return Path(segdir) / PROVENANCE
 
 
 def read_provenance(segdir: PathLike) -> dict[str, Any]:
@@ -134,11 +131,35 @@ def apply_masks(manifest: Manifest, segdir: PathLike, *, verify: bool = True) ->
     summary is appended to the copy's ``warnings`` so that stages can log which masks they used.
     """
     table = mask_sources(manifest, segdir, verify=verify)
-    chosen = dict(zip(table["patient_id"], table["mask"]))
-    records = [r.model_copy(update={"mask": None if chosen[r.patient_id] is None else Path(chosen[r.patient_id])})
-               for r in manifest.records]
+    chosen = {pid: None if path is None else Path(path) for pid, path in zip(table["patient_id"], table["mask"])}
     counts = table["source"].value_counts()
     summary = ", ".join(f"{int(counts[s])} {s}" for s in SOURCES if s in counts)
-    return Manifest(kind=manifest.kind, records=records, path=manifest.path,
-                    warnings=[*manifest.warnings, f"masks from {segdir}: {summary}"],
+    return redirect_masks(manifest, chosen, f"masks from {segdir}: {summary}")
+
+
+def with_mask_folder(manifest: Manifest, folder: PathLike, *, suffix: str = MASK_SUFFIX) -> Manifest:
+    """A copy whose tumour/lesion mask is ``folder/<patient_id><suffix>`` (e.g. a model's predicted masks).
+
+    For comparing features from predicted and manual masks: the manifest keeps its images and
+    only the mask column points elsewhere. Every patient must have a file; the missing ones are
+    listed together.
+    """
+    folder = Path(folder)
+    paths = {r.patient_id: folder / f"{check_patient_id(r.patient_id)}{suffix}" for r in manifest.records}
+    missing = [f"patient {pid!r}: {path.name} not found" for pid, path in paths.items() if not path.is_file()]
+    if missing:
+        raise ManifestError(folder, missing)
+    return redirect_masks(manifest, paths, f"{mask_field(manifest)} from {folder}")
+
+
+def mask_field(manifest: Manifest) -> str:
+    """The manifest column holding the mask: ``mask`` (bpMRI tumour) or ``lesion_mask`` (CT)."""
+    return "mask" if manifest.kind == "mri" else "lesion_mask"
+
+
+def redirect_masks(manifest: Manifest, masks: dict[str, Path | None], note: str) -> Manifest:
+    """A copy of ``manifest`` with each patient's mask replaced by ``masks[patient_id]``; ``note`` says from where."""
+    field_name = mask_field(manifest)
+    records = [r.model_copy(update={field_name: masks[r.patient_id]}) for r in manifest.records]
+    return Manifest(kind=manifest.kind, records=records, path=manifest.path, warnings=[*manifest.warnings, note],
                     extra_columns=list(manifest.extra_columns))

@@ -18,12 +18,12 @@ import torch
 
 from osteomet.data.io import read_mask, write_image
 from osteomet.data.manifest import Manifest
-from osteomet.preprocess.mri import to_t2_geometry
-from osteomet.segmentation.config import SegmentationConfig
-from osteomet.segmentation.data import full_volume
-from osteomet.segmentation.metrics import overlap
-from osteomet.segmentation.model import build_unetr
-from osteomet.segmentation.train import sliding_window_probabilities
+from osteomet.evaluation.segmentation import overlap
+from osteomet.mri.preprocess import to_t2_geometry
+from osteomet.mri.segmentation.config import SegmentationConfig
+from osteomet.mri.segmentation.data import full_volume
+from osteomet.mri.segmentation.model import build_unetr
+from osteomet.mri.segmentation.train import sliding_window_probabilities
 from osteomet.utils.files import write_text_atomic
 from osteomet.utils.torch import best_checkpoint, load_weights, pick_device
 

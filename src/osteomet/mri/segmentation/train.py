@@ -24,10 +24,10 @@ import torch
 
 from osteomet.config import dump_config
 from osteomet.errors import InputError, MissingInputError
-from osteomet.segmentation.config import SegmentationConfig
-from osteomet.segmentation.data import PatchDataset, collate_patches, full_volume
-from osteomet.segmentation.metrics import overlap
-from osteomet.segmentation.model import build_unetr
+from osteomet.evaluation.segmentation import overlap
+from osteomet.mri.segmentation.config import SegmentationConfig
+from osteomet.mri.segmentation.data import PatchDataset, collate_patches, full_volume
+from osteomet.mri.segmentation.model import build_unetr
 from osteomet.utils.files import write_text_atomic
 from osteomet.utils.torch import (
     EarlyStopping,

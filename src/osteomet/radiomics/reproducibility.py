@@ -31,6 +31,8 @@ import numpy as np
 import pandas as pd
 
 from osteomet.errors import InputError
+from osteomet.evaluation.icc import summarize_by_class
+from osteomet.radiomics.features import FeatureTableError, read_feature_table
 from osteomet.utils.files import atomic_path, write_text_atomic
 
 PathLike = str | os.PathLike[str]
@@ -40,13 +42,8 @@ CLASSES: tuple[str, ...] = ("firstorder", "shape", "glcm", "gldm", "glrlm", "gls
 CLASS_LABELS = {"firstorder": "First order", "shape": "Shape", "glcm": "GLCM", "gldm": "GLDM", "glrlm": "GLRLM",
                 "glszm": "GLSZM", "ngtdm": "NGTDM"}
 ICC_MODELS = ("2,1", "3,1")
-ID_COLUMNS = ("case_id", "patient_id")
 IGNORED_COLUMNS = ("error",)
 OUTPUT_COLUMNS = ["feature", "class", "icc", "ci_low", "ci_high", "n_cases"]
-
-
-class FeatureTableError(InputError):
-    """A feature table cannot be used for the ICC (the message names the file and what is wrong)."""
 
 
 def feature_class(name: str) -> str | None:
@@ -58,33 +55,9 @@ def feature_class(name: str) -> str | None:
     return cls if cls in CLASSES else None
 
 
-def read_feature_table(path: PathLike) -> pd.DataFrame:
-    """Read a CSV/Parquet feature table indexed by case id (``case_id`` or ``patient_id``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FeatureTableError(f"{path}: feature table does not exist")
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".parquet", ".pq"):
-            table = pd.read_parquet(path)
-        elif suffix in (".csv", ".txt"):
-            table = pd.read_csv(path)
-        else:
-            raise FeatureTableError(f"{path}: unsupported feature table format {suffix!r}; use .csv or .parquet")
-    except FeatureTableError:
-        raise
-    except Exception as exc:  # pandas/pyarrow raise many types for unreadable files
-        raise FeatureTableError(f"{path}: cannot be read as a feature table ({exc})") from exc
-    id_column = next((c for c in ID_COLUMNS if c in table.columns), None)
-    if id_column is None:
-        raise FeatureTableError(f"{path}: no 'case_id' column (columns: {', '.join(map(str, table.columns[:8]))} ...)")
-    ids = table[id_column].astype(str).str.strip()
-    duplicated = sorted(set(ids[ids.duplicated()]))
-    if duplicated:
-        raise FeatureTableError(f"{path}: duplicated {id_column} value(s): {', '.join(duplicated[:10])}")
-    table = table.drop(columns=[c for c in ID_COLUMNS if c in table.columns])
-    table.index = pd.Index(ids, name="case_id")
-    return table
+def _read_indexed(path: PathLike) -> pd.DataFrame:
+    """A feature table indexed by case id (:func:`osteomet.radiomics.features.read_feature_table`)."""
+    return read_feature_table(path).set_index("patient_id").rename_axis("case_id")
 
 
 def _feature_columns(table: pd.DataFrame, path: PathLike, notes: list[str]) -> pd.DataFrame:
@@ -164,22 +137,7 @@ def feature_table_icc(manual: pd.DataFrame, predicted: pd.DataFrame, *, model: s
     if undefined:
         notes.append(f"{undefined} feature(s) have an undefined ICC (constant over cases or fewer than 2 complete "
                      f"cases): {', '.join(per_feature.loc[per_feature['icc'].isna(), 'feature'].head(5))}")
-    return ICCReport(per_feature, summarise_by_class(per_feature), model, len(a), notes)
-
-
-def summarise_by_class(per_feature: pd.DataFrame) -> pd.DataFrame:
-    """Min, median and max ICC per feature class (classes in :data:`CLASSES` order, then ``all``)."""
-    rows = []
-    for cls in [*CLASSES, "all"]:
-        values = per_feature["icc"] if cls == "all" else per_feature.loc[per_feature["class"] == cls, "icc"]
-        if cls != "all" and values.empty:
-            continue
-        defined = values.dropna()
-        rows.append({"class": cls, "n_features": int(values.size), "n_defined": int(defined.size),
-                     "min": float(defined.min()) if defined.size else np.nan,
-                     "median": float(defined.median()) if defined.size else np.nan,
-                     "max": float(defined.max()) if defined.size else np.nan})
-    return pd.DataFrame(rows, columns=["class", "n_features", "n_defined", "min", "median", "max"])
+    return ICCReport(per_feature, summarize_by_class(per_feature, class_column="class", order=CLASSES), model, len(a), notes)
 
 
 def plot_icc_by_class(per_feature: pd.DataFrame, path: PathLike, *, title: str | None = None) -> Path:
@@ -222,7 +180,7 @@ def run_icc(manual_path: PathLike, predicted_path: PathLike, out: PathLike, *, m
     for target in (out, summary, plot):
         if target.resolve() in inputs:
             raise InputError(f"{target}: output would overwrite an input table; choose another --out")
-    report = feature_table_icc(read_feature_table(manual_path), read_feature_table(predicted_path), model=model,
+    report = feature_table_icc(_read_indexed(manual_path), _read_indexed(predicted_path), model=model,
                                names=(str(manual_path), str(predicted_path)))
     write_text_atomic(out, report.per_feature.to_csv(index=False))
     write_text_atomic(summary, report.by_class.to_csv(index=False))

@@ -9,15 +9,10 @@ import pandas as pd
 import pytest
 from matplotlib.image import imread
 
-from osteomet.ct.reproducibility import (
-    FeatureTableError,
-    feature_class,
-    feature_table_icc,
-    plot_icc_by_class,
-    read_feature_table,
-    run_icc,
-    summarise_by_class,
-)
+from osteomet.errors import MissingInputError
+from osteomet.evaluation.icc import summarize_by_class
+from osteomet.radiomics.features import FeatureTableError, read_feature_table
+from osteomet.radiomics.reproducibility import CLASSES, feature_class, feature_table_icc, plot_icc_by_class, run_icc
 from tests.evaluation.r_reference import icc_data, icc_matrix, icc_results
 
 
@@ -105,7 +100,7 @@ def test_rows_are_matched_by_case_id_and_summary_by_class(tmp_path: Path) -> Non
     plot_icc_by_class(report.per_feature, png)
     image = imread(png)
     assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 400
-    assert summarise_by_class(report.per_feature).equals(report.by_class)
+    assert summarize_by_class(report.per_feature, class_column="class", order=CLASSES).equals(report.by_class)
 
 
 def test_missing_values_constant_features_and_notes() -> None:
@@ -141,16 +136,16 @@ def test_bad_tables_are_reported(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="ICC model"):
         feature_table_icc(a, b, model="1,1")
     manual.rename(columns={"case_id": "id"}).to_csv(tmp_path / "noid.csv", index=False)
-    with pytest.raises(FeatureTableError, match="noid.csv: no 'case_id' column"):
+    with pytest.raises(FeatureTableError, match=r"noid.csv: no 'patient_id' \(or 'case_id'\) column"):
         read_feature_table(tmp_path / "noid.csv")
     pd.concat([manual, manual.iloc[:1]]).to_csv(tmp_path / "dup.csv", index=False)
     with pytest.raises(FeatureTableError, match="duplicated case_id value.*C00"):
         read_feature_table(tmp_path / "dup.csv")
-    with pytest.raises(FeatureTableError, match="does not exist"):
+    with pytest.raises(MissingInputError, match="does not exist"):
         read_feature_table(tmp_path / "nothing.csv")
     manual.to_csv(tmp_path / "manual.csv", index=False)
     with pytest.raises(ValueError, match="overwrite an input"):
         run_icc(tmp_path / "manual.csv", tmp_path / "manual.csv", tmp_path / "manual.csv")
     # patient_id (radiomics extract) is accepted as the id column
     manual.rename(columns={"case_id": "patient_id"}).to_csv(tmp_path / "pid.csv", index=False)
-    assert read_feature_table(tmp_path / "pid.csv").index.name == "case_id"
+    assert read_feature_table(tmp_path / "pid.csv").columns[0] == "patient_id"

@@ -66,4 +66,4 @@ class SegmentationConfig(BaseModel):
 
 def load_segmentation_config(source: str | Path | None = None) -> SegmentationConfig:
     """A preset name ('default', 'tiny') or a YAML file."""
-    return load_preset_or_file(source, SegmentationConfig, package="osteomet.segmentation", filename="{}.yaml")
+    return load_preset_or_file(source, SegmentationConfig, package="osteomet.mri.segmentation", filename="{}.yaml")

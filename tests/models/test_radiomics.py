@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from osteomet.radiomics.model import RadiomicsModel
-from osteomet.radiomics.selection import FeatureSelector, SelectionConfig
+from osteomet.models.radiomics import RadiomicsModel
+from osteomet.models.selection import FeatureSelector, SelectionConfig
 
 
 def _table(n: int = 300, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:

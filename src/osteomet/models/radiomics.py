@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from osteomet.data.manifest import Manifest
 from osteomet.errors import InputError, MissingInputError
-from osteomet.radiomics.selection import FeatureSelector, SelectionConfig
-from osteomet.utils.files import atomic_path, write_json_atomic
+from osteomet.models.selection import FeatureSelector, SelectionConfig
+from osteomet.utils.files import atomic_path, write_json_atomic, write_text_atomic
 
 FORMAT = "osteomet.radiomics_model/1"
 
@@ -115,3 +116,31 @@ def _labels(y: Any, n: int) -> np.ndarray:
     if set(np.unique(y)) != {0, 1}:
         raise InputError(f"training labels must contain both 0 and 1, got {sorted(set(np.unique(y).tolist()))}")
     return y
+
+
+def joined(features: pd.DataFrame, manifest: Manifest) -> pd.DataFrame:
+    """Features with label and split from the manifest; patients absent from either are reported."""
+    meta = manifest.to_frame()[["patient_id", "label", "split"]]
+    unknown = sorted(set(features["patient_id"]) - set(meta["patient_id"]))
+    if unknown:
+        raise InputError(f"feature table has patients not in the manifest: {', '.join(unknown[:5])}")
+    return meta.merge(features, on="patient_id", how="left")
+
+
+def train_radiomics(features: pd.DataFrame, manifest: Manifest, out: str | Path, *, train_split: str = "train",
+                    model: RadiomicsModel | None = None) -> tuple[RadiomicsModel, pd.DataFrame]:
+    """Fit on ``split == train_split`` only (no other patient influences selection or fit)."""
+    data = joined(features, manifest)
+    usable = data["error"].isna() if "error" in data else pd.Series(True, index=data.index)
+    usable &= data[numeric_features(features).columns].notna().any(axis=1)
+    train = data[(data["split"] == train_split) & usable & data["label"].notna()]
+    if train.empty:
+        raise InputError(f"no usable training patients: none has split == {train_split!r}, a label and features")
+    model = model or RadiomicsModel()
+    model.fit(numeric_features(train), train["label"].to_numpy())
+    model.save(Path(out) / "model")
+    predictions = data[["patient_id", "split", "label"]].copy()
+    predictions["prob"] = np.nan
+    predictions.loc[usable, "prob"] = model.predict_proba(data.loc[usable])[:, 1]
+    write_text_atomic(Path(out) / "predictions.csv", predictions.to_csv(index=False))
+    return model, predictions

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from osteomet.preprocess.mri import load_case
-from osteomet.segmentation.config import SegmentationConfig
+from osteomet.mri.preprocess import load_case
+from osteomet.mri.segmentation.config import SegmentationConfig
 
 
 def augmentations(config: SegmentationConfig):

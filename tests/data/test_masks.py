@@ -9,8 +9,14 @@ import pytest
 
 from osteomet.data.io import MaskError
 from osteomet.data.manifest import Manifest, ManifestError, read_manifest
-from osteomet.segmentation.masks import (apply_masks, auto_mask_path, check_patient_id, effective_mask, mask_sources,
-                                         reviewed_mask_path)
+from osteomet.data.masks import (
+    apply_masks,
+    auto_mask_path,
+    check_patient_id,
+    effective_mask,
+    mask_sources,
+    reviewed_mask_path,
+)
 from osteomet.utils.files import write_json_atomic
 
 

@@ -3,7 +3,7 @@
 Per patient, from the manifest (with the effective mask: reviewed > auto > manifest):
 1. T2, high-b DWI and ADC on the T2 grid in physical space (``osteomet.data.case``);
 2. per-channel z-score over the body / field-of-view region, clipped at +/-3 SD
-   (``osteomet.preprocess.normalize``); channel order (DWI, T2, ADC) as the UNETR sees them;
+   (``osteomet.mri.normalize``); channel order (DWI, T2, ADC) as the UNETR sees them;
 3. the three channels (and mask) resampled to a fixed segmentation grid (224x224x64 by
    default) over the same physical extent as T2;
 4. when a mask exists, a 64x64x32 tumour ROI centred on the mask's bounding box, on a
@@ -19,9 +19,7 @@ unchanged does no work.
 from __future__ import annotations
 
 import hashlib
-import json
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,22 +31,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from osteomet.data.case import load_mri_case
 from osteomet.data.io import Geometry
 from osteomet.data.manifest import Manifest, MRIRecord
-from osteomet.errors import InputError, MissingInputError
-from osteomet.preprocess.geometry import (
-    array_on,
-    centred_grid,
-    mask_bbox_centre,
-    mask_to,
-    resample_to,
-    same_extent_grid,
-)
-from osteomet.preprocess.normalize import body_mask, coverage_mask, zscore_clip
-from osteomet.utils.files import (
-    atomic_path,
-    sha256_path,
-    write_json_atomic,
-    write_text_atomic,
-)
+from osteomet.errors import InputError
+from osteomet.layout import INDEX, TRANSFORM
+from osteomet.mri.geometry import array_on, centred_grid, mask_bbox_centre, mask_to, resample_to, same_extent_grid
+from osteomet.mri.normalize import body_mask, coverage_mask, zscore_clip
+from osteomet.utils.case_cache import CaseCache
+from osteomet.utils.files import sha256_path, write_text_atomic
+from osteomet.utils.parallel import map_tasks
 
 PREPROCESS_VERSION = "1"
 CHANNELS = ("dwi", "t2", "adc")  # the UNETR's input order: high-b DWI, T2, ADC
@@ -134,22 +123,19 @@ def to_t2_geometry(seg_prediction: np.ndarray, transform: dict[str, Any], *, pro
     return sitk.Cast(soft >= 0.5, sitk.sitkUInt8)
 
 
+def _cache(out: str | Path) -> CaseCache:
+    return CaseCache(out, TRANSFORM)
+
+
 def _case_task(args: tuple) -> dict[str, Any]:
-    record, config, folder, key = args
+    record, config, out, key = args
     start = time.perf_counter()
     try:
         arrays, transform = preprocess_case(record, config)
     except Exception as exc:  # reported per patient; the others go on
         return {"patient_id": record.patient_id, "status": "failed", "error": f"{type(exc).__name__}: {exc}",
                 "seconds": time.perf_counter() - start}
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, array in arrays.items():
-        with atomic_path(folder / f"{name}.npy") as tmp:
-            np.save(tmp, array, allow_pickle=False)
-    for stale in {"seg_mask", "roi_image", "roi_mask"} - set(arrays):
-        (folder / f"{stale}.npy").unlink(missing_ok=True)
-    transform["cache_key"] = key
-    write_json_atomic(folder / "transform.json", transform)  # written last: marks the case complete
+    _cache(out).write(record.patient_id, arrays, transform, key)
     return {"patient_id": record.patient_id, "status": "processed", "error": None,
             "seconds": time.perf_counter() - start}
 
@@ -159,10 +145,10 @@ def preprocess_cohort(manifest: Manifest, out: str | Path, config: PreprocessCon
     """Preprocess every patient, skipping those whose cache key is unchanged; return the index."""
     config = config or PreprocessConfig()
     out = Path(out)
+    cache = _cache(out)
     rows: dict[str, dict[str, Any]] = {}
     tasks = []
     for record in manifest:
-        folder = out / "cases" / record.patient_id
         try:
             key = cache_key(record, config)
         except OSError as exc:
@@ -170,50 +156,25 @@ def preprocess_cohort(manifest: Manifest, out: str | Path, config: PreprocessCon
             if progress:
                 progress()
             continue
-        previous = _read_json(folder / "transform.json")
-        if previous and previous.get("cache_key") == key:
+        if cache.is_current(record.patient_id, key):
             rows[record.patient_id] = {"status": "cached", "error": None, "seconds": 0.0}
             if progress:
                 progress()
         else:
-            tasks.append((record, config, folder, key))
-    if jobs <= 1 or len(tasks) <= 1:
-        results = (_case_task(task) for task in tasks)
-        for result in results:
-            rows[result["patient_id"]] = result
-            if progress:
-                progress()
-    else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            for future in as_completed([pool.submit(_case_task, task) for task in tasks]):
-                result = future.result()
-                rows[result["patient_id"]] = result
-                if progress:
-                    progress()
+            tasks.append((record, config, out, key))
+    for result in map_tasks(_case_task, tasks, jobs=jobs, progress=progress):
+        rows[result["patient_id"]] = result
     meta = manifest.to_frame().set_index("patient_id")
     index = pd.DataFrame([{
         "patient_id": pid, "status": rows[pid]["status"], "error": rows[pid]["error"],
         "seconds": round(rows[pid]["seconds"], 3), "label": meta.loc[pid, "label"], "split": meta.loc[pid, "split"],
-        "centre": meta.loc[pid, "centre"], "has_mask": (out / "cases" / pid / "roi_mask.npy").exists(),
-        "folder": str(Path("cases") / pid),
+        "centre": meta.loc[pid, "centre"], "has_mask": cache.has_array(pid, "roi_mask"),
+        "folder": str(cache.folder(pid).relative_to(out)),
     } for pid in manifest.patient_ids])
-    write_text_atomic(out / "index.csv", index.to_csv(index=False))
-    write_text_atomic(out / "config.json", config.model_dump_json(indent=2))
+    write_text_atomic(out / INDEX, index.to_csv(index=False))
     return index
 
 
 def load_case(out: str | Path, patient_id: str, *, mmap: bool = True) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Arrays and transform of a preprocessed patient (memory-mapped: training reads only what it uses)."""
-    folder = Path(out) / "cases" / patient_id
-    transform = _read_json(folder / "transform.json")
-    if transform is None:
-        raise MissingInputError(f"{folder}: patient {patient_id!r} has not been preprocessed (no transform.json)")
-    arrays = {p.stem: np.load(p, mmap_mode="r" if mmap else None, allow_pickle=False) for p in folder.glob("*.npy")}
-    return arrays, transform
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
+    return _cache(out).load(patient_id, mmap=mmap)

@@ -14,10 +14,9 @@ from scipy import ndimage
 
 from osteomet.data.io import Geometry, read_image, read_mask, write_image
 from osteomet.data.manifest import Manifest, read_manifest
-from osteomet.segmentation.masks import apply_masks, auto_mask_path, mask_sources, read_provenance, reviewed_mask_path
-from osteomet.segmentation.review import ReviewError, export_review, import_review, read_seg_nrrd, write_seg_nrrd
+from osteomet.data.masks import apply_masks, auto_mask_path, mask_sources, read_provenance, reviewed_mask_path
+from osteomet.mri.review import ReviewError, export_review, import_review, read_seg_nrrd, write_seg_nrrd
 from osteomet.utils.files import sha256_file
-
 
 #: Fields 3D Slicer's vtkMRMLSegmentationStorageNode reads, spelled as it writes them.
 SLICER_FIELDS = {

@@ -1,0 +1,173 @@
+"""Where every stage's files live: the one module that names them (as ``nnunetv2/paths.py`` does).
+
+A **run directory** holds a study: one folder per stage, each a *stage folder* that a single
+command (``osteomet preprocess mri -o PRE``) can also write on its own. Every stage folder
+holds ``settings.yaml`` (the settings it ran with, the only form settings are recorded in,
+re-usable as ``--config``) and ``stage.json`` (inputs fingerprint, version, timings; written
+last, so its presence means the stage finished). A marker file at the top of a run directory
+(``osteomet-run.json``) tells osteomet's folders from the user's own, so a run never writes
+into, or over, someone's data.
+
+::
+
+    RUN/
+      osteomet-run.json
+      preprocess/           index.csv, cases/<patient>/{*.npy, transform.json}
+      segmentation/model/   checkpoints/{best,last}.pt, history.csv
+      segmentation/masks/   auto/<patient>.nii.gz, reviewed/<patient>.nii.gz, provenance.json, metrics.csv
+      radiomics/            features.parquet, features.csv, extraction_log.csv, cache/
+      deep/                 grid.csv, winner.json, configs/<name>/..., features.parquet
+      models/<model>/       model/ (XGBoost JSON + feature list), predictions.csv
+      evaluation/           metrics.csv, delong.csv, roc_<cohort>.png, cohort_characteristics.csv
+      ct/detection/ ct/segmentation/ ct/lesions/ ct/icc/
+      report.html
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from osteomet import __version__
+from osteomet.errors import OutputExistsError
+from osteomet.utils.files import read_json, write_json_atomic
+
+# ---- every stage folder ---------------------------------------------------------------------
+MARKER = "osteomet-run.json"
+STAGE_RECORD = "stage.json"
+SETTINGS = "settings.yaml"
+
+# ---- preprocessing (MRI) --------------------------------------------------------------------
+INDEX = "index.csv"
+CASES = "cases"
+TRANSFORM = "transform.json"
+
+# ---- trained networks (UNETR, CT slice models, 3D ResNets) --------------------------------------
+CHECKPOINTS = "checkpoints"
+BEST_CHECKPOINT = "best.pt"
+LAST_CHECKPOINT = "last.pt"
+HISTORY = "history.csv"
+
+# ---- segmentation masks (automatic and reviewed) -----------------------------------------------
+AUTO_DIR = "auto"
+REVIEWED_DIR = "reviewed"
+PROVENANCE = "provenance.json"
+MASK_SUFFIX = ".nii.gz"
+
+# ---- radiomics --------------------------------------------------------------------------------
+FEATURES = "features.parquet"
+FEATURES_CSV = "features.csv"
+EXTRACTION_LOG = "extraction_log.csv"
+FEATURE_CACHE = "cache"
+
+# ---- models, predictions, evaluation -------------------------------------------------------------
+MODEL_DIR = "model"
+PREDICTIONS = "predictions.csv"
+METRICS = "metrics.csv"
+SUMMARY = "summary.csv"
+DELONG = "delong.csv"
+COHORT_TABLE = "cohort_characteristics.csv"
+REPORT = "report.html"
+
+
+def roc_figure(cohort: str) -> str:
+    return f"roc_{cohort}.png"
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """The stage folders of one run directory."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    # bpMRI
+    @property
+    def cohorts(self) -> Path:
+        return self.root / "cohorts"
+
+    @property
+    def preprocess(self) -> Path:
+        return self.root / "preprocess"
+
+    @property
+    def segmentation_model(self) -> Path:
+        return self.root / "segmentation" / "model"
+
+    @property
+    def masks(self) -> Path:
+        return self.root / "segmentation" / "masks"
+
+    @property
+    def radiomics(self) -> Path:
+        return self.root / "radiomics"
+
+    @property
+    def deep(self) -> Path:
+        return self.root / "deep"
+
+    def model(self, name: str) -> Path:
+        return self.root / "models" / name
+
+    @property
+    def evaluation(self) -> Path:
+        return self.root / "evaluation"
+
+    @property
+    def cohort_table(self) -> Path:
+        return self.evaluation / COHORT_TABLE
+
+    # CT
+    @property
+    def ct_detection(self) -> Path:
+        return self.root / "ct" / "detection"
+
+    @property
+    def ct_segmentation(self) -> Path:
+        return self.root / "ct" / "segmentation"
+
+    @property
+    def ct_lesions(self) -> Path:
+        return self.root / "ct" / "lesions"
+
+    @property
+    def ct_icc(self) -> Path:
+        return self.root / "ct" / "icc"
+
+    @property
+    def report(self) -> Path:
+        return self.root / REPORT
+
+
+def is_osteomet_dir(path: str | Path) -> bool:
+    """True for a run directory, a stage folder, or a folder inside either."""
+    path = Path(path).resolve()
+    for folder in (path, *path.parents):
+        if (folder / MARKER).is_file() or (folder / STAGE_RECORD).is_file():
+            return True
+    return False
+
+
+def open_run_dir(path: str | Path, kind: str) -> Path:
+    """Create ``path`` as a run directory, or reopen one; refuse a non-empty folder that is not ours."""
+    path = Path(path)
+    marker = path / MARKER
+    if path.exists():
+        if not path.is_dir():
+            raise OutputExistsError(f"{path}: exists and is not a directory")
+        if any(path.iterdir()) and not is_osteomet_dir(path):
+            raise OutputExistsError(
+                f"{path}: folder is not empty and is not an osteomet run directory; choose a new --out"
+            )
+    path.mkdir(parents=True, exist_ok=True)
+    if not marker.exists() and not (path / STAGE_RECORD).exists():
+        write_json_atomic(marker, {"kind": kind, "osteomet": __version__})
+    return path
+
+
+def run_kind(path: str | Path) -> str | None:
+    """The kind recorded in a run directory's marker (``demo``, ``mri``...), None if not a run directory."""
+    record = read_json(Path(path) / MARKER)
+    return record.get("kind") if record else None

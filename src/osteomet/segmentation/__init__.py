@@ -1,1 +1,0 @@
-"""Tumour segmentation: UNETR training and inference, and the radiologist review loop."""

@@ -1,0 +1,27 @@
+"""Consoles and progress bars, shared by the library's long loops and the command line.
+
+Long work (a cohort, an epoch loop, a grid) shows a bar on stderr wherever it is started
+from: a command, ``osteomet run``, the demo or a notebook. Only ``rich`` is imported here,
+so ``osteomet --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+@contextlib.contextmanager
+def progress_bar(description: str, total: int) -> Iterator[Callable[[], None]]:
+    """A rich progress bar; yields a no-argument ``advance`` callback for the workers' loop."""
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
+    with Progress(*columns, console=err_console, transient=False) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda: progress.advance(task)
