@@ -12,7 +12,8 @@ import SimpleITK as sitk
 
 from osteomet.ct.bones import UnknownBoneLabelError, assign_bones, validate_bone_map
 from osteomet.ct.lesion_cohort import LesionSettings, analyse_cohort, analyse_files
-from osteomet.ct.lesions import analyse_lesions, label_lesions
+from osteomet.ct.lesion_labels import label_lesions
+from osteomet.ct.lesions import analyse_lesions
 from tests.conftest import shared_path
 
 L3, L4, HIP_LEFT, RIB, LIVER = 29, 28, 77, 110, 5

@@ -7,7 +7,8 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from osteomet.ct.lesions import LESION_STRUCTURE, analyse_lesions, label_lesions, lesion_geometry
+from osteomet.ct.lesion_labels import LESION_STRUCTURE, label_lesions, lesion_geometry
+from osteomet.ct.lesions import analyse_lesions
 from osteomet.data.io import GeometryMismatchError
 
 

@@ -8,9 +8,12 @@ import pytest
 import SimpleITK as sitk
 from scipy.stats import binomtest
 
-from osteomet.ct.lesion_metrics import bootstrap_mean, evaluate_patient, lesion_metrics, wilson_interval
-from osteomet.ct.lesions import analyse_lesions, label_lesions
+from osteomet.ct.lesion_labels import label_lesions
+from osteomet.ct.lesion_metrics import evaluate_patient, lesion_metrics
+from osteomet.ct.lesions import analyse_lesions
 from osteomet.ct.matching import match_lesions, overlap_counts
+from osteomet.evaluation.bootstrap import bootstrap_mean
+from osteomet.evaluation.proportions import wilson_interval
 
 L3, L4, HIP_LEFT, RIB = 29, 28, 77, 110
 

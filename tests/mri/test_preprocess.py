@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
+from osteomet.data.grids import mask_bbox_centre, mask_to, same_extent_grid
 from osteomet.data.io import Geometry, read_image, read_mask
 from osteomet.data.manifest import read_manifest, validate_frame
-from osteomet.mri.geometry import mask_bbox_centre, mask_to, same_extent_grid
 from osteomet.mri.preprocess import PreprocessConfig, load_case, preprocess_case, preprocess_cohort, to_t2_geometry
 
 

@@ -8,17 +8,9 @@ from typing import List, Optional
 import typer
 
 from osteomet.cli._common import console, user_errors
-from osteomet.errors import InputError
 
 app = typer.Typer(help="Statistics: AUC with DeLong/bootstrap CIs, DeLong tests, ROC curves, cohort table.",
                   no_args_is_help=True)
-
-
-def _model_name(path: Path, taken: set[str]) -> str:
-    name = path.stem if path.stem not in ("predictions", "pred") else path.parent.name or path.stem
-    while name in taken:
-        name += "_"
-    return name
 
 
 @app.command("predictions")
@@ -33,27 +25,15 @@ def predictions(
 ) -> None:
     """Each model on each split: AUC (DeLong CI), ACC/sens/spec/PPV/NPV/F1 (bootstrap CIs); paired DeLong tests."""
     with user_errors():
-        from osteomet.data.manifest import read_manifest
-        from osteomet.evaluation.plots import plot_roc
-        from osteomet.evaluation.predictions import compare_predictions, evaluate_predictions, read_predictions
-        from osteomet.utils.files import write_text_atomic
+        from osteomet.pipeline.evaluate import evaluate_prediction_files
 
-        if names and len(names) != len(files):
-            raise InputError(f"{len(names)} --name value(s) for {len(files)} --predictions file(s)")
-        cohort = read_manifest(manifest, require=("label",)).to_frame() if manifest else None
-        models: dict = {}
-        for i, path in enumerate(files):
-            models[names[i] if names else _model_name(path, set(models))] = read_predictions(path, cohort)
-        metrics = evaluate_predictions(models, threshold_split=threshold_split, n_resamples=n_resamples, seed=seed)
-        write_text_atomic(out / "metrics.csv", metrics.to_csv(index=False))
-        if len(models) > 1:
-            write_text_atomic(out / "delong.csv", compare_predictions(models).to_csv(index=False))
-        figures = [plot_roc(models, split, out / f"roc_{split}.png") for split in metrics["cohort"].unique()]
+        _, metrics = evaluate_prediction_files(files, out, manifest=manifest, names=names,
+                                               threshold_split=threshold_split, n_resamples=n_resamples, seed=seed)
     aucs = metrics[(metrics["metric"] == "auc") & (metrics["ci_method"] == "delong")]
     for row in aucs.itertuples(index=False):
         console.print(f"  {row.model:16s} {row.cohort:9s} n={row.n:4d}  AUC {row.estimate:.3f} "
                       f"(95% CI {row.ci_low:.3f}-{row.ci_high:.3f})")
-    console.print(f"metrics, {len(figures)} ROC figure(s) in [bold]{out}[/]")
+    console.print(f"metrics and ROC figure(s) in [bold]{out}[/]")
 
 
 @app.command("cohort")
@@ -63,18 +43,11 @@ def cohort(
 ) -> None:
     """Cohort characteristics by BM status: tests (t / Mann-Whitney, chi-square / Fisher), BH p, odds ratios."""
     with user_errors():
-        import warnings
+        from osteomet.pipeline.evaluate import write_cohort_table
 
-        from osteomet.data.manifest import read_manifest
-        from osteomet.evaluation.cohort import write_characteristics_csv
-        from osteomet.evaluation.study_characteristics import study_characteristics
-
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            table = study_characteristics(read_manifest(manifest, check_files=False).to_frame())
-        write_characteristics_csv(table, out)
-    for warning in {str(w.message) for w in caught if "osteomet" in str(w.filename) or "fit" in str(w.message)}:
-        console.print(f"[yellow]note[/]: {warning}")
+        table, notes = write_cohort_table(manifest, out)
+    for note in notes:
+        console.print(f"[yellow]note[/]: {note}")
     shown = table[["variable", "level", "label=0", "label=1", "p", "p_adj"]].fillna("")
     console.print(shown.to_string(index=False))
     console.print(f"table -> [bold]{out}[/]")

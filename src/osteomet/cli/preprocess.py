@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from osteomet.cli._common import console, err_console, progress_bar, user_errors
+from osteomet.cli._common import console, err_console, user_errors
 
 app = typer.Typer(help="Channels on the T2 grid, z-scored and clipped; segmentation grid; tumour ROI (cached).",
                   no_args_is_help=True)
@@ -24,19 +24,12 @@ def mri(
 ) -> None:
     """Preprocess every patient; unchanged inputs and settings are not processed again."""
     with user_errors():
-        from osteomet.data.manifest import read_manifest
-        from osteomet.mri.preprocess import PreprocessConfig, preprocess_cohort
-        from osteomet.mri.segmentation.config import load_segmentation_config
+        from osteomet.pipeline.preprocess import preprocess_mri
 
-        cohort = read_manifest(manifest, kind="mri")
-        if segdir is not None:
-            from osteomet.data.masks import apply_masks
-
-            cohort = apply_masks(cohort, segdir)
-        seg = load_segmentation_config(seg_config)
-        config = PreprocessConfig(seg_size=seg.seg_size, roi_size=roi_size)
-        with progress_bar("preprocess mri", len(cohort)) as advance:
-            index = preprocess_cohort(cohort, out, config, jobs=jobs, progress=advance)
+        outcome, index = preprocess_mri(manifest, out, seg_config=seg_config, roi_size=roi_size, segdir=segdir,
+                                        jobs=jobs)
+    if outcome.skipped:
+        console.print(f"[dim]up to date: inputs and settings unchanged since the last run ({out})[/]")
     counts = index["status"].value_counts().to_dict()
     console.print(f"{len(index)} patients: {counts.get('processed', 0)} processed, {counts.get('cached', 0)} cached, "
                   f"{counts.get('failed', 0)} failed -> [bold]{out}[/]")

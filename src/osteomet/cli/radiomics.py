@@ -7,8 +7,7 @@ from typing import Optional
 
 import typer
 
-from osteomet.cli._common import console, err_console, progress_bar, user_errors
-from osteomet.errors import InputError
+from osteomet.cli._common import console, err_console, user_errors
 
 app = typer.Typer(help="pyradiomics features (cached, parallel) and the XGBoost radiomics model.", no_args_is_help=True)
 
@@ -27,33 +26,14 @@ def extract(
 ) -> None:
     """Extract features per patient and sequence; cached by content hash, so a rerun extracts nothing new."""
     with user_errors():
-        import yaml
+        from osteomet.pipeline.radiomics import extract_features
 
-        from osteomet.data.manifest import read_manifest
-        from osteomet.radiomics.params import load_params
-        from osteomet.radiomics.runner import extract_cohort, write_features
-        from osteomet.utils.files import write_text_atomic
-
-        cohort = read_manifest(manifest)
-        if segdir is not None and masks is not None:
-            raise InputError("give either --segdir or --masks, not both")
-        if masks is not None:
-            from osteomet.data.masks import with_mask_folder
-
-            cohort = with_mask_folder(cohort, masks)
-        if segdir is not None:
-            from osteomet.data.masks import apply_masks
-
-            cohort = apply_masks(cohort, segdir)
-        parameters = load_params(params, modality=cohort.kind)
-        with progress_bar("radiomics", len(cohort)) as advance:
-            result = extract_cohort(cohort, parameters, cache_dir=cache or out / "cache", jobs=jobs,
-                                    scheduler=scheduler, progress=advance)
-        paths = write_features(result, out)
-        write_text_atomic(out / "params.yaml", yaml.safe_dump(parameters, sort_keys=False))
+        outcome, result = extract_features(manifest, out, params=params, jobs=jobs, scheduler=scheduler, cache=cache,
+                                           segdir=segdir, masks=masks)
     n_features = result.table.shape[1] - 2
     console.print(f"{len(result.log)} patients, {n_features} features: {result.n_extracted} extracted, "
-                  f"{result.n_cached} from cache, {len(result.failures)} failed in {result.seconds:.1f} s -> {paths['parquet']}")
+                  f"{result.n_cached} from cache, {len(result.failures)} failed in {result.seconds:.1f} s -> "
+                  f"{out / 'features.parquet'}" + (" (up to date)" if outcome.skipped else ""))
     if result.failures:
         err_console.print(f"[yellow]{result.failure_report()}[/]", highlight=False)
         if len(result.failures) == len(result.log):
@@ -71,21 +51,16 @@ def train(
 ) -> None:
     """Feature selection (variance, correlation, LASSO) on training patients only, then XGBoost."""
     with user_errors():
-        from sklearn.metrics import roc_auc_score
+        from osteomet.evaluation.roc import auc
+        from osteomet.pipeline.radiomics import train_radiomics_model
 
-        from osteomet.data.manifest import read_manifest
-        from osteomet.models.radiomics import RadiomicsModel, XGBConfig, train_radiomics
-        from osteomet.models.selection import SelectionConfig
-        from osteomet.radiomics.features import read_feature_table
-
-        model = RadiomicsModel(SelectionConfig(max_features=max_features, seed=seed), XGBConfig(seed=seed))
-        model, predictions = train_radiomics(read_feature_table(features), read_manifest(manifest), out,
-                                             train_split=train_split, model=model)
-    console.print(f"selected {len(model.features)} features: {', '.join(model.features[:8])}"
-                  + (" ..." if len(model.features) > 8 else ""))
+        outcome, predictions = train_radiomics_model(features, manifest, out, train_split=train_split,
+                                                     max_features=max_features, seed=seed)
+    selected = outcome.summary.get("features", [])
+    console.print(f"selected {len(selected)} features: {', '.join(selected[:8])}" + (" ..." if len(selected) > 8 else ""))
     for split, group in predictions.dropna(subset=["prob", "label"]).groupby("split"):
         if group["label"].nunique() == 2:
-            console.print(f"  {split:9s} n={len(group):4d}  AUC {roc_auc_score(group['label'], group['prob']):.3f}")
+            console.print(f"  {split:9s} n={len(group):4d}  AUC {auc(group['label'], group['prob']):.3f}")
     console.print(f"model and predictions in [bold]{out}[/]")
 
 
@@ -95,14 +70,9 @@ def predict(
     features: Path = typer.Option(..., "--features", "-f", help="Feature table of the patients to score."),
     out: Path = typer.Option(..., "--out", "-o", help="CSV of patient_id, prob."),
 ) -> None:
-    """Score new patients with a saved radiomics model."""
+    """Score new patients with a saved radiomics model (a prediction table: patient_id, split, label, model, prob)."""
     with user_errors():
-        from osteomet.models.radiomics import RadiomicsModel
-        from osteomet.radiomics.features import read_feature_table
-        from osteomet.utils.files import write_text_atomic
+        from osteomet.pipeline.radiomics import predict_radiomics
 
-        model = RadiomicsModel.load(model_dir)
-        table = read_feature_table(features)
-        table["prob"] = model.predict_proba(table)[:, 1]
-        write_text_atomic(out, table[["patient_id", "prob"]].to_csv(index=False))
+        table = predict_radiomics(model_dir, features, out)
     console.print(f"scored {len(table)} patients -> [bold]{out}[/]")

@@ -6,16 +6,7 @@ from pathlib import Path
 
 import typer
 
-from osteomet.cli._common import (
-    ConfigOption,
-    DeviceOption,
-    MaxEpochsOption,
-    console,
-    load_settings,
-    progress_bar,
-    user_errors,
-)
-from osteomet.errors import MissingInputError
+from osteomet.cli._common import ConfigOption, DeviceOption, MaxEpochsOption, console, load_settings, user_errors
 
 app = typer.Typer(help="UNETR tumour segmentation (3 channels) and the semi-automatic review loop.",
                   no_args_is_help=True)
@@ -33,28 +24,21 @@ def train(
 ) -> None:
     """Train on split=train, early-stop on split=val Dice; Ctrl-C is safe, continue with --resume."""
     with user_errors():
-        import pandas as pd
-
-        from osteomet.data.manifest import read_manifest
         from osteomet.mri.segmentation.config import load_segmentation_config
-        from osteomet.mri.segmentation.train import train_unetr
+        from osteomet.pipeline.segmentation import train_segmentation
 
         settings = load_settings(load_segmentation_config, config, max_epochs)
-        cohort = read_manifest(manifest, kind="mri")
-        index = pd.read_csv(preprocessed / "index.csv") if (preprocessed / "index.csv").exists() else None
-        if index is None:
-            raise MissingInputError(f"{preprocessed}: no index.csv; run `osteomet preprocess mri` first")
-        ready = set(index.loc[index["has_mask"].astype(bool) & (index["status"] != "failed"), "patient_id"])
-        ids = {s: [r.patient_id for r in cohort if r.split == s and r.patient_id in ready] for s in ("train", "val")}
-        with progress_bar("train unetr", settings.max_epochs) as advance:
-            try:
-                result = train_unetr(preprocessed, out, settings, train_ids=ids["train"], val_ids=ids["val"],
-                                     resume=resume, device=device, progress=advance)
-            except KeyboardInterrupt:
-                console.print(f"[yellow]interrupted[/]: continue with the same command plus --resume ({out})")
-                raise typer.Exit(130) from None
-    console.print(f"best validation Dice {result.best_dice:.3f} at epoch {result.best_epoch} "
-                  f"({result.epochs_run} epochs{', stopped early' if result.stopped_early else ''}) -> [bold]{out}[/]")
+        try:
+            outcome = train_segmentation(preprocessed, manifest, out, settings, resume=resume, device=device)
+        except KeyboardInterrupt:
+            console.print(f"[yellow]interrupted[/]: continue with the same command plus --resume ({out})")
+            raise typer.Exit(130) from None
+    result = outcome.summary
+    if outcome.skipped:
+        console.print(f"[dim]up to date: already trained with these inputs and settings ({out})[/]")
+    console.print(f"best validation Dice {result['best_dice']:.3f} at epoch {result['best_epoch']} "
+                  f"({result['epochs_run']} epochs{', stopped early' if result['stopped_early'] else ''}) "
+                  f"-> [bold]{out}[/]")
 
 
 @app.command("predict")
@@ -68,21 +52,12 @@ def predict(
 ) -> None:
     """Masks in each patient's original T2 geometry; Dice/precision/recall where a reference exists."""
     with user_errors():
-        from osteomet.config import load_config
-        from osteomet.data.manifest import read_manifest
-        from osteomet.mri.segmentation.config import SegmentationConfig
-        from osteomet.mri.segmentation.infer import predict_cohort, summarise
-        from osteomet.utils.files import write_text_atomic
+        from osteomet.pipeline.segmentation import predict_segmentation, segmentation_summary
 
-        settings = load_config(model / "config.yaml", SegmentationConfig)
-        cohort = read_manifest(manifest, kind="mri")
-        with progress_bar("segment", len(cohort)) as advance:
-            table = predict_cohort(preprocessed, model, out, settings, cohort, device=device,
-                                   postprocess=postprocess, progress=advance)
-        summary = summarise(table) if "dice" in table else None
-        if summary is not None:
-            write_text_atomic(out / "summary.csv", summary.to_csv(index=False))
-    console.print(f"{len(table)} masks -> [bold]{out / 'auto'}[/]")
+        outcome, table = predict_segmentation(preprocessed, manifest, model, out, postprocess=postprocess,
+                                              device=device)
+        summary = segmentation_summary(out)
+    console.print(f"{len(table)} masks -> [bold]{out / 'auto'}[/]" + (" (up to date)" if outcome.skipped else ""))
     if summary is not None:
         for row in summary[summary["metric"] == "dice"].itertuples():
             console.print(f"  {row.split:9s} n={row.n:3d}  Dice {row.mean:.3f} (95% CI {row.ci_low:.3f}-{row.ci_high:.3f})")

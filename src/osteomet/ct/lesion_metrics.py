@@ -37,6 +37,8 @@ from osteomet.ct.lesions import LesionAnalysis
 from osteomet.ct.matching import match_lesions
 from osteomet.data.totalsegmentator import TOTALSEG_BONES
 from osteomet.errors import InputError
+from osteomet.evaluation.bootstrap import bootstrap_mean
+from osteomet.evaluation.proportions import wilson_interval
 
 METRIC_COLUMNS = ["metric", "breakdown", "subgroup", "estimate", "ci_low", "ci_high", "numerator", "denominator",
                   "n_patients", "ci_method"]
@@ -89,25 +91,13 @@ def evaluate_patient(pred: LesionAnalysis, ref: LesionAnalysis, *, criterion: st
     return PatientEvaluation(pid, _with_group(reference), _with_group(predicted), bones)
 
 
-def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float, float]:
-    """Proportion and its Wilson score interval (statsmodels); NaN when ``n`` is 0."""
-    if n == 0:
-        return float("nan"), float("nan"), float("nan")
-    from statsmodels.stats.proportion import proportion_confint
-
-    low, high = proportion_confint(successes, n, alpha=1.0 - level, method="wilson")
-    return successes / n, float(low), float(high)
-
-
-def bootstrap_mean(values: np.ndarray, *, level: float = 0.95, n_resamples: int = 2000,
-                   seed: int | None = 0) -> tuple[float, float, float]:
+def _mean_interval(values: np.ndarray, *, level: float, n_resamples: int,
+                   seed: int | None) -> tuple[float, float, float]:
     """Mean over patients with a percentile bootstrap interval; NaNs for a subgroup without patients."""
-    from osteomet.evaluation.bootstrap import bootstrap_mean as mean_interval
-
     values = np.asarray(values, dtype=float)
     if values.size == 0:
         return float("nan"), float("nan"), float("nan")
-    return tuple(mean_interval(values, n_resamples=n_resamples, seed=seed, level=level))  # type: ignore[return-value]
+    return tuple(bootstrap_mean(values, n_resamples=n_resamples, seed=seed, level=level))  # type: ignore[return-value]
 
 
 def _row(metric: str, breakdown: str, subgroup: object, stat: tuple[float, float, float], num: float, den: float,
@@ -145,7 +135,7 @@ def lesion_metrics(evaluations: list[PatientEvaluation], *, level: float = 0.95,
     def fp_per_patient(breakdown: str, subgroup: object, table: pd.DataFrame) -> None:
         fp = table[table["false_positive"].astype(bool)]
         per_patient = fp.groupby("patient_id").size().reindex(pids, fill_value=0).to_numpy()
-        stat = bootstrap_mean(per_patient, level=level, n_resamples=n_resamples, seed=seed)
+        stat = _mean_interval(per_patient, level=level, n_resamples=n_resamples, seed=seed)
         rows.append(_row("fp_per_patient", breakdown, subgroup, stat, int(per_patient.sum()), n_pat, n_pat,
                          "bootstrap_patients"))
 

@@ -36,11 +36,11 @@ import pandas as pd
 import SimpleITK as sitk
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from osteomet.data.grids import array_on, mask_to, resample_to, same_extent_grid
 from osteomet.data.io import Geometry, ImageError, read_image, read_mask
 from osteomet.data.manifest import Manifest
 from osteomet.data.splits import assign_splits
 from osteomet.errors import InputError, LeakageError, MissingInputError
-from osteomet.mri.geometry import array_on, mask_to, resample_to, same_extent_grid
 from osteomet.utils.files import atomic_path, sha256_path, write_json_atomic, write_text_atomic
 
 SLICES_VERSION = "1"

@@ -17,10 +17,13 @@ import pandas as pd
 
 from osteomet.data.manifest import Manifest
 from osteomet.errors import InputError, MissingInputError
+from osteomet.layout import MODEL_DIR, PREDICTIONS
+from osteomet.models.predictions import prediction_table, write_predictions
 from osteomet.models.selection import FeatureSelector, SelectionConfig
-from osteomet.utils.files import atomic_path, write_json_atomic, write_text_atomic
+from osteomet.utils.files import atomic_path, write_json_atomic
 
 FORMAT = "osteomet.radiomics_model/1"
+MODEL_NAME = "radiomics"
 
 
 @dataclass
@@ -138,9 +141,10 @@ def train_radiomics(features: pd.DataFrame, manifest: Manifest, out: str | Path,
         raise InputError(f"no usable training patients: none has split == {train_split!r}, a label and features")
     model = model or RadiomicsModel()
     model.fit(numeric_features(train), train["label"].to_numpy())
-    model.save(Path(out) / "model")
-    predictions = data[["patient_id", "split", "label"]].copy()
-    predictions["prob"] = np.nan
-    predictions.loc[usable, "prob"] = model.predict_proba(data.loc[usable])[:, 1]
-    write_text_atomic(Path(out) / "predictions.csv", predictions.to_csv(index=False))
+    model.save(Path(out) / MODEL_DIR)
+    probs = pd.Series(np.nan, index=data.index)
+    probs[usable] = model.predict_proba(data.loc[usable])[:, 1]
+    splits = data["split"].fillna("new")
+    predictions = prediction_table(data["patient_id"], splits, data["label"], probs, MODEL_NAME)
+    write_predictions(predictions, Path(out) / PREDICTIONS)
     return model, predictions

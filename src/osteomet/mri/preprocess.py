@@ -29,11 +29,11 @@ import SimpleITK as sitk
 from pydantic import BaseModel, ConfigDict, Field
 
 from osteomet.data.case import load_mri_case
+from osteomet.data.grids import array_on, centred_grid, mask_bbox_centre, mask_to, resample_to, same_extent_grid
 from osteomet.data.io import Geometry
 from osteomet.data.manifest import Manifest, MRIRecord
 from osteomet.errors import InputError
 from osteomet.layout import INDEX, TRANSFORM
-from osteomet.mri.geometry import array_on, centred_grid, mask_bbox_centre, mask_to, resample_to, same_extent_grid
 from osteomet.mri.normalize import body_mask, coverage_mask, zscore_clip
 from osteomet.utils.case_cache import CaseCache
 from osteomet.utils.files import sha256_path, write_text_atomic

@@ -16,15 +16,14 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from osteomet.layout import open_run_dir, read_json
-from osteomet.utils.files import write_json_atomic, write_text_atomic
+from osteomet.layout import RunLayout, open_run_dir
+from osteomet.utils.files import read_json, write_json_atomic, write_text_atomic
+from osteomet.utils.progress import progress_bar
 
 
 def _cohort(folder: Path, n: int, seed: int, config: Any, generate: Callable, label: str, jobs: int,
             console: Console) -> tuple[Path, float, bool]:
     """Generate a cohort unless the same one (n, seed, config) is already in ``folder``."""
-    from osteomet.cli._common import progress_bar
-
     previous = read_json(folder / "synth.json")
     wanted = {"n": n, "seed": seed, "config": config.model_dump(mode="json")}
     manifest = folder / "manifest.csv"
@@ -49,18 +48,21 @@ def run_demo(out: str | Path, *, n_mri: int = 40, n_ct: int = 10, seed: int = 0,
     from osteomet.data.manifest import read_manifest
     from osteomet.data.synth.ct import CTSynthConfig, generate_ct_cohort
     from osteomet.data.synth.mri import MRISynthConfig, generate_mri_cohort
+    from osteomet.pipeline.evaluate import significant_variables, write_cohort_table
 
     console = console or Console()
     run = open_run_dir(out, kind="demo")
-    mri_path, mri_s, mri_cached = _cohort(run / "cohorts" / "mri", n_mri, seed, MRISynthConfig(), generate_mri_cohort,
+    layout = RunLayout(run)
+    mri_path, mri_s, mri_cached = _cohort(layout.cohorts / "mri", n_mri, seed, MRISynthConfig(), generate_mri_cohort,
                                           "mri", jobs, console)
-    ct_path, ct_s, ct_cached = _cohort(run / "cohorts" / "ct", n_ct, seed, CTSynthConfig(region="whole_body"),
+    ct_path, ct_s, ct_cached = _cohort(layout.cohorts / "ct", n_ct, seed, CTSynthConfig(region="whole_body"),
                                        generate_ct_cohort,
                                        "ct", jobs, console)
     mri = read_manifest(mri_path)
     ct = read_manifest(ct_path)
-    characteristics = _characteristics(mri.to_frame(), run / "cohort_characteristics.csv")
-    lesion_table = _ct_lesions(ct_path, run / "ct_lesions")
+    table, _ = write_cohort_table(mri_path, layout.cohort_table)
+    characteristics = significant_variables(table)
+    lesion_table = _ct_lesions(ct_path, layout.ct_lesions)
 
     summary = {
         "mri": summarise_mri(mri.to_frame()),
@@ -75,21 +77,6 @@ def run_demo(out: str | Path, *, n_mri: int = 40, n_ct: int = 10, seed: int = 0,
     write_text_atomic(run / "summary.md", render_markdown(summary))
     print_summary(summary, console)
     return summary
-
-
-def _characteristics(frame: pd.DataFrame, path: Path) -> list[str]:
-    """The study's cohort table by BM status; returns the variables with BH-adjusted p < 0.05."""
-    import warnings
-
-    from osteomet.evaluation.cohort import write_characteristics_csv
-    from osteomet.evaluation.study_characteristics import study_characteristics
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # small demo cohorts can defeat the multivariable fit; the CSV says NA
-        table = study_characteristics(frame)
-    write_characteristics_csv(table, path)
-    tested = table.dropna(subset=["p_adj"])
-    return sorted(tested.loc[tested["p_adj"].astype(float) < 0.05, "variable"].unique().tolist())
 
 
 def _ct_lesions(manifest: Path, out: Path) -> dict[str, Any]:
@@ -110,8 +97,8 @@ def summarise_mri(frame: pd.DataFrame) -> dict[str, Any]:
     by_label = frame.groupby("label")
     return {
         "patients": len(frame),
-        "by_centre_label": {f"{c}/{'BM' if l else 'no BM'}": int(v)
-                            for (c, l), v in frame.groupby(["centre", "label"]).size().items()},
+        "by_centre_label": {f"{c}/{'BM' if lab else 'no BM'}": int(v)
+                            for (c, lab), v in frame.groupby(["centre", "label"]).size().items()},
         "by_split": {str(k): int(v) for k, v in frame["split"].value_counts().sort_index().items()},
         "age_mean": {("BM" if k else "no BM"): round(float(v), 1) for k, v in by_label["age"].mean().items()},
         "psa_median": {("BM" if k else "no BM"): round(float(v), 1) for k, v in by_label["psa"].median().items()},
@@ -142,8 +129,8 @@ def render_markdown(summary: dict[str, Any]) -> str:
               f"- patients: {ct['patients']} ({ct['patients_with_lesions']} with lesions)",
               f"- lesions: {ct['lesions']}; by bone group {ct['lesions_by_group']}; by kind {ct['lesions_by_kind']}; "
               f"by type {ct['lesions_by_type']}",
-              f"- per-lesion analysis of the masks (`ct_lesions/`): {summary.get('ct_lesion_analysis')}", "",
-              "## Cohort characteristics (`cohort_characteristics.csv`)",
+              f"- per-lesion analysis of the masks (`ct/lesions/`): {summary.get('ct_lesion_analysis')}", "",
+              "## Cohort characteristics (`evaluation/cohort_characteristics.csv`)",
               f"- BH-adjusted p < 0.05: {', '.join(summary.get('significant_characteristics') or []) or 'none'}", "",
               "## Time",
               f"- generation: MRI {sec['mri']} s, CT {sec['ct']} s, total {sec['total']} s "

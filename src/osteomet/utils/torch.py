@@ -24,7 +24,6 @@ from osteomet.layout import BEST_CHECKPOINT, CHECKPOINTS, HISTORY, LAST_CHECKPOI
 from osteomet.utils.files import atomic_path, write_text_atomic
 
 
-
 def pick_device(device: str | None = None) -> torch.device:
     """The device asked for, else CUDA when present, else the CPU."""
     return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))

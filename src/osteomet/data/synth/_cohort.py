@@ -7,9 +7,8 @@ same whether its tasks run in order or on a process pool.
 from __future__ import annotations
 
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -28,24 +27,6 @@ def start_cohort(out: str | Path, n: int, *, overwrite: bool) -> tuple[Path, Pat
         raise OutputExistsError(f"{manifest_path}: a cohort already exists here; choose another --out or pass --overwrite")
     out.mkdir(parents=True, exist_ok=True)
     return out, manifest_path
-
-
-def run_tasks(func: Callable, tasks: list, jobs: int, progress: Callable[[], None] | None) -> list:
-    """Run tasks in order (jobs=1) or on a process pool, calling ``progress`` per finished task; results in task order."""
-    results: list = [None] * len(tasks)
-    if jobs <= 1 or len(tasks) <= 1:
-        for i, task in enumerate(tasks):
-            results[i] = func(task)
-            if progress:
-                progress()
-        return results
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(func, task): i for i, task in enumerate(tasks)}
-        for future in as_completed(futures):
-            results[futures[future]] = future.result()
-            if progress:
-                progress()
-    return results
 
 
 def write_synth_record(out: Path, kind: str, *, n: int, seed: int, config: BaseModel, started: float) -> Path:

@@ -57,11 +57,12 @@ from scipy import ndimage
 
 from osteomet.data.io import write_image
 from osteomet.data.manifest import write_manifest
-from osteomet.data.synth._cohort import run_tasks, start_cohort, write_synth_record
+from osteomet.data.synth._cohort import start_cohort, write_synth_record
 from osteomet.data.synth._shapes import Canvas, Capsule, Ellipsoid, Grid, Rib, Shell, ZCylinder
 from osteomet.data.totalsegmentator import TOTALSEG_BONES
 from osteomet.errors import InputError
 from osteomet.utils.files import write_text_atomic
+from osteomet.utils.parallel import map_tasks
 
 Region = Literal["whole_body", "torso", "abdomen_pelvis"]
 
@@ -865,7 +866,7 @@ def generate_ct_cohort(out: str | Path, n: int, *, seed: int = 0, config: CTSynt
     start = time.perf_counter()
     children = np.random.SeedSequence(seed).spawn(n)
     tasks = [(i, children[i], config, out) for i in range(n)]
-    results = run_tasks(_patient_task, tasks, jobs, progress)
+    results = map_tasks(_patient_task, tasks, jobs=jobs, progress=progress)
     manifest = pd.DataFrame([r["manifest"] for r in results])
     truth = pd.DataFrame([row for r in results for row in r["truth"]], columns=TRUTH_COLUMNS)
     write_text_atomic(out / "lesions_truth.csv", truth.to_csv(index=False))

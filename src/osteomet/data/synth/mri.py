@@ -29,7 +29,7 @@ from scipy import ndimage
 from osteomet.data.io import write_image
 from osteomet.data.manifest import write_manifest
 from osteomet.data.splits import assign_splits
-from osteomet.data.synth._cohort import run_tasks, start_cohort, write_synth_record
+from osteomet.data.synth._cohort import start_cohort, write_synth_record
 from osteomet.data.synth.clinical import (
     CENTRE_PREVALENCE,
     EXTERNAL_FRACTION,
@@ -39,6 +39,7 @@ from osteomet.data.synth.clinical import (
     sample_tumour_phenotype,
 )
 from osteomet.utils.files import write_text_atomic
+from osteomet.utils.parallel import map_tasks
 
 B_VALUE = 1400.0  # s/mm2, high-b DWI of the study
 
@@ -415,7 +416,7 @@ def generate_mri_cohort(out: str | Path, n: int, *, seed: int = 0, config: MRISy
     plan = plan_centres(n, config.external_fraction, plan_rng)
     children = np.random.SeedSequence(seed, spawn_key=(1,)).spawn(n)
     tasks = [(i, centre, label, children[i], config, out) for i, (centre, label) in enumerate(plan)]
-    results = run_tasks(_patient_task, tasks, jobs, progress)
+    results = map_tasks(_patient_task, tasks, jobs=jobs, progress=progress)
 
     manifest = pd.DataFrame([r["manifest"] for r in results])
     manifest["split"] = assign_splits(manifest, ratios=config.split_ratios, seed=seed, external_centres=("C2",))

@@ -1,6 +1,6 @@
 """UNETR training with early stopping on validation Dice, safe checkpoints and exact resume.
 
-Run folder: ``config.yaml`` (what ran), ``history.csv`` (per epoch: loss, validation Dice,
+Run folder: ``settings.yaml`` (what ran), ``history.csv`` (per epoch: loss, validation Dice,
 learning rate, seconds), ``checkpoints/last.pt`` (everything needed to continue, written
 atomically after every epoch) and ``checkpoints/best.pt`` (model weights of the best
 validation Dice). Both are plain tensors/values, loaded with ``weights_only=True``.
@@ -25,6 +25,7 @@ import torch
 from osteomet.config import dump_config
 from osteomet.errors import InputError, MissingInputError
 from osteomet.evaluation.segmentation import overlap
+from osteomet.layout import SETTINGS
 from osteomet.mri.segmentation.config import SegmentationConfig
 from osteomet.mri.segmentation.data import PatchDataset, collate_patches, full_volume
 from osteomet.mri.segmentation.model import build_unetr
@@ -123,7 +124,7 @@ def train_unetr(preprocessed: str | Path, run_dir: str | Path, config: Segmentat
         refuse_existing_run(run_dir, "a training run", "pass --resume to continue it or use a new folder",
                             checkpoint="last.pt")
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run_dir / "config.yaml", dump_config(config))
+    write_text_atomic(run_dir / SETTINGS, dump_config(config))
 
     dataset = PatchDataset(root, train_ids, config)
     for epoch in stopper.epochs(start_epoch, config.max_epochs):

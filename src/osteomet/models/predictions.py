@@ -1,0 +1,146 @@
+"""The prediction-table contract: what every model writes and what evaluation and fusion read.
+
+One row per patient and model::
+
+    patient_id  split     label  model      prob
+    P001        train     1      radiomics  0.83
+    P002        external         clinical   0.12
+
+* ``patient_id``: the manifest's id (text).
+* ``split``: ``train``, ``val``, ``test``, ``external`` (or ``new`` for a patient no study
+  split knows); training rows are out-of-fold predictions where a model can give them.
+* ``label``: 1 = bone metastasis, 0 = none, empty when unknown.
+* ``model``: the model's name; one file may hold several models (long format).
+* ``prob``: the model's probability of bone metastasis in [0, 1] (a table a user brings may
+  hold any finite score, higher = bone metastasis); empty for a patient the model could not
+  score (a failed extraction), which evaluation leaves out and reports.
+
+Files are CSV (or Parquet when named ``.parquet``). A table a user brings may hold only
+``patient_id`` and ``prob``: :func:`read_predictions` then takes ``label`` and ``split`` from
+the manifest and ``model`` from the file name. Every problem names the file, the column and
+the first bad row.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from osteomet.errors import InputError, MissingInputError
+from osteomet.utils.files import atomic_path, write_text_atomic
+
+PathLike = str | os.PathLike[str]
+
+COLUMNS = ("patient_id", "split", "label", "model", "prob")
+SPLITS = ("train", "val", "test", "external", "new")
+
+
+class PredictionTableError(InputError):
+    """A prediction table breaks the contract (the message names the file, column and row)."""
+
+
+def _row(frame: pd.DataFrame, mask: pd.Series) -> str:
+    first = int(np.flatnonzero(mask.to_numpy())[0])
+    return f"row {first + 2} (patient {frame['patient_id'].iloc[first]!r})"
+
+
+def validate_predictions(table: pd.DataFrame, source: str = "prediction table", *,
+                         probabilities: bool = True) -> pd.DataFrame:
+    """The table with contract dtypes (label float 0/1/NaN, prob float); refuses anything else.
+
+    ``probabilities=False`` accepts any finite score (a user's own model may output logits
+    or ranks; only the order matters for the AUC and the threshold).
+    """
+    missing = [c for c in COLUMNS if c not in table.columns]
+    if missing:
+        raise PredictionTableError(f"{source}: missing column(s) {missing}; a prediction table has {list(COLUMNS)}")
+    table = table.loc[:, [*COLUMNS, *[c for c in table.columns if c not in COLUMNS]]].copy()
+    table["patient_id"] = table["patient_id"].astype(str).str.strip()
+    table["model"] = table["model"].astype(str)
+    table["split"] = table["split"].astype(str).str.strip().str.lower()
+    bad = ~table["split"].isin(SPLITS)
+    if bad.any():
+        raise PredictionTableError(f"{source}: column 'split' must be one of {list(SPLITS)}; {_row(table, bad)} has "
+                                   f"{table['split'][bad].iloc[0]!r}")
+    for column in ("prob", "label"):
+        values = pd.to_numeric(table[column], errors="coerce")
+        bad = values.isna() & table[column].notna() & (table[column].astype(str).str.strip() != "")
+        if bad.any():
+            raise PredictionTableError(f"{source}: column {column!r} must be numeric; {_row(table, bad)} has "
+                                       f"{table[column][bad].iloc[0]!r}")
+        table[column] = values.astype(float)
+    bad = table["prob"].notna() & ~np.isfinite(table["prob"])
+    if bad.any():
+        raise PredictionTableError(f"{source}: column 'prob' must be finite; {_row(table, bad)} has "
+                                   f"{table['prob'][bad].iloc[0]:g}")
+    bad = table["prob"].notna() & ((table["prob"] < 0) | (table["prob"] > 1))
+    if probabilities and bad.any():
+        raise PredictionTableError(f"{source}: column 'prob' must be a probability in [0, 1]; {_row(table, bad)} has "
+                                   f"{table['prob'][bad].iloc[0]:g}")
+    bad = table["label"].notna() & ~table["label"].isin([0.0, 1.0])
+    if bad.any():
+        raise PredictionTableError(f"{source}: column 'label' must be 0, 1 or empty; {_row(table, bad)} has "
+                                   f"{table['label'][bad].iloc[0]:g}")
+    bad = table.duplicated(["model", "patient_id"])
+    if bad.any():
+        raise PredictionTableError(f"{source}: patient {table['patient_id'][bad].iloc[0]!r} appears more than once "
+                                   f"for model {table['model'][bad].iloc[0]!r}")
+    return table.reset_index(drop=True)
+
+
+def prediction_table(patient_ids, splits, labels, probs, model: str) -> pd.DataFrame:
+    """A validated table for one model from parallel sequences."""
+    table = pd.DataFrame({"patient_id": list(patient_ids), "split": list(splits), "label": list(labels),
+                          "model": model, "prob": list(probs)})
+    return validate_predictions(table, f"predictions of {model!r}")
+
+
+def write_predictions(table: pd.DataFrame, path: PathLike) -> Path:
+    """Validate, then write atomically (CSV, or Parquet for a ``.parquet`` name)."""
+    path = Path(path)
+    table = validate_predictions(table, str(path))
+    if path.suffix.lower() == ".parquet":
+        with atomic_path(path) as tmp:
+            table.to_parquet(tmp, index=False)
+        return path
+    return write_text_atomic(path, table.to_csv(index=False))
+
+
+def read_predictions(path: PathLike, manifest: pd.DataFrame | None = None, *, model: str | None = None) -> pd.DataFrame:
+    """A prediction table from disk, completed from the manifest (label, split) and the file name (model)."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingInputError(f"{path}: prediction file not found")
+    try:
+        table = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path, sep=None,
+                                                                                           engine="python")
+    except Exception as exc:  # pandas raises many types for unreadable files
+        raise PredictionTableError(f"{path}: cannot be read as a table ({exc})") from exc
+    for column in ("patient_id", "prob"):
+        if column not in table.columns:
+            raise PredictionTableError(f"{path}: no {column!r} column (columns: {', '.join(map(str, table.columns))})")
+    table["patient_id"] = table["patient_id"].astype(str).str.strip()
+    if manifest is not None:
+        info = manifest[["patient_id", "label", "split"]].copy()
+        info["patient_id"] = info["patient_id"].astype(str)
+        unknown = sorted(set(table["patient_id"]) - set(info["patient_id"]))
+        if unknown:
+            raise PredictionTableError(f"{path}: patient(s) {unknown[:5]} are not in the manifest")
+        table = table.drop(columns=[c for c in ("label", "split") if c in table]).merge(info, on="patient_id",
+                                                                                        how="left")
+    for column in ("label", "split"):
+        if column not in table:
+            raise PredictionTableError(f"{path}: no {column!r} column; pass the cohort manifest to supply it")
+    if model is not None:
+        table["model"] = model
+    elif "model" not in table:
+        table["model"] = path.stem if path.stem not in ("predictions", "pred") else (path.parent.name or path.stem)
+    return validate_predictions(table, str(path), probabilities=False)
+
+
+def by_model(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """One frame per model, in order of first appearance."""
+    return {name: part.reset_index(drop=True) for name, part in table.groupby("model", sort=False)}

@@ -1,0 +1,45 @@
+"""The bpMRI preprocessing stage: a manifest (and optionally a segmentation folder's masks) to cached arrays."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from osteomet.data.manifest import read_manifest
+from osteomet.layout import INDEX
+from osteomet.mri.preprocess import PreprocessConfig, preprocess_cohort
+from osteomet.pipeline.inputs import manifest_inputs
+from osteomet.stage import Stage, StageOutcome
+from osteomet.utils.progress import progress_bar
+
+STAGE = "preprocess-mri"
+
+
+def preprocess_mri(manifest: str | Path, out: str | Path, *, seg_config: str | None = None,
+                   roi_size: Sequence[int] = (64, 64, 32), segdir: str | Path | None = None,
+                   jobs: int = 1) -> tuple[StageOutcome, pd.DataFrame]:
+    """Preprocess every patient (reviewed > auto > manifest masks when ``segdir`` is given); returns the index."""
+    from osteomet.mri.segmentation.config import load_segmentation_config
+
+    cohort = read_manifest(manifest, kind="mri")
+    if segdir is not None:
+        from osteomet.data.masks import apply_masks
+
+        cohort = apply_masks(cohort, segdir)
+    config = PreprocessConfig(seg_size=load_segmentation_config(seg_config).seg_size, roi_size=tuple(roi_size))
+    inputs = manifest_inputs(cohort, manifest)
+    out = Path(out)
+    stage = Stage(STAGE, out, settings=config, inputs=inputs, outputs=(INDEX,))
+
+    def work() -> dict:
+        with progress_bar("preprocess mri", len(cohort)) as advance:
+            index = preprocess_cohort(cohort, out, config, jobs=jobs, progress=advance)
+        return {k: int(v) for k, v in index["status"].value_counts().items()}
+
+    outcome = stage.run(work)
+    index = pd.read_csv(out / INDEX, dtype={"patient_id": str})
+    if outcome.skipped:
+        index["status"] = index["status"].where(index["status"] == "failed", "cached")
+    return outcome, index

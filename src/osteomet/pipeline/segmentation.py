@@ -1,0 +1,97 @@
+"""The UNETR stages: training on the preprocessed cohort, and masks for every patient in T2 geometry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from osteomet.config import load_config
+from osteomet.data.manifest import Manifest, read_manifest
+from osteomet.errors import MissingInputError
+from osteomet.layout import INDEX, METRICS, SETTINGS, SUMMARY
+from osteomet.pipeline.inputs import manifest_inputs
+from osteomet.stage import Stage, StageOutcome
+from osteomet.utils.files import write_text_atomic
+from osteomet.utils.progress import progress_bar
+
+TRAIN_STAGE = "segment-train"
+PREDICT_STAGE = "segment-predict"
+
+
+def ready_patients(preprocessed: str | Path, cohort: Manifest) -> dict[str, list[str]]:
+    """Training and validation patients that were preprocessed with a mask, by the manifest's split."""
+    path = Path(preprocessed) / INDEX
+    if not path.is_file():
+        raise MissingInputError(f"{preprocessed}: no {INDEX}; run `osteomet preprocess mri` first")
+    index = pd.read_csv(path, dtype={"patient_id": str})
+    ready = set(index.loc[index["has_mask"].astype(bool) & (index["status"] != "failed"), "patient_id"])
+    return {s: [r.patient_id for r in cohort if r.split == s and r.patient_id in ready] for s in ("train", "val")}
+
+
+def train_segmentation(preprocessed: str | Path, manifest: str | Path, out: str | Path, settings, *,
+                       resume: bool = False, device: str | None = None) -> StageOutcome:
+    """Train the UNETR on split=train, early-stop on split=val (``resume`` continues an interrupted run)."""
+    from osteomet.mri.segmentation.train import train_unetr
+
+    cohort = read_manifest(manifest, kind="mri")
+    ids = ready_patients(preprocessed, cohort)
+    stage = Stage(TRAIN_STAGE, Path(out), settings=settings,
+                  inputs={"manifest": manifest, "preprocessed": preprocessed})
+    if not resume:
+        if stage.up_to_date():
+            return stage.run(lambda: None)
+        from osteomet.utils.torch import refuse_existing_run
+
+        refuse_existing_run(out, "a training run", "pass --resume to continue it or use a new folder",
+                            checkpoint="last.pt")
+
+    def work() -> dict:
+        with progress_bar("train unetr", settings.max_epochs) as advance:
+            result = train_unetr(preprocessed, out, settings, train_ids=ids["train"], val_ids=ids["val"],
+                                 resume=resume, device=device, progress=advance)
+        return {"best_dice": result.best_dice, "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
+                "stopped_early": result.stopped_early}
+
+    return stage.run(work, force=resume)
+
+
+def read_segmentation_settings(model: str | Path):
+    """The settings a UNETR run was trained with (``settings.yaml``; ``config.yaml`` in older runs)."""
+    from osteomet.mri.segmentation.config import SegmentationConfig
+
+    model = Path(model)
+    path = model / SETTINGS if (model / SETTINGS).is_file() else model / "config.yaml"
+    if not path.is_file():
+        raise MissingInputError(f"{model}: not a `segment train` run folder (no {SETTINGS})")
+    return load_config(path, SegmentationConfig)
+
+
+def predict_segmentation(preprocessed: str | Path, manifest: str | Path, model: str | Path, out: str | Path, *,
+                         postprocess: bool = True, device: str | None = None) -> tuple[StageOutcome, pd.DataFrame]:
+    """Masks in each patient's T2 geometry (``OUT/auto``); per-case metrics and a summary where references exist."""
+    from osteomet.mri.segmentation.infer import predict_cohort, summarise
+    from osteomet.utils.torch import best_checkpoint
+
+    settings = read_segmentation_settings(model)
+    cohort = read_manifest(manifest, kind="mri")
+    out = Path(out)
+    stage = Stage(PREDICT_STAGE, out, settings={"postprocess": postprocess, "model": str(model)},
+                  inputs={**manifest_inputs(cohort, manifest), "preprocessed": preprocessed,
+                          "weights": best_checkpoint(model)}, outputs=(METRICS, SUMMARY))
+
+    def work() -> dict:
+        with progress_bar("segment", len(cohort)) as advance:
+            table = predict_cohort(preprocessed, model, out, settings, cohort, device=device,
+                                   postprocess=postprocess, progress=advance)
+        if "dice" in table:
+            write_text_atomic(out / SUMMARY, summarise(table).to_csv(index=False))
+        return {"masks": len(table)}
+
+    outcome = stage.run(work)
+    return outcome, pd.read_csv(out / METRICS, dtype={"patient_id": str})
+
+
+def segmentation_summary(out: str | Path) -> pd.DataFrame | None:
+    path = Path(out) / SUMMARY
+    return pd.read_csv(path) if path.is_file() else None
