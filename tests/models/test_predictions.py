@@ -8,8 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from osteomet.models.predictions import (COLUMNS, PredictionTableError, by_model, prediction_table, read_predictions,
-                                         write_predictions)
+from osteomet.models.predictions import (
+    COLUMNS,
+    PredictionTableError,
+    by_model,
+    prediction_table,
+    read_predictions,
+    write_predictions,
+)
 
 
 def test_round_trip_of_a_written_table(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from matplotlib.image import imread
 
-from osteomet.errors import MissingInputError
+from osteomet.errors import MissingInputError, OutputExistsError
 from osteomet.evaluation.icc import summarize_by_class
 from osteomet.radiomics.features import FeatureTableError, read_feature_table
 from osteomet.radiomics.reproducibility import CLASSES, feature_class, feature_table_icc, plot_icc_by_class, run_icc
@@ -144,7 +144,7 @@ def test_bad_tables_are_reported(tmp_path: Path) -> None:
     with pytest.raises(MissingInputError, match="does not exist"):
         read_feature_table(tmp_path / "nothing.csv")
     manual.to_csv(tmp_path / "manual.csv", index=False)
-    with pytest.raises(ValueError, match="overwrite an input"):
+    with pytest.raises(OutputExistsError, match="overwrite an input"):
         run_icc(tmp_path / "manual.csv", tmp_path / "manual.csv", tmp_path / "manual.csv")
     # patient_id (radiomics extract) is accepted as the id column
     manual.rename(columns={"case_id": "patient_id"}).to_csv(tmp_path / "pid.csv", index=False)

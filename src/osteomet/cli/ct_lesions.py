@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from osteomet.cli._common import console, err_console, progress_bar, user_errors
+from osteomet.cli._common import console, err_console, user_errors
 
 # Analysis settings shared by `lesions` and `lesions-cohort` (defaults are LesionSettings').
 _CRITERION = typer.Option("iou", help="Hit criterion: 'iou' (IoU >= --iou-threshold) or 'any' (at least one shared "
@@ -53,22 +53,20 @@ def lesions(
 ) -> None:
     """Lesions of one mask (3D lesions, bone, diffuse/focal, clusters); with --reference, the matched evaluation."""
     with user_errors():
-        from osteomet.ct.lesion_cohort import LesionResult, analyse_files, write_results
+        from osteomet.pipeline.ct_lesions import analyse_lesion_files
         from osteomet.utils.files import full_suffix
 
         settings = _settings(diffuse_fraction, cluster_gap, cluster_unit, criterion, iou_threshold, seed)
         pid = patient_id or mask.name[: len(mask.name) - len(full_suffix(mask))]
-        analysis, ref, evaluation = analyse_files(mask, bones, ct=ct, reference=reference, patient_id=pid,
-                                                  settings=settings)
-        result = LesionResult([analysis], [ref] if ref else [], [evaluation] if evaluation else [], settings)
-        paths = write_results(result, out)
-    summary = analysis.summary()
+        outcome, _ = analyse_lesion_files(mask, bones, out, settings=settings, ct=ct, reference=reference,
+                                          patient_id=pid)
+    summary = outcome.summary
     console.print(f"{pid}: {summary['n_lesions']} lesion(s), {summary['n_clusters']} cluster(s), "
-                  f"{summary['total_volume_ml']:.2f} mL -> [bold]{paths['lesions']}[/]")
-    if evaluation is not None:
-        s = evaluation.summary()
-        console.print(f"  reference {s['n_reference']}, detected {s['n_detected']}, false positives "
-                      f"{s['n_false_positive']} -> {paths['metrics']}")
+                  f"{summary['total_volume_ml']:.2f} mL -> [bold]{out / 'lesions.csv'}[/]"
+                  + (" (up to date)" if outcome.skipped else ""))
+    if reference is not None:
+        console.print(f"  reference {summary['n_reference']}, detected {summary['n_detected']}, false positives "
+                      f"{summary['n_false_positive']} -> {out / 'metrics.csv'}")
 
 
 def lesions_cohort(
@@ -86,18 +84,14 @@ def lesions_cohort(
 ) -> None:
     """Per-lesion analysis over a manifest; with --predictions, lesion/patient/bone-level statistics with CIs."""
     with user_errors():
-        from osteomet.ct.lesion_cohort import LESION_COLUMNS, analyse_cohort, write_results
-        from osteomet.data.manifest import read_manifest
+        from osteomet.pipeline.ct_lesions import analyse_lesion_cohort
 
         settings = _settings(diffuse_fraction, cluster_gap, cluster_unit, criterion, iou_threshold, seed)
-        cohort = read_manifest(manifest, kind="ct", require=LESION_COLUMNS)
-        with progress_bar("lesions", len(cohort)) as advance:
-            result = analyse_cohort(cohort, predictions=predictions, settings=settings, progress=advance)
-        paths = write_results(result, out)
-    n_lesions = sum(len(a.table) for a in result.analyses)
-    console.print(f"{len(result.analyses)} patients, {n_lesions} lesion(s) -> [bold]{paths['lesions']}[/]")
-    if "metrics" in paths:
-        _print_metrics(paths["metrics"])
+        outcome = analyse_lesion_cohort(manifest, out, settings=settings, predictions=predictions)
+    console.print(f"{outcome.summary['patients']} patients, {outcome.summary['lesions']} lesion(s) -> "
+                  f"[bold]{out / 'lesions.csv'}[/]" + (" (up to date)" if outcome.skipped else ""))
+    if (out / "metrics.csv").is_file():
+        _print_metrics(out / "metrics.csv")
 
 
 def icc(

@@ -51,3 +51,55 @@ def cohort(
     shown = table[["variable", "level", "label=0", "label=1", "p", "p_adj"]].fillna("")
     console.print(shown.to_string(index=False))
     console.print(f"table -> [bold]{out}[/]")
+
+
+@app.command("roc")
+def roc(
+    predictions: Path = typer.Argument(..., help="CSV/Parquet with a 0/1 truth column and one or two score columns."),
+    truth: str = typer.Option(..., "--truth", help="Column with the truth: 1 = positive (bone metastasis), 0 = not."),
+    scores: List[str] = typer.Option(..., "--score", help="Score column (higher = positive); give two to compare."),
+    unpaired: bool = typer.Option(False, "--unpaired", help="Unpaired DeLong test (pROC's D, Welch df, t p-value)."),
+    as_json: bool = typer.Option(False, "--json", help="Write only JSON to stdout."),
+    n_resamples: int = typer.Option(2000, min=10, help="Bootstrap resamples (stratified, percentile)."),
+    seed: int = typer.Option(0, help="Bootstrap seed."),
+) -> None:
+    """AUC with DeLong and bootstrap CIs and the Youden threshold per score; with two scores, the DeLong test (pROC)."""
+    with user_errors():
+        from osteomet.pipeline.evaluate import roc_from_file
+
+        result = roc_from_file(predictions, truth, scores, paired=not unpaired, n_resamples=n_resamples, seed=seed)
+    if as_json:
+        import json
+
+        typer.echo(json.dumps(result))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"ROC: {predictions.name} (truth {truth!r}, n={next(iter(result['scores'].values()))['n']})")
+    for column in ("score", "AUC", "95% CI DeLong", "95% CI bootstrap", "Youden threshold"):
+        table.add_column(column)
+    for name, row in result["scores"].items():
+        table.add_row(name, f"{row['auc']:.4f}", "{:.4f}-{:.4f}".format(*row["ci_delong"]),
+                      "{:.4f}-{:.4f}".format(*row["ci_bootstrap"]), f"{row['threshold']:.6g}")
+    console.print(table)
+    if "test" in result:
+        test = result["test"]
+        kind = "paired Z" if test["paired"] else f"unpaired D (df {test['df']:.1f})"
+        console.print(f"DeLong test, {kind} = {test['z']:.4f}, p = {test['p']:.4g}")
+
+
+@app.command("segmentation")
+def segmentation(
+    pred: Path = typer.Option(..., "--pred", help="Folder of predicted masks (NIfTI/MHA/NRRD)."),
+    truth: Path = typer.Option(..., "--truth", help="Folder of reference masks with the same file names."),
+    out: Path = typer.Option(..., "--out", "-o", help="CSV of per-case Dice, precision, recall, HD95 (mm)."),
+) -> None:
+    """Per-case Dice, precision, recall and 95th-percentile Hausdorff distance; geometry checked like the loader."""
+    with user_errors():
+        from osteomet.pipeline.evaluate import evaluate_segmentation_folders
+
+        table = evaluate_segmentation_folders(pred, truth, out)
+    means = table[["dice", "precision", "recall", "hd95_mm"]].mean(skipna=True)
+    console.print(f"{len(table)} cases: mean Dice {means['dice']:.3f}, precision {means['precision']:.3f}, "
+                  f"recall {means['recall']:.3f}, HD95 {means['hd95_mm']:.2f} mm "
+                  f"({int(table['hd95_mm'].notna().sum())} cases with both masks non-empty) -> [bold]{out}[/]")

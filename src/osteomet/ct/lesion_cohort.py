@@ -11,13 +11,13 @@ Files written to the output folder (all CSV, atomically):
   match columns); ``patients.csv``: one row per patient (counts, clusters, groups);
 * with a reference: ``reference_lesions.csv`` (with ``detected``), ``bones.csv`` (one row
   per patient and bone with the bone-level calls), ``metrics.csv``
-  (:mod:`osteomet.ct.lesion_metrics`) and ``settings.json``.
+  (:mod:`osteomet.ct.lesion_metrics`); the settings go to ``settings.yaml`` (:mod:`osteomet.stage`).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -27,7 +27,7 @@ from osteomet.ct.lesion_metrics import PatientEvaluation, evaluate_patient, lesi
 from osteomet.ct.lesions import LesionAnalysis, analyse_lesions
 from osteomet.ct.matching import check_criterion
 from osteomet.errors import InputError, MissingInputError
-from osteomet.utils.files import write_json_atomic, write_text_atomic
+from osteomet.utils.files import write_text_atomic
 
 if TYPE_CHECKING:
     from osteomet.data.manifest import Manifest
@@ -37,7 +37,7 @@ PathLike = str | os.PathLike[str]
 
 @dataclass(frozen=True)
 class LesionSettings:
-    """Every choice of the analysis, written to ``settings.json`` so a table can be reproduced."""
+    """Every choice of the analysis, recorded in the stage folder's ``settings.yaml`` so a table can be reproduced."""
 
     diffuse_fraction: float = 0.5
     cluster_gap: float = 10.0
@@ -155,5 +155,4 @@ def write_results(result: LesionResult, out: PathLike) -> dict[str, Path]:
         patients = pd.DataFrame([a.summary() for a in result.analyses])
     paths["lesions"] = _csv(out / "lesions.csv", lesions)
     paths["patients"] = _csv(out / "patients.csv", patients)
-    paths["settings"] = write_json_atomic(out / "settings.json", asdict(result.settings))
     return paths

@@ -6,6 +6,7 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 
 from osteomet.data.manifest import read_manifest
@@ -82,3 +83,97 @@ def significant_variables(table: pd.DataFrame, alpha: float = 0.05) -> list[str]
     """Variables of the cohort table with BH-adjusted p below ``alpha``."""
     tested = table.dropna(subset=["p_adj"])
     return sorted(tested.loc[tested["p_adj"].astype(float) < alpha, "variable"].unique().tolist())
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    from osteomet.errors import MissingInputError
+
+    if not path.is_file():
+        raise MissingInputError(f"{path}: file not found")
+    try:
+        return pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path, sep=None,
+                                                                                          engine="python")
+    except Exception as exc:  # pandas raises many types for unreadable files
+        raise InputError(f"{path}: cannot be read as a table ({exc})") from exc
+
+
+def _column(table: pd.DataFrame, path: Path, name: str, what: str) -> pd.Series:
+    if name not in table.columns:
+        raise InputError(f"{path}: no {what} column {name!r} (columns: {', '.join(map(str, table.columns))})")
+    values = pd.to_numeric(table[name], errors="coerce")
+    bad = values.isna()
+    if bad.any():
+        row = int(bad.to_numpy().nonzero()[0][0])
+        raise InputError(f"{path}: column {name!r} must be numeric with no missing values; row {row + 2} has "
+                         f"{table[name].iloc[row]!r} ({int(bad.sum())} such row(s))")
+    return values
+
+
+def roc_from_file(path: str | Path, truth: str, scores: Sequence[str], *, paired: bool = True,
+                  n_resamples: int = 2000, seed: int = 0) -> dict:
+    """ROC statistics of one or two score columns of a table against its 0/1 truth column (pROC's numbers)."""
+    from osteomet.evaluation.errors import EvaluationInputError
+    from osteomet.evaluation.roc_summary import roc_summary
+
+    path = Path(path)
+    if not 1 <= len(scores) <= 2:
+        raise InputError(f"give one or two --score columns, got {len(scores)}")
+    if len(set(scores)) != len(scores):
+        raise InputError(f"the two --score columns are the same ({scores[0]!r})")
+    table = _read_table(path)
+    y = _column(table, path, truth, "truth")
+    bad = ~y.isin([0, 1])
+    if bad.any():
+        row = int(bad.to_numpy().nonzero()[0][0])
+        raise InputError(f"{path}: truth column {truth!r} must be 0 or 1; row {row + 2} has {table[truth].iloc[row]!r}")
+    values = {name: _column(table, path, name, "score") for name in scores}
+    try:
+        return roc_summary(y.to_numpy(), {k: v.to_numpy() for k, v in values.items()}, paired=paired,
+                           n_resamples=n_resamples, seed=seed)
+    except EvaluationInputError as exc:
+        raise InputError(f"{path}: {exc}") from None
+
+
+def evaluate_segmentation_folders(pred: str | Path, truth: str | Path, out: str | Path) -> pd.DataFrame:
+    """Per-case Dice, precision, recall and HD95 (mm) of predicted masks against reference masks, by file name."""
+    import SimpleITK as sitk
+
+    from osteomet.data.io import VOLUME_SUFFIXES, read_mask
+    from osteomet.errors import MissingInputError
+    from osteomet.evaluation.segmentation import overlap
+    from osteomet.evaluation.surface import hausdorff_distance
+    from osteomet.utils.files import full_suffix, write_text_atomic
+
+    pred, truth, out = Path(pred), Path(truth), Path(out)
+
+    def cases(folder: Path) -> dict[str, Path]:
+        if not folder.is_dir():
+            raise MissingInputError(f"{folder}: folder not found")
+        found = {}
+        for path in sorted(folder.iterdir()):
+            suffix = full_suffix(path)
+            if path.is_file() and suffix in VOLUME_SUFFIXES and not path.name.startswith("."):
+                found[path.name[: len(path.name) - len(suffix)]] = path
+        if not found:
+            raise InputError(f"{folder}: no mask files ({', '.join(VOLUME_SUFFIXES)})")
+        return found
+
+    predicted, reference = cases(pred), cases(truth)
+    refuse_overwriting_inputs([out], [*predicted.values(), *reference.values()])
+    missing = sorted(set(reference) - set(predicted))
+    extra = sorted(set(predicted) - set(reference))
+    if missing or extra:
+        parts = ([f"no prediction for {', '.join(missing[:10])}"] if missing else []) + \
+                ([f"no reference for {', '.join(extra[:10])}"] if extra else [])
+        raise InputError(f"{pred} vs {truth}: cases are matched by file name; " + "; ".join(parts))
+    rows = []
+    for case, ref_path in reference.items():
+        ref = read_mask(ref_path, allow_empty=True)
+        mask = read_mask(predicted[case], reference=ref, reference_name=ref_path, allow_empty=True)
+        p, r = sitk.GetArrayViewFromImage(mask), sitk.GetArrayViewFromImage(ref)
+        spacing = tuple(reversed(ref.GetSpacing()))  # array order (z, y, x)
+        rows.append({"case": case, **overlap(p, r), "hd95_mm": hausdorff_distance(p, r, spacing),
+                     "pred_voxels": int(np.count_nonzero(p)), "ref_voxels": int(np.count_nonzero(r))})
+    table = pd.DataFrame(rows)
+    write_text_atomic(out, table.to_csv(index=False))
+    return table

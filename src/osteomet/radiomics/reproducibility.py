@@ -33,6 +33,7 @@ import pandas as pd
 from osteomet.errors import InputError
 from osteomet.evaluation.icc import summarize_by_class
 from osteomet.radiomics.features import FeatureTableError, read_feature_table
+from osteomet.stage import refuse_overwriting_inputs
 from osteomet.utils.files import atomic_path, write_text_atomic
 
 PathLike = str | os.PathLike[str]
@@ -174,12 +175,9 @@ def run_icc(manual_path: PathLike, predicted_path: PathLike, out: PathLike, *, m
             plot: PathLike | None = None, summary: PathLike | None = None) -> tuple[ICCReport, dict[str, Path]]:
     """Read both tables, compute the ICCs, write OUT (CSV), its class summary CSV and the box plot PNG."""
     out = Path(out)
-    inputs = {Path(manual_path).resolve(), Path(predicted_path).resolve()}
     summary = Path(summary) if summary else out.with_name(out.stem + "_by_class.csv")
     plot = Path(plot) if plot else out.with_name(out.stem + "_by_class.png")
-    for target in (out, summary, plot):
-        if target.resolve() in inputs:
-            raise InputError(f"{target}: output would overwrite an input table; choose another --out")
+    refuse_overwriting_inputs([out, summary, plot], [manual_path, predicted_path])
     report = feature_table_icc(_read_indexed(manual_path), _read_indexed(predicted_path), model=model,
                                names=(str(manual_path), str(predicted_path)))
     write_text_atomic(out, report.per_feature.to_csv(index=False))
