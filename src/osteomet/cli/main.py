@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -113,6 +113,32 @@ def manifest_check(
     for warning in result.warnings:
         if warning.startswith("ignored"):
             console.print(f"[yellow]note[/]: {warning}")
+
+
+@app.command("split", rich_help_panel="Data")
+def split(
+    manifest: Path = typer.Option(..., "--manifest", "-m", help="Manifest without a split column."),
+    out: Path = typer.Option(..., "--out", "-o", help="New manifest with the split column (never the input)."),
+    external_centre: Optional[List[str]] = typer.Option(None, "--external-centre", help="Centre held out as the "
+                                                         "external cohort (repeat for several)."),
+    ratios: str = typer.Option("6:1:3", help="train:val:test within the internal centre(s)."),
+    seed: int = typer.Option(0, help="Random seed."),
+    replace: bool = typer.Option(False, help="Draw a new split even though the manifest has one."),
+) -> None:
+    """Patient-level split: stratified train/val/test within internal centres, external centres held out."""
+    with user_errors():
+        from osteomet.data.splits import split_manifest
+        from osteomet.errors import InputError
+
+        try:
+            parts = [float(v) for v in ratios.replace(",", ":").split(":")]
+        except ValueError:
+            raise InputError(f"--ratios {ratios!r}: expected three numbers such as 6:1:3") from None
+        frame = split_manifest(manifest, out, external_centres=external_centre or (), ratios=parts, seed=seed,
+                               replace=replace)
+    counts = frame.groupby(["split", "label"], dropna=False).size().unstack(fill_value=0)
+    console.print(counts.to_string())
+    console.print(f"split manifest -> [bold]{out}[/]")
 
 
 @image_app.command("info")

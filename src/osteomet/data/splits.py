@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from osteomet.errors import InputError
+from osteomet.errors import InputError, LeakageError
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -51,3 +52,58 @@ def _largest_remainder(n: int, ratios: np.ndarray) -> list[int]:
     for i in np.argsort(-(raw - counts))[: n - counts.sum()]:
         counts[i] += 1
     return counts.tolist()
+
+
+def split_manifest(manifest: str | Path, out: str | Path, *, external_centres: Sequence[str] = (),
+                   ratios: Sequence[float] = (0.6, 0.1, 0.3), seed: int = 0, replace: bool = False) -> pd.DataFrame:
+    """Write ``out``: the manifest with a patient-level ``split`` column (the one split policy, :func:`assign_splits`).
+
+    Internal centres are split train/val/test by ``ratios``, stratified by label; the external
+    centres are held out entirely. A manifest that already has splits is refused unless
+    ``replace`` (a study's split is part of its record). Images identical by content in two
+    cohorts are refused (:func:`check_no_leakage`).
+    """
+    from osteomet.data.manifest import read_manifest, write_manifest
+    from osteomet.stage import refuse_overwriting_inputs
+
+    refuse_overwriting_inputs([out], [manifest])
+    cohort = read_manifest(manifest)
+    frame = cohort.to_frame()
+    if cohort.extra_columns:
+        raw = pd.read_csv(manifest, dtype=str, keep_default_na=False, sep=None, engine="python")
+        for column in cohort.extra_columns:
+            frame[column] = raw[column].to_numpy()
+    if frame["split"].notna().any() and not replace:
+        raise InputError(f"{manifest}: already has a split for {int(frame['split'].notna().sum())} patient(s); "
+                         "pass --replace to draw a new one")
+    centres = set(frame["centre"].dropna()) if "centre" in frame else set()
+    unknown = sorted(set(external_centres) - centres)
+    if unknown:
+        raise InputError(f"{manifest}: external centre(s) {', '.join(unknown)} not in the manifest "
+                         f"(centres: {', '.join(sorted(map(str, centres))) or 'none'})")
+    frame["split"] = assign_splits(frame, ratios=ratios, seed=seed, external_centres=external_centres)
+    check_no_leakage(frame, kind=cohort.kind)
+    write_manifest(frame, out, kind=cohort.kind)
+    return frame
+
+
+def check_no_leakage(frame: pd.DataFrame, *, kind: str) -> None:
+    """Refuse a patient in two cohorts, or one image file (by content hash) in two cohorts."""
+    from osteomet.utils.files import sha256_path
+
+    if frame["patient_id"].duplicated().any():
+        dupes = sorted(frame.loc[frame["patient_id"].duplicated(), "patient_id"].astype(str).unique())
+        raise LeakageError(f"patient(s) {', '.join(dupes[:10])} appear more than once")
+    columns = ("t2", "dwi", "adc") if kind == "mri" else ("ct",)
+    seen: dict[str, tuple[str, str, str]] = {}
+    for row in frame.itertuples(index=False):
+        for column in columns:
+            path = getattr(row, column, None)
+            if path is None or (isinstance(path, float) and path != path) or not Path(path).exists():
+                continue
+            digest = sha256_path(path)
+            if digest in seen and seen[digest][1] != row.split:
+                other, split, other_path = seen[digest]
+                raise LeakageError(f"the same image is in two cohorts: patient {other!r} ({split}, {other_path}) and "
+                                   f"patient {row.patient_id!r} ({row.split}, {path}) have identical {column} files")
+            seen.setdefault(digest, (str(row.patient_id), str(row.split), str(path)))
