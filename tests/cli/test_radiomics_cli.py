@@ -28,14 +28,18 @@ def test_extract_rerun_train_predict(tmp_path: Path):
                                   "-o", str(model_out)])
     assert trained.exit_code == 0, trained.output
     predictions = pd.read_csv(model_out / "predictions.csv")
-    assert len(predictions) == 10 and predictions["prob"].between(0, 1).all()
+    scored_rows = predictions["split"] != "train"
+    assert len(predictions) == 10 and predictions.loc[scored_rows, "prob"].between(0, 1).all()
 
     scored = tmp_path / "scored.csv"
     result = runner.invoke(app, ["radiomics", "predict", "--model", str(model_out / "model"),
                                  "-f", str(out / "features.parquet"), "-o", str(scored)])
     assert result.exit_code == 0, result.output
     merged = pd.read_csv(scored).merge(predictions, on="patient_id")
-    assert (merged["prob_x"] - merged["prob_y"]).abs().max() < 1e-6
+    held_out = merged["split_y"] != "train"  # training patients' predictions are out-of-fold, the rest the full model's
+    assert (merged.loc[held_out, "prob_x"] - merged.loc[held_out, "prob_y"]).abs().max() < 1e-6
+    # one positive training patient: too few for out-of-fold predictions, so none (never in-sample ones)
+    assert merged.loc[~held_out, "prob_y"].isna().all()
 
 
 def test_extract_with_bad_params_is_a_clear_error(tmp_path: Path, mri_cohort: Path):

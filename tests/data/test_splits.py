@@ -37,7 +37,6 @@ def test_a_patient_twice_is_refused():
 
 
 def test_split_command_writes_a_new_manifest_and_refuses_leaks(mri_cohort, tmp_path):
-    import shutil
 
     from typer.testing import CliRunner
 

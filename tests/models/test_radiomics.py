@@ -71,3 +71,21 @@ def test_clear_errors():
         model.predict_proba(X.drop(columns=model.features[:1]))
     with pytest.raises(FileNotFoundError, match="not a saved radiomics model"):
         RadiomicsModel.load("/nonexistent")
+
+
+def test_training_predictions_are_out_of_fold(tmp_path: Path):
+    from osteomet.data.manifest import Manifest, MRIRecord
+    from osteomet.models.radiomics import train_radiomics
+
+    X, y = _table(160, seed=4)
+    ids = [f"P{i:03d}" for i in range(len(y))]
+    split = np.where(np.arange(len(y)) < 100, "train", "test")
+    records = [MRIRecord.model_construct(patient_id=p, label=int(v), split=s, t2=None, dwi=None, adc=None, mask=None,
+                                         centre="C1") for p, v, s in zip(ids, y, split)]
+    features = X.assign(patient_id=ids)
+    model, predictions = train_radiomics(features, Manifest(kind="mri", records=records, path=None), tmp_path)
+    train = predictions["split"] == "train"
+    in_sample = model.predict_proba(X)[:, 1]
+    assert roc_auc_score(y[train], in_sample[train]) > roc_auc_score(y[train], predictions.loc[train, "prob"]) + 0.05
+    np.testing.assert_allclose(predictions.loc[~train, "prob"], in_sample[~train], rtol=1e-6)
+    assert not np.allclose(predictions.loc[train, "prob"], in_sample[train])

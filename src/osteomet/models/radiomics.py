@@ -18,31 +18,14 @@ import pandas as pd
 from osteomet.data.manifest import Manifest
 from osteomet.errors import InputError, MissingInputError
 from osteomet.layout import MODEL_DIR, PREDICTIONS
+from osteomet.models.out_of_fold import training_probabilities
 from osteomet.models.predictions import prediction_table, write_predictions
 from osteomet.models.selection import FeatureSelector, SelectionConfig
-from osteomet.utils.files import atomic_path, write_json_atomic
+from osteomet.models.xgb import XGBConfig, load_classifier, save_classifier
+from osteomet.utils.files import write_json_atomic
 
 FORMAT = "osteomet.radiomics_model/1"
 MODEL_NAME = "radiomics"
-
-
-@dataclass
-class XGBConfig:
-    n_estimators: int = 300
-    max_depth: int = 3
-    learning_rate: float = 0.05
-    subsample: float = 0.8
-    colsample_bytree: float = 0.8
-    min_child_weight: float = 1.0
-    reg_lambda: float = 1.0
-    seed: int = 0
-
-    def classifier(self):
-        from xgboost import XGBClassifier
-
-        params = asdict(self)
-        seed = params.pop("seed")
-        return XGBClassifier(**params, random_state=seed, n_jobs=1, eval_metric="logloss", tree_method="hist")
 
 
 @dataclass
@@ -74,8 +57,7 @@ class RadiomicsModel:
     def save(self, folder: str | Path) -> Path:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        with atomic_path(folder / "xgboost.json") as tmp:
-            self.classifier.save_model(str(tmp))
+        save_classifier(self.classifier, folder)
         write_json_atomic(folder / "radiomics_model.json", {
             "format": FORMAT, "selection": asdict(self.selection), "xgb": asdict(self.xgb),
             "selector": self.selector.to_dict(),
@@ -84,8 +66,6 @@ class RadiomicsModel:
 
     @classmethod
     def load(cls, folder: str | Path) -> "RadiomicsModel":
-        from xgboost import XGBClassifier
-
         folder = Path(folder)
         meta_path = folder / "radiomics_model.json"
         if not meta_path.is_file() or not (folder / "xgboost.json").is_file():
@@ -95,8 +75,7 @@ class RadiomicsModel:
             raise InputError(f"{meta_path}: unknown model format {meta.get('format')!r}")
         model = cls(SelectionConfig(**meta["selection"]), XGBConfig(**meta["xgb"]),
                     FeatureSelector.from_dict(meta["selector"]))
-        model.classifier = XGBClassifier()
-        model.classifier.load_model(str(folder / "xgboost.json"))
+        model.classifier = load_classifier(folder)
         return model
 
 
@@ -131,8 +110,12 @@ def joined(features: pd.DataFrame, manifest: Manifest) -> pd.DataFrame:
 
 
 def train_radiomics(features: pd.DataFrame, manifest: Manifest, out: str | Path, *, train_split: str = "train",
-                    model: RadiomicsModel | None = None) -> tuple[RadiomicsModel, pd.DataFrame]:
-    """Fit on ``split == train_split`` only (no other patient influences selection or fit)."""
+                    model: RadiomicsModel | None = None, folds: int = 5) -> tuple[RadiomicsModel, pd.DataFrame]:
+    """Fit on ``split == train_split`` only (no other patient influences selection or fit).
+
+    Training patients get out-of-fold predictions (:mod:`osteomet.models.out_of_fold`); the
+    others are scored by the model fitted on all training patients.
+    """
     data = joined(features, manifest)
     usable = data["error"].isna() if "error" in data else pd.Series(True, index=data.index)
     usable &= data[numeric_features(features).columns].notna().any(axis=1)
@@ -140,10 +123,14 @@ def train_radiomics(features: pd.DataFrame, manifest: Manifest, out: str | Path,
     if train.empty:
         raise InputError(f"no usable training patients: none has split == {train_split!r}, a label and features")
     model = model or RadiomicsModel()
-    model.fit(numeric_features(train), train["label"].to_numpy())
+    X, y = numeric_features(train), train["label"].to_numpy()
+    model.fit(X, y)
     model.save(Path(out) / MODEL_DIR)
     probs = pd.Series(np.nan, index=data.index)
     probs[usable] = model.predict_proba(data.loc[usable])[:, 1]
+    # training patients: out-of-fold (each scored by a model that never saw it), for thresholds and stacking
+    probs[train.index] = training_probabilities(lambda: RadiomicsModel(model.selection, model.xgb), X, y,
+                                                   folds=folds, seed=model.xgb.seed)
     splits = data["split"].fillna("new")
     predictions = prediction_table(data["patient_id"], splits, data["label"], probs, MODEL_NAME)
     write_predictions(predictions, Path(out) / PREDICTIONS)

@@ -71,8 +71,9 @@ def train_radiomics_model(features: str | Path, manifest: str | Path, out: str |
     """Selection and XGBoost on ``train_split`` patients only; predictions for every patient (the contract)."""
     from dataclasses import asdict
 
-    from osteomet.models.radiomics import RadiomicsModel, XGBConfig, train_radiomics
+    from osteomet.models.radiomics import RadiomicsModel, train_radiomics
     from osteomet.models.selection import SelectionConfig
+    from osteomet.models.xgb import XGBConfig
     from osteomet.radiomics.features import read_feature_table
 
     model = RadiomicsModel(SelectionConfig(max_features=max_features, seed=seed), XGBConfig(seed=seed))

@@ -1,0 +1,98 @@
+"""The clinical model: XGBoost on age, PSA, Gleason, ISUP, hematuria and leukocyturia.
+
+Missing values stay missing: XGBoost learns at each split which side a missing value goes
+(its "default direction"), from training patients only, so nothing is imputed and no
+statistic of validation, test or external patients reaches the model. Training patients get
+out-of-fold predictions (:mod:`osteomet.models.out_of_fold`).
+
+Saved as ``xgboost.json`` (XGBoost's format) and ``clinical_model.json`` (features, settings).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from osteomet.errors import InputError, MissingInputError
+from osteomet.layout import MODEL_DIR, PREDICTIONS
+from osteomet.models.out_of_fold import training_probabilities
+from osteomet.models.predictions import prediction_table, write_predictions
+from osteomet.models.xgb import XGBConfig, load_classifier, save_classifier
+from osteomet.utils.files import write_json_atomic
+
+FORMAT = "osteomet.clinical_model/1"
+MODEL_NAME = "clinical"
+#: The study's clinical variables, in the model's column order.
+CLINICAL_FEATURES = ("age", "psa", "gleason", "isup", "hematuria", "leukocyturia")
+
+
+def clinical_matrix(frame: pd.DataFrame, features: tuple[str, ...] = CLINICAL_FEATURES) -> pd.DataFrame:
+    """The clinical columns as floats (NaN = missing); a column absent from the manifest is all missing."""
+    return pd.DataFrame({name: pd.to_numeric(frame[name], errors="coerce") if name in frame else np.nan
+                         for name in features}, index=frame.index).astype(float)
+
+
+@dataclass
+class ClinicalModel:
+    """sklearn-style model on the clinical columns of a manifest frame."""
+
+    xgb: XGBConfig = field(default_factory=lambda: XGBConfig(n_estimators=200, max_depth=2))
+    features: tuple[str, ...] = CLINICAL_FEATURES
+    classifier: Any = None
+
+    def fit(self, X: pd.DataFrame, y: Any) -> "ClinicalModel":
+        y = np.asarray(y).astype(int)
+        if set(np.unique(y)) != {0, 1}:
+            raise InputError(f"training labels must contain both 0 and 1, got {sorted(set(np.unique(y).tolist()))}")
+        self.classifier = self.xgb.classifier().fit(clinical_matrix(X, self.features).to_numpy(), y)
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        if self.classifier is None:
+            raise RuntimeError("ClinicalModel is not fitted")
+        return self.classifier.predict_proba(clinical_matrix(X, self.features).to_numpy())
+
+    def save(self, folder: str | Path) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_classifier(self.classifier, folder)
+        write_json_atomic(folder / "clinical_model.json", {"format": FORMAT, "features": list(self.features),
+                                                           "xgb": asdict(self.xgb)})
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "ClinicalModel":
+        meta_path = Path(folder) / "clinical_model.json"
+        if not meta_path.is_file():
+            raise MissingInputError(f"{folder}: not a saved clinical model (no clinical_model.json)")
+        meta = json.loads(meta_path.read_text())
+        if meta.get("format") != FORMAT:
+            raise InputError(f"{meta_path}: unknown model format {meta.get('format')!r}")
+        return cls(XGBConfig(**meta["xgb"]), tuple(meta["features"]), load_classifier(folder))
+
+
+def train_clinical(manifest: pd.DataFrame, out: str | Path, *, model: ClinicalModel | None = None,
+                   train_split: str = "train", folds: int = 5) -> tuple[ClinicalModel, pd.DataFrame]:
+    """Fit on labelled ``train_split`` patients; out-of-fold training predictions, the others from the full fit."""
+    model = model or ClinicalModel()
+    present = [c for c in model.features if c in manifest and manifest[c].notna().any()]
+    if not present:
+        raise InputError(f"the manifest has none of the clinical columns {', '.join(model.features)}")
+    train = manifest[(manifest["split"] == train_split) & manifest["label"].notna()]
+    if train.empty:
+        raise InputError(f"no labelled patients with split == {train_split!r} to train the clinical model on")
+    y = train["label"].astype(int).to_numpy()
+    model.fit(train, y)
+    model.save(Path(out) / MODEL_DIR)
+    probs = pd.Series(model.predict_proba(manifest)[:, 1], index=manifest.index)
+    probs[train.index] = training_probabilities(lambda: ClinicalModel(model.xgb, model.features), train, y,
+                                                   folds=folds, seed=model.xgb.seed)
+    predictions = prediction_table(manifest["patient_id"], manifest["split"].fillna("new"), manifest["label"], probs,
+                                   MODEL_NAME)
+    write_predictions(predictions, Path(out) / PREDICTIONS)
+    return model, predictions
