@@ -350,7 +350,7 @@ def _read_dicom_series(folder: Path, series_uid: str | None, allow_gaps: bool = 
     if gaps:
         assert positions is not None
         image = _onto_even_slices(image, positions)
-        _logger.warning("%s: slice spacing is not uniform (%s); resampled onto %d evenly spaced slices %.4g mm apart "
+        _logger.warning("%s: slice spacing is not uniform: %s. Resampled onto %d evenly spaced slices %.4g mm apart "
                         "by linear interpolation along the slice normal", folder, "; ".join(gaps),
                         image.GetSize()[2], image.GetSpacing()[2])
     return image
@@ -419,7 +419,9 @@ def _onto_even_slices(image: sitk.Image, positions: np.ndarray) -> sitk.Image:
     sorted_pos = positions[order]
     upper = np.clip(np.searchsorted(sorted_pos, targets, side="left"), 1, len(sorted_pos) - 1)
     lower = upper - 1
-    weight = ((targets - sorted_pos[lower]) / (sorted_pos[upper] - sorted_pos[lower]))[:, None, None]
+    weight = (targets - sorted_pos[lower]) / (sorted_pos[upper] - sorted_pos[lower])
+    weight = np.where(np.abs(weight) < 1e-6, 0.0, np.where(np.abs(weight - 1) < 1e-6, 1.0, weight))  # real slices kept exactly
+    weight = weight[:, None, None]
     resampled = (1 - weight) * array[order[lower]] + weight * array[order[upper]]
     out = sitk.GetImageFromArray(resampled.astype(np.float32))
     out.SetOrigin(image.GetOrigin())
