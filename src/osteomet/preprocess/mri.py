@@ -125,7 +125,7 @@ def preprocess_case(record: MRIRecord, config: PreprocessConfig) -> tuple[dict[s
         transform["roi_centre_mm"] = list(centre)
         transform["roi_lesion"] = {"rule": INDEX_LESION_RULE, "chosen": lesions.index(chosen), "n_lesions": len(lesions),
                                    "lesions": [lesion.to_dict() for lesion in lesions]}
-        in_roi = sitk.GetArrayViewFromImage(mask_to(components == chosen.component, roi_geometry)).sum()
+        in_roi = sitk.GetArrayFromImage(mask_to(components == chosen.component, roi_geometry)).sum()
         transform["roi_mask_coverage"] = float(in_roi * np.prod(roi_geometry.spacing)  # of the chosen lesion
                                                / (chosen.voxels * np.prod(t2_geometry.spacing)))
     return arrays, transform
