@@ -165,7 +165,8 @@ def test_unsafe_id_never_reaches_preprocess_outputs(tmp_path: Path):
 def test_semicolon_and_tab_separated_manifests(tmp_path: Path, separator: str, name: str):
     _files(tmp_path, "P1_t2.nii.gz", "P1_dwi.nii.gz", "P1_adc.nii.gz")
     path = tmp_path / "m.csv"
-    pd.DataFrame([_mri_row("P1")]).to_csv(path, index=False, sep=separator)  # as a spreadsheet saves it
+    psa = "12,5" if separator == ";" else "12.5"  # semicolon locales write decimal commas
+    pd.DataFrame([_mri_row("P1", psa=psa)]).to_csv(path, index=False, sep=separator)  # as a spreadsheet saves it
     manifest = read_manifest(path)
     assert manifest.kind == "mri" and manifest.records[0].psa == 12.5 and manifest.records[0].t2 == tmp_path / "P1_t2.nii.gz"
     assert manifest.warnings[0] == f"read as {name}-separated"

@@ -226,6 +226,8 @@ def check_nifti_file(path: PathLike) -> None:
     integer file costs one ``stat``; a ``.nii.gz`` costs one extra decompression.
     """
     import nibabel as nib
+    from nibabel.filebasedimages import ImageFileError
+    from nibabel.spatialimages import HeaderDataError
 
     path = Path(path)
     try:
@@ -233,7 +235,7 @@ def check_nifti_file(path: PathLike) -> None:
         offset = int(proxy.offset)  # (the image's header copy resets vox_offset to 0)
         dtype = np.dtype(proxy.dtype)
         shape = tuple(int(s) for s in proxy.shape)
-    except Exception as exc:  # nibabel raises several types for a damaged header
+    except (ImageFileError, HeaderDataError, OSError, EOFError, ValueError, zlib.error) as exc:  # damaged header
         raise ImageReadError(f"{path}: cannot be read as an image (not a readable NIfTI header: {exc})") from exc
     expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     check_values = dtype.kind == "f"

@@ -5,11 +5,13 @@ plus T2, high-b DWI, ADC and an optional tumour mask) and ``ct`` (CT volume, les
 optional TotalSegmentator bone label map). The kind is recognised from the columns.
 
 Relative paths are relative to the manifest file, so a cohort folder can be moved or
-shared as a whole. Patient ids name output folders and files, so they must be safe file-name
-components (checked here, once). A DICOM folder holding several series needs the series
-UID in an optional ``<image>_series_uid`` column. Comma-, semicolon- and tab-separated
-files are read (the separator is detected from the header line). Every problem in every row is collected and raised together in one
-:class:`ManifestError`, each line naming the CSV line and the patient id.
+shared as a whole. Patient ids name output folders and files, so they must be safe
+file-name components (checked here, once). A DICOM folder holding several series needs the
+series UID in an optional ``<image>_series_uid`` column. Comma-, semicolon- and
+tab-separated files are read (the separator is detected from the header line; in a
+semicolon file, ``12,5`` in a numeric column is a decimal comma). Every problem in every
+row is collected and raised together in one :class:`ManifestError`, each line naming the
+CSV line and the patient id.
 """
 
 from __future__ import annotations
@@ -303,13 +305,23 @@ def read_manifest(path: PathLike, *, kind: Literal["mri", "ct"] | None = None, c
         raw = pd.read_csv(path, sep=separator, dtype=str, keep_default_na=False, skipinitialspace=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise ManifestError(path, [f"not a readable CSV file ({exc})"]) from exc
-    manifest = validate_frame(raw, base_dir=path.parent, path=path, kind=kind, check_files=check_files, require=require)
+    notes = []
     if separator != ",":
-        manifest.warnings.insert(0, f"read as {_SEPARATOR_NAMES[separator]}-separated")
+        notes.append(f"read as {_SEPARATOR_NAMES[separator]}-separated")
+    if separator == ";":  # the locales that save CSV with semicolons write decimal commas
+        for column in raw.columns:
+            if _normalise_header(column) in _DECIMAL_FIELDS:
+                converted = raw[column].str.replace(r"^\s*(-?\d+),(\d+)\s*$", r"\1.\2", regex=True)
+                if (converted != raw[column]).any():
+                    notes.append(f"{column}: decimal commas read as decimal points")
+                raw[column] = converted
+    manifest = validate_frame(raw, base_dir=path.parent, path=path, kind=kind, check_files=check_files, require=require)
+    manifest.warnings[:0] = notes
     return manifest
 
 
 _SEPARATOR_NAMES = {",": "comma", ";": "semicolon", "\t": "tab"}
+_DECIMAL_FIELDS = ("age", "psa")  # the non-integer numeric columns
 
 
 def detect_separator(path: PathLike) -> str:
