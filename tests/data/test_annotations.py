@@ -33,9 +33,9 @@ def rotation(axis, angle: float) -> np.ndarray:
     return np.eye(3) + np.sin(angle) * cross + (1 - np.cos(angle)) * cross @ cross
 
 
-def write_nifti_mask(path: Path, labels_zyx: np.ndarray, grid: sitk.Image, turn: np.ndarray = np.eye(3)) -> Path:
+def write_nifti_mask(path: Path, labels_zyx: np.ndarray, grid: sitk.Image, turn: np.ndarray | None = None) -> Path:
     """A NIfTI mask written with nibabel, as annotation exports are, on ``grid`` turned by ``turn`` about its origin."""
-    direction = turn @ np.asarray(grid.GetDirection()).reshape(3, 3)
+    direction = (np.eye(3) if turn is None else turn) @ np.asarray(grid.GetDirection()).reshape(3, 3)
     affine = np.eye(4)
     affine[:3, :3] = LPS_TO_RAS @ direction @ np.diag(grid.GetSpacing())
     affine[:3, 3] = LPS_TO_RAS @ np.asarray(grid.GetOrigin())

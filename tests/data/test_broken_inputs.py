@@ -14,7 +14,14 @@ from typer.testing import CliRunner
 
 from osteomet.cli.main import app
 from osteomet.data.case import load_mri_case
-from osteomet.data.io import ImageError, ImageReadError, MaskError, read_image, read_mask, write_image
+from osteomet.data.io import (
+    ImageError,
+    ImageReadError,
+    MaskError,
+    read_image,
+    read_mask,
+    write_image,
+)
 from osteomet.data.manifest import read_manifest
 
 runner = CliRunner()
@@ -155,7 +162,7 @@ def gapped_t2(prostatex: Path, tmp_path: Path) -> tuple[Path, Path, Path]:
 
 
 def test_dicom_series_with_a_missing_slice_is_refused(gapped_t2):
-    original, copy, removed = gapped_t2
+    _, copy, removed = gapped_t2
     with pytest.raises(ImageReadError) as info:
         read_image(copy)
     message = str(info.value)

@@ -5,7 +5,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from osteomet.data.manifest import CTRecord, ManifestError, MRIRecord, read_manifest, validate_frame, write_manifest
+from osteomet.data.manifest import (
+    CTRecord,
+    ManifestError,
+    MRIRecord,
+    read_manifest,
+    validate_frame,
+    write_manifest,
+)
 
 
 def _write(path: Path, rows: list[dict]) -> Path:

@@ -10,7 +10,13 @@ import SimpleITK as sitk
 from osteomet.data.io import Geometry, read_image, read_mask, write_image
 from osteomet.data.manifest import read_manifest, validate_frame
 from osteomet.preprocess.geometry import mask_bbox_centre, mask_to, same_extent_grid
-from osteomet.preprocess.mri import PreprocessConfig, load_case, preprocess_case, preprocess_cohort, to_t2_geometry
+from osteomet.preprocess.mri import (
+    PreprocessConfig,
+    load_case,
+    preprocess_case,
+    preprocess_cohort,
+    to_t2_geometry,
+)
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -152,7 +158,7 @@ def test_roi_centred_on_the_index_lesion(records, tmp_path, grades, expected):
     mask = sitk.GetImageFromArray(labels)
     mask.CopyInformation(t2)
     edited = record.model_copy(update={"mask": write_image(mask, tmp_path / "lesions.nii.gz")})
-    arrays, transform = preprocess_case(edited, PreprocessConfig(seg_size=(64, 64, 16)))
+    _, transform = preprocess_case(edited, PreprocessConfig(seg_size=(64, 64, 16)))
     np.testing.assert_allclose(transform["roi_centre_mm"], _box_centre_mm(t2, *boxes[expected]), atol=1e-6)
     lesion = transform["roi_lesion"]
     assert lesion["n_lesions"] == 2 and "highest label" in lesion["rule"]
@@ -165,7 +171,11 @@ def test_roi_centred_on_the_index_lesion(records, tmp_path, grades, expected):
 
 def test_real_prostatex_with_picai_like_masks(prostatex: Path, tmp_path: Path):
     """Real DICOM T2 + NIfTI ISUP-labelled masks whose header is 4e-4 off: processed, ROI on the grade-5 lesion."""
-    from tests.data.test_annotations import picai_like_labels, rotation, write_nifti_mask
+    from tests.data.test_annotations import (
+        picai_like_labels,
+        rotation,
+        write_nifti_mask,
+    )
 
     rows = []
     for case in ("ProstateX-0000", "ProstateX-0001"):

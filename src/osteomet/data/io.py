@@ -399,7 +399,7 @@ def _uneven_steps(positions: np.ndarray, files: Sequence[str]) -> list[str]:
     for i in np.flatnonzero(np.abs(steps - step) > tol):
         a, b = Path(files[i]).name, Path(files[i + 1]).name
         text = f"{steps[i]:.4g} mm between {a} and {b} instead of {abs(step):.4g} mm"
-        missing = int(round(steps[i] / step)) - 1
+        missing = round(steps[i] / step) - 1
         if missing >= 1 and abs(steps[i] - (missing + 1) * step) <= tol * (missing + 1):
             where = ", ".join(f"{positions[i] + m * step:.2f}" for m in range(1, missing + 1))
             text += f" ({missing} slice(s) missing, at {where} mm along the slice normal)"
@@ -415,7 +415,7 @@ def _onto_even_slices(image: sitk.Image, positions: np.ndarray) -> sitk.Image:
     """
     array = sitk.GetArrayFromImage(image).astype(np.float32)  # z, y, x in file order
     step = float(np.median(np.diff(positions)))
-    n = int(round((positions[-1] - positions[0]) / step)) + 1
+    n = round((positions[-1] - positions[0]) / step) + 1
     targets = positions[0] + np.arange(n) * (positions[-1] - positions[0]) / (n - 1)
     order = np.argsort(positions)
     sorted_pos = positions[order]

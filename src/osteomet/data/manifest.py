@@ -139,9 +139,8 @@ class _Record(BaseModel):
     @field_validator("*", mode="after")
     @classmethod
     def _series_uid_format(cls, value: Any, info: Any) -> Any:
-        if info.field_name.endswith("_series_uid") and value is not None:
-            if len(value) > 64 or not _UID.match(value):
-                raise InputError(f"{value!r} is not a DICOM series UID (dot-separated numbers, at most 64 characters)")
+        if info.field_name.endswith("_series_uid") and value is not None and (len(value) > 64 or not _UID.match(value)):
+            raise InputError(f"{value!r} is not a DICOM series UID (dot-separated numbers, at most 64 characters)")
         return value
 
     def series_uid(self, name: str) -> str | None:
