@@ -259,3 +259,21 @@ def test_float_mask_with_other_values_or_negative_labels_is_refused(tmp_path: Pa
         mask.CopyInformation(reference)
         with pytest.raises(MaskError, match=rf"{name}: .*{expected}"):
             read_mask(write_image(mask, tmp_path / name))
+
+
+def test_damaged_dicom_file_is_named(prostatex: Path, tmp_path: Path):
+    """A slice file cut in half is dropped by GDCM: the gap is reported and the file named."""
+    copy = tmp_path / "t2w"
+    shutil.copytree(prostatex / "ProstateX-0000" / "t2w", copy)
+    damaged = sorted(copy.iterdir())[9]
+    damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
+    with pytest.raises(ImageReadError, match=rf"1 slice\(s\) missing.*could not be read as part of a series: {damaged.name}"):
+        read_image(copy)
+
+
+@pytest.mark.parametrize("suffix", [".mha", ".nrrd"])
+def test_truncated_mha_and_nrrd_are_refused(tmp_path: Path, suffix: str):
+    """ITK itself notices these; the message still names the file."""
+    cut = _truncate(write_image(_volume(), tmp_path / f"t2{suffix}"), 0.9)
+    with pytest.raises(ImageReadError, match=rf"{cut.name}: cannot be read as an image"):
+        read_image(cut)

@@ -344,7 +344,11 @@ def _read_dicom_series(folder: Path, series_uid: str | None, allow_gaps: bool = 
     positions = dicom_slice_positions(files)
     gaps = _uneven_steps(positions, files) if positions is not None else []
     if gaps and not allow_gaps:
-        raise ImageReadError(f"{folder}: slice spacing is not uniform: " + "; ".join(gaps)
+        in_series = {Path(f).name for uid in series for f in reader.GetGDCMSeriesFileNames(str(folder), uid)}
+        unread = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name not in in_series)
+        hint = (f" ({len(unread)} file(s) in the folder could not be read as part of a series: "
+                f"{', '.join(unread[:5])}{' ...' if len(unread) > 5 else ''}; damaged?)" if unread else "")
+        raise ImageReadError(f"{folder}: slice spacing is not uniform: " + "; ".join(gaps) + hint
                              + ". Restore the missing DICOM files, or read the series with allow_gaps=True "
                                "to resample it onto evenly spaced slices")
     reader.SetFileNames(files)
