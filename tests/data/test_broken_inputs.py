@@ -277,3 +277,26 @@ def test_truncated_mha_and_nrrd_are_refused(tmp_path: Path, suffix: str):
     cut = _truncate(write_image(_volume(), tmp_path / f"t2{suffix}"), 0.9)
     with pytest.raises(ImageReadError, match=rf"{cut.name}: cannot be read as an image"):
         read_image(cut)
+
+
+def test_ct_manifest_series_uid_reaches_the_reader(tmp_path: Path, prostatex: Path):
+    """The CT manifest's ct_series_uid column picks one of two real series in one folder."""
+    from osteomet.data.case import load_ct_case
+    from tests.conftest import shared_path
+
+    ct_folder = shared_path("ct", "totalseg_dicom", "ct")
+    folder = tmp_path / "ct"
+    shutil.copytree(ct_folder, folder)
+    for file in (prostatex / "ProstateX-0001" / "adc").iterdir():
+        shutil.copy(file, folder / f"mr-{file.name}")
+    path = tmp_path / "ct.csv"
+    pd.DataFrame([{"patient_id": "C1", "ct": "ct"}]).to_csv(path, index=False)
+    with pytest.raises(ImageError, match="patient 'C1': .*2 DICOM series in one folder"):
+        load_ct_case(read_manifest(path).records[0])
+    # this real CT series has an empty SeriesInstanceUID, so the other series is the one that can be named
+    assert _series_uid(ct_folder) == ""
+    mr_uid = _series_uid(prostatex / "ProstateX-0001" / "adc")
+    pd.DataFrame([{"patient_id": "C1", "ct": "ct", "ct_series_uid": mr_uid}]).to_csv(path, index=False)
+    case = load_ct_case(read_manifest(path).records[0])
+    expected = read_image(prostatex / "ProstateX-0001" / "adc", pixel_type=sitk.sitkFloat32)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(case.ct), sitk.GetArrayFromImage(expected))

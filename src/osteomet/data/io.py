@@ -334,12 +334,13 @@ def _read_dicom_series(folder: Path, series_uid: str | None, allow_gaps: bool = 
     if series_uid is None:
         if len(series) > 1:
             raise ImageReadError(
-                f"{folder}: {len(series)} DICOM series in one folder ({', '.join(series)}); pass the series UID to "
+                f"{folder}: {len(series)} DICOM series in one folder ({', '.join(s or '<no UID>' for s in series)}); "
+                f"pass the series UID to "
                 f"choose one (manifest column <image>_series_uid, or --series-uid)"
             )
         series_uid = series[0]
     elif series_uid not in series:
-        raise ImageReadError(f"{folder}: DICOM series {series_uid} not found (found {', '.join(series)})")
+        raise ImageReadError(f"{folder}: DICOM series {series_uid} not found (found {', '.join(s or '<no UID>' for s in series)})")
     files = list(reader.GetGDCMSeriesFileNames(str(folder), series_uid))
     positions = dicom_slice_positions(files)
     gaps = _uneven_steps(positions, files) if positions is not None else []
