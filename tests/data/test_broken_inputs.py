@@ -300,3 +300,25 @@ def test_ct_manifest_series_uid_reaches_the_reader(tmp_path: Path, prostatex: Pa
     case = load_ct_case(read_manifest(path).records[0])
     expected = read_image(prostatex / "ProstateX-0001" / "adc", pixel_type=sitk.sitkFloat32)
     np.testing.assert_array_equal(sitk.GetArrayFromImage(case.ct), sitk.GetArrayFromImage(expected))
+
+
+def test_duplicated_dicom_slice_is_refused_even_with_allow_gaps(prostatex: Path, tmp_path: Path):
+    """A slice stored twice (another SOP instance at the same position) cannot be resampled either."""
+    copy = tmp_path / "t2w"
+    shutil.copytree(prostatex / "ProstateX-0000" / "t2w", copy)
+    source = sorted(copy.iterdir())[5]
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(source))
+    image = reader.Execute()
+    for key in reader.GetMetaDataKeys():
+        image.SetMetaData(key, reader.GetMetaData(key))
+    image.SetMetaData("0008|0018", reader.GetMetaData("0008|0018").strip() + ".1")  # a new SOP instance UID
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    writer.SetFileName(str(copy / "duplicate.dcm"))
+    writer.Execute(image)
+    assert _slice_position(copy / "duplicate.dcm") == pytest.approx(_slice_position(source), abs=1e-4)
+    with pytest.raises(ImageReadError, match="slice spacing is not uniform: 0 mm between"):
+        read_image(copy)
+    with pytest.raises(ImageReadError, match="share a slice position"):
+        read_image(copy, allow_gaps=True)

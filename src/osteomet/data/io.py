@@ -335,15 +335,21 @@ def _read_dicom_series(folder: Path, series_uid: str | None, allow_gaps: bool = 
         if len(series) > 1:
             raise ImageReadError(
                 f"{folder}: {len(series)} DICOM series in one folder ({', '.join(s or '<no UID>' for s in series)}); "
-                f"pass the series UID to "
-                f"choose one (manifest column <image>_series_uid, or --series-uid)"
+                f"pass the series UID to choose one (manifest column <image>_series_uid, or --series-uid)"
             )
         series_uid = series[0]
     elif series_uid not in series:
         raise ImageReadError(f"{folder}: DICOM series {series_uid} not found (found {', '.join(s or '<no UID>' for s in series)})")
     files = list(reader.GetGDCMSeriesFileNames(str(folder), series_uid))
     positions = dicom_slice_positions(files)
+    if positions is not None:  # GDCM falls back to file-name order when its own position sort fails
+        order = np.argsort(positions, kind="stable")
+        files, positions = [files[i] for i in order], positions[order]
     gaps = _uneven_steps(positions, files) if positions is not None else []
+    if gaps and allow_gaps and not _strictly_monotonic(positions):
+        raise ImageReadError(f"{folder}: slice spacing is not uniform: " + "; ".join(gaps)
+                             + ". Two files share a slice position (duplicates?), so the series cannot be resampled "
+                               "either; remove the duplicated files")
     if gaps and not allow_gaps:
         in_series = {Path(f).name for uid in series for f in reader.GetGDCMSeriesFileNames(str(folder), uid)}
         unread = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name not in in_series)
@@ -410,6 +416,14 @@ def _uneven_steps(positions: np.ndarray, files: Sequence[str]) -> list[str]:
             text += f" ({missing} slice(s) missing, at {where} mm along the slice normal)"
         problems.append(text)
     return problems
+
+
+def _strictly_monotonic(positions: np.ndarray | None) -> bool:
+    """True when every slice lies beyond the previous one, in one direction (no duplicates)."""
+    if positions is None:
+        return True
+    steps = np.diff(positions) * np.sign(np.median(np.diff(positions)))
+    return bool(np.all(steps > SLICE_STEP_TOL_MM))
 
 
 def _onto_even_slices(image: sitk.Image, positions: np.ndarray) -> sitk.Image:
