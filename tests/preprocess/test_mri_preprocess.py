@@ -171,7 +171,7 @@ def test_roi_centred_on_the_index_lesion(records, tmp_path, grades, expected):
 
 def test_real_prostatex_with_picai_like_masks(prostatex: Path, tmp_path: Path):
     """Real DICOM T2 + NIfTI ISUP-labelled masks whose header is 4e-4 off: processed, ROI on the grade-5 lesion."""
-    from tests.data.test_annotations import (
+    from tests.data.annotations import (
         picai_like_labels,
         rotation,
         write_nifti_mask,
