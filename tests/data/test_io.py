@@ -114,11 +114,15 @@ def test_mask_checks(tmp_path: Path):
     empty.CopyInformation(reference)
     with pytest.raises(MaskError, match="empty.nii.gz: mask is empty"):
         read_mask(write_image(empty, tmp_path / "empty.nii.gz"))
-    array[1, 2:4, 2:4] = 255
+    array[1, 2:4, 2:4] = 255  # integer labels (0/255 from many tools): non-zero = tumour
     labels = sitk.GetImageFromArray(array)
     labels.CopyInformation(reference)
-    with pytest.raises(MaskError, match=r"m255.nii.gz: mask is not binary.*\(255\)"):
-        read_mask(write_image(labels, tmp_path / "m255.nii.gz"))
+    assert sitk.GetArrayFromImage(read_mask(write_image(labels, tmp_path / "m255.nii.gz"))).tolist() == \
+        (array > 0).astype(np.uint8).tolist()
+    soft = sitk.GetImageFromArray(array.astype(np.float32) / 510)  # a float mask of 0/0.5: a probability map
+    soft.CopyInformation(reference)
+    with pytest.raises(MaskError, match=r"soft.nii.gz: mask is not binary.*has 0.5"):
+        read_mask(write_image(soft, tmp_path / "soft.nii.gz"))
     array[array > 0] = 1
     good = sitk.GetImageFromArray(array)
     good.CopyInformation(reference)

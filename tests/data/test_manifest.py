@@ -130,3 +130,59 @@ def test_validate_frame_without_file_checks():
     frame = pd.DataFrame([_mri_row("P1")]).astype(str)
     manifest = validate_frame(frame, base_dir="/data", check_files=False)
     assert manifest.records[0].t2 == Path("/data/P1_t2.nii.gz")
+
+
+@pytest.mark.parametrize("pid", ["../../x", "/tmp/x", "a/b", "a\\b", "..", ".hidden", "CON", "x:y", "tab\there"])
+def test_unsafe_patient_ids_are_refused(tmp_path: Path, pid: str):
+    """Ids name output folders: one that climbs out of --out or is no file name must not pass."""
+    _files(tmp_path, "P_t2.nii.gz", "P_dwi.nii.gz", "P_adc.nii.gz")
+    row = _mri_row(pid, t2="P_t2.nii.gz", dwi="P_dwi.nii.gz", adc="P_adc.nii.gz")
+    with pytest.raises(ManifestError) as info:
+        read_manifest(_write(tmp_path / "m.csv", [row]))
+    assert any(p.startswith(f"line 2 (patient {pid.strip()!r}): patient_id: ") and "safe file name" in p
+               for p in info.value.problems), info.value.problems
+
+
+def test_real_style_patient_ids_pass(tmp_path: Path):
+    ids = ["ProstateX-0000", "10691_1000707", "PCa 001", "case.7"]
+    _files(tmp_path, *(f"{i}_{s}.nii.gz" for i in ids for s in ("t2", "dwi", "adc")))
+    assert read_manifest(_write(tmp_path / "m.csv", [_mri_row(i) for i in ids])).patient_ids == ids
+
+
+def test_unsafe_id_never_reaches_preprocess_outputs(tmp_path: Path):
+    """The CLI refuses the manifest (exit 2) before ``preprocess mri`` writes anything."""
+    from typer.testing import CliRunner
+
+    from osteomet.cli.main import app
+
+    _files(tmp_path, "P_t2.nii.gz", "P_dwi.nii.gz", "P_adc.nii.gz")
+    manifest = _write(tmp_path / "m.csv", [_mri_row("../escape", t2="P_t2.nii.gz", dwi="P_dwi.nii.gz", adc="P_adc.nii.gz")])
+    result = CliRunner().invoke(app, ["manifest", "check", str(manifest)])
+    assert result.exit_code == 2 and "'../escape'" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("separator, name", [(";", "semicolon"), ("\t", "tab")])
+def test_semicolon_and_tab_separated_manifests(tmp_path: Path, separator: str, name: str):
+    _files(tmp_path, "P1_t2.nii.gz", "P1_dwi.nii.gz", "P1_adc.nii.gz")
+    path = tmp_path / "m.csv"
+    psa = "12,5" if separator == ";" else "12.5"  # semicolon locales write decimal commas
+    pd.DataFrame([_mri_row("P1", psa=psa)]).to_csv(path, index=False, sep=separator)  # as a spreadsheet saves it
+    manifest = read_manifest(path)
+    assert manifest.kind == "mri" and manifest.records[0].psa == 12.5 and manifest.records[0].t2 == tmp_path / "P1_t2.nii.gz"
+    assert manifest.warnings[0] == f"read as {name}-separated"
+
+
+def test_series_uid_columns_are_checked(tmp_path: Path):
+    _files(tmp_path, "P1_t2.nii.gz", "P1_dwi.nii.gz", "P1_adc.nii.gz", "P2_t2.nii.gz", "P2_dwi.nii.gz", "P2_adc.nii.gz")
+    (tmp_path / "P3_t2").mkdir()
+    _files(tmp_path, "P3_dwi.nii.gz", "P3_adc.nii.gz")
+    rows = [_mri_row("P1", t2_series_uid="T2 series"),
+            _mri_row("P2", adc_series_uid="1.2.840.10008.1"),  # the adc is a NIfTI file, not a DICOM folder
+            _mri_row("P3", t2="P3_t2", t2_series_uid="1.3.6.1.4.1.14519.5.2.1.7311.5101.1")]
+    with pytest.raises(ManifestError) as info:
+        read_manifest(_write(tmp_path / "m.csv", rows))
+    problems = info.value.problems
+    assert any(p.startswith("line 2 (patient 'P1'): t2_series_uid: 'T2 series' is not a DICOM series UID") for p in problems)
+    assert any(p.startswith("line 3 (patient 'P2'): adc_series_uid: a series UID is given but adc is not a DICOM folder")
+               for p in problems)
+    assert not any("P3" in p for p in problems), problems

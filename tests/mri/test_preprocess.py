@@ -8,7 +8,7 @@ import pytest
 import SimpleITK as sitk
 
 from osteomet.data.grids import mask_bbox_centre, mask_to, same_extent_grid
-from osteomet.data.io import Geometry, read_image, read_mask
+from osteomet.data.io import Geometry, read_image, read_mask, write_image
 from osteomet.data.manifest import read_manifest, validate_frame
 from osteomet.mri.preprocess import PreprocessConfig, load_case, preprocess_case, preprocess_cohort, to_t2_geometry
 
@@ -132,3 +132,54 @@ def test_real_prostatex_preprocesses_and_adc_lines_up_with_t2(prostatex: Path, t
                 outside_checked += 1
                 assert adc_channel[k, j, i] == 0.0
         assert inside_checked > 200 and outside_checked > 200
+
+
+def _box_centre_mm(image: sitk.Image, lo_xyz, hi_xyz) -> np.ndarray:
+    """World centre of an index box (inclusive corners), by hand."""
+    return np.array(image.TransformContinuousIndexToPhysicalPoint([(a + b) / 2 for a, b in zip(lo_xyz, hi_xyz)]))
+
+
+@pytest.mark.parametrize("grades, expected", [((2, 4), "small"), ((1, 1), "large"), ((3, 3), "large")])
+def test_roi_centred_on_the_index_lesion(records, tmp_path, grades, expected):
+    """Several lesions: highest label (ISUP grade) first, then the largest; the choice is recorded."""
+    record = records[3]
+    t2 = read_image(record.t2)
+    nz, ny, nx = sitk.GetArrayViewFromImage(t2).shape
+    labels = np.zeros((nz, ny, nx), np.uint8)
+    boxes = {"large": ((2, 3, nz // 2 - 1), (9, 10, nz // 2 + 1)), "small": ((nx - 8, ny - 7, nz // 2), (nx - 6, ny - 5, nz // 2))}
+    for (lo, hi), grade in zip(boxes.values(), grades):
+        labels[lo[2]:hi[2] + 1, lo[1]:hi[1] + 1, lo[0]:hi[0] + 1] = grade
+    mask = sitk.GetImageFromArray(labels)
+    mask.CopyInformation(t2)
+    edited = record.model_copy(update={"mask": write_image(mask, tmp_path / "lesions.nii.gz")})
+    _, transform = preprocess_case(edited, PreprocessConfig(seg_size=(64, 64, 16)))
+    np.testing.assert_allclose(transform["roi_centre_mm"], _box_centre_mm(t2, *boxes[expected]), atol=1e-6)
+    lesion = transform["roi_lesion"]
+    assert lesion["n_lesions"] == 2 and "highest label" in lesion["rule"]
+    chosen = lesion["lesions"][lesion["chosen"]]
+    lo, hi = boxes[expected]
+    assert chosen["voxels"] == int(np.prod(np.array(hi) - np.array(lo) + 1))
+    assert chosen["label"] == grades[list(boxes).index(expected)]
+    assert transform["roi_mask_coverage"] == pytest.approx(1.0, abs=0.35)  # of the chosen lesion
+
+
+def test_real_prostatex_with_picai_like_masks(prostatex: Path, tmp_path: Path):
+    """Real DICOM T2 + NIfTI ISUP-labelled masks whose header is 4e-4 off: processed, ROI on the grade-5 lesion."""
+    from tests.data.annotations import picai_like_labels, rotation, write_nifti_mask
+
+    rows = []
+    for case in ("ProstateX-0000", "ProstateX-0001"):
+        t2 = read_image(prostatex / case / "t2w")
+        labels = picai_like_labels(t2, [((0.5, 0.55, 0.5), 8.0, 2), ((0.4, 0.6, 0.6), 4.0, 5)])
+        mask = write_nifti_mask(tmp_path / f"{case}.nii.gz", labels, t2, rotation([0, 0, 1], 4e-4))
+        rows.append({"patient_id": case, "t2": str(prostatex / case / "t2w"), "dwi": str(prostatex / case / "hbv"),
+                     "adc": str(prostatex / case / "adc"), "mask": str(mask)})
+    manifest = validate_frame(pd.DataFrame(rows), base_dir=prostatex)
+    index = preprocess_cohort(manifest, tmp_path / "out", PreprocessConfig(seg_size=(64, 64, 16)))
+    assert index["status"].tolist() == ["processed", "processed"], index["error"].tolist()
+    assert index["has_mask"].all()
+    for case in ("ProstateX-0000", "ProstateX-0001"):
+        _, transform = load_case(tmp_path / "out", case)
+        lesion = transform["roi_lesion"]
+        assert lesion["n_lesions"] == 2 and lesion["lesions"][lesion["chosen"]]["label"] == 5
+        np.testing.assert_allclose(transform["roi_centre_mm"], lesion["lesions"][lesion["chosen"]]["centre_mm"])

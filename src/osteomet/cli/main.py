@@ -142,7 +142,10 @@ def split(
 
 
 @image_app.command("info")
-def image_info(path: Path = typer.Argument(..., help="DICOM series folder or NIfTI/MHA/NRRD file.")) -> None:
+def image_info(
+    path: Path = typer.Argument(..., help="DICOM series folder or NIfTI/MHA/NRRD file."),
+    series_uid: Optional[str] = typer.Option(None, "--series-uid", help="DICOM series to read when the folder holds several."),
+) -> None:
     """Geometry and intensity range of an image."""
     with user_errors():
         import numpy as np
@@ -150,7 +153,7 @@ def image_info(path: Path = typer.Argument(..., help="DICOM series folder or NIf
 
         from osteomet.data.io import Geometry, read_image
 
-        image = read_image(path)
+        image = read_image(path, series_uid=series_uid)
     geometry = Geometry.of(image)
     array = sitk.GetArrayViewFromImage(image)
     console.print(f"[bold]{path}[/]")

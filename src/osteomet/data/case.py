@@ -2,7 +2,11 @@
 
 bpMRI: DWI and ADC are resampled onto the T2 grid in physical space (linear
 interpolation, 0 outside their field of view); the tumour mask must already be on the T2
-grid, since a mask drawn on T2 that does not match it points at a wrong file.
+grid, since a mask drawn on T2 that does not match it points at a wrong file (header
+round-off below a quarter voxel is accepted and the T2 header copied, see
+``osteomet.data.io.GEOMETRY_TOLERANCE_VOXELS``). The mask's integer labels are kept beside
+the 0/1 mask (PI-CAI masks carry each lesion's ISUP grade), for choosing the index lesion.
+A DICOM folder with several series is read with the record's ``<image>_series_uid``.
 Errors are re-raised with the patient id in front, so a cohort-wide run says who failed.
 """
 
@@ -12,7 +16,14 @@ from dataclasses import dataclass
 
 import SimpleITK as sitk
 
-from osteomet.data.io import ImageError, read_image, read_label_map, read_mask, resample_to_reference
+from osteomet.data.io import (
+    ImageError,
+    read_image,
+    read_label_map,
+    read_lesion_labels,
+    read_mask,
+    resample_to_reference,
+)
 from osteomet.data.manifest import CTRecord, MRIRecord
 
 
@@ -26,7 +37,8 @@ class MRICase:
     t2: sitk.Image
     dwi: sitk.Image  # on the T2 grid
     adc: sitk.Image  # on the T2 grid
-    mask: sitk.Image | None
+    mask: sitk.Image | None  # 0/1
+    mask_labels: sitk.Image | None = None  # the mask's own integer labels (0 = background), same grid
 
 
 @dataclass
@@ -39,25 +51,26 @@ class CTCase:
 
 def load_mri_case(record: MRIRecord, *, require_mask: bool = False) -> MRICase:
     try:
-        t2 = read_image(record.t2, pixel_type=sitk.sitkFloat32)
-        dwi = resample_to_reference(read_image(record.dwi, pixel_type=sitk.sitkFloat32), t2,
-                                    name=record.dwi, reference_name=record.t2)
-        adc = resample_to_reference(read_image(record.adc, pixel_type=sitk.sitkFloat32), t2,
-                                    name=record.adc, reference_name=record.t2)
+        t2 = read_image(record.t2, pixel_type=sitk.sitkFloat32, series_uid=record.t2_series_uid)
+        dwi = resample_to_reference(read_image(record.dwi, pixel_type=sitk.sitkFloat32, series_uid=record.dwi_series_uid),
+                                    t2, name=record.dwi, reference_name=record.t2)
+        adc = resample_to_reference(read_image(record.adc, pixel_type=sitk.sitkFloat32, series_uid=record.adc_series_uid),
+                                    t2, name=record.adc, reference_name=record.t2)
         if record.mask is None:
             if require_mask:
                 raise CaseError("no tumour mask in the manifest, but this step needs one")
-            mask = None
+            mask = labels = None
         else:
-            mask = read_mask(record.mask, reference=t2, reference_name=record.t2)
+            labels = read_lesion_labels(record.mask, reference=t2, reference_name=record.t2)
+            mask = sitk.Cast(labels > 0, sitk.sitkUInt8)
     except ImageError as exc:
         raise CaseError(f"patient {record.patient_id!r}: {exc}") from exc
-    return MRICase(record.patient_id, t2, dwi, adc, mask)
+    return MRICase(record.patient_id, t2, dwi, adc, mask, labels)
 
 
 def load_ct_case(record: CTRecord, *, require_mask: bool = False) -> CTCase:
     try:
-        ct = read_image(record.ct, pixel_type=sitk.sitkFloat32)
+        ct = read_image(record.ct, pixel_type=sitk.sitkFloat32, series_uid=record.ct_series_uid)
         if record.lesion_mask is None and require_mask:
             raise CaseError("no lesion mask in the manifest, but this step needs one")
         lesions = (read_mask(record.lesion_mask, reference=ct, reference_name=record.ct, allow_empty=True)

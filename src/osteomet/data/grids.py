@@ -2,15 +2,18 @@
 
 Everything is defined in physical space from the T2 geometry, and the geometry of every
 derived grid is recorded, so a prediction on any grid goes back onto the original T2 grid
-by resampling (never by array reshaping).
+by resampling (never by array reshaping). When a mask holds several lesions, the ROI is
+centred on one of them, chosen by :data:`INDEX_LESION_RULE`.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Any, Sequence
 
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage
 
 from osteomet.data.io import Geometry
 from osteomet.errors import InputError
@@ -73,3 +76,53 @@ def mask_bbox_centre(mask: sitk.Image) -> tuple[float, float, float]:
     lo, hi = where.min(0), where.max(0)
     centre_index = ((lo + hi) / 2.0)[::-1]  # to x, y, z
     return tuple(mask.TransformContinuousIndexToPhysicalPoint([float(c) for c in centre_index]))
+
+
+#: How the ROI's lesion is chosen when a mask holds several (recorded in ``transform.json``).
+#: The index lesion of prostate MRI is the one of highest grade; PI-CAI masks store each
+#: lesion's ISUP grade (2-5) as its label, and a binary mask (all labels 1) falls back on size.
+INDEX_LESION_RULE = "highest label (the ISUP grade in PI-CAI masks), then most voxels"
+
+
+@dataclass(frozen=True)
+class Lesion:
+    """One connected lesion of a tumour mask."""
+
+    component: int  # its value in the component image
+    label: int  # highest mask label inside it
+    voxels: int
+    centre_mm: tuple[float, float, float]  # centre of its bounding box, world coordinates
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "voxels": self.voxels, "centre_mm": list(self.centre_mm)}
+
+
+def split_lesions(labels: sitk.Image) -> tuple[sitk.Image, list[Lesion]]:
+    """Connected lesions (non-zero voxels, 26-connected) of a label mask, and their component image.
+
+    Lesions are listed largest first. A lesion's label is the highest label inside it, so
+    two touching lesions of different grade count as one of the higher grade.
+    """
+    components = sitk.ConnectedComponent(sitk.Cast(labels > 0, sitk.sitkUInt8), True)
+    component_array = sitk.GetArrayViewFromImage(components)
+    label_array = sitk.GetArrayViewFromImage(labels)
+    lesions = []
+    for number, box in enumerate(ndimage.find_objects(component_array), start=1):
+        if box is None:
+            continue
+        inside = component_array[box] == number
+        lo = np.array([s.start for s in box], float)
+        hi = np.array([s.stop - 1 for s in box], float)
+        centre_index = ((lo + hi) / 2.0)[::-1]  # to x, y, z
+        centre = components.TransformContinuousIndexToPhysicalPoint([float(c) for c in centre_index])
+        lesions.append(Lesion(number, int(label_array[box][inside].max()), int(inside.sum()),
+                              tuple(float(c) for c in centre)))
+    if not lesions:
+        raise InputError("mask is empty: no lesion")
+    lesions.sort(key=lambda lesion: (-lesion.voxels, lesion.component))
+    return components, lesions
+
+
+def index_lesion(lesions: Sequence[Lesion]) -> int:
+    """Position in ``lesions`` of the lesion the ROI is centred on (:data:`INDEX_LESION_RULE`)."""
+    return max(range(len(lesions)), key=lambda i: (lesions[i].label, lesions[i].voxels, -i))

@@ -5,13 +5,19 @@ plus T2, high-b DWI, ADC and an optional tumour mask) and ``ct`` (CT volume, les
 optional TotalSegmentator bone label map). The kind is recognised from the columns.
 
 Relative paths are relative to the manifest file, so a cohort folder can be moved or
-shared as a whole. Every problem in every row is collected and raised together in one
-:class:`ManifestError`, each line naming the CSV line and the patient id.
+shared as a whole. Patient ids name output folders and files, so they must be safe
+file-name components (checked here, once). A DICOM folder holding several series needs the
+series UID in an optional ``<image>_series_uid`` column. Comma-, semicolon- and
+tab-separated files are read (the separator is detected from the header line; in a
+semicolon file, ``12,5`` in a numeric column is a decimal comma). Every problem in every
+row is collected and raised together in one :class:`ManifestError`, each line naming the
+CSV line and the patient id.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Iterator, Literal, Sequence
@@ -20,7 +26,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from osteomet.errors import InputError, OutputExistsError
-from osteomet.utils.files import write_text_atomic
+from osteomet.utils.files import full_suffix, write_text_atomic
 
 PathLike = str | os.PathLike[str]
 
@@ -29,6 +35,35 @@ _TRUE = {"1", "yes", "y", "true", "t", "bm", "positive"}
 _FALSE = {"0", "no", "n", "false", "f", "negative"}
 
 Split = Literal["train", "val", "test", "external"]
+
+#: Characters refused in a patient id: path separators, and those Windows refuses in file names.
+_UNSAFE_ID_CHARS = set('/\\:*?"<>|')
+_WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
+#: A DICOM UID: dot-separated numbers, at most 64 characters (DICOM PS3.5 9.1).
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+
+
+def check_patient_id(value: str) -> str:
+    """``value`` if it is a safe file-name component, else an :class:`InputError` saying why.
+
+    Stages write ``<out>/cases/<patient_id>/`` and ``<patient_id>.nii.gz``; an id such as
+    ``../../x`` or ``/data/x`` would write (and clean up) outside the output folder.
+    """
+    value = str(value)
+    if not value or value != value.strip():
+        raise InputError(f"{value!r} is not a safe file name: it is empty or has leading/trailing blanks")
+    bad = sorted({c for c in value if c in _UNSAFE_ID_CHARS or ord(c) < 32 or ord(c) == 127})
+    if bad:
+        shown = ", ".join(repr(c) for c in bad)
+        raise InputError(f"{value!r} is not a safe file name: it contains {shown}; patient ids name output "
+                         f"folders, use letters, digits, '-', '_' or '.'")
+    if value.startswith(".") or value.endswith((".", " ")):
+        raise InputError(f"{value!r} is not a safe file name: it must not start with '.' or end with '.' or a space")
+    if value.split(".")[0].lower() in _WINDOWS_RESERVED:
+        raise InputError(f"{value!r} is not a safe file name: {value.split('.')[0]!r} is a reserved device name on Windows")
+    if len(value.encode()) > 200:
+        raise InputError(f"patient id of {len(value.encode())} bytes is too long for a file name (at most 200)")
+    return value
 
 
 class ManifestError(InputError):
@@ -92,6 +127,22 @@ class _Record(BaseModel):
     def _split_lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
 
+    @field_validator("patient_id")
+    @classmethod
+    def _safe_patient_id(cls, value: str) -> str:
+        return check_patient_id(value)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _series_uid_format(cls, value: Any, info: Any) -> Any:
+        if info.field_name.endswith("_series_uid") and value is not None and (len(value) > 64 or not _UID.match(value)):
+            raise InputError(f"{value!r} is not a DICOM series UID (dot-separated numbers, at most 64 characters)")
+        return value
+
+    def series_uid(self, name: str) -> str | None:
+        """The DICOM series UID given for image column ``name`` (None: the folder's only series)."""
+        return getattr(self, f"{name}_series_uid", None)
+
 
 class MRIRecord(_Record):
     """A bpMRI patient: clinical variables, three sequences, an optional tumour mask."""
@@ -111,6 +162,9 @@ class MRIRecord(_Record):
     dwi: Path
     adc: Path
     mask: Path | None = None
+    t2_series_uid: str | None = None
+    dwi_series_uid: str | None = None
+    adc_series_uid: str | None = None
 
     @field_validator("label", "hematuria", "leukocyturia", mode="before")
     @classmethod
@@ -149,6 +203,7 @@ class CTRecord(_Record):
     ct: Path
     lesion_mask: Path | None = None
     bone_map: Path | None = None
+    ct_series_uid: str | None = None
 
 
 RECORD_TYPES: dict[str, type[_Record]] = {"mri": MRIRecord, "ct": CTRecord}
@@ -241,10 +296,42 @@ def read_manifest(path: PathLike, *, kind: Literal["mri", "ct"] | None = None, c
     if not path.is_file():
         raise ManifestError(path, ["manifest file does not exist"])
     try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        separator = detect_separator(path)
+        raw = pd.read_csv(path, sep=separator, dtype=str, keep_default_na=False, skipinitialspace=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise ManifestError(path, [f"not a readable CSV file ({exc})"]) from exc
-    return validate_frame(raw, base_dir=path.parent, path=path, kind=kind, check_files=check_files, require=require)
+    notes = []
+    if separator != ",":
+        notes.append(f"read as {_SEPARATOR_NAMES[separator]}-separated")
+    if separator == ";":  # the locales that save CSV with semicolons write decimal commas
+        for column in raw.columns:
+            if _normalise_header(column) in _DECIMAL_FIELDS:
+                converted = raw[column].str.replace(r"^\s*(-?\d+),(\d+)\s*$", r"\1.\2", regex=True)
+                if (converted != raw[column]).any():
+                    notes.append(f"{column}: decimal commas read as decimal points")
+                raw[column] = converted
+    manifest = validate_frame(raw, base_dir=path.parent, path=path, kind=kind, check_files=check_files, require=require)
+    manifest.warnings[:0] = notes
+    return manifest
+
+
+_SEPARATOR_NAMES = {",": "comma", ";": "semicolon", "\t": "tab"}
+_DECIMAL_FIELDS = ("age", "psa")  # the non-integer numeric columns
+
+
+def detect_separator(path: PathLike) -> str:
+    """The column separator of a manifest, from its header line: ``,`` unless the header has none.
+
+    Spreadsheets in many locales save "CSV" with semicolons (the comma being the decimal
+    mark), and some tools write tabs; the header has no commas in either case.
+    """
+    with open(path, encoding="utf-8-sig", errors="replace") as handle:
+        header = handle.readline()
+    counts = {sep: header.count(sep) for sep in _SEPARATOR_NAMES}
+    if counts[","]:
+        return ","
+    best = max((";", "\t"), key=lambda sep: counts[sep])
+    return best if counts[best] else ","
 
 
 def validate_frame(raw: pd.DataFrame, *, base_dir: PathLike, path: PathLike | None = None,
@@ -308,6 +395,9 @@ def validate_frame(raw: pd.DataFrame, *, base_dir: PathLike, path: PathLike | No
             resolved[name] = full
             if check_files and not full.exists():
                 problems.append(f"{where}: {name}: file not found: {full}")
+            uid = record.series_uid(name)
+            if uid is not None and full.is_file() and full_suffix(full) != ".dcm":
+                problems.append(f"{where}: {name}_series_uid: a series UID is given but {name} is not a DICOM folder ({full})")
         for name in require:
             if getattr(record, name) is None:
                 problems.append(f"{where}: {name}: required here but missing")

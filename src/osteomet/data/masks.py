@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from osteomet.data.io import MaskError
-from osteomet.data.manifest import Manifest, ManifestError
+from osteomet.data.manifest import Manifest, ManifestError, check_patient_id
 from osteomet.errors import InputError
 from osteomet.layout import AUTO_DIR, MASK_SUFFIX, PROVENANCE, REVIEWED_DIR
 from osteomet.utils.files import sha256_file
@@ -28,14 +28,6 @@ PathLike = str | os.PathLike[str]
 
 #: Mask sources, in order of preference.
 SOURCES = ("reviewed", "auto", "manifest", "none")
-
-
-def check_patient_id(patient_id: str) -> str:
-    """Refuse ids that cannot safely be a file name (they would escape the run folder)."""
-    pid = str(patient_id)
-    if not pid or pid in (".", "..") or pid.startswith(".") or any(c in pid for c in "/\\\0") or pid != pid.strip():
-        raise InputError(f"patient id {patient_id!r} cannot be used as a file name in a segmentation folder")
-    return pid
 
 
 def auto_mask_path(segdir: PathLike, patient_id: str) -> Path:

@@ -6,7 +6,8 @@ Per patient, from the manifest (with the effective mask: reviewed > auto > manif
    (``osteomet.mri.normalize``); channel order (DWI, T2, ADC) as the UNETR sees them;
 3. the three channels (and mask) resampled to a fixed segmentation grid (224x224x64 by
    default) over the same physical extent as T2;
-4. when a mask exists, a 64x64x32 tumour ROI centred on the mask's bounding box, on a
+4. when a mask exists, a 64x64x32 tumour ROI centred on the bounding box of the mask's index
+   lesion (highest label, e.g. ISUP grade, then largest; recorded as ``roi_lesion``), on a
    grid of fixed physical spacing (1 x 1 x 3 mm by default; zero = channel mean outside).
 
 Output per patient in ``OUT/cases/<patient_id>/``: ``seg_image.npy`` (float16, C x Z x Y x X),
@@ -29,7 +30,16 @@ import SimpleITK as sitk
 from pydantic import BaseModel, ConfigDict, Field
 
 from osteomet.data.case import load_mri_case
-from osteomet.data.grids import array_on, centred_grid, mask_bbox_centre, mask_to, resample_to, same_extent_grid
+from osteomet.data.grids import (
+    INDEX_LESION_RULE,
+    array_on,
+    centred_grid,
+    index_lesion,
+    mask_to,
+    resample_to,
+    same_extent_grid,
+    split_lesions,
+)
 from osteomet.data.io import Geometry
 from osteomet.data.manifest import Manifest, MRIRecord
 from osteomet.errors import InputError
@@ -39,7 +49,7 @@ from osteomet.utils.case_cache import CaseCache
 from osteomet.utils.files import sha256_path, write_text_atomic
 from osteomet.utils.parallel import map_tasks
 
-PREPROCESS_VERSION = "1"
+PREPROCESS_VERSION = "2"  # 2: ROI centred on the index lesion (several lesions), roi_lesion recorded
 CHANNELS = ("dwi", "t2", "adc")  # the UNETR's input order: high-b DWI, T2, ADC
 
 
@@ -59,6 +69,7 @@ def cache_key(record: MRIRecord, config: PreprocessConfig) -> str:
     for name in ("t2", "dwi", "adc", "mask"):
         path = getattr(record, name)
         digest.update(f"{name}:{sha256_path(path) if path is not None else '-'};".encode())
+        digest.update(f"{name}_series_uid:{record.series_uid(name)};".encode())  # a folder can hold several series
     digest.update(config.model_dump_json().encode())
     digest.update(f"preprocess={PREPROCESS_VERSION}".encode())
     return digest.hexdigest()
@@ -79,7 +90,8 @@ def preprocess_case(record: MRIRecord, config: PreprocessConfig) -> tuple[dict[s
         else:
             from osteomet.data.io import read_image
 
-            covered = sitk.GetArrayFromImage(coverage_mask(read_image(sources[name]), case.t2)).astype(bool)
+            covered = sitk.GetArrayFromImage(coverage_mask(read_image(sources[name], series_uid=record.series_uid(name)),
+                                                           case.t2)).astype(bool)
         try:
             normalised, stats[name] = zscore_clip(array, body & covered, config.clip_sd)
         except ValueError as exc:
@@ -97,16 +109,21 @@ def preprocess_case(record: MRIRecord, config: PreprocessConfig) -> tuple[dict[s
     }
     if case.mask is not None:
         arrays["seg_mask"] = sitk.GetArrayFromImage(mask_to(case.mask, seg_geometry)).astype(np.uint8)
-        centre = mask_bbox_centre(case.mask)
+        # several lesions: centre on the index lesion (INDEX_LESION_RULE); roi_mask keeps every lesion in view
+        components, lesions = split_lesions(case.mask_labels if case.mask_labels is not None else case.mask)
+        chosen = lesions[index_lesion(lesions)]
+        centre = chosen.centre_mm
         roi_geometry = centred_grid(case.t2, centre, config.roi_size, config.roi_spacing)
         arrays["roi_image"] = np.stack([sitk.GetArrayFromImage(resample_to(c, roi_geometry)) for c in channels]
                                        ).astype(np.float32)
         arrays["roi_mask"] = sitk.GetArrayFromImage(mask_to(case.mask, roi_geometry)).astype(np.uint8)
         transform["roi_geometry"] = roi_geometry.to_dict()
         transform["roi_centre_mm"] = list(centre)
-        tumour_voxels = int(sitk.GetArrayViewFromImage(case.mask).sum())
-        transform["roi_mask_coverage"] = float(arrays["roi_mask"].sum() * np.prod(roi_geometry.spacing)
-                                               / (tumour_voxels * np.prod(t2_geometry.spacing)))
+        transform["roi_lesion"] = {"rule": INDEX_LESION_RULE, "chosen": lesions.index(chosen), "n_lesions": len(lesions),
+                                   "lesions": [lesion.to_dict() for lesion in lesions]}
+        in_roi = sitk.GetArrayFromImage(mask_to(components == chosen.component, roi_geometry)).sum()
+        transform["roi_mask_coverage"] = float(in_roi * np.prod(roi_geometry.spacing)  # of the chosen lesion
+                                               / (chosen.voxels * np.prod(t2_geometry.spacing)))
     return arrays, transform
 
 

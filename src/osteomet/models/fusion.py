@@ -1,0 +1,157 @@
+"""The fusion model (ResNet-C): an XGBoost meta-model stacked on clinical, radiomics and deep information.
+
+Two ways to stack, both fitted on training patients only:
+
+* ``features`` (the default, the published method): the clinical variables, the radiomics
+  features chosen by the radiomics selection (variance, correlation, LASSO, refitted inside
+  this model on its own training rows) and the 3D-ResNet's deep features side by side.
+* ``probabilities``: the base models' predicted probabilities (clinical, radiomics, deep).
+  For training patients these are the base models' **out-of-fold** predictions (the
+  prediction-table contract), so the meta-model never learns from in-sample outputs that are
+  optimistic by construction.
+
+Either way the fusion model's own training predictions are out-of-fold (every step,
+selection included, refitted per fold), and it is saved as ``xgboost.json`` plus
+``fusion_model.json`` (mode, columns, selection), never pickled.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import numpy as np
+import pandas as pd
+
+from osteomet.errors import InputError, MissingInputError
+from osteomet.layout import MODEL_DIR, PREDICTIONS
+from osteomet.models.clinical import CLINICAL_FEATURES, clinical_matrix
+from osteomet.models.out_of_fold import training_probabilities
+from osteomet.models.predictions import prediction_table, write_predictions
+from osteomet.models.selection import FeatureSelector, SelectionConfig
+from osteomet.models.xgb import XGBConfig, load_classifier, save_classifier
+from osteomet.utils.files import write_json_atomic
+
+FORMAT = "osteomet.fusion_model/1"
+MODEL_NAME = "fusion"
+Mode = Literal["features", "probabilities"]
+#: Column prefixes of the fusion input table, by source.
+RADIOMICS, DEEP, PROB = "radiomics:", "deep:", "prob:"
+
+
+def fusion_inputs(manifest: pd.DataFrame, *, radiomics: pd.DataFrame | None = None,
+                  deep: pd.DataFrame | None = None,
+                  predictions: Mapping[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+    """One row per manifest patient: clinical columns, ``radiomics:<feature>``, ``deep:<feature>``, ``prob:<model>``.
+
+    Feature tables have a ``patient_id`` column; prediction tables follow the contract. A
+    patient missing from a source gets NaN there (XGBoost routes missing values natively).
+    """
+    frame = manifest[["patient_id"]].copy()
+    frame["patient_id"] = frame["patient_id"].astype(str)
+    frame = pd.concat([frame, clinical_matrix(manifest)], axis=1)
+
+    def join(table: pd.DataFrame, prefix: str) -> None:
+        nonlocal frame
+        numeric = table.drop(columns=["patient_id"]).select_dtypes("number")
+        numeric.columns = [f"{prefix}{c}" for c in numeric.columns]
+        numeric.insert(0, "patient_id", table["patient_id"].astype(str).to_numpy())
+        frame = frame.merge(numeric, on="patient_id", how="left")
+
+    if radiomics is not None:
+        join(radiomics, RADIOMICS)
+    if deep is not None:
+        join(deep, DEEP)
+    for name, table in (predictions or {}).items():
+        frame = frame.merge(table[["patient_id", "prob"]].rename(columns={"prob": f"{PROB}{name}"}).astype(
+            {"patient_id": str}), on="patient_id", how="left")
+    return frame.set_index("patient_id")
+
+
+@dataclass
+class FusionModel:
+    """sklearn-style meta-model on a :func:`fusion_inputs` table."""
+
+    mode: Mode = "features"
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    xgb: XGBConfig = field(default_factory=lambda: XGBConfig(n_estimators=300, max_depth=3))
+    clinical: tuple[str, ...] = CLINICAL_FEATURES
+    selector: FeatureSelector | None = None
+    columns: list[str] = field(default_factory=list)
+    classifier: Any = None
+
+    def _design(self, X: pd.DataFrame) -> pd.DataFrame:
+        missing = [c for c in self.columns if c not in X.columns]
+        if missing:
+            raise InputError(f"fusion inputs lack {len(missing)} column(s) the model was fitted on, e.g. {missing[:3]}")
+        return X[self.columns].astype(float)
+
+    def fit(self, X: pd.DataFrame, y: Any) -> "FusionModel":
+        y = np.asarray(y).astype(int)
+        if self.mode == "probabilities":
+            self.columns = [c for c in X.columns if c.startswith(PROB)]
+            if not self.columns:
+                raise InputError("probability stacking needs base-model predictions (prob:<model> columns)")
+        elif self.mode == "features":
+            radiomics = [c for c in X.columns if c.startswith(RADIOMICS)]
+            selected: list[str] = []
+            if radiomics:
+                self.selector = FeatureSelector(self.selection).fit(X[radiomics].astype(float), y)
+                selected = list(self.selector.selected)
+            self.columns = [c for c in self.clinical if c in X.columns] + selected + \
+                           [c for c in X.columns if c.startswith(DEEP)]
+        else:
+            raise InputError(f"fusion mode must be 'features' or 'probabilities', got {self.mode!r}")
+        self.classifier = self.xgb.classifier().fit(self._design(X).to_numpy(), y)
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        if self.classifier is None:
+            raise RuntimeError("FusionModel is not fitted")
+        return self.classifier.predict_proba(self._design(X).to_numpy())
+
+    def fresh(self) -> "FusionModel":
+        """An unfitted model with the same settings (for out-of-fold refits)."""
+        return FusionModel(self.mode, self.selection, self.xgb, self.clinical)
+
+    def save(self, folder: str | Path) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_classifier(self.classifier, folder)
+        write_json_atomic(folder / "fusion_model.json", {
+            "format": FORMAT, "mode": self.mode, "columns": self.columns, "clinical": list(self.clinical),
+            "selection": asdict(self.selection), "xgb": asdict(self.xgb),
+            "selector": self.selector.to_dict() if self.selector else None})
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "FusionModel":
+        meta_path = Path(folder) / "fusion_model.json"
+        if not meta_path.is_file():
+            raise MissingInputError(f"{folder}: not a saved fusion model (no fusion_model.json)")
+        meta = json.loads(meta_path.read_text())
+        if meta.get("format") != FORMAT:
+            raise InputError(f"{meta_path}: unknown model format {meta.get('format')!r}")
+        selector = FeatureSelector.from_dict(meta["selector"]) if meta.get("selector") else None
+        return cls(meta["mode"], SelectionConfig(**meta["selection"]), XGBConfig(**meta["xgb"]),
+                   tuple(meta["clinical"]), selector, list(meta["columns"]), load_classifier(folder))
+
+
+def train_fusion(inputs: pd.DataFrame, manifest: pd.DataFrame, out: str | Path, *, model: FusionModel | None = None,
+                 train_split: str = "train", folds: int = 5) -> tuple[FusionModel, pd.DataFrame]:
+    """Fit on labelled training patients; out-of-fold training predictions, the others from the full fit."""
+    model = model or FusionModel()
+    meta = manifest.set_index(manifest["patient_id"].astype(str))[["split", "label"]].reindex(inputs.index)
+    train = meta.index[(meta["split"] == train_split) & meta["label"].notna()]
+    if len(train) == 0:
+        raise InputError(f"no labelled patients with split == {train_split!r} to train the fusion model on")
+    y = meta.loc[train, "label"].astype(int).to_numpy()
+    model.fit(inputs.loc[train], y)
+    model.save(Path(out) / MODEL_DIR)
+    probs = pd.Series(model.predict_proba(inputs)[:, 1], index=inputs.index)
+    probs[train] = training_probabilities(model.fresh, inputs.loc[train], y, folds=folds, seed=model.xgb.seed)
+    predictions = prediction_table(inputs.index, meta["split"].fillna("new"), meta["label"], probs, MODEL_NAME)
+    write_predictions(predictions, Path(out) / PREDICTIONS)
+    return model, predictions
