@@ -12,6 +12,7 @@ from osteomet.evaluation.predictions import (
     choose_threshold,
     compare_predictions,
     evaluate_predictions,
+    not_evaluated,
     read_predictions,
 )
 
@@ -92,3 +93,59 @@ def test_a_split_too_small_for_delong_still_gets_its_auc():
     row = metrics[(metrics["cohort"] == "val") & (metrics["ci_method"] == "delong")].iloc[0]
     expected = float(np.mean(tiny.loc[tiny["label"] == 1, "prob"].iloc[0] > tiny.loc[tiny["label"] == 0, "prob"]))
     assert row["estimate"] == pytest.approx(expected) and np.isnan(row["ci_low"]) and np.isnan(row["ci_high"])
+
+
+def test_a_one_class_split_is_reported_with_the_reason_not_dropped():
+    table = _table(3, 1.5)
+    table.loc[table["split"] == "external", "label"] = 0  # an external cohort without metastases
+    metrics = evaluate_predictions({"m": table}, n_resamples=30)
+    external = metrics[metrics["cohort"] == "external"]
+    assert len(external) == 1
+    row = external.iloc[0]
+    assert row["metric"] == "auc" and row["ci_method"] == "none" and np.isnan(row["estimate"])
+    assert (row["n"], row["n_pos"]) == (30, 0)
+    assert row["note"] == ("not evaluated: all 30 scored patient(s) of this split are controls (label 0); "
+                           "the AUC and the threshold metrics need both classes")
+    assert not_evaluated(metrics) == [f"m / external: {row['note']}"]
+    # the other splits are exactly what evaluating them without the external cohort gives
+    without = evaluate_predictions({"m": table[table["split"] != "external"]}, n_resamples=30)
+    pd.testing.assert_frame_equal(metrics[metrics["cohort"] != "external"].reset_index(drop=True), without)
+    assert (without["note"] == "").all() and not_evaluated(without) == []
+    cases_only = table.assign(label=np.where(table["split"] == "test", 1, table["label"]))
+    note = evaluate_predictions({"m": cases_only}, n_resamples=30).set_index("cohort").loc["test", "note"]
+    assert "all 40 scored patient(s) of this split are cases (label 1)" in note
+
+
+def test_non_numeric_scores_name_the_file_the_column_and_the_first_bad_row(tmp_path):
+    table = _table(4, 1.0)
+    csv = tmp_path / "model_a.csv"
+    text = table.to_csv(index=False).splitlines()
+    text[6] = text[6].replace(text[6].split(",")[1], "0.71%", 1)  # line 7 of the file = data row 6 (patient P005)
+    text[9] = text[9].replace(text[9].split(",")[1], "high", 1)
+    csv.write_text("\n".join(text) + "\n")
+    assert not pd.api.types.is_numeric_dtype(pd.read_csv(csv)["prob"])  # as pandas reads it: text, not numbers
+    with pytest.raises(EvaluationInputError) as info:
+        read_predictions(csv)
+    assert str(info.value) == (f"{csv}: column 'prob' must be a finite number (or empty) in every row; row 6 "
+                               "(patient 'P005', line 7 of the file) has '0.71%', and 1 more row(s)")
+    parquet = tmp_path / "model_b.parquet"
+    bad = table.assign(prob=table["prob"].map(lambda v: f"{v:.4f}"))  # scores exported as text
+    bad.loc[11, "prob"] = "n/a"
+    bad.to_parquet(parquet)
+    with pytest.raises(EvaluationInputError, match=r"model_b\.parquet: column 'prob' .* row 12 \(patient 'P011'\) has 'n/a'$"):
+        read_predictions(parquet)
+    table.assign(prob=np.where(table.index == 3, np.inf, table["prob"])).to_csv(csv, index=False)
+    with pytest.raises(EvaluationInputError, match=r"column 'prob' .* row 4 \(patient 'P003', line 5 of the file\) has inf"):
+        read_predictions(csv)
+    table.assign(label=np.where(table.index == 2, 2, table["label"])).to_csv(csv, index=False)
+    with pytest.raises(EvaluationInputError, match=r"column 'label' must be 0 or 1 .* row 3 \(patient 'P002', line 4"):
+        read_predictions(csv)
+    table.assign(prob=np.where(table.index == 2, np.nan, table["prob"])).to_csv(csv, index=False)
+    assert read_predictions(csv)["prob"].isna().sum() == 1  # an empty score is an unscored patient, not an error
+
+
+def test_the_score_check_of_the_statistics_names_the_first_bad_value():
+    from osteomet.evaluation import auc
+
+    with pytest.raises(EvaluationInputError, match=r"^scores must be numeric; element 2 \(0-based\) is 'x'$"):
+        auc([0, 1, 1, 0], [0.1, 0.4, "x", "y"])

@@ -7,7 +7,10 @@ pooled by default; e.g. ``"val"`` for validation only) and applied unchanged to 
 the test and external cohorts never influence their own cut-off.
 
 Outputs are tidy: :func:`evaluate_predictions` gives the rows of
-:func:`osteomet.evaluation.report.evaluate_model` for every model and split;
+:func:`osteomet.evaluation.report.evaluate_model` for every model and split, plus a ``note``
+column; a split whose scored patients are all of one class (AUC and the threshold metrics are
+undefined there) gets one row with NaN estimates and a ``note`` saying why, instead of
+vanishing from the output;
 :func:`compare_predictions` gives one paired DeLong test per pair of models and split, on the
 patients both models scored.
 """
@@ -15,9 +18,11 @@ patients both models scored.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from osteomet.errors import MissingInputError
@@ -40,6 +45,9 @@ def read_predictions(path: str | Path, manifest: pd.DataFrame | None = None) -> 
     if missing:
         raise EvaluationInputError(f"{path}: missing column(s) {sorted(missing)}; expected patient_id, prob")
     table["patient_id"] = table["patient_id"].astype(str)
+    _check_numeric(table, "prob", path)
+    if "label" in table:
+        _check_numeric(table, "label", path, allowed=(0.0, 1.0))
     if table["patient_id"].duplicated().any():
         dup = table.loc[table["patient_id"].duplicated(), "patient_id"].iloc[0]
         raise EvaluationInputError(f"{path}: patient {dup!r} appears more than once")
@@ -54,6 +62,35 @@ def read_predictions(path: str | Path, manifest: pd.DataFrame | None = None) -> 
         if column not in table:
             raise EvaluationInputError(f"{path}: no {column!r} column; pass the cohort manifest to supply it")
     return table
+
+
+def _check_numeric(table: pd.DataFrame, column: str, path: Path, allowed: tuple[float, ...] | None = None) -> None:
+    """Raise naming the file, the column and the first bad row; convert the column to float."""
+    raw = table[column]
+    values = pd.to_numeric(raw, errors="coerce").astype(float)
+    bad = (values.isna() & raw.notna()).to_numpy() | np.isinf(values.to_numpy())
+    what = "a finite number"
+    if allowed is not None:
+        bad |= values.notna().to_numpy() & ~values.isin(allowed).to_numpy()
+        what = " or ".join(f"{v:g}" for v in allowed)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        value = raw.iloc[i]
+        shown = repr(value) if isinstance(value, str) else str(value)
+        where = f", line {i + 2} of the file" if path.suffix.lower() != ".parquet" else ""
+        raise EvaluationInputError(
+            f"{path}: column {column!r} must be {what} (or empty) in every row; row {i + 1} "
+            f"(patient {table['patient_id'].iloc[i]!r}{where}) has {shown}"
+            f"{f', and {int(bad.sum()) - 1} more row(s)' if bad.sum() > 1 else ''}"
+        )
+    table[column] = values
+
+
+def _one_class_note(group: pd.DataFrame) -> str:
+    n, n_pos = len(group), int(group["label"].sum())
+    only = "cases (label 1)" if n_pos else "controls (label 0)"
+    return (f"not evaluated: all {n} scored patient(s) of this split are {only}; "
+            "the AUC and the threshold metrics need both classes")
 
 
 def _usable(table: pd.DataFrame) -> pd.DataFrame:
@@ -89,22 +126,42 @@ def evaluate_predictions(
     n_resamples: int = 1000,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Tidy metrics (AUC with DeLong CI, threshold metrics with bootstrap CIs) per model and split."""
+    """Tidy metrics (AUC with DeLong CI, threshold metrics with bootstrap CIs) per model and split.
+
+    A one-class split gives a single ``auc`` row with NaN estimates, ``ci_method`` "none" and
+    the reason in ``note`` (empty on every evaluated row).
+    """
     frames = []
+    evaluated = 0
     for name, table in models.items():
         threshold, used = choose_threshold(table, threshold_split)
         data = _usable(table)
         for split in _ordered(data["split"]):
             group = data[data["split"] == split]
-            if group["label"].nunique() < 2:
-                continue  # AUC undefined on one class; reported as absent rather than guessed
-            rows = evaluate_model(group["label"].to_numpy(), group["prob"].to_numpy(), threshold, model=name,
-                                  cohort=str(split), n_resamples=n_resamples, seed=seed)
+            if group["label"].nunique() < 2:  # AUC undefined on one class: say so rather than guess
+                rows = pd.DataFrame([{"model": name, "cohort": str(split), "metric": "auc", "estimate": math.nan,
+                                      "ci_low": math.nan, "ci_high": math.nan, "ci_method": "none",
+                                      "threshold": float(threshold), "n": len(group),
+                                      "n_pos": int(group["label"].sum()), "note": _one_class_note(group)}])
+            else:
+                rows = evaluate_model(group["label"].to_numpy(), group["prob"].to_numpy(), threshold, model=name,
+                                      cohort=str(split), n_resamples=n_resamples, seed=seed)
+                rows["note"] = ""
+                evaluated += 1
             rows["threshold_split"] = used
             frames.append(rows)
-    if not frames:
+    if not evaluated:
         raise EvaluationInputError("no split has both classes among the scored patients; nothing to evaluate")
-    return pd.concat(frames, ignore_index=True)
+    table = pd.concat(frames, ignore_index=True)
+    return table[[c for c in table.columns if c != "note"] + ["note"]]
+
+
+def not_evaluated(metrics: pd.DataFrame) -> list[str]:
+    """One line per model and split left out of the metrics, saying why (for the CLI to print)."""
+    if "note" not in metrics:
+        return []
+    rows = metrics[metrics["note"].fillna("").ne("")]
+    return [f"{row.model} / {row.cohort}: {row.note}" for row in rows.itertuples(index=False)]
 
 
 def compare_predictions(models: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
