@@ -38,6 +38,7 @@ def predictions(
         from osteomet.evaluation.predictions import (
             compare_predictions,
             evaluate_predictions,
+            not_evaluated,
             read_predictions,
         )
         from osteomet.utils.files import write_text_atomic
@@ -52,11 +53,14 @@ def predictions(
         write_text_atomic(out / "metrics.csv", metrics.to_csv(index=False))
         if len(models) > 1:
             write_text_atomic(out / "delong.csv", compare_predictions(models).to_csv(index=False))
-        figures = [plot_roc(models, split, out / f"roc_{split}.png") for split in metrics["cohort"].unique()]
+        evaluated = metrics.loc[metrics["ci_method"] != "none", "cohort"].unique()  # one-class splits: no curve
+        figures = [plot_roc(models, split, out / f"roc_{split}.png") for split in evaluated]
     aucs = metrics[(metrics["metric"] == "auc") & (metrics["ci_method"] == "delong")]
     for row in aucs.itertuples(index=False):
         console.print(f"  {row.model:16s} {row.cohort:9s} n={row.n:4d}  AUC {row.estimate:.3f} "
                       f"(95% CI {row.ci_low:.3f}-{row.ci_high:.3f})")
+    for line in not_evaluated(metrics):
+        console.print(f"[yellow]note[/]: {line}", highlight=False)
     console.print(f"metrics, {len(figures)} ROC figure(s) in [bold]{out}[/]")
 
 
