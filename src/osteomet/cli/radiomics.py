@@ -25,13 +25,18 @@ def extract(
     masks: Optional[Path] = typer.Option(None, help="Folder of <patient_id>.nii.gz masks to use instead of the manifest's "
                                          "(e.g. predicted CT lesion masks, to compare with the manual ones by ICC)."),
 ) -> None:
-    """Extract features per patient and sequence; cached by content hash, so a rerun extracts nothing new."""
+    """Extract features per patient and sequence; cached by content hash, so a rerun extracts nothing new.
+
+    Exit codes: 0 every patient extracted or cached; 3 one or more patients failed (the features of
+    the others are written, the failures listed and in extraction_log.csv); 2 an input error;
+    130 interrupted (Ctrl-C): the patients finished so far are cached, rerun the same command to resume.
+    """
     with user_errors():
         import yaml
 
         from osteomet.data.manifest import read_manifest
         from osteomet.radiomics.params import load_params
-        from osteomet.radiomics.runner import extract_cohort, write_features
+        from osteomet.radiomics.runner import ExtractionInterrupted, extract_cohort, write_features
         from osteomet.utils.files import write_text_atomic
 
         cohort = read_manifest(manifest)
@@ -46,9 +51,13 @@ def extract(
 
             cohort = apply_masks(cohort, segdir)
         parameters = load_params(params, modality=cohort.kind)
-        with progress_bar("radiomics", len(cohort)) as advance:
-            result = extract_cohort(cohort, parameters, cache_dir=cache or out / "cache", jobs=jobs,
-                                    scheduler=scheduler, progress=advance)
+        try:
+            with progress_bar("radiomics", len(cohort)) as advance:
+                result = extract_cohort(cohort, parameters, cache_dir=cache or out / "cache", jobs=jobs,
+                                        scheduler=scheduler, progress=advance)
+        except ExtractionInterrupted as stop:
+            err_console.print(str(stop), highlight=False, soft_wrap=True)
+            raise typer.Exit(130) from None
         paths = write_features(result, out)
         write_text_atomic(out / "params.yaml", yaml.safe_dump(parameters, sort_keys=False))
     n_features = result.table.shape[1] - 2
@@ -56,8 +65,7 @@ def extract(
                   f"{result.n_cached} from cache, {len(result.failures)} failed in {result.seconds:.1f} s -> {paths['parquet']}")
     if result.failures:
         err_console.print(f"[yellow]{result.failure_report()}[/]", highlight=False)
-        if len(result.failures) == len(result.log):
-            raise typer.Exit(1)
+        raise typer.Exit(3)
 
 
 @app.command("train")
