@@ -128,7 +128,8 @@ def proc_bootstrap(y: np.ndarray, s: np.ndarray, n_resamples: int) -> tuple[floa
         data, script = Path(tmp) / "d.csv", Path(tmp) / "boot.R"
         np.savetxt(data, np.c_[y, s], delimiter=",", header="y,score", comments="", fmt=["%d", "%.17g"])
         script.write_text(R_BOOTSTRAP)
-        proc = subprocess.run(["Rscript", str(script), str(data), str(n_resamples)], capture_output=True, text=True)
+        proc = subprocess.run(["Rscript", str(script), str(data), str(n_resamples)], capture_output=True, text=True,
+                              check=False)
     if proc.returncode != 0:
         print(f"pROC run failed: {proc.stderr.strip().splitlines()[-1:]}")
         return None

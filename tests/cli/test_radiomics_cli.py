@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from osteomet.cli.main import app
@@ -60,10 +61,18 @@ def test_features_from_another_mask_folder_feed_the_icc(tmp_path: Path):
     for row in manifest.itertuples():
         shutil.copy(cohort / row.lesion_mask, predicted / f"{row.patient_id}.nii.gz")
     manual_out, predicted_out = tmp_path / "f_manual", tmp_path / "f_pred"
+    import SimpleITK as sitk
+
+    lesion_free = [row.patient_id for row in manifest.itertuples()
+                   if not sitk.GetArrayFromImage(sitk.ReadImage(str(cohort / row.lesion_mask))).any()]
+    assert 0 < len(lesion_free) < len(manifest)
     for out, extra in ((manual_out, []), (predicted_out, ["--masks", str(predicted)])):
         result = runner.invoke(app, ["radiomics", "extract", "-m", str(cohort / "manifest.csv"), "-o", str(out),
                                      "--params", "tiny", *extra])
-        assert result.exit_code == 0, result.output
+        # patients without a lesion have no lesion features: reported as failed, exit code 3
+        assert result.exit_code == 3, result.output
+        assert f"{len(lesion_free)} failed" in result.output
+        assert set(pd.read_csv(out / "extraction_log.csv").query("status == 'failed'")["patient_id"]) == set(lesion_free)
     icc_csv = tmp_path / "icc.csv"
     result = runner.invoke(app, ["ct", "icc", "--manual", str(manual_out / "features.parquet"),
                                  "--predicted", str(predicted_out / "features.parquet"), "--out", str(icc_csv)])
@@ -120,7 +129,9 @@ def test_ctrl_c_during_a_dask_run_prints_one_line_and_a_rerun_resumes(tmp_path: 
         deadline = time.monotonic() + 120
         while not list((out / "cache").glob("*.parquet")) and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert proc.poll() is None, "the run ended before it could be interrupted"
+        if proc.poll() is not None:
+            pytest.fail(f"the run ended (exit {proc.returncode}) before it could be interrupted:\n"
+                        f"{proc.communicate()[1]}")
         os.killpg(proc.pid, signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=60)
     finally:
@@ -134,8 +145,8 @@ def test_ctrl_c_during_a_dask_run_prints_one_line_and_a_rerun_resumes(tmp_path: 
                          lines[0])
     assert match, lines[0]
     done = int(match.group(1))
-    assert 1 <= done < 8 and done == len(list((out / "cache").glob("*.parquet")))
+    assert 1 <= done < 8 and done == len(list((out / "cache").glob("*.parquet"))), stderr
     assert not (out / "features.parquet").exists()  # nothing half-done presented as a result
     rerun = runner.invoke(app, ["radiomics", "extract", "-m", str(mri_cohort), "-o", str(out), "--params", "tiny"])
     assert rerun.exit_code == 0, rerun.output
-    assert f"{8 - done} extracted, {done} from cache, 0 failed" in rerun.output
+    assert f"{8 - done} extracted, {done} from cache, 0 failed" in rerun.output, (stderr, rerun.output)

@@ -128,7 +128,7 @@ def test_temporary_files_a_killed_run_left_in_the_cache_are_removed_on_the_next_
     cache_src, _ = first_run
     cache = tmp_path / "cache"
     shutil.copytree(cache_src, cache)
-    entry = sorted(cache.glob("*.parquet"))[0]
+    entry = min(cache.glob("*.parquet"))
     # what a SIGKILL during FeatureCache.put leaves: the atomic writers' hidden temporary names, 0 bytes
     stale = [temporary_sibling(entry), temporary_sibling(entry.with_suffix(".json"))]
     fresh = temporary_sibling(sorted(cache.glob("*.parquet"))[1])  # as if another run were writing it now
@@ -164,3 +164,16 @@ def test_an_interrupt_closes_the_cluster_and_says_how_far_it_got(cohort, params,
     assert (info.value.done, info.value.total) == (2, 4)
     rerun = extract_cohort(cohort, params, cache_dir=tmp_path / "cache")
     assert (rerun.n_cached, rerun.n_extracted) == (2, 2)
+
+
+def test_largest_masks_go_first_by_their_true_voxel_count(cohort, tmp_path):
+    """The cost estimate counts the mask's foreground (it once read a freed temporary image: noise or a crash)."""
+    from osteomet.radiomics.runner import _mask_voxels
+
+    for record in cohort.records:
+        expected = int(np.count_nonzero(sitk.GetArrayFromImage(sitk.ReadImage(str(record.mask)))))
+        assert {_mask_voxels(record.mask) for _ in range(20)} == {expected}
+    empty = sitk.ReadImage(str(cohort.records[0].mask)) * 0
+    path = write_image(empty, tmp_path / "empty.nii.gz")
+    assert {_mask_voxels(path) for _ in range(20)} == {0}
+    assert _mask_voxels(tmp_path / "missing.nii.gz") == 0

@@ -36,7 +36,11 @@ def extract(
 
         from osteomet.data.manifest import read_manifest
         from osteomet.radiomics.params import load_params
-        from osteomet.radiomics.runner import ExtractionInterrupted, extract_cohort, write_features
+        from osteomet.radiomics.runner import (
+            ExtractionInterrupted,
+            extract_cohort,
+            write_features,
+        )
         from osteomet.utils.files import write_text_atomic
 
         cohort = read_manifest(manifest)

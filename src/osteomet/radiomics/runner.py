@@ -21,9 +21,10 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pandas as pd
 
@@ -115,7 +116,9 @@ def extract_cohort(manifest: Manifest, params: dict[str, Any], *, cache_dir: str
                 progress()
     except KeyboardInterrupt:
         results.close()  # closes the Dask client and the local cluster (the generator's finally)
-        done = sum(row["status"] in ("cached", "extracted") for row in rows.values())
+        # counted in the cache, not in ``rows``: an interrupt between writing an entry and recording it
+        # would otherwise undercount what a rerun will find
+        done = sum(cache.path(key).exists() for key in keys.values())
         raise ExtractionInterrupted(done, len(manifest.patient_ids)) from None
 
     order = manifest.patient_ids
@@ -129,9 +132,11 @@ def extract_cohort(manifest: Manifest, params: dict[str, Any], *, cache_dir: str
 def _mask_voxels(path: Any) -> int:
     """Foreground voxels of a mask file (a cost estimate; 0 when unreadable, the task will report it)."""
     try:
+        import numpy as np
         import SimpleITK as sitk
 
-        return int(sitk.GetArrayViewFromImage(sitk.ReadImage(str(path))).astype(bool).sum())
+        image = sitk.ReadImage(str(path))  # held: a view of a temporary image reads freed memory (or crashes)
+        return int(np.count_nonzero(sitk.GetArrayViewFromImage(image)))
     except Exception:
         return 0
 
