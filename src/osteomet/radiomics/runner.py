@@ -175,14 +175,40 @@ def _run(tasks: list, jobs: int, scheduler: str | None):
             cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
                                    dashboard_address=None, silence_logs=logging.ERROR)
     client = Client(scheduler if scheduler is not None else cluster)
+    stopped = False
     try:
         futures = client.map(extract_task, tasks, pure=False)
         for future in as_completed(futures):
             yield future.result()
+    except (KeyboardInterrupt, GeneratorExit):
+        stopped = True
+        raise
     finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        with _quiet_shutdown(client if stopped and cluster is not None else None):
+            client.close()
+            if cluster is not None:
+                cluster.close()
+
+
+def _silence_distributed() -> None:
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
+
+
+@contextlib.contextmanager
+def _quiet_shutdown(client: Any) -> Iterator[None]:
+    """Closing a local cluster mid-task makes its workers log heartbeat errors: silence them (and ours)."""
+    if client is None:
+        yield
+        return
+    logger = logging.getLogger("distributed")
+    level = logger.level
+    _silence_distributed()
+    with contextlib.suppress(Exception):
+        client.run(_silence_distributed)  # in the workers' event loops, which answer while a task runs
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def write_features(result: ExtractionResult, out: str | Path) -> dict[str, Path]:
