@@ -123,11 +123,15 @@ def test_ctrl_c_during_a_dask_run_prints_one_line_and_a_rerun_resumes(tmp_path: 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
     command = [sys.executable, "-m", "osteomet", "radiomics", "extract", "-m", str(mri_cohort), "-o", str(out),
                "--params", "tiny", "--jobs", "2"]
+
+    def entries() -> list[Path]:  # cached patients; not the hidden temporary file of an entry being written
+        return [p for p in (out / "cache").glob("*.parquet") if not p.name.startswith(".")]
+
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     try:
         deadline = time.monotonic() + 120
-        while not list((out / "cache").glob("*.parquet")) and proc.poll() is None and time.monotonic() < deadline:
+        while not entries() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         if proc.poll() is not None:
             pytest.fail(f"the run ended (exit {proc.returncode}) before it could be interrupted:\n"
@@ -145,7 +149,7 @@ def test_ctrl_c_during_a_dask_run_prints_one_line_and_a_rerun_resumes(tmp_path: 
                          lines[0])
     assert match, lines[0]
     done = int(match.group(1))
-    assert 1 <= done < 8 and done == len(list((out / "cache").glob("*.parquet"))), stderr
+    assert 1 <= done < 8 and done == len(entries()), stderr
     assert not (out / "features.parquet").exists()  # nothing half-done presented as a result
     rerun = runner.invoke(app, ["radiomics", "extract", "-m", str(mri_cohort), "-o", str(out), "--params", "tiny"])
     assert rerun.exit_code == 0, rerun.output
