@@ -21,7 +21,7 @@ gets the index of its value among the distinct scores); a resample is then only 
 controls per distinct score, and each drawn case is credited with the controls strictly below
 its score plus half those tied with it (a cumulative sum of those counts). That is the
 Mann-Whitney AUC of the resample, exactly as ranking it would give, in O(n) per resample
-instead of O(n log n) (12x faster than re-ranking on 30,000 patients; ``benchmarks/bench_delong.py``
+instead of O(n log n) (9-12x faster than re-ranking on 30,000 patients; ``benchmarks/bench_delong.py``
 compares it with pROC). :func:`bootstrap_ci` takes this path when its statistic is
 :func:`osteomet.evaluation.roc.auc` (or ``auc_from_validated``); any other statistic is called
 on every resample.
