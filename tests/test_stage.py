@@ -104,3 +104,20 @@ def test_run_directory_marker(tmp_path: Path) -> None:
     (users / "scan.nii.gz").write_bytes(b"x")
     with pytest.raises(OutputExistsError, match="not an osteomet run directory"):
         open_run_dir(users, "demo")
+
+
+def test_an_input_error_leaves_no_new_folder_behind(tmp_path: Path) -> None:
+    from osteomet.errors import InputError
+
+    def bad_input() -> dict:
+        (tmp_path / "new" / "partial.csv").write_text("x")
+        raise InputError("the mask is not binary")
+
+    with pytest.raises(InputError):
+        Stage("ct-lesions", tmp_path / "new").run(bad_input)
+    assert not (tmp_path / "new").exists()
+    kept = tmp_path / "kept"
+    Stage("ct-lesions", kept).run(lambda: {})
+    with pytest.raises(InputError):
+        Stage("ct-lesions", kept, settings={"changed": True}).run(lambda: (_ for _ in ()).throw(InputError("bad")))
+    assert read_json(kept / STAGE_RECORD)["status"] == "running"  # an existing folder stays, marked not done

@@ -10,7 +10,8 @@ change anywhere upstream reaches every later stage.
 :meth:`Stage.run` checks the output folder (never a folder of the user's, never an output
 that is one of the inputs), writes ``settings.yaml``, runs the work, and writes
 ``stage.json`` last with the fingerprint, timings and versions. A rerun with the same
-fingerprint and a finished ``stage.json`` returns the recorded summary without running.
+fingerprint and a finished ``stage.json`` returns the recorded summary without running. When
+the work stops on an input error, a folder the stage created is removed again.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -27,7 +29,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import yaml
 
 from osteomet import __version__
-from osteomet.errors import OutputExistsError
+from osteomet.errors import OsteometError, OutputExistsError
 from osteomet.layout import MARKER, SETTINGS, STAGE_RECORD, is_osteomet_dir
 from osteomet.utils.files import read_json, write_json_atomic, write_text_atomic
 
@@ -195,8 +197,14 @@ class Stage:
         if not force and self.up_to_date():
             self.check()
             return StageOutcome(self.out, skipped=True, record=self.record() or {})
+        new = not self.out.exists() or not any(self.out.iterdir())
         self.begin()
-        summary = work()
+        try:
+            summary = work()
+        except OsteometError:
+            if new:  # an input problem found on the way: leave no half-made folder behind
+                shutil.rmtree(self.out, ignore_errors=True)
+            raise
         return StageOutcome(self.out, skipped=False, record=self.finish(summary))
 
 

@@ -53,3 +53,29 @@ def test_cohort_table_from_a_synthetic_manifest(mri_cohort: Path, tmp_path: Path
     assert int(n_row["label=1"]) == int(manifest["label"].sum())
     gleason = table[table["variable"] == "gleason_group"]["level"].dropna().tolist()
     assert gleason == [lvl for lvl in ["6", "7", ">=8"] if lvl in gleason]  # study order, not string order
+
+
+def test_a_one_class_split_is_named_with_the_reason_and_bad_scores_with_their_row(tmp_path: Path):
+    rng = np.random.default_rng(8)
+    n = 70
+    split = np.array(["train"] * 40 + ["test"] * 20 + ["external"] * 10)
+    label = np.where(split == "external", 0, np.tile([0, 1], n // 2))
+    frame = pd.DataFrame({"patient_id": [f"P{i:03d}" for i in range(n)], "label": label, "split": split,
+                          "prob": label + rng.normal(0, 0.8, n)})
+    frame.to_csv(tmp_path / "a.csv", index=False)
+    out = tmp_path / "eval"
+    result = runner.invoke(app, ["evaluate", "predictions", "-p", str(tmp_path / "a.csv"), "-o", str(out),
+                                 "--n-resamples", "20"])
+    assert result.exit_code == 0, result.output
+    assert ("note: a / external: not evaluated: all 10 scored patient(s) of this split are controls (label 0)"
+            in " ".join(result.output.split()))
+    metrics = pd.read_csv(out / "metrics.csv", keep_default_na=False, na_values=[""])
+    assert metrics.loc[metrics["cohort"] == "external", "ci_method"].tolist() == ["none"]
+    assert sorted(p.name for p in out.glob("roc_*.png")) == ["roc_test.png", "roc_train.png"]
+
+    # a score written with a decimal comma (quoted by the CSV writer) is text, not a number
+    frame.assign(prob=frame["prob"].astype(str).where(frame.index != 4, "0,7")).to_csv(tmp_path / "b.csv", index=False)
+    result = runner.invoke(app, ["evaluate", "predictions", "-p", str(tmp_path / "b.csv"), "-o", str(out)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    message = " ".join(result.output.split())
+    assert "b.csv: column 'prob' must be a finite number (or empty) in every row; row 5 (patient 'P004', line 6" in message

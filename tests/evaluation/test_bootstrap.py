@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,9 +16,13 @@ from osteomet.evaluation import (
     auc,
     bootstrap_ci,
     bootstrap_threshold_metrics,
+    delong_ci,
     resample_indices,
     threshold_metrics,
 )
+from osteomet.evaluation.bootstrap import bootstrap_auc_ci
+from osteomet.evaluation.roc import auc_from_validated
+from tests.evaluation.r_reference import requires_r
 
 
 def _auc(y: np.ndarray, s: np.ndarray) -> float:
@@ -157,3 +163,74 @@ def test_cluster_bootstrap_draws_whole_patients_and_widens_slice_intervals():
     assert width(cluster) > 1.5 * width(flat)
     with pytest.raises(EvaluationInputError, match="group ids"):
         next(resample_indices(y.astype(bool), 1, groups=patients[:-1]))
+
+
+def _tied_data(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Scores on a 0.05 grid: many ties between and within classes, as rounded probabilities have."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.3).astype(int)
+    return y, np.round(1 / (1 + np.exp(-(rng.normal(size=n) + 1.2 * y))) / 0.05) * 0.05
+
+
+@pytest.mark.parametrize("stratified", [True, False])
+def test_auc_without_resorting_equals_ranking_every_resample(stratified: bool) -> None:
+    """The O(n) resample AUC gives, resample by resample, what sklearn's sorting AUC gives on the same draws."""
+    y, s = _tied_data(5, 60 if not stratified else 400)
+    if not stratified:
+        y[:] = 0
+        y[:3] = 1  # rare cases: some plain resamples have no case at all and are left out
+    labels = y.astype(bool)
+    expected = []
+    for i in resample_indices(labels, 400, seed=11, stratified=stratified):
+        lab = y[i]
+        expected.append(_auc(lab, s[i]) if 0 < lab.sum() < lab.size else np.nan)
+    expected = np.array(expected)
+    if not stratified:
+        assert np.isnan(expected).any()
+    low, high = np.nanquantile(expected, [0.025, 0.975])
+    for statistic in (auc, auc_from_validated):  # both route to the fast path
+        fast = bootstrap_ci(y, s, statistic, n_resamples=400, seed=11, stratified=stratified)
+        assert (fast.low, fast.high) == pytest.approx((low, high), abs=1e-12)
+    generic = bootstrap_ci(y, s, _auc, n_resamples=400, seed=11, stratified=stratified)  # the former way
+    assert bootstrap_auc_ci(y, s, n_resamples=400, seed=11, stratified=stratified) == pytest.approx(tuple(generic))
+
+
+def test_threshold_table_auc_without_resorting_matches_sorting_for_clusters() -> None:
+    y, s = _tied_data(6, 240)
+    patients = np.repeat(np.arange(40), 6)
+    table = bootstrap_threshold_metrics(y, s, 0.5, n_resamples=200, seed=3, groups=patients).set_index("metric")
+    areas = [_auc(y[i], s[i]) if 0 < y[i].sum() < i.size else np.nan
+             for i in resample_indices(y.astype(bool), 200, seed=3, groups=patients)]
+    assert (table.loc["auc", "ci_low"], table.loc["auc", "ci_high"]) == pytest.approx(
+        tuple(np.nanquantile(areas, [0.025, 0.975])), abs=1e-12)
+    assert table.loc["auc", "estimate"] == pytest.approx(_auc(y, s), abs=1e-12)
+
+
+@requires_r
+def test_bootstrap_auc_interval_agrees_with_proc_within_monte_carlo_error(tmp_path: Path) -> None:
+    """pROC ci.auc(method = "bootstrap", boot.stratified = TRUE) on the same data, its own random draws."""
+    y, s = _tied_data(7, 300)
+    n_boot = 4000
+    data = tmp_path / "d.csv"
+    np.savetxt(data, np.c_[y, s], delimiter=",", header="y,score", comments="", fmt=["%d", "%.17g"])
+    script = tmp_path / "boot.R"
+    script.write_text(
+        "suppressMessages(library(pROC)); d <- read.csv(commandArgs(TRUE)[1]); set.seed(3)\n"
+        "r <- roc(d$y, d$score, levels = c(0, 1), direction = '<', quiet = TRUE)\n"
+        f"ci <- ci.auc(r, method = 'bootstrap', boot.n = {n_boot}, boot.stratified = TRUE, progress = 'none')\n"
+        "cat(sprintf('%.17g %.17g %.17g', as.numeric(auc(r)), ci[1], ci[3]))\n"
+    )
+    proc = subprocess.run(["Rscript", str(script), str(data)], capture_output=True, text=True, timeout=120,
+                          check=False)
+    if "there is no package called" in proc.stderr:
+        pytest.skip("R package pROC missing")
+    assert proc.returncode == 0, proc.stderr
+    r_auc, r_low, r_high = map(float, proc.stdout.split())
+    ours = bootstrap_auc_ci(y, s, n_resamples=n_boot, seed=0)
+    assert ours.estimate == pytest.approx(r_auc, abs=1e-12)
+    # Monte Carlo SE of a 2.5% quantile of B draws, sd from DeLong; two independent runs differ by sqrt(2) of it
+    sd = (delong_ci(y, s).high - r_auc) / norm.ppf(0.975)
+    mc_se = math.sqrt(0.025 * 0.975 / n_boot) * sd / norm.pdf(norm.ppf(0.025))
+    assert abs(ours.low - r_low) < 4 * math.sqrt(2) * mc_se
+    assert abs(ours.high - r_high) < 4 * math.sqrt(2) * mc_se
+    assert abs(ours.low - r_low) < 0.01 and abs(ours.high - r_high) < 0.01  # and a few thousandths in absolute terms

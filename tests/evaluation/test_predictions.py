@@ -8,12 +8,7 @@ import pytest
 
 from osteomet.evaluation import delong_ci, delong_test, threshold_metrics, youden_threshold
 from osteomet.evaluation.errors import EvaluationInputError
-from osteomet.evaluation.predictions import (
-    choose_threshold,
-    compare_predictions,
-    evaluate_predictions,
-    read_predictions,
-)
+from osteomet.evaluation.predictions import choose_threshold, compare_predictions, evaluate_predictions, not_evaluated
 
 
 def _table(seed: int, shift: float) -> pd.DataFrame:
@@ -65,22 +60,6 @@ def test_paired_delong_per_split_on_shared_patients_with_holm():
     assert np.sort(test_rows["p_holm"].to_numpy())[0] == pytest.approx(min(1.0, 3 * p[0]))
 
 
-def test_bad_prediction_files_are_named(tmp_path):
-    path = tmp_path / "pred.csv"
-    pd.DataFrame({"patient_id": ["A", "A"], "prob": [0.1, 0.2], "label": [0, 1], "split": ["train"] * 2}).to_csv(path, index=False)
-    with pytest.raises(EvaluationInputError, match=r"pred\.csv.*'A' appears more than once"):
-        read_predictions(path)
-    pd.DataFrame({"patient_id": ["A"], "score": [0.1]}).to_csv(path, index=False)
-    with pytest.raises(EvaluationInputError, match=r"pred\.csv: missing column\(s\) \['prob'\]"):
-        read_predictions(path)
-    pd.DataFrame({"patient_id": ["A", "Z"], "prob": [0.1, 0.3]}).to_csv(path, index=False)
-    manifest = pd.DataFrame({"patient_id": ["A", "B"], "label": [0, 1], "split": ["train", "train"]})
-    with pytest.raises(EvaluationInputError, match=r"\['Z'\] are not in the manifest"):
-        read_predictions(path, manifest)
-    without_val = _table(0, 1.0).query("split != 'val'")
-    assert choose_threshold(without_val)[1] == "train"
-    with pytest.raises(EvaluationInputError, match="no scored, labelled patients of both classes in split 'val'"):
-        choose_threshold(without_val, "val")
 
 
 def test_a_split_too_small_for_delong_still_gets_its_auc():
@@ -92,3 +71,40 @@ def test_a_split_too_small_for_delong_still_gets_its_auc():
     row = metrics[(metrics["cohort"] == "val") & (metrics["ci_method"] == "delong")].iloc[0]
     expected = float(np.mean(tiny.loc[tiny["label"] == 1, "prob"].iloc[0] > tiny.loc[tiny["label"] == 0, "prob"]))
     assert row["estimate"] == pytest.approx(expected) and np.isnan(row["ci_low"]) and np.isnan(row["ci_high"])
+
+
+def test_a_one_class_split_is_reported_with_the_reason_not_dropped():
+    table = _table(3, 1.5)
+    table.loc[table["split"] == "external", "label"] = 0  # an external cohort without metastases
+    metrics = evaluate_predictions({"m": table}, n_resamples=30)
+    external = metrics[metrics["cohort"] == "external"]
+    assert len(external) == 1
+    row = external.iloc[0]
+    assert row["metric"] == "auc" and row["ci_method"] == "none" and np.isnan(row["estimate"])
+    assert (row["n"], row["n_pos"]) == (30, 0)
+    assert row["note"] == ("not evaluated: all 30 scored patient(s) of this split are controls (label 0); "
+                           "the AUC and the threshold metrics need both classes")
+    assert not_evaluated(metrics) == [f"m / external: {row['note']}"]
+    # the other splits are exactly what evaluating them without the external cohort gives
+    without = evaluate_predictions({"m": table[table["split"] != "external"]}, n_resamples=30)
+    pd.testing.assert_frame_equal(metrics[metrics["cohort"] != "external"].reset_index(drop=True), without)
+    assert (without["note"] == "").all() and not_evaluated(without) == []
+    cases_only = table.assign(label=np.where(table["split"] == "test", 1, table["label"]))
+    note = evaluate_predictions({"m": cases_only}, n_resamples=30).set_index("cohort").loc["test", "note"]
+    assert "all 40 scored patient(s) of this split are cases (label 1)" in note
+
+
+
+
+def test_the_score_check_of_the_statistics_names_the_first_bad_value():
+    from osteomet.evaluation import auc
+
+    with pytest.raises(EvaluationInputError, match=r"^scores must be numeric; element 2 \(0-based\) is 'x'$"):
+        auc([0, 1, 1, 0], [0.1, 0.4, "x", "y"])
+
+
+def test_threshold_split_fallbacks():
+    without_val = _table(0, 1.0).query("split != 'val'")
+    assert choose_threshold(without_val)[1] == "train"
+    with pytest.raises(EvaluationInputError, match="no scored, labelled patients of both classes in split 'val'"):
+        choose_threshold(without_val, "val")

@@ -18,6 +18,14 @@ from osteomet.models.predictions import (
 )
 
 
+def _scores(seed: int, shift: float) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    label = np.tile([0, 1], 30)
+    prob = 1 / (1 + np.exp(-(shift * label + rng.normal(0, 1, label.size))))
+    return pd.DataFrame({"patient_id": [f"P{i:03d}" for i in range(label.size)], "prob": prob, "label": label,
+                         "split": "test"})
+
+
 def test_round_trip_of_a_written_table(tmp_path: Path) -> None:
     table = prediction_table(["P1", "P2", "P3"], ["train", "test", "external"], [1, 0, None], [0.9, 0.2, np.nan],
                              "radiomics")
@@ -41,10 +49,11 @@ def test_a_users_minimal_table_is_completed_from_the_manifest(tmp_path: Path) ->
 
 
 @pytest.mark.parametrize("column, value, message", [
-    ("prob", "high", r"column 'prob' must be numeric; row 3 \(patient 'P2'\) has 'high'"),
-    ("label", "2", r"column 'label' must be 0, 1 or empty; row 3 \(patient 'P2'\) has 2"),
-    ("split", "training", r"column 'split' must be one of .* row 3 \(patient 'P2'\) has 'training'"),
-    ("prob", "inf", r"column 'prob' must be finite; row 3"),
+    ("prob", "high", r"column 'prob' must be a finite number \(or empty\) in every row; row 2 \(patient 'P2', "
+                     r"line 3 of the file\) has 'high'"),
+    ("label", "2", r"column 'label' must be 0 or 1 \(or empty\) in every row; row 2 \(patient 'P2', line 3"),
+    ("split", "training", r"column 'split' must be one of .* row 2 \(patient 'P2'\) has 'training'"),
+    ("prob", "inf", r"column 'prob' must be a finite number .* row 2 \(patient 'P2', line 3 of the file\) has inf"),
     ("patient_id", "P1", r"patient 'P1' appears more than once for model 'm'"),
 ])
 def test_broken_tables_are_refused_naming_file_column_and_row(tmp_path: Path, column: str, value: str,
@@ -66,3 +75,45 @@ def test_osteomet_writes_probabilities_only_and_several_models_split_apart(tmp_p
     write_predictions(both, tmp_path / "all.csv")
     parts = by_model(read_predictions(tmp_path / "all.csv"))
     assert list(parts) == ["clinical", "fusion"] and all(len(p) == 2 for p in parts.values())
+
+
+def test_bad_prediction_files_are_named(tmp_path):
+    path = tmp_path / "pred.csv"
+    pd.DataFrame({"patient_id": ["A", "A"], "prob": [0.1, 0.2], "label": [0, 1], "split": ["train"] * 2}).to_csv(path, index=False)
+    with pytest.raises(PredictionTableError, match=r"pred\.csv.*'A' appears more than once"):
+        read_predictions(path)
+    pd.DataFrame({"patient_id": ["A"], "score": [0.1]}).to_csv(path, index=False)
+    with pytest.raises(PredictionTableError, match=r"pred\.csv: no 'prob' column"):
+        read_predictions(path)
+    pd.DataFrame({"patient_id": ["A", "Z"], "prob": [0.1, 0.3]}).to_csv(path, index=False)
+    manifest = pd.DataFrame({"patient_id": ["A", "B"], "label": [0, 1], "split": ["train", "train"]})
+    with pytest.raises(PredictionTableError, match=r"\['Z'\] are not in the manifest"):
+        read_predictions(path, manifest)
+
+
+def test_non_numeric_scores_name_the_file_the_column_and_the_first_bad_row(tmp_path):
+    table = _scores(4, 1.0)
+    csv = tmp_path / "model_a.csv"
+    text = table.to_csv(index=False).splitlines()
+    text[6] = text[6].replace(text[6].split(",")[1], "0.71%", 1)  # line 7 of the file = data row 6 (patient P005)
+    text[9] = text[9].replace(text[9].split(",")[1], "high", 1)
+    csv.write_text("\n".join(text) + "\n")
+    assert not pd.api.types.is_numeric_dtype(pd.read_csv(csv)["prob"])  # as pandas reads it: text, not numbers
+    with pytest.raises(PredictionTableError) as info:
+        read_predictions(csv)
+    assert str(info.value) == (f"{csv}: column 'prob' must be a finite number (or empty) in every row; row 6 "
+                               "(patient 'P005', line 7 of the file) has '0.71%', and 1 more row(s)")
+    parquet = tmp_path / "model_b.parquet"
+    bad = table.assign(prob=table["prob"].map(lambda v: f"{v:.4f}"))  # scores exported as text
+    bad.loc[11, "prob"] = "n/a"
+    bad.to_parquet(parquet)
+    with pytest.raises(PredictionTableError, match=r"model_b\.parquet: column 'prob' .* row 12 \(patient 'P011'\) has 'n/a'$"):
+        read_predictions(parquet)
+    table.assign(prob=np.where(table.index == 3, np.inf, table["prob"])).to_csv(csv, index=False)
+    with pytest.raises(PredictionTableError, match=r"column 'prob' .* row 4 \(patient 'P003', line 5 of the file\) has inf"):
+        read_predictions(csv)
+    table.assign(label=np.where(table.index == 2, 2, table["label"])).to_csv(csv, index=False)
+    with pytest.raises(PredictionTableError, match=r"column 'label' must be 0 or 1 .* row 3 \(patient 'P002', line 4"):
+        read_predictions(csv)
+    table.assign(prob=np.where(table.index == 2, np.nan, table["prob"])).to_csv(csv, index=False)
+    assert read_predictions(csv)["prob"].isna().sum() == 1  # an empty score is an unscored patient, not an error

@@ -115,3 +115,65 @@ def test_dask_cluster_by_scheduler_address_gives_the_same_features(cohort, param
         result = extract_cohort(cohort, params, cache_dir=tmp_path / "cache", scheduler=cluster.scheduler_address)
     assert result.n_extracted == 4
     pd.testing.assert_frame_equal(result.table, reference.table)
+
+
+def test_temporary_files_a_killed_run_left_in_the_cache_are_removed_on_the_next_run(cohort, params, first_run,
+                                                                                      tmp_path):
+    import os
+    import time
+
+    from osteomet.radiomics.cache import STALE_AFTER_S
+    from osteomet.utils.files import temporary_sibling
+
+    cache_src, _ = first_run
+    cache = tmp_path / "cache"
+    shutil.copytree(cache_src, cache)
+    entry = min(cache.glob("*.parquet"))
+    # what a SIGKILL during FeatureCache.put leaves: the atomic writers' hidden temporary names, 0 bytes
+    stale = [temporary_sibling(entry), temporary_sibling(entry.with_suffix(".json"))]
+    fresh = temporary_sibling(sorted(cache.glob("*.parquet"))[1])  # as if another run were writing it now
+    unrelated = cache / ".keep.tmp-notours"  # not a name the atomic writers make
+    for path in (*stale, fresh, unrelated):
+        path.touch()
+    an_hour_ago = time.time() - 3600
+    for path in (*stale, unrelated):
+        os.utime(path, (an_hour_ago, an_hour_ago))
+    assert an_hour_ago < time.time() - STALE_AFTER_S
+    result = extract_cohort(cohort, params, cache_dir=cache)
+    assert sorted(result.stale_removed) == sorted(stale)
+    assert not any(p.exists() for p in stale) and fresh.exists() and unrelated.exists()
+    assert result.n_cached == 4 and result.n_extracted == 0  # the real entries were left alone
+    assert extract_cohort(cohort, params, cache_dir=cache).stale_removed == []
+
+
+def test_an_interrupt_closes_the_cluster_and_says_how_far_it_got(cohort, params, tmp_path, monkeypatch):
+    """Ctrl-C while results arrive: ExtractionInterrupted (a KeyboardInterrupt) with the count; the cache resumes."""
+    from osteomet.radiomics.runner import ExtractionInterrupted
+
+    calls = []
+
+    def progress() -> None:
+        calls.append(1)
+        if len(calls) == 2:  # the second patient has just been cached
+            raise KeyboardInterrupt
+
+    with pytest.raises(ExtractionInterrupted) as info:
+        extract_cohort(cohort, params, cache_dir=tmp_path / "cache", progress=progress)
+    assert isinstance(info.value, KeyboardInterrupt)
+    assert str(info.value) == "interrupted: 2 of 4 patients extracted and cached; rerun the same command to resume"
+    assert (info.value.done, info.value.total) == (2, 4)
+    rerun = extract_cohort(cohort, params, cache_dir=tmp_path / "cache")
+    assert (rerun.n_cached, rerun.n_extracted) == (2, 2)
+
+
+def test_largest_masks_go_first_by_their_true_voxel_count(cohort, tmp_path):
+    """The cost estimate counts the mask's foreground (it once read a freed temporary image: noise or a crash)."""
+    from osteomet.radiomics.runner import _mask_voxels
+
+    for record in cohort.records:
+        expected = int(np.count_nonzero(sitk.GetArrayFromImage(sitk.ReadImage(str(record.mask)))))
+        assert {_mask_voxels(record.mask) for _ in range(20)} == {expected}
+    empty = sitk.ReadImage(str(cohort.records[0].mask)) * 0
+    path = write_image(empty, tmp_path / "empty.nii.gz")
+    assert {_mask_voxels(path) for _ in range(20)} == {0}
+    assert _mask_voxels(tmp_path / "missing.nii.gz") == 0

@@ -33,6 +33,10 @@ def predictions(
     for row in aucs.itertuples(index=False):
         console.print(f"  {row.model:16s} {row.cohort:9s} n={row.n:4d}  AUC {row.estimate:.3f} "
                       f"(95% CI {row.ci_low:.3f}-{row.ci_high:.3f})")
+    from osteomet.evaluation.predictions import not_evaluated
+
+    for line in not_evaluated(metrics):
+        console.print(f"[yellow]note[/]: {line}", highlight=False)
     console.print(f"metrics and ROC figure(s) in [bold]{out}[/]")
 
 

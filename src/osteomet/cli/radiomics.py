@@ -24,20 +24,29 @@ def extract(
     masks: Optional[Path] = typer.Option(None, help="Folder of <patient_id>.nii.gz masks to use instead of the manifest's "
                                          "(e.g. predicted CT lesion masks, to compare with the manual ones by ICC)."),
 ) -> None:
-    """Extract features per patient and sequence; cached by content hash, so a rerun extracts nothing new."""
+    """Extract features per patient and sequence; cached by content hash, so a rerun extracts nothing new.
+
+    Exit codes: 0 every patient extracted or cached; 3 one or more patients failed (the features of
+    the others are written, the failures listed and in extraction_log.csv); 2 an input error;
+    130 interrupted (Ctrl-C): the patients finished so far are cached, rerun the same command to resume.
+    """
     with user_errors():
         from osteomet.pipeline.radiomics import extract_features
+        from osteomet.radiomics.runner import ExtractionInterrupted
 
-        outcome, result = extract_features(manifest, out, params=params, jobs=jobs, scheduler=scheduler, cache=cache,
-                                           segdir=segdir, masks=masks)
+        try:
+            outcome, result = extract_features(manifest, out, params=params, jobs=jobs, scheduler=scheduler,
+                                               cache=cache, segdir=segdir, masks=masks)
+        except ExtractionInterrupted as stop:
+            err_console.print(str(stop), highlight=False, soft_wrap=True)
+            raise typer.Exit(130) from None
     n_features = result.table.shape[1] - 2
     console.print(f"{len(result.log)} patients, {n_features} features: {result.n_extracted} extracted, "
                   f"{result.n_cached} from cache, {len(result.failures)} failed in {result.seconds:.1f} s -> "
                   f"{out / 'features.parquet'}" + (" (up to date)" if outcome.skipped else ""))
     if result.failures:
         err_console.print(f"[yellow]{result.failure_report()}[/]", highlight=False)
-        if len(result.failures) == len(result.log):
-            raise typer.Exit(1)
+        raise typer.Exit(3)
 
 
 @app.command("train")

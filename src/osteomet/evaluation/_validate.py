@@ -35,7 +35,7 @@ def as_scores(scores: Any, name: str = "scores") -> np.ndarray:
     try:
         arr = np.asarray(scores, dtype=float)
     except (TypeError, ValueError) as exc:
-        raise EvaluationInputError(f"{name} must be numeric") from exc
+        raise EvaluationInputError(f"{name} must be numeric; {_first_non_number(scores)}") from exc
     if arr.ndim != 1:
         raise EvaluationInputError(f"{name} must be one-dimensional, got shape {arr.shape}")
     n_nan = int(np.isnan(arr).sum())
@@ -44,6 +44,16 @@ def as_scores(scores: Any, name: str = "scores") -> np.ndarray:
     if np.isinf(arr).any():
         raise EvaluationInputError(f"{name} contains infinite score(s)")
     return arr
+
+
+def _first_non_number(values: Any) -> str:
+    """Where the first value that is not a number sits, for the error message."""
+    for i, value in enumerate(np.asarray(values, dtype=object).ravel()):
+        try:
+            float(value)
+        except (TypeError, ValueError):
+            return f"element {i} (0-based) is {value!r}"
+    return "a value cannot be read as a number"
 
 
 def labels_and_scores(

@@ -7,7 +7,10 @@ pooled by default; e.g. ``"val"`` for validation only) and applied unchanged to 
 the test and external cohorts never influence their own cut-off.
 
 Outputs are tidy: :func:`evaluate_predictions` gives the rows of
-:func:`osteomet.evaluation.metrics_table.evaluate_model` for every model and split;
+:func:`osteomet.evaluation.metrics_table.evaluate_model` for every model and split, plus a ``note``
+column; a split whose scored patients are all of one class (AUC and the threshold metrics are
+undefined there) gets one row with NaN estimates and a ``note`` saying why, instead of
+vanishing from the output;
 :func:`compare_predictions` gives one paired DeLong test per pair of models and split, on the
 patients both models scored.
 """
@@ -15,12 +18,11 @@ patients both models scored.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Mapping
-from pathlib import Path
 
 import pandas as pd
 
-from osteomet.errors import MissingInputError
 from osteomet.evaluation.delong import delong_test
 from osteomet.evaluation.errors import EvaluationInputError
 from osteomet.evaluation.metrics_table import evaluate_model
@@ -30,30 +32,11 @@ from osteomet.evaluation.roc import youden_threshold
 SPLIT_ORDER = ("train", "val", "test", "external")
 
 
-def read_predictions(path: str | Path, manifest: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Read ``patient_id, prob[, label, split]`` (CSV or Parquet); label/split from the manifest if given."""
-    path = Path(path)
-    if not path.exists():
-        raise MissingInputError(f"{path}: prediction file not found")
-    table = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path)
-    missing = {"patient_id", "prob"} - set(table.columns)
-    if missing:
-        raise EvaluationInputError(f"{path}: missing column(s) {sorted(missing)}; expected patient_id, prob")
-    table["patient_id"] = table["patient_id"].astype(str)
-    if table["patient_id"].duplicated().any():
-        dup = table.loc[table["patient_id"].duplicated(), "patient_id"].iloc[0]
-        raise EvaluationInputError(f"{path}: patient {dup!r} appears more than once")
-    if manifest is not None:
-        info = manifest[["patient_id", "label", "split"]].copy()
-        info["patient_id"] = info["patient_id"].astype(str)
-        unknown = sorted(set(table["patient_id"]) - set(info["patient_id"]))
-        if unknown:
-            raise EvaluationInputError(f"{path}: patient(s) {unknown[:5]} are not in the manifest")
-        table = table.drop(columns=[c for c in ("label", "split") if c in table]).merge(info, on="patient_id")
-    for column in ("label", "split"):
-        if column not in table:
-            raise EvaluationInputError(f"{path}: no {column!r} column; pass the cohort manifest to supply it")
-    return table
+def _one_class_note(group: pd.DataFrame) -> str:
+    n, n_pos = len(group), int(group["label"].sum())
+    only = "cases (label 1)" if n_pos else "controls (label 0)"
+    return (f"not evaluated: all {n} scored patient(s) of this split are {only}; "
+            "the AUC and the threshold metrics need both classes")
 
 
 def _usable(table: pd.DataFrame) -> pd.DataFrame:
@@ -89,22 +72,42 @@ def evaluate_predictions(
     n_resamples: int = 1000,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Tidy metrics (AUC with DeLong CI, threshold metrics with bootstrap CIs) per model and split."""
+    """Tidy metrics (AUC with DeLong CI, threshold metrics with bootstrap CIs) per model and split.
+
+    A one-class split gives a single ``auc`` row with NaN estimates, ``ci_method`` "none" and
+    the reason in ``note`` (empty on every evaluated row).
+    """
     frames = []
+    evaluated = 0
     for name, table in models.items():
         threshold, used = choose_threshold(table, threshold_split)
         data = _usable(table)
         for split in _ordered(data["split"]):
             group = data[data["split"] == split]
-            if group["label"].nunique() < 2:
-                continue  # AUC undefined on one class; reported as absent rather than guessed
-            rows = evaluate_model(group["label"].to_numpy(), group["prob"].to_numpy(), threshold, model=name,
-                                  cohort=str(split), n_resamples=n_resamples, seed=seed)
+            if group["label"].nunique() < 2:  # AUC undefined on one class: say so rather than guess
+                rows = pd.DataFrame([{"model": name, "cohort": str(split), "metric": "auc", "estimate": math.nan,
+                                      "ci_low": math.nan, "ci_high": math.nan, "ci_method": "none",
+                                      "threshold": float(threshold), "n": len(group),
+                                      "n_pos": int(group["label"].sum()), "note": _one_class_note(group)}])
+            else:
+                rows = evaluate_model(group["label"].to_numpy(), group["prob"].to_numpy(), threshold, model=name,
+                                      cohort=str(split), n_resamples=n_resamples, seed=seed)
+                rows["note"] = ""
+                evaluated += 1
             rows["threshold_split"] = used
             frames.append(rows)
-    if not frames:
+    if not evaluated:
         raise EvaluationInputError("no split has both classes among the scored patients; nothing to evaluate")
-    return pd.concat(frames, ignore_index=True)
+    table = pd.concat(frames, ignore_index=True)
+    return table[[c for c in table.columns if c != "note"] + ["note"]]
+
+
+def not_evaluated(metrics: pd.DataFrame) -> list[str]:
+    """One line per model and split left out of the metrics, saying why (for the CLI to print)."""
+    if "note" not in metrics:
+        return []
+    rows = metrics[metrics["note"].fillna("").ne("")]
+    return [f"{row.model} / {row.cohort}: {row.note}" for row in rows.itertuples(index=False)]
 
 
 def compare_predictions(models: Mapping[str, pd.DataFrame]) -> pd.DataFrame:

@@ -44,15 +44,38 @@ class PredictionTableError(InputError):
 
 def _row(frame: pd.DataFrame, mask: pd.Series) -> str:
     first = int(np.flatnonzero(mask.to_numpy())[0])
-    return f"row {first + 2} (patient {frame['patient_id'].iloc[first]!r})"
+    return f"row {first + 1} (patient {frame['patient_id'].iloc[first]!r})"
+
+
+def _check_numeric(table: pd.DataFrame, column: str, source: str, *, allowed: tuple[float, ...] | None = None,
+                   lines: bool = False) -> None:
+    """Convert ``column`` to float; raise naming the source, the column, the first bad row (and its line)."""
+    raw = table[column]
+    values = pd.to_numeric(raw, errors="coerce").astype(float)
+    blank = raw.isna() | (raw.astype(str).str.strip() == "")
+    bad = (values.isna() & ~blank).to_numpy() | np.isinf(values.to_numpy())
+    what = "a finite number"
+    if allowed is not None:
+        bad |= values.notna().to_numpy() & ~values.isin(allowed).to_numpy()
+        what = " or ".join(f"{v:g}" for v in allowed)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        value = raw.iloc[i]
+        shown = repr(value) if isinstance(value, str) else str(value)
+        where = f", line {i + 2} of the file" if lines else ""
+        more = f", and {int(bad.sum()) - 1} more row(s)" if bad.sum() > 1 else ""
+        raise PredictionTableError(f"{source}: column {column!r} must be {what} (or empty) in every row; row {i + 1} "
+                                   f"(patient {table['patient_id'].iloc[i]!r}{where}) has {shown}{more}")
+    table[column] = values
 
 
 def validate_predictions(table: pd.DataFrame, source: str = "prediction table", *,
-                         probabilities: bool = True) -> pd.DataFrame:
+                         probabilities: bool = True, lines: bool = False) -> pd.DataFrame:
     """The table with contract dtypes (label float 0/1/NaN, prob float); refuses anything else.
 
     ``probabilities=False`` accepts any finite score (a user's own model may output logits
-    or ranks; only the order matters for the AUC and the threshold).
+    or ranks; only the order matters for the AUC and the threshold). ``lines``: the table was
+    read from a CSV file, so errors also give the line of the file.
     """
     missing = [c for c in COLUMNS if c not in table.columns]
     if missing:
@@ -65,25 +88,12 @@ def validate_predictions(table: pd.DataFrame, source: str = "prediction table", 
     if bad.any():
         raise PredictionTableError(f"{source}: column 'split' must be one of {list(SPLITS)}; {_row(table, bad)} has "
                                    f"{table['split'][bad].iloc[0]!r}")
-    for column in ("prob", "label"):
-        values = pd.to_numeric(table[column], errors="coerce")
-        bad = values.isna() & table[column].notna() & (table[column].astype(str).str.strip() != "")
-        if bad.any():
-            raise PredictionTableError(f"{source}: column {column!r} must be numeric; {_row(table, bad)} has "
-                                       f"{table[column][bad].iloc[0]!r}")
-        table[column] = values.astype(float)
-    bad = table["prob"].notna() & ~np.isfinite(table["prob"])
-    if bad.any():
-        raise PredictionTableError(f"{source}: column 'prob' must be finite; {_row(table, bad)} has "
-                                   f"{table['prob'][bad].iloc[0]:g}")
+    _check_numeric(table, "prob", source, lines=lines)
+    _check_numeric(table, "label", source, allowed=(0.0, 1.0), lines=lines)
     bad = table["prob"].notna() & ((table["prob"] < 0) | (table["prob"] > 1))
     if probabilities and bad.any():
         raise PredictionTableError(f"{source}: column 'prob' must be a probability in [0, 1]; {_row(table, bad)} has "
                                    f"{table['prob'][bad].iloc[0]:g}")
-    bad = table["label"].notna() & ~table["label"].isin([0.0, 1.0])
-    if bad.any():
-        raise PredictionTableError(f"{source}: column 'label' must be 0, 1 or empty; {_row(table, bad)} has "
-                                   f"{table['label'][bad].iloc[0]:g}")
     bad = table.duplicated(["model", "patient_id"])
     if bad.any():
         raise PredictionTableError(f"{source}: patient {table['patient_id'][bad].iloc[0]!r} appears more than once "
@@ -138,7 +148,7 @@ def read_predictions(path: PathLike, manifest: pd.DataFrame | None = None, *, mo
         table["model"] = model
     elif "model" not in table:
         table["model"] = path.stem if path.stem not in ("predictions", "pred") else (path.parent.name or path.stem)
-    return validate_predictions(table, str(path), probabilities=False)
+    return validate_predictions(table, str(path), probabilities=False, lines=path.suffix.lower() != ".parquet")
 
 
 def by_model(table: pd.DataFrame) -> dict[str, pd.DataFrame]:

@@ -57,7 +57,7 @@ def evaluate_prediction_files(files: Sequence[str | Path], out: str | Path, *, m
         write_text_atomic(out / METRICS, metrics.to_csv(index=False))
         if len(models) > 1:
             write_text_atomic(out / DELONG, compare_predictions(models).to_csv(index=False))
-        for split in metrics["cohort"].unique():
+        for split in metrics.loc[metrics["ci_method"] != "none", "cohort"].unique():  # one-class splits: no curve
             plot_roc(models, split, out / roc_figure(split))
         return {"models": list(models), "cohorts": [str(c) for c in metrics["cohort"].unique()]}
 

@@ -2,6 +2,11 @@
 
 Keys come from file contents, not names or dates, so moving a cohort keeps its cache and
 editing a mask invalidates exactly that case.
+
+Entries are written atomically (hidden temporary name, then rename), so a crash never leaves a
+half-written entry under a real key; but a run killed outright (SIGKILL, power loss) leaves the
+temporary file itself behind. :meth:`FeatureCache.remove_stale_temporaries`, called at the start
+of every run, deletes those that were last written well before the run started.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -18,6 +24,12 @@ from osteomet.utils.files import atomic_path, sha256_path
 
 #: Bump when the way osteomet calls pyradiomics changes, so old caches are not reused.
 EXTRACTION_VERSION = "1"
+
+#: The names ``osteomet.utils.files.temporary_sibling`` gives: ``.<stem>.tmp-<8 hex><suffix>``.
+TEMPORARY_NAME = re.compile(r"^\..+\.tmp-[0-9a-f]{8}(\.[A-Za-z0-9]+)*$")
+#: A temporary file untouched this long before the run started is not a write in progress
+#: (an entry is written in milliseconds), even if another run shares the cache folder.
+STALE_AFTER_S = 60.0
 
 
 def cache_key(files: Iterable[tuple[str, str | os.PathLike[str] | None]], params_text: str) -> str:
@@ -36,6 +48,22 @@ def cache_key(files: Iterable[tuple[str, str | os.PathLike[str] | None]], params
 class FeatureCache:
     def __init__(self, folder: str | os.PathLike[str]):
         self.folder = Path(folder)
+
+    def remove_stale_temporaries(self, started: float, stale_after_s: float = STALE_AFTER_S) -> list[Path]:
+        """Delete temporary files left by a killed run (last written ``stale_after_s`` before ``started``)."""
+        if not self.folder.is_dir():
+            return []
+        removed = []
+        for path in self.folder.iterdir():
+            if not TEMPORARY_NAME.match(path.name) or not path.is_file():
+                continue
+            try:
+                if path.stat().st_mtime < started - stale_after_s:
+                    path.unlink()
+                    removed.append(path)
+            except FileNotFoundError:  # renamed or removed meanwhile by whoever wrote it
+                continue
+        return removed
 
     def path(self, key: str) -> Path:
         return self.folder / f"{key}.parquet"

@@ -5,15 +5,26 @@ One code path for every scale: ``jobs == 1`` runs in this process; ``jobs > 1`` 
 scheduler address sends the same tasks to an existing Dask cluster (whose workers must
 see the same file paths). Results come back to this process, which alone writes the
 cache and the tables.
+
+Every finished case is cached as it arrives, so an interrupted run loses only the cases in
+flight. Ctrl-C raises :class:`ExtractionInterrupted` (a ``KeyboardInterrupt``) once the Dask
+client and local cluster are closed; the local workers ignore SIGINT (they inherit an ignored
+signal at start-up), so a Ctrl-C in a terminal, which reaches the whole process group, does not
+print a traceback from every worker. Temporary files a killed run left in the cache are removed
+at the start of the next run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
+import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 
@@ -24,12 +35,22 @@ from osteomet.radiomics.features import write_feature_table
 from osteomet.radiomics.params import params_fingerprint
 
 
+class ExtractionInterrupted(KeyboardInterrupt):
+    """Ctrl-C during extraction; the cases finished before it are cached, so a rerun resumes."""
+
+    def __init__(self, done: int, total: int) -> None:
+        self.done, self.total = done, total
+        super().__init__(f"interrupted: {done} of {total} patients extracted and cached; "
+                         "rerun the same command to resume")
+
+
 @dataclass
 class ExtractionResult:
     table: pd.DataFrame  # one row per patient: patient_id, error, features...
     log: pd.DataFrame  # patient_id, status (cached/extracted/failed), seconds, error
     seconds: float
     failures: list[tuple[str, str]] = field(default_factory=list)
+    stale_removed: list[Path] = field(default_factory=list)  # temporary files of killed runs, deleted
 
     @property
     def n_extracted(self) -> int:
@@ -53,6 +74,7 @@ def extract_cohort(manifest: Manifest, params: dict[str, Any], *, cache_dir: str
     """Features of every patient in ``manifest`` (cached cases are not extracted again)."""
     start = time.perf_counter()
     cache = FeatureCache(cache_dir)
+    stale = cache.remove_stale_temporaries(started=time.time())
     text = params_fingerprint(params)
     rows: dict[str, dict[str, Any]] = {}
     pending: list[tuple[str, Any]] = []
@@ -81,32 +103,55 @@ def extract_cohort(manifest: Manifest, params: dict[str, Any], *, cache_dir: str
         # would keep one worker busy while the others idle.
         pending.sort(key=lambda item: -_mask_voxels(record_files(item[1], mask_field)[-1][1]))
     tasks = [(record, params, mask_field, jobs > 1 or scheduler is not None) for _, record in pending]
-    for result in _run(tasks, jobs, scheduler):
-        pid = result["patient_id"]
-        if result["error"] is None:
-            cache.put(keys[pid], result["features"], meta={"patient_id": pid, "seconds": result["seconds"]})
-            rows[pid] = {"status": "extracted", **{k: result[k] for k in ("features", "seconds", "error")}}
-        else:
-            rows[pid] = {"status": "failed", **{k: result[k] for k in ("features", "seconds", "error")}}
-        if progress:
-            progress()
+    results = _run(tasks, jobs, scheduler)
+    try:
+        for result in results:
+            pid = result["patient_id"]
+            if result["error"] is None:
+                cache.put(keys[pid], result["features"], meta={"patient_id": pid, "seconds": result["seconds"]})
+                rows[pid] = {"status": "extracted", **{k: result[k] for k in ("features", "seconds", "error")}}
+            else:
+                rows[pid] = {"status": "failed", **{k: result[k] for k in ("features", "seconds", "error")}}
+            if progress:
+                progress()
+    except KeyboardInterrupt:
+        results.close()  # closes the Dask client and the local cluster (the generator's finally)
+        # counted in the cache, not in ``rows``: an interrupt between writing an entry and recording it
+        # would otherwise undercount what a rerun will find
+        done = sum(cache.path(key).exists() for key in keys.values())
+        raise ExtractionInterrupted(done, len(manifest.patient_ids)) from None
 
     order = manifest.patient_ids
     table = pd.DataFrame([{"patient_id": pid, "error": rows[pid]["error"], **rows[pid]["features"]} for pid in order])
     log = pd.DataFrame([{"patient_id": pid, "status": rows[pid]["status"], "seconds": round(rows[pid]["seconds"], 3),
                          "error": rows[pid]["error"]} for pid in order])
     failures = [(pid, rows[pid]["error"]) for pid in order if rows[pid]["status"] == "failed"]
-    return ExtractionResult(table, log, time.perf_counter() - start, failures)
+    return ExtractionResult(table, log, time.perf_counter() - start, failures, stale)
 
 
 def _mask_voxels(path: Any) -> int:
     """Foreground voxels of a mask file (a cost estimate; 0 when unreadable, the task will report it)."""
     try:
+        import numpy as np
         import SimpleITK as sitk
 
-        return int(sitk.GetArrayViewFromImage(sitk.ReadImage(str(path))).astype(bool).sum())
+        image = sitk.ReadImage(str(path))  # held: a view of a temporary image reads freed memory (or crashes)
+        return int(np.count_nonzero(sitk.GetArrayViewFromImage(image)))
     except Exception:
         return 0
+
+
+@contextlib.contextmanager
+def _workers_ignore_sigint() -> Iterator[None]:
+    """Ignore SIGINT while worker processes start: they inherit it, so only this process sees Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be changed from the main thread
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _run(tasks: list, jobs: int, scheduler: str | None):
@@ -126,18 +171,44 @@ def _run(tasks: list, jobs: int, scheduler: str | None):
         # the kernel; pyradiomics allocates many, and the page faults cost as much as the features
         # (measured: sys time 29 s of 79 s on 8 cases). One BLAS thread per single-threaded worker.
         environ = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}), _workers_ignore_sigint():
             cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
                                    dashboard_address=None, silence_logs=logging.ERROR)
     client = Client(scheduler if scheduler is not None else cluster)
+    stopped = False
     try:
         futures = client.map(extract_task, tasks, pure=False)
         for future in as_completed(futures):
             yield future.result()
+    except (KeyboardInterrupt, GeneratorExit):
+        stopped = True
+        raise
     finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        with _quiet_shutdown(client if stopped and cluster is not None else None):
+            client.close()
+            if cluster is not None:
+                cluster.close()
+
+
+def _silence_distributed() -> None:
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
+
+
+@contextlib.contextmanager
+def _quiet_shutdown(client: Any) -> Iterator[None]:
+    """Closing a local cluster mid-task makes its workers log heartbeat errors: silence them (and ours)."""
+    if client is None:
+        yield
+        return
+    logger = logging.getLogger("distributed")
+    level = logger.level
+    _silence_distributed()
+    with contextlib.suppress(Exception):
+        client.run(_silence_distributed)  # in the workers' event loops, which answer while a task runs
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def write_features(result: ExtractionResult, out: str | Path) -> dict[str, Path]:
