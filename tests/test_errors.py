@@ -38,5 +38,6 @@ def test_a_bug_is_not_disguised_as_an_input_error(tmp_path: Path, monkeypatch: p
 
 
 def test_python_dash_m_osteomet_runs_the_cli() -> None:
-    result = subprocess.run([sys.executable, "-m", "osteomet", "--help"], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, "-m", "osteomet", "--help"], capture_output=True, encoding="utf-8",
+                            errors="replace", timeout=60)
     assert result.returncode == 0 and "Usage: osteomet" in result.stdout
