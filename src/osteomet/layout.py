@@ -18,7 +18,8 @@ into, or over, someone's data.
       radiomics/            features.parquet, features.csv, extraction_log.csv, cache/
       deep/                 grid.csv, winner.json, configs/<name>/..., features.parquet
       models/<model>/       model/ (XGBoost JSON + feature list), predictions.csv
-      evaluation/           metrics.csv, delong.csv, roc_<cohort>.png, cohort_characteristics.csv
+      evaluation/           metrics.csv, delong.csv, calibration.csv, roc_/calibration_/decision_curve_<cohort>.png
+                            (+ .svg), cohort_characteristics.csv
       ct/detection/ ct/segmentation/ ct/lesions/ ct/icc/
       report.html
 """
@@ -66,6 +67,7 @@ PREDICTIONS = "predictions.csv"
 METRICS = "metrics.csv"
 SUMMARY = "summary.csv"
 DELONG = "delong.csv"
+CALIBRATION = "calibration.csv"
 COHORT_TABLE = "cohort_characteristics.csv"
 REPORT = "report.html"
 

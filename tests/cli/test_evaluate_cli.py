@@ -79,3 +79,25 @@ def test_a_one_class_split_is_named_with_the_reason_and_bad_scores_with_their_ro
     assert result.exit_code == 2 and "Traceback" not in result.output
     message = " ".join(result.output.split())
     assert "b.csv: column 'prob' must be a finite number (or empty) in every row; row 5 (patient 'P004', line 6" in message
+
+
+def test_calibration_and_decision_curves_come_with_the_metrics(tmp_path: Path):
+    from osteomet.evaluation.calibration import calibration
+
+    rng = np.random.default_rng(9)
+    label = np.tile([0, 1], 60)
+    prob = 1 / (1 + np.exp(-(1.5 * label - 0.75 + rng.normal(0, 1, label.size))))
+    split = np.array(["train"] * 60 + ["val"] * 20 + ["test"] * 40)
+    pd.DataFrame({"patient_id": [f"P{i}" for i in range(label.size)], "label": label, "split": split,
+                  "prob": prob}).to_csv(tmp_path / "m.csv", index=False)
+    out = tmp_path / "eval"
+    result = runner.invoke(app, ["evaluate", "predictions", "-p", str(tmp_path / "m.csv"), "-o", str(out),
+                                 "--n-resamples", "20"])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out / "calibration.csv").set_index("cohort")
+    test = split == "test"
+    expected = calibration(label[test], prob[test])
+    assert table.loc["test", "calibration_slope"] == expected.slope and table.loc["test", "brier"] == expected.brier
+    for kind in ("roc", "calibration", "decision_curve"):
+        assert (out / f"{kind}_test.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (out / f"{kind}_test.svg").read_text().lstrip().startswith(("<?xml", "<svg"))

@@ -11,7 +11,7 @@ import pandas as pd
 
 from osteomet.data.manifest import read_manifest
 from osteomet.errors import InputError
-from osteomet.layout import DELONG, METRICS, roc_figure
+from osteomet.layout import CALIBRATION, DELONG, METRICS, roc_figure
 from osteomet.stage import Stage, StageOutcome, refuse_overwriting_inputs
 
 PREDICTIONS_STAGE = "evaluate-predictions"
@@ -39,7 +39,7 @@ def evaluate_prediction_files(files: Sequence[str | Path], out: str | Path, *, m
                               names: Sequence[str] | None = None, threshold_split: str | None = None,
                               n_resamples: int = 1000, seed: int = 0) -> tuple[StageOutcome, pd.DataFrame]:
     """Each model on each split (AUC with DeLong CI, threshold metrics with bootstrap CIs), paired DeLong, ROC."""
-    from osteomet.evaluation.plots import plot_roc
+    from osteomet.evaluation.plots import plot_calibration, plot_decision_curve, plot_roc
     from osteomet.evaluation.predictions import compare_predictions, evaluate_predictions
     from osteomet.utils.files import write_text_atomic
 
@@ -47,7 +47,7 @@ def evaluate_prediction_files(files: Sequence[str | Path], out: str | Path, *, m
     settings = {"names": list(names or []), "threshold_split": threshold_split, "n_resamples": n_resamples,
                 "seed": seed}
     stage = Stage(PREDICTIONS_STAGE, out, settings=settings,
-                  inputs={"predictions": list(files), "manifest": manifest}, outputs=(METRICS, DELONG))
+                  inputs={"predictions": list(files), "manifest": manifest}, outputs=(METRICS, DELONG, CALIBRATION))
     stage.check()
 
     def work() -> dict:
@@ -57,12 +57,30 @@ def evaluate_prediction_files(files: Sequence[str | Path], out: str | Path, *, m
         write_text_atomic(out / METRICS, metrics.to_csv(index=False))
         if len(models) > 1:
             write_text_atomic(out / DELONG, compare_predictions(models).to_csv(index=False))
+        write_text_atomic(out / CALIBRATION, calibration_table(models).to_csv(index=False))
         for split in metrics.loc[metrics["ci_method"] != "none", "cohort"].unique():  # one-class splits: no curve
             plot_roc(models, split, out / roc_figure(split))
+            plot_calibration(models, split, out / f"calibration_{split}.png")
+            plot_decision_curve(models, split, out / f"decision_curve_{split}.png")
         return {"models": list(models), "cohorts": [str(c) for c in metrics["cohort"].unique()]}
 
     outcome = stage.run(work)
     return outcome, pd.read_csv(out / METRICS)
+
+
+def calibration_table(models: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Brier score, calibration intercept and slope per model and split (splits with both classes)."""
+    from osteomet.evaluation.calibration import calibration
+
+    rows = []
+    for name, table in models.items():
+        data = table.dropna(subset=["prob", "label"])
+        for split, part in data.groupby("split", sort=False):
+            if part["label"].nunique() == 2 and part["prob"].between(0, 1).all():
+                c = calibration(part["label"], part["prob"])
+                rows.append({"model": name, "cohort": split, "n": c.n, "brier": c.brier,
+                             "calibration_intercept": c.intercept, "calibration_slope": c.slope})
+    return pd.DataFrame(rows, columns=["model", "cohort", "n", "brier", "calibration_intercept", "calibration_slope"])
 
 
 def write_cohort_table(manifest: str | Path, out: str | Path) -> tuple[pd.DataFrame, list[str]]:
