@@ -141,6 +141,26 @@ def split(
     console.print(f"split manifest -> [bold]{out}[/]")
 
 
+@app.command("clinical", rich_help_panel="Models")
+def clinical(
+    manifest: Path = typer.Option(..., "--manifest", "-m", help="bpMRI manifest or clinical-only table (label, split, "
+                                  "age, psa, gleason, isup, hematuria, leukocyturia)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for model/ and predictions.csv."),
+    train_split: str = typer.Option("train", help="Split the model is fitted on."),
+    seed: int = typer.Option(0, help="Seed of the folds and XGBoost."),
+) -> None:
+    """Clinical XGBoost model (missing values allowed, never imputed); out-of-fold training predictions."""
+    with user_errors():
+        from osteomet.evaluation.roc import auc
+        from osteomet.pipeline.clinical import train_clinical_model
+
+        outcome, predictions = train_clinical_model(manifest, out, train_split=train_split, seed=seed)
+    for split, group in predictions.dropna(subset=["prob", "label"]).groupby("split"):
+        if group["label"].nunique() == 2:
+            console.print(f"  {split:9s} n={len(group):4d}  AUC {auc(group['label'], group['prob']):.3f}")
+    console.print(f"clinical model and predictions in [bold]{out}[/]" + (" (up to date)" if outcome.skipped else ""))
+
+
 @image_app.command("info")
 def image_info(
     path: Path = typer.Argument(..., help="DICOM series folder or NIfTI/MHA/NRRD file."),

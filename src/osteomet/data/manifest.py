@@ -66,6 +66,9 @@ def check_patient_id(value: str) -> str:
     return value
 
 
+Kind = Literal["mri", "ct", "clinical"]
+
+
 class ManifestError(InputError):
     """A manifest could not be used; ``problems`` lists every issue found."""
 
@@ -144,11 +147,9 @@ class _Record(BaseModel):
         return getattr(self, f"{name}_series_uid", None)
 
 
-class MRIRecord(_Record):
-    """A bpMRI patient: clinical variables, three sequences, an optional tumour mask."""
+class ClinicalRecord(_Record):
+    """A patient's label and clinical variables: a clinical-only study, and the base of a bpMRI patient."""
 
-    path_fields: ClassVar[tuple[str, ...]] = ("t2", "dwi", "adc", "mask")
-    required_path_fields: ClassVar[tuple[str, ...]] = ("t2", "dwi", "adc")
     clinical_fields: ClassVar[tuple[str, ...]] = ("age", "psa", "gleason", "isup", "hematuria", "leukocyturia")
 
     label: int | None = Field(default=None, description="bone metastasis: 1 yes, 0 no")
@@ -158,13 +159,6 @@ class MRIRecord(_Record):
     isup: int | None = Field(default=None, ge=1, le=5, description="ISUP grade group")
     hematuria: int | None = None
     leukocyturia: int | None = None
-    t2: Path
-    dwi: Path
-    adc: Path
-    mask: Path | None = None
-    t2_series_uid: str | None = None
-    dwi_series_uid: str | None = None
-    adc_series_uid: str | None = None
 
     @field_validator("label", "hematuria", "leukocyturia", mode="before")
     @classmethod
@@ -185,13 +179,28 @@ class MRIRecord(_Record):
         return int(number)
 
     @model_validator(mode="after")
-    def _gleason_matches_isup(self) -> "MRIRecord":
+    def _gleason_matches_isup(self) -> "ClinicalRecord":
         # ISUP grade groups are defined from the Gleason pattern: 6->1, 7->2/3, 8->4, 9-10->5.
         if self.gleason is not None and self.isup is not None:
             allowed = {6: {1}, 7: {2, 3}, 8: {4}, 9: {5}, 10: {5}}[self.gleason]
             if self.isup not in allowed:
                 raise InputError(f"Gleason {self.gleason} is inconsistent with ISUP {self.isup} (expected {sorted(allowed)})")
         return self
+
+
+class MRIRecord(ClinicalRecord):
+    """A bpMRI patient: clinical variables, three sequences, an optional tumour mask."""
+
+    path_fields: ClassVar[tuple[str, ...]] = ("t2", "dwi", "adc", "mask")
+    required_path_fields: ClassVar[tuple[str, ...]] = ("t2", "dwi", "adc")
+
+    t2: Path
+    dwi: Path
+    adc: Path
+    mask: Path | None = None
+    t2_series_uid: str | None = None
+    dwi_series_uid: str | None = None
+    adc_series_uid: str | None = None
 
 
 class CTRecord(_Record):
@@ -206,7 +215,7 @@ class CTRecord(_Record):
     ct_series_uid: str | None = None
 
 
-RECORD_TYPES: dict[str, type[_Record]] = {"mri": MRIRecord, "ct": CTRecord}
+RECORD_TYPES: dict[str, type[_Record]] = {"mri": MRIRecord, "ct": CTRecord, "clinical": ClinicalRecord}
 #: Header spellings accepted for the canonical column names.
 COLUMN_ALIASES = {
     "patient": "patient_id", "id": "patient_id", "case_id": "patient_id", "center": "centre", "site": "centre",
@@ -221,7 +230,7 @@ def _normalise_header(name: str) -> str:
     return COLUMN_ALIASES.get(key, key)
 
 
-def detect_kind(columns: Sequence[str]) -> Literal["mri", "ct"]:
+def detect_kind(columns: Sequence[str]) -> Kind:
     cols = {_normalise_header(c) for c in columns}
     is_mri, is_ct = "t2" in cols, "ct" in cols
     if is_mri and not is_ct:
@@ -230,14 +239,17 @@ def detect_kind(columns: Sequence[str]) -> Literal["mri", "ct"]:
         return "ct"
     if is_mri and is_ct:
         raise InputError("has both MRI (t2) and CT (ct) columns; use one manifest per modality")
-    raise InputError("is neither an MRI manifest (needs t2, dwi, adc columns) nor a CT manifest (needs a ct column)")
+    if "label" in cols and cols & set(ClinicalRecord.clinical_fields):
+        return "clinical"
+    raise InputError("is neither an MRI manifest (needs t2, dwi, adc columns), a CT manifest (needs a ct column) "
+                     "nor a clinical-only table (needs label and clinical columns such as age, psa, gleason)")
 
 
 @dataclass
 class Manifest:
     """A validated cohort: records in file order, with absolute paths."""
 
-    kind: Literal["mri", "ct"]
+    kind: Kind
     records: list[Any]
     path: Path | None = None
     warnings: list[str] = field(default_factory=list)
@@ -285,7 +297,7 @@ class Manifest:
         return pd.DataFrame(rows, columns=["column", "n_missing", "fraction", "patients"])
 
 
-def read_manifest(path: PathLike, *, kind: Literal["mri", "ct"] | None = None, check_files: bool = True,
+def read_manifest(path: PathLike, *, kind: Kind | None = None, check_files: bool = True,
                   require: Sequence[str] = ()) -> Manifest:
     """Read and validate a manifest CSV; raise one :class:`ManifestError` listing every problem.
 
@@ -335,7 +347,7 @@ def detect_separator(path: PathLike) -> str:
 
 
 def validate_frame(raw: pd.DataFrame, *, base_dir: PathLike, path: PathLike | None = None,
-                   kind: Literal["mri", "ct"] | None = None, check_files: bool = True,
+                   kind: Kind | None = None, check_files: bool = True,
                    require: Sequence[str] = ()) -> Manifest:
     """Validate a table of strings as a manifest (the CSV reader's engine, also usable on DataFrames)."""
     base_dir = Path(base_dir)
@@ -415,7 +427,7 @@ def validate_frame(raw: pd.DataFrame, *, base_dir: PathLike, path: PathLike | No
     return manifest
 
 
-def write_manifest(frame: pd.DataFrame | Sequence[BaseModel], path: PathLike, *, kind: Literal["mri", "ct"],
+def write_manifest(frame: pd.DataFrame | Sequence[BaseModel], path: PathLike, *, kind: Kind,
                    overwrite: bool = False) -> Path:
     """Validate and write a manifest CSV atomically, with paths relative to its folder.
 

@@ -8,7 +8,7 @@ from typing import Any
 from osteomet.data.manifest import Manifest
 
 #: Manifest columns that hold paths, by kind.
-PATH_COLUMNS = {"mri": ("t2", "dwi", "adc", "mask"), "ct": ("ct", "lesion_mask", "bone_map")}
+PATH_COLUMNS = {"mri": ("t2", "dwi", "adc", "mask"), "ct": ("ct", "lesion_mask", "bone_map"), "clinical": ()}
 
 
 def manifest_inputs(manifest: Manifest, manifest_path: str | Path | None = None) -> dict[str, Any]:
