@@ -89,3 +89,12 @@ def test_training_predictions_are_out_of_fold(tmp_path: Path):
     assert roc_auc_score(y[train], in_sample[train]) > roc_auc_score(y[train], predictions.loc[train, "prob"]) + 0.05
     np.testing.assert_allclose(predictions.loc[~train, "prob"], in_sample[~train], rtol=1e-6)
     assert not np.allclose(predictions.loc[train, "prob"], in_sample[train])
+
+
+def test_a_model_saved_in_another_format_version_is_refused(tmp_path: Path):
+    X, y = _table(80)
+    folder = RadiomicsModel().fit(X, y).save(tmp_path / "model")
+    meta = json.loads((folder / "radiomics_model.json").read_text())
+    (folder / "radiomics_model.json").write_text(json.dumps({**meta, "format": "osteomet.radiomics_model/9"}))
+    with pytest.raises(ValueError, match=r"unknown model format 'osteomet.radiomics_model/9' \(this osteomet reads"):
+        RadiomicsModel.load(folder)

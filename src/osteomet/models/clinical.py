@@ -10,7 +10,6 @@ Saved as ``xgboost.json`` (XGBoost's format) and ``clinical_model.json`` (featur
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,14 +17,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from osteomet.errors import InputError, MissingInputError
+from osteomet.errors import InputError
 from osteomet.layout import MODEL_DIR, PREDICTIONS
 from osteomet.models.out_of_fold import training_probabilities
 from osteomet.models.predictions import prediction_table, write_predictions
-from osteomet.models.xgb import XGBConfig, load_classifier, save_classifier
-from osteomet.utils.files import write_json_atomic
+from osteomet.models.xgb import XGBConfig, load_bundle, save_bundle
 
 FORMAT = "osteomet.clinical_model/1"
+META = "clinical_model.json"
 MODEL_NAME = "clinical"
 #: The study's clinical variables, in the model's column order.
 CLINICAL_FEATURES = ("age", "psa", "gleason", "isup", "hematuria", "leukocyturia")
@@ -58,22 +57,13 @@ class ClinicalModel:
         return self.classifier.predict_proba(clinical_matrix(X, self.features).to_numpy())
 
     def save(self, folder: str | Path) -> Path:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        save_classifier(self.classifier, folder)
-        write_json_atomic(folder / "clinical_model.json", {"format": FORMAT, "features": list(self.features),
+        return save_bundle(folder, self.classifier, META, {"format": FORMAT, "features": list(self.features),
                                                            "xgb": asdict(self.xgb)})
-        return folder
 
     @classmethod
     def load(cls, folder: str | Path) -> "ClinicalModel":
-        meta_path = Path(folder) / "clinical_model.json"
-        if not meta_path.is_file():
-            raise MissingInputError(f"{folder}: not a saved clinical model (no clinical_model.json)")
-        meta = json.loads(meta_path.read_text())
-        if meta.get("format") != FORMAT:
-            raise InputError(f"{meta_path}: unknown model format {meta.get('format')!r}")
-        return cls(XGBConfig(**meta["xgb"]), tuple(meta["features"]), load_classifier(folder))
+        meta, classifier = load_bundle(folder, META, FORMAT, "clinical model")
+        return cls(XGBConfig(**meta["xgb"]), tuple(meta["features"]), classifier)
 
 
 def train_clinical(manifest: pd.DataFrame, out: str | Path, *, model: ClinicalModel | None = None,

@@ -17,7 +17,6 @@ selection included, refitted per fold), and it is saved as ``xgboost.json`` plus
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
@@ -25,16 +24,16 @@ from typing import Any, Literal, Mapping
 import numpy as np
 import pandas as pd
 
-from osteomet.errors import InputError, MissingInputError
+from osteomet.errors import InputError
 from osteomet.layout import MODEL_DIR, PREDICTIONS
 from osteomet.models.clinical import CLINICAL_FEATURES, clinical_matrix
 from osteomet.models.out_of_fold import training_probabilities
 from osteomet.models.predictions import prediction_table, write_predictions
 from osteomet.models.selection import FeatureSelector, SelectionConfig
-from osteomet.models.xgb import XGBConfig, load_classifier, save_classifier
-from osteomet.utils.files import write_json_atomic
+from osteomet.models.xgb import XGBConfig, load_bundle, save_bundle
 
 FORMAT = "osteomet.fusion_model/1"
+META = "fusion_model.json"
 MODEL_NAME = "fusion"
 Mode = Literal["features", "probabilities"]
 #: Column prefixes of the fusion input table, by source.
@@ -117,26 +116,17 @@ class FusionModel:
         return FusionModel(self.mode, self.selection, self.xgb, self.clinical)
 
     def save(self, folder: str | Path) -> Path:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        save_classifier(self.classifier, folder)
-        write_json_atomic(folder / "fusion_model.json", {
+        return save_bundle(folder, self.classifier, META, {
             "format": FORMAT, "mode": self.mode, "columns": self.columns, "clinical": list(self.clinical),
             "selection": asdict(self.selection), "xgb": asdict(self.xgb),
             "selector": self.selector.to_dict() if self.selector else None})
-        return folder
 
     @classmethod
     def load(cls, folder: str | Path) -> "FusionModel":
-        meta_path = Path(folder) / "fusion_model.json"
-        if not meta_path.is_file():
-            raise MissingInputError(f"{folder}: not a saved fusion model (no fusion_model.json)")
-        meta = json.loads(meta_path.read_text())
-        if meta.get("format") != FORMAT:
-            raise InputError(f"{meta_path}: unknown model format {meta.get('format')!r}")
+        meta, classifier = load_bundle(folder, META, FORMAT, "fusion model")
         selector = FeatureSelector.from_dict(meta["selector"]) if meta.get("selector") else None
         return cls(meta["mode"], SelectionConfig(**meta["selection"]), XGBConfig(**meta["xgb"]),
-                   tuple(meta["clinical"]), selector, list(meta["columns"]), load_classifier(folder))
+                   tuple(meta["clinical"]), selector, list(meta["columns"]), classifier)
 
 
 def train_fusion(inputs: pd.DataFrame, manifest: pd.DataFrame, out: str | Path, *, model: FusionModel | None = None,

@@ -7,7 +7,6 @@ record, hyper-parameters), so a model can be shared and loaded without trusting 
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,15 +15,15 @@ import numpy as np
 import pandas as pd
 
 from osteomet.data.manifest import Manifest
-from osteomet.errors import InputError, MissingInputError
+from osteomet.errors import InputError
 from osteomet.layout import MODEL_DIR, PREDICTIONS
 from osteomet.models.out_of_fold import training_probabilities
 from osteomet.models.predictions import prediction_table, write_predictions
 from osteomet.models.selection import FeatureSelector, SelectionConfig
-from osteomet.models.xgb import XGBConfig, load_classifier, save_classifier
-from osteomet.utils.files import write_json_atomic
+from osteomet.models.xgb import XGBConfig, load_bundle, save_bundle
 
 FORMAT = "osteomet.radiomics_model/1"
+META = "radiomics_model.json"
 MODEL_NAME = "radiomics"
 
 
@@ -55,28 +54,14 @@ class RadiomicsModel:
         return list(self.selector.selected) if self.selector else []
 
     def save(self, folder: str | Path) -> Path:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        save_classifier(self.classifier, folder)
-        write_json_atomic(folder / "radiomics_model.json", {
-            "format": FORMAT, "selection": asdict(self.selection), "xgb": asdict(self.xgb),
-            "selector": self.selector.to_dict(),
-        })
-        return folder
+        return save_bundle(folder, self.classifier, META, {"format": FORMAT, "selection": asdict(self.selection),
+                                                           "xgb": asdict(self.xgb), "selector": self.selector.to_dict()})
 
     @classmethod
     def load(cls, folder: str | Path) -> "RadiomicsModel":
-        folder = Path(folder)
-        meta_path = folder / "radiomics_model.json"
-        if not meta_path.is_file() or not (folder / "xgboost.json").is_file():
-            raise MissingInputError(f"{folder}: not a saved radiomics model (needs radiomics_model.json and xgboost.json)")
-        meta = json.loads(meta_path.read_text())
-        if meta.get("format") != FORMAT:
-            raise InputError(f"{meta_path}: unknown model format {meta.get('format')!r}")
-        model = cls(SelectionConfig(**meta["selection"]), XGBConfig(**meta["xgb"]),
-                    FeatureSelector.from_dict(meta["selector"]))
-        model.classifier = load_classifier(folder)
-        return model
+        meta, classifier = load_bundle(folder, META, FORMAT, "radiomics model")
+        return cls(SelectionConfig(**meta["selection"]), XGBConfig(**meta["xgb"]),
+                   FeatureSelector.from_dict(meta["selector"]), classifier)
 
 
 def numeric_features(table: pd.DataFrame) -> pd.DataFrame:

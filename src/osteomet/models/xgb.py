@@ -6,12 +6,13 @@ shared and loaded without trusting code.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from osteomet.errors import MissingInputError
-from osteomet.utils.files import atomic_path
+from osteomet.errors import InputError, MissingInputError
+from osteomet.utils.files import atomic_path, write_json_atomic
 
 XGBOOST_FILE = "xgboost.json"
 
@@ -52,3 +53,23 @@ def load_classifier(folder: str | Path) -> Any:
     classifier = XGBClassifier()
     classifier.load_model(str(path))
     return classifier
+
+
+def save_bundle(folder: str | Path, classifier: Any, meta_name: str, meta: dict[str, Any]) -> Path:
+    """A saved model: ``xgboost.json`` and ``<meta_name>`` (format, features, settings), both JSON."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_classifier(classifier, folder)
+    write_json_atomic(folder / meta_name, meta)
+    return folder
+
+
+def load_bundle(folder: str | Path, meta_name: str, fmt: str, what: str) -> tuple[dict[str, Any], Any]:
+    """The metadata (checked to be ``fmt``) and classifier of a :func:`save_bundle` folder."""
+    meta_path = Path(folder) / meta_name
+    if not meta_path.is_file():
+        raise MissingInputError(f"{folder}: not a saved {what} (no {meta_name})")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("format") != fmt:
+        raise InputError(f"{meta_path}: unknown model format {meta.get('format')!r} (this osteomet reads {fmt!r})")
+    return meta, load_classifier(folder)
