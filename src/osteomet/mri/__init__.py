@@ -1,0 +1,1 @@
+"""bpMRI: preprocessing, UNETR segmentation, the review loop and the 3D-ResNet classifier."""
