@@ -69,3 +69,15 @@ def test_train_command_refuses_an_existing_run_and_resumes_it(roi_cohort, tmp_pa
     assert again.exit_code == 2 and "--resume" in again.output
     resumed = runner.invoke(app, [*args, "--resume"])
     assert resumed.exit_code == 0 and json.loads((tmp_path / "run" / "result.json").read_text()) == result
+
+
+def test_resume_with_other_settings_is_refused(roi_cohort, tmp_path):
+    manifest, pre = roi_cohort
+    base = ["deep", "train", "-p", str(pre), "-m", str(manifest), "-o", str(tmp_path / "run"), "--config", "tiny",
+            "--depth", "10", "--lr", "0.001", "--max-epochs", "1"]
+    assert runner.invoke(app, [*base, "--optimizer", "sgd"]).exit_code == 0
+    (tmp_path / "run" / "result.json").unlink()  # as if interrupted after its last checkpoint
+    other = runner.invoke(app, [*base, "--optimizer", "adam", "--resume"])
+    assert other.exit_code == 2 and "other settings" in other.output
+    same = runner.invoke(app, [*base, "--optimizer", "sgd", "--resume"])
+    assert same.exit_code == 0 and (tmp_path / "run" / "result.json").exists()

@@ -31,7 +31,7 @@ from osteomet.errors import InputError, OutputExistsError
 from osteomet.mri.classifier.config import ClassifierConfig
 from osteomet.mri.classifier.data import split_ids
 from osteomet.mri.classifier.labels import LabelGuard
-from osteomet.mri.classifier.train import RunResult, RunSpec, read_result, train_run
+from osteomet.mri.classifier.train import RunSpec, read_result, train_run
 from osteomet.utils.files import atomic_path, write_json_atomic, write_text_atomic
 
 CONFIG_FILE = "grid_config.yaml"
@@ -196,7 +196,3 @@ def save_heatmap(table: pd.DataFrame, path: Path) -> Path:
     plt.close(fig)
     return path
 
-
-def results_of(out: str | Path) -> list[RunResult]:
-    """Finished configurations of a grid folder (for reports)."""
-    return [r for r in (read_result(p) for p in sorted((Path(out) / "configs").glob("*"))) if r is not None]

@@ -181,6 +181,10 @@ def train_run(preprocessed: str | Path, run_dir: str | Path, config: ClassifierC
 
     start_epoch, stopper, history = 0, EarlyStopping(config.patience), []
     if resume and last_path.exists():
+        saved_spec, saved_config = read_run(run_dir)
+        if saved_spec != spec or saved_config != config:
+            raise InputError(f"{run_dir}: was started as {saved_spec.name} with other settings than given now; "
+                             f"resume it with the same configuration or use a new folder")
         state = load_state(last_path, dev)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
