@@ -128,3 +128,20 @@ def test_two_worker_processes_give_the_same_grid(trained_grid, roi_cohort, tmp_p
     expected = table[table["depth"] == 10].reset_index(drop=True)
     np.testing.assert_allclose(parallel["val_auc"], expected["val_auc"], atol=1e-9)
     assert parallel["best_epoch"].tolist() == expected["best_epoch"].tolist()
+
+
+def test_an_existing_dask_cluster_trains_the_same_configuration(trained_grid, roi_cohort, tmp_path):
+    """--scheduler tcp://... sends the same task to a cluster started elsewhere (here: a LocalCluster)."""
+    from dask.distributed import LocalCluster
+
+    _, table, _, _ = trained_grid
+    manifest_path, pre = roi_cohort
+    manifest = read_manifest(manifest_path)
+    one = GRID.model_copy(update={"depths": [10], "optimizers": ["adam"], "learning_rates": [1e-2]})
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        result, winner = run_grid(pre, tmp_path / "g", one, LabelGuard.from_manifest(manifest),
+                                  roi_patients(pre, manifest), scheduler=cluster.scheduler_address)
+    expected = table.set_index("name").loc[winner["name"]]
+    assert result["val_auc"].iloc[0] == pytest.approx(expected["val_auc"], abs=1e-9)
+    assert (tmp_path / "g" / "configs" / winner["name"] / "checkpoints" / "best.pt").exists()

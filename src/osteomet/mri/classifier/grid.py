@@ -177,16 +177,21 @@ def save_heatmap(table: pd.DataFrame, path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
 
     frame = table.assign(column=[f"{o}\n{lr:g}" for o, lr in zip(table["optimizer"], table["learning_rate"])])
     pivot = frame.pivot(index="depth", columns="column", values="val_auc")
-    pivot = pivot[list(dict.fromkeys(frame["column"]))]
+    pivot = pivot.loc[list(dict.fromkeys(frame["depth"])), list(dict.fromkeys(frame["column"]))]  # grid order
     fig, ax = plt.subplots(figsize=(1.0 + 0.9 * pivot.shape[1], 1.2 + 0.6 * pivot.shape[0]), dpi=120)
-    image = ax.imshow(pivot.to_numpy(dtype=float), cmap="viridis", vmin=0.5, vmax=1.0, aspect="auto")
     values = pivot.to_numpy(dtype=float)
+    low = min(0.5, float(np.nanmin(values))) if np.isfinite(values).any() else 0.5
+    image = ax.imshow(values, cmap="viridis", vmin=low, vmax=1.0, aspect="auto")
+    if np.isfinite(values).any():  # the winner: highest AUC, first in grid order on ties (row-major = grid order)
+        best = np.unravel_index(np.nanargmax(values), values.shape)
+        ax.add_patch(Rectangle((best[1] - 0.5, best[0] - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
     for (i, j), value in np.ndenumerate(values):
         ax.text(j, i, "n/a" if pd.isna(value) else f"{value:.3f}", ha="center", va="center", fontsize=7,
-                color="white" if pd.isna(value) or value < 0.8 else "black")
+                color="white" if np.isnan(value) or value < 0.8 else "black")
     ax.set_xticks(range(pivot.shape[1]), pivot.columns, fontsize=7)
     ax.set_yticks(range(pivot.shape[0]), [f"ResNet{d}" for d in pivot.index], fontsize=8)
     ax.set_title("validation AUC", fontsize=9)
