@@ -89,7 +89,8 @@ def test_killed_grid_resumes_without_rerunning_finished_configurations(trained_g
     """Kill the CLI while the second configuration is half-trained; --resume ends where an uninterrupted grid does."""
     reference, table, _, _ = trained_grid
     manifest, pre = roi_cohort
-    (tmp_path / "grid.yaml").write_text(json.dumps(GRID.model_dump(mode="json")))  # JSON is YAML
+    small = GRID.model_copy(update={"depths": [10], "optimizers": ["adam"]})  # the reference grid's first two
+    (tmp_path / "grid.yaml").write_text(json.dumps(small.model_dump(mode="json")))  # JSON is YAML
     out = tmp_path / "grid"
     args = ["grid", "-p", str(pre), "-m", str(manifest), "-o", str(out), "--config", str(tmp_path / "grid.yaml")]
     first, second = (out / "configs" / name for name in table["name"][:2])
@@ -111,10 +112,8 @@ def test_killed_grid_resumes_without_rerunning_finished_configurations(trained_g
     assert (first / "result.json").stat().st_mtime_ns == finished_at  # not trained again
     resumed = pd.read_csv(second / "history.csv")
     pd.testing.assert_frame_equal(resumed.iloc[:1], half)  # the first epoch was kept, not redone
-    expected = pd.read_csv(reference / "grid.csv").drop(columns="seconds")
+    expected = pd.read_csv(reference / "grid.csv").iloc[:2].drop(columns="seconds")
     pd.testing.assert_frame_equal(pd.read_csv(out / "grid.csv").drop(columns="seconds"), expected)
-    assert json.loads((out / "winner.json").read_text())["name"] == json.loads(
-        (reference / "winner.json").read_text())["name"]
 
 
 def test_two_worker_processes_give_the_same_grid(trained_grid, roi_cohort, tmp_path):
