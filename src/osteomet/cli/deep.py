@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Callable, Iterator, List, Optional
+from typing import Annotated
 
 import typer
 
@@ -24,7 +25,7 @@ app = typer.Typer(help="3D-ResNet classifiers on the tumour ROI crops: grid sear
 
 PreprocessedOption = Annotated[Path, typer.Option("--preprocessed", "-p", help="Output of `osteomet preprocess mri`.")]
 ManifestOption = Annotated[Path, typer.Option("--manifest", "-m", help="bpMRI manifest (split, label).")]
-SegdirOption = Annotated[Optional[Path], typer.Option(
+SegdirOption = Annotated[Path | None, typer.Option(
     help="Segmentation folder the crops were preprocessed with (--segdir of preprocess): checks and records the "
          "mask source (reviewed > auto > manifest).")]
 ModelOption = Annotated[Path, typer.Option("--model", help="Grid folder (its winner) or run folder.")]
@@ -33,7 +34,13 @@ ModelOption = Annotated[Path, typer.Option("--model", help="Grid folder (its win
 @contextlib.contextmanager
 def _two_bars(outer: str, n_outer: int, inner: str | None, n_inner: int) -> Iterator[tuple[Callable, Callable]]:
     """Configuration and epoch progress bars in one display; yields (advance outer, advance/reset inner)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err_console) as progress:
@@ -75,7 +82,7 @@ def grid(
     config: ConfigOption = "default",
     segdir: SegdirOption = None,
     jobs: int = typer.Option(1, min=1, help="Configurations trained in parallel (one torch thread each)."),
-    scheduler: Optional[str] = typer.Option(None, help="Existing Dask scheduler (tcp://host:port) instead of --jobs."),
+    scheduler: str | None = typer.Option(None, help="Existing Dask scheduler (tcp://host:port) instead of --jobs."),
     resume: bool = typer.Option(False, help="Continue the interrupted grid in --out (finished configurations are kept)."),
     device: DeviceOption = None,
     max_epochs: MaxEpochsOption = None,
@@ -115,9 +122,9 @@ def train(
     manifest: ManifestOption,
     out: Path = typer.Option(..., "--out", "-o", help="Run folder (checkpoints/, history.csv, run.json)."),
     config: ConfigOption = "default",
-    depth: Optional[int] = typer.Option(None, help="ResNet depth (default: the config's first)."),
-    optimizer: Optional[str] = typer.Option(None, help="sgd, adam, adamw or rmsprop (default: the config's first)."),
-    lr: Optional[float] = typer.Option(None, help="Learning rate (default: the config's first)."),
+    depth: int | None = typer.Option(None, help="ResNet depth (default: the config's first)."),
+    optimizer: str | None = typer.Option(None, help="sgd, adam, adamw or rmsprop (default: the config's first)."),
+    lr: float | None = typer.Option(None, help="Learning rate (default: the config's first)."),
     segdir: SegdirOption = None,
     resume: bool = typer.Option(False, help="Continue the interrupted run in --out from its last checkpoint."),
     device: DeviceOption = None,
@@ -172,7 +179,10 @@ def predict(
         from osteomet.errors import OutputExistsError
         from osteomet.evaluation import delong_ci
         from osteomet.evaluation.errors import EvaluationInputError
-        from osteomet.mri.classifier.predict import predict_patients, write_prediction_table
+        from osteomet.mri.classifier.predict import (
+            predict_patients,
+            write_prediction_table,
+        )
 
         if out.is_dir():
             raise OutputExistsError(f"{out}: is a folder; give the prediction table's file name (e.g. predictions.csv)")
@@ -198,7 +208,7 @@ def features(
     manifest: ManifestOption,
     model: ModelOption,
     out: Path = typer.Option(..., "--out", "-o", help="Folder for features.parquet and features.json."),
-    pca: Optional[int] = typer.Option(None, min=1, help="Reduce to this many principal components (fitted on train)."),
+    pca: int | None = typer.Option(None, min=1, help="Reduce to this many principal components (fitted on train)."),
     segdir: SegdirOption = None,
     device: DeviceOption = None,
 ) -> None:
@@ -219,7 +229,7 @@ def gradcam(
     manifest: ManifestOption,
     model: ModelOption,
     out: Path = typer.Option(..., "--out", "-o", help="Folder: roi/ and t2/ NIfTI maps, png/, gradcam.csv."),
-    patient: Optional[List[str]] = typer.Option(None, "--patient", help="Only this patient (repeatable)."),
+    patient: list[str] | None = typer.Option(None, "--patient", help="Only this patient (repeatable)."),
     segdir: SegdirOption = None,
     device: DeviceOption = None,
 ) -> None:

@@ -14,7 +14,7 @@ from .conftest import GRID
 
 
 def test_features_are_the_last_layer_input(trained_grid, roi_cohort):
-    out, _, winner, _ = trained_grid
+    out, _, _, _ = trained_grid
     manifest_path, pre = roi_cohort
     patients = roi_patients(pre, read_manifest(manifest_path))
     table, meta = deep_features(out, pre, patients, device="cpu")

@@ -107,7 +107,7 @@ def test_killed_grid_resumes_without_rerunning_finished_configurations(trained_g
     half = pd.read_csv(second / "history.csv")
     assert len(half) == 1
 
-    done = subprocess.run(_cli(*args, "--resume"), env=env, capture_output=True, text=True)
+    done = subprocess.run(_cli(*args, "--resume"), env=env, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert (first / "result.json").stat().st_mtime_ns == finished_at  # not trained again
     resumed = pd.read_csv(second / "history.csv")
@@ -118,7 +118,7 @@ def test_killed_grid_resumes_without_rerunning_finished_configurations(trained_g
 
 def test_two_worker_processes_give_the_same_grid(trained_grid, roi_cohort, tmp_path):
     """--jobs 2 (a LocalCluster of single-threaded workers) trains the same configurations to the same AUCs."""
-    reference, table, _, _ = trained_grid
+    _, table, _, _ = trained_grid
     manifest_path, pre = roi_cohort
     manifest = read_manifest(manifest_path)
     small = GRID.model_copy(update={"depths": [10]})

@@ -15,8 +15,9 @@ minimum to 1, inverting the map; the maximum scaling is done here instead.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -59,7 +60,7 @@ def tumour_centre(mask: np.ndarray | None, shape: tuple[int, ...]) -> tuple[int,
     """Voxel (z, y, x) of the tumour's centre of mass in the ROI; the ROI centre without a mask."""
     if mask is None or not np.any(mask):
         return tuple(int(s // 2) for s in shape)  # type: ignore[return-value]
-    return tuple(int(round(c)) for c in np.argwhere(mask > 0).mean(axis=0))  # type: ignore[return-value]
+    return tuple(round(float(c)) for c in np.argwhere(mask > 0).mean(axis=0))  # type: ignore[return-value]
 
 
 def save_overlay(t2: np.ndarray, heat: np.ndarray, mask: np.ndarray | None, centre: tuple[int, int, int],

@@ -19,9 +19,10 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd

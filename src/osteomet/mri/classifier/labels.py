@@ -35,7 +35,7 @@ class LabelGuard:
         self.reads: list[tuple[str, str]] = []
 
     @classmethod
-    def from_manifest(cls, manifest) -> "LabelGuard":
+    def from_manifest(cls, manifest) -> LabelGuard:
         """From a read :class:`~osteomet.data.manifest.Manifest`."""
         return cls(manifest.to_frame())
 

@@ -21,9 +21,9 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Mapping
 
 import numpy as np
 import torch
@@ -159,7 +159,7 @@ def train_run(preprocessed: str | Path, run_dir: str | Path, config: ClassifierC
     """
     root, run_dir = Path(preprocessed), Path(run_dir)
     for split, labels in (("training", train_labels), ("validation", val_labels)):
-        values = set(int(v) for v in labels.values())
+        values = {int(v) for v in labels.values()}
         if values != {0, 1}:
             raise InputError(f"{root}: the {split} patients with ROI crops need both classes for "
                              f"{'a loss' if split == 'training' else 'an AUC'} (got labels {sorted(values)})")
