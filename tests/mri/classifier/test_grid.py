@@ -107,7 +107,8 @@ def test_killed_grid_resumes_without_rerunning_finished_configurations(trained_g
     half = pd.read_csv(second / "history.csv")
     assert len(half) == 1
 
-    done = subprocess.run(_cli(*args, "--resume"), env=env, capture_output=True, text=True, check=False)
+    done = subprocess.run(_cli(*args, "--resume"), env=env, capture_output=True, text=True, encoding="utf-8",
+                          errors="replace", check=False)
     assert done.returncode == 0, done.stderr
     assert (first / "result.json").stat().st_mtime_ns == finished_at  # not trained again
     resumed = pd.read_csv(second / "history.csv")
