@@ -12,6 +12,7 @@ Prints, measured in one run:
    already on the GPU (target >= 0.9: the pipeline must not starve the GPU).
 
 Usage: .venv/bin/python benchmarks/bench_deep_grid.py [--n 24] [--epochs 2] [--patients 4] [--skip-grid]
+       [--skip-depths]
 """
 
 from __future__ import annotations
@@ -146,6 +147,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2, help="epochs per grid configuration")
     parser.add_argument("--patients", type=int, default=4, help="patients per timing epoch (per depth)")
     parser.add_argument("--skip-grid", action="store_true")
+    parser.add_argument("--skip-depths", action="store_true", help="skip the per-depth CPU/GPU timings")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -157,6 +159,8 @@ def main() -> None:
         patients = roi_patients(pre, manifest)
         if not args.skip_grid:
             grid_speedup(pre, manifest, patients, args.epochs, work)
+        if args.skip_depths:
+            return
         ids = split_ids(patients, "train")[: args.patients]
         seconds_per_patient(pre, ids, torch.device("cpu"))
         if torch.cuda.is_available():
