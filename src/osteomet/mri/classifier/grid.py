@@ -8,8 +8,9 @@ stages use). Labels are taken from a :class:`LabelGuard` in this process: traini
 fit, validation labels to stop early and to choose, nothing else.
 
 Parallelism follows the radiomics stage: ``jobs == 1`` trains in this process; ``jobs > 1``
-starts a ``dask.distributed.LocalCluster`` of single-threaded worker processes (one torch
-thread each); ``scheduler`` sends the same tasks to an existing Dask cluster whose workers
+starts a ``dask.distributed.LocalCluster`` of single-threaded worker processes; every
+configuration trains on one torch thread wherever it runs, so the grid's numbers do not
+depend on ``jobs``; ``scheduler`` sends the same tasks to an existing Dask cluster whose workers
 see the same paths. An interrupted grid resumes: finished configurations (``result.json``)
 are not trained again and unfinished ones continue from their ``last.pt``.
 """
@@ -52,16 +53,25 @@ def run_dir_of(out: str | Path, spec: RunSpec) -> Path:
 
 
 def _train_task(task: dict[str, Any]) -> dict[str, Any]:
-    """One configuration in a worker (or in this process): one torch thread when asked."""
+    """One configuration in a worker or in this process, always on one torch thread.
+
+    CPU float sums depend on the thread count, so one thread everywhere makes a grid's
+    numbers (and its winner) the same whether it ran with --jobs 1, --jobs N or on a cluster
+    (measured: with 2 threads in-process against 1 per worker, 8-epoch validation AUCs
+    differed). One thread is also what a worker of the pool gets.
+    """
     import torch
 
-    if task["threads"]:
-        torch.set_num_threads(task["threads"])
-    run_dir = Path(task["run_dir"])
-    result = train_run(task["preprocessed"], run_dir, ClassifierConfig.model_validate(task["config"]),
-                       RunSpec(**task["spec"]), train_labels=task["train_labels"], val_labels=task["val_labels"],
-                       resume=(run_dir / "checkpoints" / "last.pt").exists(), device=task["device"],
-                       on_epoch=task.get("on_epoch"))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run_dir = Path(task["run_dir"])
+        result = train_run(task["preprocessed"], run_dir, ClassifierConfig.model_validate(task["config"]),
+                           RunSpec(**task["spec"]), train_labels=task["train_labels"], val_labels=task["val_labels"],
+                           resume=(run_dir / "checkpoints" / "last.pt").exists(), device=task["device"],
+                           on_epoch=task.get("on_epoch"))
+    finally:
+        torch.set_num_threads(previous)
     return asdict(result)
 
 
@@ -149,8 +159,7 @@ def run_grid(preprocessed: str | Path, out: str | Path, config: ClassifierConfig
             continue
         tasks.append({"preprocessed": str(preprocessed), "run_dir": str(run_dir_of(out, spec)),
                       "config": config.model_dump(mode="json"), "spec": asdict(spec), "train_labels": train_labels,
-                      "val_labels": val_labels, "device": device,
-                      "threads": 1 if (jobs > 1 or scheduler is not None) else 0, "on_epoch": on_epoch})
+                      "val_labels": val_labels, "device": device, "on_epoch": on_epoch})
     for result in _run(tasks, jobs, scheduler):
         results[result["name"]] = result
         if on_config:
