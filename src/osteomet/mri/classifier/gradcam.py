@@ -1,0 +1,134 @@
+"""Grad-CAM of the classifier (MONAI), where the network looks inside the tumour ROI.
+
+Per patient: the 3D map of the bone-metastasis logit on ``layer4`` (the last convolutional
+block), upsampled to the ROI and scaled to 0..1 by its maximum, saved as NIfTI in ROI
+geometry (``roi/<patient>.nii.gz``) and resampled into the patient's original T2 geometry
+(``t2/<patient>.nii.gz``, zero outside the ROI) so it opens over the T2 in 3D Slicer, plus a
+PNG of three orthogonal T2 slices through the tumour centre with the map on top and the mask
+outlined. Grad-CAM keeps only regions that raise the logit (ReLU): when none does, the map
+is empty, and the PNG title and ``gradcam.csv`` say so rather than showing a blank heat map
+(as the CT detector's overlays do).
+
+MONAI's default post-processing (``default_normalizer``) maps the maximum to 0 and the
+minimum to 1, inverting the map; the maximum scaling is done here instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import SimpleITK as sitk
+import torch
+
+from osteomet.data.grids import array_on, resample_to
+from osteomet.data.io import Geometry, write_image
+from osteomet.mri.classifier.data import read_roi
+from osteomet.mri.classifier.model import GRADCAM_LAYER
+from osteomet.mri.preprocess import load_case
+from osteomet.utils.files import atomic_path, write_text_atomic
+
+T2_CHANNEL = 1  # channels: high-b DWI, T2, ADC
+
+
+def gradcam_volume(network: torch.nn.Module, roi: np.ndarray, device: torch.device) -> tuple[np.ndarray, float]:
+    """Raw Grad-CAM (Z x Y x X, >= 0, ROI resolution) and the probability of one crop (C x Z x Y x X)."""
+    from monai.visualize import GradCAM
+
+    cam = GradCAM(nn_module=network, target_layers=GRADCAM_LAYER, postprocessing=lambda x: x)
+    x = torch.from_numpy(np.ascontiguousarray(roi, np.float32))[None].to(device)
+    network.eval()
+    with torch.enable_grad():
+        heat = cam(x=x, class_idx=0)
+    with torch.no_grad():
+        prob = float(torch.sigmoid(network(x).reshape(-1)[0]))
+    return heat[0, 0].detach().float().cpu().numpy(), prob
+
+
+def scale_map(heat: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Map scaled to 0..1 by its maximum, and whether it is empty (no voxel raises the logit)."""
+    peak = float(np.nanmax(heat)) if heat.size else 0.0
+    if not peak > 0:
+        return np.zeros_like(heat, dtype=np.float32), True
+    return np.clip(heat / peak, 0.0, 1.0).astype(np.float32), False
+
+
+def tumour_centre(mask: np.ndarray | None, shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """Voxel (z, y, x) of the tumour's centre of mass in the ROI; the ROI centre without a mask."""
+    if mask is None or not np.any(mask):
+        return tuple(int(s // 2) for s in shape)  # type: ignore[return-value]
+    return tuple(round(float(c)) for c in np.argwhere(mask > 0).mean(axis=0))  # type: ignore[return-value]
+
+
+def save_overlay(t2: np.ndarray, heat: np.ndarray, mask: np.ndarray | None, centre: tuple[int, int, int],
+                 spacing_xyz: tuple[float, float, float], path: Path, title: str) -> Path:
+    """PNG of axial, coronal and sagittal T2 slices through ``centre`` with the map and the mask outline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    z, y, x = centre
+    sx, sy, sz = spacing_xyz
+    views = [("axial", np.s_[z, :, :], sy / sx), ("coronal", np.s_[:, y, :], sz / sx),
+             ("sagittal", np.s_[:, :, x], sz / sy)]
+    fig, axes = plt.subplots(1, 3, figsize=(9, 3.4), dpi=100)
+    low, high = np.percentile(t2, [1, 99])
+    for ax, (name, index, aspect) in zip(axes, views):
+        flip = name != "axial"  # head up in coronal and sagittal views
+        show = (lambda a: a[::-1]) if flip else (lambda a: a)
+        ax.imshow(show(t2[index]), cmap="gray", vmin=low, vmax=high, aspect=aspect)
+        ax.imshow(show(heat[index]), cmap="jet", alpha=0.35, vmin=0, vmax=1, aspect=aspect)
+        if mask is not None and mask[index].any():
+            ax.contour(show(mask[index].astype(float)), levels=[0.5], colors="lime", linewidths=0.8)
+        ax.set_title(name, fontsize=8)
+        ax.axis("off")
+    fig.suptitle(title, fontsize=8)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def gradcam_patient(network: torch.nn.Module, preprocessed: str | Path, patient_id: str, out: str | Path,
+                    device: torch.device) -> dict[str, Any]:
+    """Grad-CAM NIfTIs (ROI and T2 geometry) and PNG of one patient; returns its gradcam.csv row."""
+    out = Path(out)
+    roi = read_roi(preprocessed, patient_id)
+    arrays, transform = load_case(preprocessed, patient_id)
+    mask = np.asarray(arrays["roi_mask"]) if "roi_mask" in arrays else None
+    raw, prob = gradcam_volume(network, roi, device)
+    heat, empty = scale_map(raw)
+    roi_geometry = Geometry.from_dict(transform["roi_geometry"])
+    roi_image = array_on(roi_geometry, heat)
+    roi_path = write_image(roi_image, out / "roi" / f"{patient_id}.nii.gz")
+    t2_image = resample_to(roi_image, Geometry.from_dict(transform["t2_geometry"]), interpolator=sitk.sitkLinear)
+    t2_path = write_image(t2_image, out / "t2" / f"{patient_id}.nii.gz")
+    centre = tumour_centre(mask, heat.shape)
+    note = " (Grad-CAM empty: no region raises the logit)" if empty else ""
+    png = save_overlay(roi[T2_CHANNEL], heat, mask, centre, roi_geometry.spacing, out / "png" / f"{patient_id}.png",
+                       f"{patient_id}: p(bone metastasis) = {prob:.2f}{note}")
+    inside = float(heat[mask > 0].mean()) if mask is not None and mask.any() else float("nan")
+    outside = float(heat[mask == 0].mean()) if mask is not None and (mask == 0).any() else float("nan")
+    return {"patient_id": patient_id, "prob": prob, "cam_empty": empty, "mean_in_tumour": inside,
+            "mean_outside": outside, "roi_nifti": str(roi_path), "t2_nifti": str(t2_path), "png": str(png)}
+
+
+def gradcam_cohort(model: str | Path, preprocessed: str | Path, patient_ids: list[str], out: str | Path, *,
+                   device: str | None = None, progress: Callable[[], None] | None = None) -> pd.DataFrame:
+    """Grad-CAM of the chosen model for ``patient_ids``; writes ``gradcam.csv`` and returns it."""
+    from osteomet.mri.classifier.predict import load_model
+
+    network, _, _, dev = load_model(model, device)
+    rows = []
+    for pid in patient_ids:
+        rows.append(gradcam_patient(network, preprocessed, pid, out, dev))
+        if progress:
+            progress()
+    table = pd.DataFrame(rows, columns=["patient_id", "prob", "cam_empty", "mean_in_tumour", "mean_outside",
+                                        "roi_nifti", "t2_nifti", "png"])
+    write_text_atomic(Path(out) / "gradcam.csv", table.to_csv(index=False))
+    return table

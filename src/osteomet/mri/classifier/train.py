@@ -1,0 +1,248 @@
+"""Training of one classifier configuration (depth, optimiser, learning rate), resumable.
+
+Run folder: ``run.json`` (the configuration and the settings), ``history.csv`` (per epoch:
+training loss, validation AUC, learning rate, seconds), ``checkpoints/last.pt`` (all that is
+needed to continue, written atomically after every epoch), ``checkpoints/best.pt`` (weights
+of the best validation AUC) and, once finished, ``result.json`` (the best epoch's validation
+AUC with its DeLong CI and accuracy). Checkpoints hold tensors and plain values only and are
+read with ``weights_only=True``.
+
+Labels come in as plain mappings that the caller took from a
+:class:`~osteomet.mri.classifier.labels.LabelGuard` (training labels to fit, validation
+labels to stop early), so this module never sees test or external labels.
+
+Reproducibility: on CPU with the same thread count a rerun, and a run resumed from
+``last.pt``, give the same weights and history (weights seeded before the network is built,
+shuffling and augmentation re-seeded per epoch).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from osteomet.errors import InputError, MissingInputError
+from osteomet.mri.classifier.config import ClassifierConfig
+from osteomet.mri.classifier.data import RoiDataset
+from osteomet.mri.classifier.model import build_resnet
+from osteomet.utils.files import write_json_atomic
+from osteomet.utils.torch import (
+    EarlyStopping,
+    best_checkpoint,
+    epoch_generator,
+    last_checkpoint,
+    load_state,
+    pick_device,
+    refuse_existing_run,
+    save_state,
+    seed_weights,
+    train_step,
+    write_history,
+)
+
+RUN_FILE = "run.json"
+RESULT_FILE = "result.json"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One cell of the grid."""
+
+    depth: int
+    optimizer: str
+    learning_rate: float
+
+    @property
+    def name(self) -> str:
+        return f"resnet{self.depth}_{self.optimizer}_lr{self.learning_rate:g}"
+
+
+def make_optimizer(model: torch.nn.Module, spec: RunSpec, config: ClassifierConfig) -> torch.optim.Optimizer:
+    params, lr, wd = model.parameters(), spec.learning_rate, config.weight_decay
+    if spec.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=config.momentum, weight_decay=wd)
+    if spec.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+    if spec.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    if spec.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, weight_decay=wd)
+    raise InputError(f"unknown optimiser {spec.optimizer!r}; choose sgd, adam, adamw or rmsprop")
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, config: ClassifierConfig):
+    if config.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.max_epochs)
+    if config.scheduler == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=3)
+    return None
+
+
+def predict_probabilities(model: torch.nn.Module, dataset: RoiDataset, device: torch.device,
+                          batch_size: int) -> np.ndarray:
+    """Bone-metastasis probability of every patient of an (unaugmented) dataset, in its order."""
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(dataset), batch_size):
+            x = torch.stack([dataset[i][0] for i in range(start, min(start + batch_size, len(dataset)))])
+            out.append(torch.sigmoid(model(x.to(device)).reshape(-1).float()).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def validation_summary(labels: np.ndarray, probs: np.ndarray, threshold: float) -> dict[str, float]:
+    """Validation AUC with its DeLong 95% CI (NaN bounds when a class has < 2 patients) and accuracy."""
+    from osteomet.evaluation import auc, delong_ci
+    from osteomet.evaluation.errors import EvaluationInputError
+
+    value = auc(labels, probs)
+    try:
+        ci = delong_ci(labels, probs)
+        low, high = ci.low, ci.high
+    except EvaluationInputError:
+        low = high = math.nan
+    acc = float(np.mean((probs >= threshold) == (labels == 1)))
+    return {"val_auc": float(value), "val_auc_low": float(low), "val_auc_high": float(high), "val_acc": acc,
+            "n_val": int(labels.size), "n_val_positive": int(labels.sum())}
+
+
+@dataclass
+class RunResult:
+    name: str
+    depth: int
+    optimizer: str
+    learning_rate: float
+    val_auc: float
+    val_auc_low: float
+    val_auc_high: float
+    val_acc: float
+    n_val: int
+    n_val_positive: int
+    best_epoch: int
+    epochs_run: int
+    stopped_early: bool
+    seconds: float
+
+
+def read_result(run_dir: str | Path) -> RunResult | None:
+    """The result of a finished run, or None while it is unfinished."""
+    path = Path(run_dir) / RESULT_FILE
+    if not path.exists():
+        return None
+    return RunResult(**json.loads(path.read_text()))
+
+
+def read_run(run_dir: str | Path) -> tuple[RunSpec, ClassifierConfig]:
+    """The configuration and settings a run folder was trained with."""
+    path = Path(run_dir) / RUN_FILE
+    if not path.exists():
+        raise MissingInputError(f"{run_dir}: not a classifier run folder (no {RUN_FILE}); give the folder of "
+                                f"`osteomet deep train` or `osteomet deep grid`")
+    data = json.loads(path.read_text())
+    return RunSpec(**data["spec"]), ClassifierConfig.model_validate(data["config"])
+
+
+def train_run(preprocessed: str | Path, run_dir: str | Path, config: ClassifierConfig, spec: RunSpec, *,
+              train_labels: Mapping[str, int], val_labels: Mapping[str, int], resume: bool = False,
+              device: str | None = None, on_epoch: Callable[[int, dict], None] | None = None) -> RunResult:
+    """Train ``spec`` on ``train_labels``' patients, stop early on ``val_labels``' AUC.
+
+    With ``resume`` a finished run returns its result and an unfinished one continues from
+    ``last.pt``; without it an existing run is refused.
+    """
+    root, run_dir = Path(preprocessed), Path(run_dir)
+    for split, labels in (("training", train_labels), ("validation", val_labels)):
+        values = {int(v) for v in labels.values()}
+        if values != {0, 1}:
+            raise InputError(f"{root}: the {split} patients with ROI crops need both classes for "
+                             f"{'a loss' if split == 'training' else 'an AUC'} (got labels {sorted(values)})")
+    if resume:
+        done = read_result(run_dir)
+        if done is not None:
+            return done
+    last_path = last_checkpoint(run_dir)
+    dev = pick_device(device)
+    seed_weights(config.seed)
+    model = build_resnet(spec.depth, config.resnet).to(dev)
+    optimizer = make_optimizer(model, spec, config)
+    scheduler = _scheduler(optimizer, config)
+    targets = np.array(list(train_labels.values()), dtype=np.float32)
+    pos_weight = None
+    if config.class_weighting:
+        pos_weight = torch.tensor([(targets == 0).sum() / (targets == 1).sum()], dtype=torch.float32, device=dev)
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+
+    start_epoch, stopper, history = 0, EarlyStopping(config.patience), []
+    if resume and last_path.exists():
+        saved_spec, saved_config = read_run(run_dir)
+        if saved_spec != spec or saved_config != config:
+            raise InputError(f"{run_dir}: was started as {saved_spec.name} with other settings than given now; "
+                             f"resume it with the same configuration or use a new folder")
+        state = load_state(last_path, dev)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and state.get("scheduler"):
+            scheduler.load_state_dict(state["scheduler"])
+        start_epoch, history = state["epoch"] + 1, list(state["history"])
+        stopper = EarlyStopping(config.patience, state["best_auc"], state["best_epoch"], state["bad_epochs"])
+    else:
+        refuse_existing_run(run_dir, f"a classifier run ({spec.name})", "pass --resume to continue it or use a new "
+                            "folder", checkpoint="last.pt")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(run_dir / RUN_FILE, {"spec": asdict(spec), "name": spec.name,
+                                           "config": config.model_dump(mode="json")})
+
+    train_set = RoiDataset(root, list(train_labels), targets.tolist(), config, augment=True)
+    val_set = RoiDataset(root, list(val_labels), None, config, augment=False)
+    val_y = np.array(list(val_labels.values()), dtype=int)
+    for epoch in stopper.epochs(start_epoch, config.max_epochs):
+        tick = time.perf_counter()
+        train_set.set_epoch(epoch)
+        loader = torch.utils.data.DataLoader(train_set, batch_size=config.batch_size, shuffle=True,
+                                             generator=epoch_generator(config.seed, epoch),
+                                             num_workers=config.num_workers)
+        model.train()
+        losses = [train_step(model, optimizer, loss_fn, x.to(dev), y.to(dev)) for x, y in loader]
+        score = _validation_auc(val_y, predict_probabilities(model, val_set, dev, config.batch_size))
+        lr = optimizer.param_groups[0]["lr"]
+        if scheduler is not None:
+            scheduler.step(score) if config.scheduler == "plateau" else scheduler.step()
+        if stopper.update(score, epoch):
+            save_state({"model": model.state_dict(), "epoch": epoch, "val_auc": score}, best_checkpoint(run_dir))
+        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_auc": score, "lr": lr,
+                        "seconds": round(time.perf_counter() - tick, 3)})
+        save_state({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict() if scheduler is not None else {}, "epoch": epoch,
+                    "best_auc": stopper.best, "best_epoch": stopper.best_epoch, "bad_epochs": stopper.bad_epochs,
+                    "history": history}, last_path)
+        write_history(run_dir, history)
+        if on_epoch:
+            on_epoch(epoch, history[-1])
+
+    if best_checkpoint(run_dir).exists():
+        model.load_state_dict(load_state(best_checkpoint(run_dir), dev)["model"])
+        summary = validation_summary(val_y, predict_probabilities(model, val_set, dev, config.batch_size),
+                                     config.threshold)
+    else:  # diverged from the first epoch on (non-finite outputs): recorded, never the winner
+        summary = {"val_auc": math.nan, "val_auc_low": math.nan, "val_auc_high": math.nan, "val_acc": math.nan,
+                   "n_val": int(val_y.size), "n_val_positive": int(val_y.sum())}
+    result = RunResult(name=spec.name, depth=spec.depth, optimizer=spec.optimizer, learning_rate=spec.learning_rate,
+                       **summary, best_epoch=stopper.best_epoch, epochs_run=len(history),
+                       stopped_early=stopper.exhausted,
+                       seconds=round(float(sum(h["seconds"] for h in history)), 3))
+    write_json_atomic(run_dir / RESULT_FILE, asdict(result))  # written last: marks the run finished
+    return result
+
+
+def _validation_auc(labels: np.ndarray, probs: np.ndarray) -> float:
+    """AUC of an epoch; NaN when training diverged (non-finite outputs), which never counts as best."""
+    from osteomet.evaluation import auc
+
+    return float(auc(labels, probs)) if np.isfinite(probs).all() else math.nan
