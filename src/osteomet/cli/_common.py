@@ -116,7 +116,7 @@ def train_each_architecture(root: Path, out: Path, settings: Settings, train: Ca
 
 def cache_ct_slices(cohort: "Manifest", cache: Path, slice_config) -> Path:
     """Cache the slices of every patient with the run's slice settings (progress bar); returns ``cache``."""
-    from osteomet.ct.slices import cache_cohort
+    from osteomet.ct.slice_cache import cache_cohort
 
     with progress_bar("slices", len(cohort)) as advance:
         cache_cohort(cohort, cache, slice_config, progress=advance)

@@ -30,7 +30,7 @@ def prepare_slice_run(manifest, run_dir: str | Path, config: Config, *, architec
     ``config`` is a detection or segmentation config: it has ``slices`` and ``architectures``.
     """
     from osteomet.config import dump_config
-    from osteomet.ct.slices import build_slice_dataset
+    from osteomet.ct.slice_dataset import build_slice_dataset
 
     run_dir = Path(run_dir)
     root = Path(cache) if cache is not None else run_dir / "slices"
@@ -79,7 +79,7 @@ def cache_for_prediction(manifest, run_dir: str | Path, out: str | Path, slice_c
     Returns (slice root, slice table, patient table); each patient carries the training
     run's split where the run knows it (:func:`assign_known_splits`).
     """
-    from osteomet.ct.slices import cache_cohort
+    from osteomet.ct.slice_cache import cache_cohort
 
     root = Path(cache) if cache is not None else Path(out) / "slices"
     slices, patients = cache_cohort(manifest, root, slice_config, progress=on_cached)

@@ -22,7 +22,7 @@ import SimpleITK as sitk
 from osteomet.ct import slice_run
 from osteomet.ct.segmentation.config import CTSegmentationConfig
 from osteomet.ct.segmentation.train import load_segmenter, volume_probabilities
-from osteomet.ct.slices import load_case, to_ct_geometry
+from osteomet.ct.slice_cache import load_case, to_ct_geometry
 from osteomet.data.io import read_mask, write_image
 from osteomet.data.manifest import Manifest
 from osteomet.utils.files import write_text_atomic
@@ -62,7 +62,7 @@ def predict_segmentation(manifest: Manifest, run_dir: str | Path, out: str | Pat
         arrays, meta = load_case(root, record.patient_id)
         reference = None
         for architecture, model in models.items():
-            probability = volume_probabilities(model, arrays["image"], config.batch_size, dev)
+            probability = volume_probabilities(model, arrays["image"], config, dev)
             mask = to_ct_geometry(probability, meta)
             path = write_image(mask, out / architecture / "masks" / f"{record.patient_id}.nii.gz")
             array = sitk.GetArrayViewFromImage(mask)
