@@ -39,18 +39,25 @@ def train(
     cache: TrainCacheOption = None,
     device: DeviceOption = None,
     max_epochs: MaxEpochsOption = None,
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out from its last epoch, "
+                                                        "with the settings recorded there (--config is ignored)."),
 ) -> None:
     """Split by patient, cache the slices, train each classifier with early stopping on validation AUC."""
     with user_errors():
+        from functools import partial
+
         import pandas as pd
 
         from osteomet.ct.detection.config import load_detection_config
         from osteomet.ct.detection.train import train_detector
+        from osteomet.ct.slice_run import resumed_settings
 
         settings = load_settings(load_detection_config, config, max_epochs)
+        if resume:
+            settings = resumed_settings(out, settings, max_epochs)
         root, settings = prepare_ct_run(manifest, out, settings, model, cache)
         console.print(pd.read_csv(out / "class_balance.csv").to_string(index=False))
-        train_each_architecture(root, out, settings, train_detector, device, lambda result: (
+        train_each_architecture(root, out, settings, partial(train_detector, resume=resume), device, lambda result: (
             f"best validation AUC {result.best_auc:.3f} at epoch {result.best_epoch}, threshold {result.threshold:.3g} "
             f"({result.epochs_run} epochs{', stopped early' if result.stopped_early else ''})"))
     console.print(f"-> [bold]{out}[/]")

@@ -38,7 +38,12 @@ from osteomet.data.io import Geometry
 from osteomet.data.manifest import CTRecord, Manifest
 from osteomet.data.totalsegmentator import TOTALSEG_BONES
 from osteomet.errors import InputError, MissingInputError
-from osteomet.preprocess.geometry import array_on, mask_to, resample_to, same_extent_grid
+from osteomet.preprocess.geometry import (
+    array_on,
+    mask_to,
+    resample_to,
+    same_extent_grid,
+)
 from osteomet.utils.files import atomic_path, sha256_path, write_json_atomic
 
 SLICES_VERSION = "2"

@@ -40,20 +40,24 @@ def square_pad(volume: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
     return out, (top, left)
 
 
-def fit_square(volume: np.ndarray, size: int, *, binary: bool = False) -> tuple[np.ndarray, float]:
-    """(Z x H x W) -> (Z x size x size): padded to a square, then shrunk (area mean) or padded to ``size``.
+def fit_square(volume: np.ndarray, size: int, *, binary: bool = False, zoom: float = 1.0) -> tuple[np.ndarray, float]:
+    """(Z x H x W) -> (Z x size x size): padded to a square, magnified by ``zoom``, then shrunk (area mean) or padded.
 
     Returns the array (float16; 0/1 uint8 when ``binary``) and the factor by which its pixels
-    are larger than the cached ones (1.0 when nothing was shrunk).
+    are larger than the cached ones (1/zoom when nothing was shrunk).
     """
     squared, _ = square_pad(np.asarray(volume, np.float32))
+    if zoom != 1.0:
+        side = int(round(squared.shape[-1] * zoom))
+        squared = F.interpolate(torch.from_numpy(squared)[:, None], size=(side, side),
+                                mode="nearest" if binary else "bilinear")[:, 0].numpy()
     side = squared.shape[-1]
     if side > size:
         scale = side / size
         shrunk = F.interpolate(torch.from_numpy(squared)[:, None], size=(size, size), mode="area")[:, 0].numpy()
     else:
         scale, shrunk = 1.0, square_pad_to(squared, size)
-    return (shrunk >= 0.5).astype(np.uint8) if binary else shrunk.astype(np.float16), float(scale)
+    return (shrunk >= 0.5).astype(np.uint8) if binary else shrunk.astype(np.float16), float(scale) / zoom
 
 
 def square_pad_to(squared: np.ndarray, size: int) -> np.ndarray:
@@ -68,14 +72,14 @@ def square_pad_to(squared: np.ndarray, size: int) -> np.ndarray:
 class SquareSlices:
     """Each patient's slices fitted to ``size`` x ``size`` once (in memory), served with their context channels."""
 
-    def __init__(self, store: SliceStore, size: int, context: int):
-        self.store, self.size, self.context = store, size, context
+    def __init__(self, store: SliceStore, size: int, context: int, zoom: float = 1.0):
+        self.store, self.size, self.context, self.zoom = store, size, context, zoom
         self._volumes: dict[str, tuple[np.ndarray, float]] = {}
 
     def volume(self, patient_id: str) -> tuple[np.ndarray, float]:
         """(Z x size x size) float16 and the pixel-size factor against the cache."""
         if patient_id not in self._volumes:
-            self._volumes[patient_id] = fit_square(self.store.array(patient_id, "image"), self.size)
+            self._volumes[patient_id] = fit_square(self.store.array(patient_id, "image"), self.size, zoom=self.zoom)
         return self._volumes[patient_id]
 
     def batch(self, patient_ids, slices) -> np.ndarray:
@@ -88,7 +92,7 @@ class SquareSlices:
     def mask(self, patient_id: str, k: int) -> np.ndarray:
         """The lesion mask of one slice on the same square grid (for overlays and Grad-CAM distances)."""
         mask = self.store.array(patient_id, "mask")[int(k)][None]
-        return fit_square(mask, self.size, binary=True)[0][0]
+        return fit_square(mask, self.size, binary=True, zoom=self.zoom)[0][0]
 
     def pixel_mm(self, patient_id: str) -> float:
         """Pixel size of the square inputs (mm): the cache's pixel size times the shrink factor."""

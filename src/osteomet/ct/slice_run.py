@@ -96,3 +96,14 @@ def assign_known_splits(patients: pd.DataFrame, run_dir: Path) -> pd.Series:
         known = dict(zip(table["patient_id"], table["split"]))
     return pd.Series([known.get(p, s if isinstance(s, str) else "new") for p, s in
                       zip(patients["patient_id"], patients["split"])], index=patients.index)
+
+
+def resumed_settings(out: str | Path, settings: Config, max_epochs: int | None) -> Config:
+    """The run's recorded ``config.yaml`` (a resume trains exactly what was started), ``--max-epochs`` applied."""
+    from osteomet.config import load_config
+
+    path = Path(out) / "config.yaml"
+    if not path.is_file():
+        raise MissingInputError(f"{path}: nothing to resume (no run was started in {out})")
+    recorded = load_config(path, type(settings))
+    return recorded.model_copy(update={"max_epochs": max_epochs}) if max_epochs is not None else recorded

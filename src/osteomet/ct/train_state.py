@@ -13,19 +13,30 @@ from typing import Any
 
 import torch
 
-from osteomet.errors import MissingInputError
-from osteomet.utils.torch import EarlyStopping, last_checkpoint, load_state, refuse_existing_run, save_state
+from osteomet.utils.torch import (
+    EarlyStopping,
+    last_checkpoint,
+    load_state,
+    refuse_existing_run,
+    save_state,
+)
 
 
 def start_or_resume(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, patience: int, *,
                     resume: bool, what: str, device: torch.device) -> tuple[int, EarlyStopping, list[dict]]:
-    """(first epoch, early stopping state, history so far); a fresh start refuses a folder that holds a run."""
+    """(first epoch, early stopping state, history so far); a fresh start refuses a folder that holds a run.
+
+    With ``resume`` and no ``last.pt`` (an architecture the interrupted run had not reached)
+    training starts afresh; the CLI checks that the run folder itself exists.
+    """
     path = last_checkpoint(run_dir)
     if not resume:
         refuse_existing_run(run_dir, what, "pass --resume to continue it or use a new run folder", checkpoint="last.pt")
         return 0, EarlyStopping(patience), []
     if not path.is_file():
-        raise MissingInputError(f"{path}: nothing to resume (no checkpoint from an earlier run of {what})")
+        # an architecture the interrupted run had not reached yet starts afresh (never over a finished one)
+        refuse_existing_run(run_dir, what, "its last.pt is missing, so it cannot be resumed; use a new run folder")
+        return 0, EarlyStopping(patience), []
     state = load_state(path, device)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])

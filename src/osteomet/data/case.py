@@ -22,7 +22,6 @@ from osteomet.data.io import (
 )
 from osteomet.data.manifest import CTRecord, MRIRecord
 
-
 #: A CT in Hounsfield units always contains air (about -1000 HU) somewhere in the field of view.
 MIN_AIR_HU = -500.0
 

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from osteomet.config import load_preset_or_file
-from osteomet.ct.slices import SliceConfig
+from osteomet.ct.slice_config import SliceConfig
 
 Architecture = Literal["efficientnet-b0", "resnet34", "densenet121"]
 
@@ -20,16 +20,25 @@ class DetectionConfig(BaseModel):
 
     slices: SliceConfig = Field(default_factory=SliceConfig)
     architectures: list[Architecture] = Field(["efficientnet-b0", "resnet34", "densenet121"], min_length=1)
+    width: float = Field(1.0, gt=0, le=1, description="channel width factor (1.0 = the published network)")
+    input_size: int = Field(384, ge=32, description="square input (pixels): each bone crop padded, shrunk only if larger")
+    zoom: float = Field(1.0, ge=1, le=4, description="magnification of the crop before fitting (coarse CTs: "
+                                                    "keeps a small lesion wider than the networks' 4x stem)")
+    context_slices: int = Field(1, ge=0, le=4, description="adjacent slices on each side given as extra channels")
+    slices_per_epoch: int = Field(2048, ge=2, description="training slices drawn per epoch")
+    positive_fraction: float = Field(0.5, gt=0, lt=1, description="share of lesion slices among those drawn")
     batch_size: int = Field(32, ge=1)
     max_epochs: int = Field(60, ge=1)
     patience: int = Field(8, ge=1, description="epochs without a better validation AUC before stopping")
     learning_rate: float = Field(1e-4, gt=0)
     weight_decay: float = Field(1e-5, ge=0)
-    pos_weight: float | Literal["auto"] | None = Field(
-        "auto", description="BCE weight of lesion slices; auto = no-lesion / lesion slices in training")
     flip_prob: float = Field(0.5, ge=0, le=1, description="random left-right flip of training slices")
     gradcam_max: int = Field(8, ge=0, description="Grad-CAM overlays kept per kind (true / false positives)")
     seed: int = 0
+
+    @property
+    def in_channels(self) -> int:
+        return 2 * self.context_slices + 1
 
 
 def load_detection_config(source: str | Path | None = None) -> DetectionConfig:
