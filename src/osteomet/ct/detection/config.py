@@ -21,9 +21,10 @@ class DetectionConfig(BaseModel):
     slices: SliceConfig = Field(default_factory=SliceConfig)
     architectures: list[Architecture] = Field(["efficientnet-b0", "resnet34", "densenet121"], min_length=1)
     width: float = Field(1.0, gt=0, le=1, description="channel width factor (1.0 = the published network)")
-    input_size: int = Field(384, ge=32, description="square input (pixels): each bone crop padded, shrunk only if larger")
-    zoom: float = Field(1.0, ge=1, le=4, description="magnification of the crop before fitting (coarse CTs: "
-                                                    "keeps a small lesion wider than the networks' 4x stem)")
+    input_size: int = Field(384, ge=32, description="square input (pixels): each slice's bone square resized to it")
+    max_zoom: float = Field(2.0, ge=1, le=4, description="largest enlargement of a slice's bone square to the input")
+    bone_only_mm: float | None = Field(
+        5.0, ge=0, description="blank everything farther than this from bone (mm); null keeps the whole crop")
     context_slices: int = Field(1, ge=0, le=4, description="adjacent slices on each side given as extra channels")
     slices_per_epoch: int = Field(2048, ge=2, description="training slices drawn per epoch")
     positive_fraction: float = Field(0.5, gt=0, lt=1, description="share of lesion slices among those drawn")
@@ -33,6 +34,7 @@ class DetectionConfig(BaseModel):
     learning_rate: float = Field(1e-4, gt=0)
     weight_decay: float = Field(1e-5, ge=0)
     flip_prob: float = Field(0.5, ge=0, le=1, description="random left-right flip of training slices")
+    augment: bool = Field(True, description="random rotation (15 deg), zoom (15%) and shift (10%) of training slices")
     gradcam_max: int = Field(8, ge=0, description="Grad-CAM overlays kept per kind (true / false positives)")
     seed: int = 0
 

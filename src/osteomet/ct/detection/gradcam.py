@@ -82,7 +82,7 @@ def write_gradcam_overlays(model: torch.nn.Module, architecture: str, inputs: Sq
             # Grad-CAM keeps only regions that raise the logit (ReLU); a slice called positive with a
             # negative logit everywhere gives an empty map, which the title says rather than hides.
             empty = not np.nanmax(heat) > 0
-            distance = peak_to_lesion_mm(heat, mask, inputs.pixel_mm(item.patient_id)) if kind == "true_positive" \
+            distance = peak_to_lesion_mm(heat, mask, inputs.pixel_mm(item.patient_id, int(item.slice))) if kind == "true_positive" \
                 else float("nan")
             png = ""
             if rank < max_per_kind:

@@ -35,7 +35,7 @@ from osteomet.ct.detection.config import DetectionConfig
 from osteomet.ct.detection.models import build_classifier
 from osteomet.ct.slice_cache import SliceStore
 from osteomet.ct.slice_dataset import check_patient_split, read_index
-from osteomet.ct.slice_inputs import SquareSlices
+from osteomet.ct.slice_inputs import SquareSlices, random_affine
 from osteomet.ct.slice_run import labelled_split, prepare_slice_run
 from osteomet.ct.train_state import save_last, start_or_resume
 from osteomet.errors import InputError
@@ -63,6 +63,12 @@ class DetectorResult:
     stopped_early: bool
     history: pd.DataFrame
     seconds: float
+
+
+def square_slices(slices_root: str | Path, config: DetectionConfig) -> SquareSlices:
+    """The classifier inputs of a slice cache, as this config fits them."""
+    return SquareSlices(SliceStore(slices_root), config.input_size, config.context_slices,
+                        bone_only_mm=config.bone_only_mm, margin_mm=config.slices.crop_margin_mm, max_zoom=config.max_zoom)
 
 
 def slice_probabilities(model: torch.nn.Module, inputs: SquareSlices, table: pd.DataFrame, batch_size: int,
@@ -109,7 +115,7 @@ def train_detector(slices_root: str | Path, run_dir: str | Path, config: Detecti
     index = read_index(slices_root)
     check_patient_split(index)
     train, val = _labelled(index, "train"), _labelled(index, "val")
-    inputs = SquareSlices(SliceStore(slices_root), config.input_size, config.context_slices, config.zoom)
+    inputs = square_slices(slices_root, config)
     dev = pick_device(device)
     seed_weights(config.seed)
     model = build_classifier(architecture, config.in_channels, config.width).to(dev)
@@ -121,6 +127,7 @@ def train_detector(slices_root: str | Path, run_dir: str | Path, config: Detecti
         tick = time.perf_counter()
         rows_all = epoch_slices(train, config, epoch)
         flips = epoch_rng(config.seed, epoch, 1).random(len(rows_all)) < config.flip_prob
+        augment_rng = epoch_rng(config.seed, epoch, 2)
         model.train()
         losses = []
         for first in range(0, len(rows_all), config.batch_size):
@@ -129,7 +136,10 @@ def train_detector(slices_root: str | Path, run_dir: str | Path, config: Detecti
             flip = flips[first:first + config.batch_size]
             x[flip] = x[flip][..., ::-1]
             y = torch.tensor(rows["label"].to_numpy(), dtype=torch.float32, device=dev)[:, None]
-            losses.append(train_step(model, optimizer, loss_fn, torch.from_numpy(np.ascontiguousarray(x)).to(dev), y))
+            x_t = torch.from_numpy(np.ascontiguousarray(x)).to(dev)
+            if config.augment:
+                x_t = random_affine(x_t, augment_rng, degrees=15.0, scale=0.15, shift=0.1)
+            losses.append(train_step(model, optimizer, loss_fn, x_t, y))
         probabilities = slice_probabilities(model, inputs, val, config.batch_size, dev)
         val_auc = auc(val["label"].to_numpy(), probabilities)
         if stopper.update(val_auc, epoch):
@@ -165,7 +175,7 @@ def untrained_val_auc(slices_root: str | Path, architecture: str, config: Detect
     val = _labelled(index, "val")
     seed_weights(config.seed)
     model = build_classifier(architecture, config.in_channels, config.width)
-    inputs = SquareSlices(SliceStore(slices_root), config.input_size, config.context_slices, config.zoom)
+    inputs = square_slices(slices_root, config)
     return auc(val["label"].to_numpy(), slice_probabilities(model, inputs, val, config.batch_size, torch.device("cpu")))
 
 

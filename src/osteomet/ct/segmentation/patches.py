@@ -13,18 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from osteomet.ct.slice_cache import SliceStore
-from osteomet.ct.slice_inputs import context_indices
+from osteomet.ct.slice_inputs import context_indices, extract
 from osteomet.errors import InputError
-
-
-def extract(volume: np.ndarray, k: int, cy: int, cx: int, size: int, context: int) -> np.ndarray:
-    """(channels, size, size) float32 centred on (cy, cx) of slice ``k`` with its neighbours, zero outside."""
-    n, h, w = volume.shape
-    out = np.zeros((2 * context + 1, size, size), np.float32)
-    y0, x0 = cy - size // 2, cx - size // 2
-    sy0, sx0, sy1, sx1 = max(y0, 0), max(x0, 0), min(y0 + size, h), min(x0 + size, w)
-    out[:, sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = volume[context_indices(k, n, context), sy0:sy1, sx0:sx1]
-    return out
 
 
 class PatchSampler:
@@ -58,8 +48,9 @@ class PatchSampler:
         images, labels = [], []
         for _ in range(n):
             pid, k, cy, cx = self._centre(rng)
-            image = extract(self.store.array(pid, "image"), k, cy, cx, self.size, self.context)
-            label = extract(self.store.array(pid, "mask"), k, cy, cx, self.size, 0)
+            volume = self.store.array(pid, "image")
+            image = extract(volume, context_indices(k, volume.shape[0], self.context), cy, cx, self.size)
+            label = extract(self.store.array(pid, "mask"), np.array([k]), cy, cx, self.size)
             if rng.random() < flip_prob:
                 image, label = image[..., ::-1], label[..., ::-1]
             images.append(image)
