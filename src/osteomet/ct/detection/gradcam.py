@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from osteomet.ct.detection.models import GRADCAM_LAYERS
-from osteomet.ct.slice_inputs import SquareSlices
+from osteomet.ct.detection.tiles import BoneTiles
 from osteomet.utils.files import atomic_path
 
 
@@ -63,27 +63,32 @@ def peak_to_lesion_mm(heat: np.ndarray, mask: np.ndarray, pixel_mm: float) -> fl
     return float(distance[peak] * pixel_mm)
 
 
-def write_gradcam_overlays(model: torch.nn.Module, architecture: str, inputs: SquareSlices, scores: pd.DataFrame,
+def write_gradcam_overlays(model: torch.nn.Module, architecture: str, tiles: BoneTiles, scores: pd.DataFrame,
                            threshold: float, out: Path, max_per_kind: int, device: torch.device) -> pd.DataFrame:
     """Grad-CAM of every labelled slice called positive, overlays of the most confident ``max_per_kind`` per kind.
 
+    Grad-CAM runs on the slice's tile of highest probability (the one that made the call).
     Returns one row per slice called positive (kind, probability, whether the map is empty, the
-    distance from its maximum to the lesion for true positives, the overlay written if any).
+    distance from its maximum to the lesion for true positives, NaN when that tile holds no
+    lesion; the overlay written if any).
     """
+    from osteomet.ct.detection.train import tile_probabilities
+
     labelled = scores.dropna(subset=["label"])
     called = labelled[labelled["probability"] >= threshold].sort_values("probability", ascending=False)
     rows = []
-    centre = inputs.context
+    centre = tiles.settings.context
     for kind, part in (("true_positive", called[called["label"] == 1]), ("false_positive", called[called["label"] == 0])):
         for rank, item in enumerate(part.itertuples()):
-            x = inputs.batch([item.patient_id], [int(item.slice)])[0]
-            mask = inputs.mask(item.patient_id, int(item.slice))
+            stack, centres = tiles.slice_tiles(item.patient_id, int(item.slice))
+            best = int(np.argmax(tile_probabilities(model, stack, 64, device)))
+            x = stack[best]
+            mask = tiles.tile_mask(item.patient_id, int(item.slice), *centres[best])
             heat = gradcam_map(model, architecture, x, device)
             # Grad-CAM keeps only regions that raise the logit (ReLU); a slice called positive with a
             # negative logit everywhere gives an empty map, which the title says rather than hides.
             empty = not np.nanmax(heat) > 0
-            distance = peak_to_lesion_mm(heat, mask, inputs.pixel_mm(item.patient_id, int(item.slice))) if kind == "true_positive" \
-                else float("nan")
+            distance = peak_to_lesion_mm(heat, mask, tiles.pixel_mm()) if kind == "true_positive" else float("nan")
             png = ""
             if rank < max_per_kind:
                 path = out / kind / f"{item.patient_id}_slice{int(item.slice):04d}.png"

@@ -24,9 +24,9 @@ from osteomet.ct.detection.compare import write_comparison
 from osteomet.ct.detection.config import DetectionConfig
 from osteomet.ct.detection.gradcam import localisation_summary, write_gradcam_overlays
 from osteomet.ct.detection.train import (
+    bone_tiles,
     load_detector,
     slice_probabilities,
-    square_slices,
 )
 from osteomet.data.manifest import Manifest
 from osteomet.utils.files import write_json_atomic, write_text_atomic
@@ -95,7 +95,7 @@ def predict_detection(manifest: Manifest, run_dir: str | Path, out: str | Path, 
     root, slices, patients = slice_run.cache_for_prediction(manifest, run_dir, out, config.slices, cache=cache,
                                                             on_cached=on_cached)
     slices = slices.merge(patients[["patient_id", "split"]], on="patient_id")
-    inputs = square_slices(root, config)
+    inputs = bone_tiles(root, config)
     dev = pick_device(device)
     results, patient_tables, thresholds = {}, {}, {}
     for architecture in architectures:

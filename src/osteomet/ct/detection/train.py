@@ -1,11 +1,11 @@
-"""Training of one slice classifier on square bone crops: balanced slices, early stopping on validation AUC.
+"""Training of one slice classifier on bone tiles; early stopping on the validation slices' AUC.
 
-Inputs: each slice cropped to the patient's bone region at the CT's own pixel size, padded
-to a square and shrunk to ``input_size`` only when larger
-(:class:`osteomet.ct.slice_inputs.SquareSlices`), with ``context_slices`` neighbours as extra
-channels. Each epoch draws ``slices_per_epoch`` training slices, ``positive_fraction`` of
-them lesion slices (drawn with replacement when there are fewer): lesion slices are about 4%
-of a whole-body scan, and a classifier fed them in that proportion learns "no lesion".
+Inputs (:mod:`osteomet.ct.detection.tiles`): square tiles of bone at a fixed physical size,
+``context_slices`` neighbours as extra channels. Each epoch draws ``tiles_per_epoch``
+training tiles, ``positive_fraction`` of them centred (with jitter) on a lesion voxel and the
+rest on random bone: lesion slices are about 4% of a whole-body scan, and a classifier fed them
+in that proportion learns "no lesion". Validation scores every validation slice as inference
+does: the highest probability of the tiles covering its bone.
 
 Run folder per architecture (``RUN/<architecture>/``): ``history.csv`` (per epoch: loss,
 validation AUC, seconds), ``checkpoints/best.pt`` (weights at the best validation AUC;
@@ -33,9 +33,10 @@ import torch
 
 from osteomet.ct.detection.config import DetectionConfig
 from osteomet.ct.detection.models import build_classifier
+from osteomet.ct.detection.tiles import BoneTiles, TileSampler
 from osteomet.ct.slice_cache import SliceStore
 from osteomet.ct.slice_dataset import check_patient_split, read_index
-from osteomet.ct.slice_inputs import SquareSlices, random_affine
+from osteomet.ct.slice_inputs import random_affine
 from osteomet.ct.slice_run import labelled_split, prepare_slice_run
 from osteomet.ct.train_state import save_last, start_or_resume
 from osteomet.errors import InputError
@@ -65,23 +66,36 @@ class DetectorResult:
     seconds: float
 
 
-def square_slices(slices_root: str | Path, config: DetectionConfig) -> SquareSlices:
-    """The classifier inputs of a slice cache, as this config fits them."""
-    return SquareSlices(SliceStore(slices_root), config.input_size, config.context_slices,
-                        bone_only_mm=config.bone_only_mm, margin_mm=config.slices.crop_margin_mm, max_zoom=config.max_zoom)
+def bone_tiles(slices_root: str | Path, config: DetectionConfig) -> BoneTiles:
+    """The classifier inputs of a slice cache, as this config cuts them."""
+    return BoneTiles(SliceStore(slices_root), config.tiles())
 
 
-def slice_probabilities(model: torch.nn.Module, inputs: SquareSlices, table: pd.DataFrame, batch_size: int,
-                        device: torch.device) -> np.ndarray:
-    """Lesion probability of every (patient_id, slice) row of ``table``, in its order."""
-    model.eval()
+def tile_probabilities(model: torch.nn.Module, x: np.ndarray, batch_size: int, device: torch.device) -> np.ndarray:
+    """Lesion probability of each tile of (T, channels, size, size)."""
     out = []
-    pids, ks = table["patient_id"].to_numpy(), table["slice"].to_numpy()
     with torch.no_grad():
-        for start in range(0, len(table), batch_size):
-            x = torch.from_numpy(inputs.batch(pids[start:start + batch_size], ks[start:start + batch_size]))
-            out.append(torch.sigmoid(model(x.to(device)).float()).reshape(-1).cpu().numpy())
+        for start in range(0, len(x), batch_size):
+            batch = torch.from_numpy(np.ascontiguousarray(x[start:start + batch_size])).to(device)
+            out.append(torch.sigmoid(model(batch).float()).reshape(-1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0)
+
+
+def slice_probabilities(model: torch.nn.Module, tiles: BoneTiles, table: pd.DataFrame, batch_size: int,
+                        device: torch.device) -> np.ndarray:
+    """Lesion probability of every (patient_id, slice) row of ``table``, in its order: the highest of its tiles."""
+    model.eval()
+    stacks, owners = [], []
+    for i, (pid, k) in enumerate(zip(table["patient_id"], table["slice"])):
+        x, _ = tiles.slice_tiles(pid, int(k))
+        stacks.append(x)
+        owners.append(np.full(len(x), i))
+    if not stacks:
+        return np.zeros(0)
+    probabilities = tile_probabilities(model, np.concatenate(stacks), batch_size, device)
+    out = np.zeros(len(table))
+    np.maximum.at(out, np.concatenate(owners), probabilities)
+    return out
 
 
 def _labelled(index: pd.DataFrame, split: str) -> pd.DataFrame:
@@ -91,17 +105,6 @@ def _labelled(index: pd.DataFrame, split: str) -> pd.DataFrame:
         raise InputError(f"{split} split needs slices with and without lesions (got {len(part)} slices, "
                          f"{int(part['label'].sum()) if len(part) else 0} with a lesion); use more patients")
     return part
-
-
-def epoch_slices(train: pd.DataFrame, config: DetectionConfig, epoch: int) -> pd.DataFrame:
-    """``slices_per_epoch`` training slices, ``positive_fraction`` of them lesion slices, shuffled (seed, epoch)."""
-    rng = epoch_rng(config.seed, epoch)
-    positives, negatives = train[train["label"] == 1], train[train["label"] == 0]
-    n_pos = int(round(config.slices_per_epoch * config.positive_fraction))
-    n_neg = config.slices_per_epoch - n_pos
-    chosen = pd.concat([positives.iloc[rng.choice(len(positives), n_pos, replace=n_pos > len(positives))],
-                        negatives.iloc[rng.choice(len(negatives), n_neg, replace=n_neg > len(negatives))]])
-    return chosen.iloc[rng.permutation(len(chosen))].reset_index(drop=True)
 
 
 def train_detector(slices_root: str | Path, run_dir: str | Path, config: DetectionConfig, architecture: str, *,
@@ -115,7 +118,8 @@ def train_detector(slices_root: str | Path, run_dir: str | Path, config: Detecti
     index = read_index(slices_root)
     check_patient_split(index)
     train, val = _labelled(index, "train"), _labelled(index, "val")
-    inputs = square_slices(slices_root, config)
+    tiles = bone_tiles(slices_root, config)
+    sampler = TileSampler(tiles, list(pd.unique(train["patient_id"])), config.positive_fraction)
     dev = pick_device(device)
     seed_weights(config.seed)
     model = build_classifier(architecture, config.in_channels, config.width).to(dev)
@@ -125,22 +129,16 @@ def train_detector(slices_root: str | Path, run_dir: str | Path, config: Detecti
     loss_fn = torch.nn.BCEWithLogitsLoss()
     for epoch in stopper.epochs(start, config.max_epochs):
         tick = time.perf_counter()
-        rows_all = epoch_slices(train, config, epoch)
-        flips = epoch_rng(config.seed, epoch, 1).random(len(rows_all)) < config.flip_prob
-        augment_rng = epoch_rng(config.seed, epoch, 2)
+        rng = epoch_rng(config.seed, epoch)
         model.train()
         losses = []
-        for first in range(0, len(rows_all), config.batch_size):
-            rows = rows_all.iloc[first:first + config.batch_size]
-            x = inputs.batch(rows["patient_id"], rows["slice"])
-            flip = flips[first:first + config.batch_size]
-            x[flip] = x[flip][..., ::-1]
-            y = torch.tensor(rows["label"].to_numpy(), dtype=torch.float32, device=dev)[:, None]
-            x_t = torch.from_numpy(np.ascontiguousarray(x)).to(dev)
+        for first in range(0, config.tiles_per_epoch, config.batch_size):
+            x, y = sampler.draw(min(config.batch_size, config.tiles_per_epoch - first), rng, config.flip_prob)
+            x_t = torch.from_numpy(x).to(dev)
             if config.augment:
-                x_t = random_affine(x_t, augment_rng, degrees=15.0, scale=0.15, shift=0.1)
-            losses.append(train_step(model, optimizer, loss_fn, x_t, y))
-        probabilities = slice_probabilities(model, inputs, val, config.batch_size, dev)
+                x_t = random_affine(x_t, rng, degrees=15.0, scale=0.15, shift=0.1)
+            losses.append(train_step(model, optimizer, loss_fn, x_t, torch.from_numpy(y)[:, None].to(dev)))
+        probabilities = slice_probabilities(model, tiles, val, config.batch_size, dev)
         val_auc = auc(val["label"].to_numpy(), probabilities)
         if stopper.update(val_auc, epoch):
             threshold = youden_threshold(val["label"].to_numpy(), probabilities)
@@ -175,8 +173,8 @@ def untrained_val_auc(slices_root: str | Path, architecture: str, config: Detect
     val = _labelled(index, "val")
     seed_weights(config.seed)
     model = build_classifier(architecture, config.in_channels, config.width)
-    inputs = square_slices(slices_root, config)
-    return auc(val["label"].to_numpy(), slice_probabilities(model, inputs, val, config.batch_size, torch.device("cpu")))
+    return auc(val["label"].to_numpy(), slice_probabilities(model, bone_tiles(slices_root, config), val,
+                                                            config.batch_size, torch.device("cpu")))
 
 
 def load_detector(run_dir: str | Path, architecture: str, config: DetectionConfig,
