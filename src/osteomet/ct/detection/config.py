@@ -28,7 +28,9 @@ class DetectionConfig(BaseModel):
     tile_pixel_mm: float = Field(1.0, gt=0, description="pixel size of the tiles (mm): the input is tile_mm / tile_pixel_mm")
     bone_only_mm: float | None = Field(
         5.0, ge=0, description="blank everything farther than this from bone (mm); null keeps the whole tile")
-    context_slices: int = Field(1, ge=0, le=4, description="adjacent slices on each side given as extra channels")
+    context_slices: int = Field(0, ge=0, le=4, description=(
+        "adjacent slices on each side as extra channels; 0 by default: with 5 mm slices a lesion on the next slice "
+        "made the tile classifier call the lesion-free slices beside every lesion"))
     tiles_per_epoch: int = Field(4096, ge=2, description="training tiles drawn per epoch")
     positive_fraction: float = Field(0.5, gt=0, lt=1, description="share of lesion-centred tiles among those drawn")
     batch_size: int = Field(32, ge=1)
