@@ -128,6 +128,31 @@ class TileSampler:
         self.with_lesion = [p for p in self.ids if len(self.lesion_voxels[p])]
         if not self.with_lesion:
             raise InputError("no training patient has a lesion voxel in the slice cache; detection needs some")
+        self.hard: list[tuple[str, int, int, int]] = []
+
+    def grid_tile(self, rng: np.random.Generator) -> tuple[str, int, int, int]:
+        """A random tile of the inference grid: random patient, slice and tile over its bone."""
+        pid = self.ids[rng.integers(len(self.ids))]
+        k = int(rng.integers(self.tiles.store.array(pid, "image").shape[0]))
+        centres = self.tiles.centres(pid, k)
+        cy, cx = centres[rng.integers(len(centres))]
+        return pid, k, int(cy), int(cx)
+
+    def mine_hard_negatives(self, score, rng: np.random.Generator, pool: int, keep: int) -> None:
+        """Keep the ``keep`` lesion-free grid tiles, out of ``pool`` random ones, that ``score`` ranks highest.
+
+        Why: a slice's score is its highest tile, so one normal structure that looks sclerotic
+        (a rib crossing, the sternum, a femoral head) makes a false-positive slice; random
+        tiles rarely show the network those, the mined ones do in every batch.
+        """
+        candidates = [self.grid_tile(rng) for _ in range(pool)]
+        candidates = [c for c in candidates if not self.tiles.has_lesion(*c)]
+        if not candidates:
+            self.hard = []
+            return
+        scores = score(np.stack([self.tiles.tile(*c) for c in candidates]))
+        order = np.argsort(-scores, kind="stable")[:keep]
+        self.hard = [candidates[i] for i in order]
 
     def _centre(self, rng: np.random.Generator) -> tuple[str, int, int, int]:
         if rng.random() < self.positive_fraction:
@@ -138,12 +163,11 @@ class TileSampler:
             jitter = rng.integers(-quarter, quarter + 1, size=2)
             return pid, int(k), int(cy + jitter[0]), int(cx + jitter[1])
         # the other tiles are drawn exactly as inference cuts them (a tile of the grid over a random
-        # slice's bone), so the classifier learns the tiles it will be asked about, bone edges included
-        pid = self.ids[rng.integers(len(self.ids))]
-        k = int(rng.integers(self.tiles.store.array(pid, "image").shape[0]))
-        centres = self.tiles.centres(pid, k)
-        cy, cx = centres[rng.integers(len(centres))]
-        return pid, k, int(cy), int(cx)
+        # slice's bone), so the classifier learns the tiles it will be asked about, bone edges included;
+        # half of them, once mined, are the hardest lesion-free tiles of the current network
+        if self.hard and rng.random() < 0.5:
+            return self.hard[rng.integers(len(self.hard))]
+        return self.grid_tile(rng)
 
     def draw(self, n: int, rng: np.random.Generator, flip_prob: float) -> tuple[np.ndarray, np.ndarray]:
         """``n`` tiles (n, channels, size, size) and their labels (n,): 1 when the tile holds lesion on its slice."""

@@ -130,6 +130,11 @@ def train_detector(slices_root: str | Path, run_dir: str | Path, config: Detecti
     for epoch in stopper.epochs(start, config.max_epochs):
         tick = time.perf_counter()
         rng = epoch_rng(config.seed, epoch)
+        if config.hard_negatives and epoch > 0:  # mined with the weights this epoch starts from (resume-exact)
+            model.eval()
+            sampler.mine_hard_negatives(lambda x: tile_probabilities(model, x, config.batch_size, dev),
+                                        epoch_rng(config.seed, epoch, 3), pool=4 * config.hard_negatives,
+                                        keep=config.hard_negatives)
         model.train()
         losses = []
         for first in range(0, config.tiles_per_epoch, config.batch_size):
