@@ -26,8 +26,9 @@ from osteomet.cli._common import (
     user_errors,
 )
 
-app = typer.Typer(help="CT slice detection: MONAI 2D EfficientNet-B0, ResNet34 and DenseNet121 on bone-windowed "
-                       "axial slices (level 400, width 1800 HU by default).", no_args_is_help=True)
+app = typer.Typer(help="CT slice detection: MONAI 2D EfficientNet-B0, ResNet34 and DenseNet121 on bone tiles of "
+                       "each axial slice (bone window level 400, width 1800 HU by default); a slice scores its "
+                       "highest tile.", no_args_is_help=True)
 
 
 @app.command("train")

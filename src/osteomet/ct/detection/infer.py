@@ -1,11 +1,15 @@
-"""Detection inference: slice probabilities, patient scores (max over slices), metrics with bootstrap CIs.
+"""Detection inference: slice probabilities (max over bone tiles), patient scores (max over slices), metrics.
 
 Outputs per architecture in ``OUT/<architecture>/``: ``slice_scores.csv`` (patient_id, slice,
 split, label, probability, predicted), ``patient_scores.csv`` (patient score = the maximum
 slice probability; a patient is positive exactly when one of its slices is),
 ``metrics.csv`` (level slice/patient, split, n, n_positive, then precision, recall, F1,
 AUC and the other threshold metrics with percentile-bootstrap 95% CIs from
-:mod:`osteomet.evaluation.bootstrap`), and Grad-CAM overlays under ``gradcam/``.
+:mod:`osteomet.evaluation.bootstrap`), and under ``gradcam/`` the Grad-CAM overlays, ``index.csv``
+(every slice called positive, with the distance from the map's maximum to the lesion) and
+``localisation.json`` (the share of true positives within 10 mm). ``OUT/comparison.csv`` and
+``OUT/boxplot_patient_scores.png`` put the detectors side by side
+(:mod:`osteomet.ct.detection.compare`).
 
 The threshold is the one chosen on the validation slices at training time, never re-tuned.
 Slice-level CIs come from a cluster bootstrap over patients (slices of one patient are
