@@ -6,11 +6,14 @@ import torch
 
 from osteomet.errors import InputError
 
-#: Layer whose activations Grad-CAM weights: the last convolutional feature map of each network.
+#: Layer whose activations Grad-CAM weights: the last feature map at stride 8 of each network. The
+#: classifiers see bone tiles (48 pixels in the tiny preset, 128 in the default), where the last
+#: convolutional map (stride 32) is 1-4 pixels wide and its Grad-CAM cannot point at anything; at
+#: stride 8 a tile's map is 6-16 pixels wide, fine enough to say where in the tile the evidence is.
 GRADCAM_LAYERS = {
-    "efficientnet-b0": "_conv_head",
-    "resnet34": "layer4",
-    "densenet121": "class_layers.relu",
+    "efficientnet-b0": "_blocks.2",
+    "resnet34": "layer2",
+    "densenet121": "features.denseblock2",
 }
 
 
