@@ -20,6 +20,18 @@ from osteomet.data.synth.ct import CTSynthConfig
 from tests.conftest import shared_path
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """CT tests train networks in-process (CLI included): one thread keeps them predictable on a shared 2-core
+    machine, where two OpenMP threads competing with other jobs run many times slower than one."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def easy_lesions() -> CTSynthConfig:
     """Lesions large and sclerotic enough to be seen on 64 x 64 slices after a few epochs."""

@@ -48,7 +48,12 @@ def test_detect_train_then_predict(cohort: Path, tmp_path: Path) -> None:
     # rerunning training into the same folder is refused instead of overwriting the model
     result = runner.invoke(app, ["ct", "detect", "train", "-m", str(cohort), "-o", str(run), "--config", "tiny",
                                  "--model", "densenet121", "--max-epochs", "1"])
-    assert result.exit_code == 2 and "already" in result.output
+    assert result.exit_code == 2 and "already" in result.output and "--resume" in result.output
+    # --resume continues the recorded run for one more epoch
+    output = _run("ct", "detect", "train", "-m", cohort, "-o", run, "--model", "densenet121", "--max-epochs", "2",
+                  "--resume")
+    assert pd.read_csv(run / "densenet121" / "history.csv")["epoch"].tolist() == [0, 1]
+    assert (pred / "comparison.csv").is_file() and (pred / "densenet121" / "gradcam" / "localisation.json").is_file()
 
 
 def test_segment_train_predict_compare(cohort: Path, tmp_path: Path) -> None:

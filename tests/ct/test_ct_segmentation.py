@@ -16,7 +16,9 @@ from osteomet.ct.segmentation.compare import compare_segmentations, read_metrics
 from osteomet.ct.segmentation.config import load_segmentation_config
 from osteomet.ct.segmentation.infer import predict_segmentation
 from osteomet.ct.segmentation.models import build_segmenter
-from osteomet.ct.segmentation.train import epoch_slices, train_segmenter, untrained_val_dice
+from osteomet.ct.segmentation.patches import PatchSampler
+from osteomet.ct.segmentation.train import train_segmenter, untrained_val_dice, volume_probabilities
+from osteomet.ct.slice_cache import SliceStore
 from osteomet.ct.slice_run import prepare_slice_run
 from osteomet.data.io import Geometry, read_image
 from osteomet.data.manifest import read_manifest
@@ -30,7 +32,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory, easy_lesions: CTSynthConfi
     """A tiny 2D UNet trained once on a 10-patient synthetic cohort."""
     base = tmp_path_factory.mktemp("ct_segmentation")
     manifest_path = generate_ct_cohort(base / "cohort", 10, seed=11, config=easy_lesions)
-    config = load_segmentation_config("tiny").model_copy(update={"max_epochs": 10, "patience": 10})
+    config = load_segmentation_config("tiny").model_copy(update={"max_epochs": 6, "patience": 6,
+                                                                 "patches_per_epoch": 256})
     run = base / "run"
     root, config = prepare_slice_run(read_manifest(manifest_path), run, config, architectures=[ARCHITECTURE])
     baseline = untrained_val_dice(root, ARCHITECTURE, config)
@@ -50,7 +53,7 @@ def test_networks_give_two_class_maps_at_the_lesion_prior(architecture: str) -> 
     torch.manual_seed(0)
     model = build_segmenter(architecture, config).eval()
     with torch.no_grad():
-        out = model(torch.rand(2, 1, 64, 64))
+        out = model(torch.rand(2, config.in_channels, 64, 64))  # the slice and its neighbours
     assert out.shape == (2, 2, 64, 64)
     # output bias starts at the foreground prior, so the untrained net predicts lesion rarely
     assert torch.softmax(out, 1)[:, 1].mean().item() < 0.1
@@ -58,13 +61,38 @@ def test_networks_give_two_class_maps_at_the_lesion_prior(architecture: str) -> 
     assert residual == (architecture == "resunet")
 
 
-def test_epoch_draws_every_lesion_slice_and_a_share_of_negatives() -> None:
-    train = pd.DataFrame({"patient_id": ["A"] * 30, "slice": range(30), "label": [1] * 6 + [0] * 24})
-    config = load_segmentation_config("tiny").model_copy(update={"negative_ratio": 0.5})
-    drawn = epoch_slices(train, config, epoch=0)
-    assert (drawn["label"] == 1).sum() == 6 and (drawn["label"] == 0).sum() == 3
-    again = epoch_slices(train, config, epoch=0)
-    assert drawn.equals(again)  # seeded by (seed, epoch)
+def test_patches_are_lesion_centred_or_in_bone_and_reproducible(trained: dict) -> None:
+    store = SliceStore(trained["root"])
+    index = pd.read_csv(trained["root"] / "index.csv", dtype={"patient_id": str})
+    ids = list(index.loc[index["split"] == "train", "patient_id"].unique())
+    size = trained["config"].patch_size
+    lesion = PatchSampler(store, ids, size=size, context=1, lesion_fraction=1.0)
+    x, y = lesion.draw(24, np.random.default_rng(0), flip_prob=0.0)
+    assert x.shape == (24, 3, size, size) and y.shape == (24, 1, size, size)
+    # the centre is a lesion voxel moved by at most a quarter patch, so the central half holds lesion
+    q = size // 4
+    assert all(y[i, 0, q:size - q + 1, q:size - q + 1].any() for i in range(24))
+    # random patches are centred on bone (the cached bone region, independent of the lesion mask)
+    other = PatchSampler(store, ids, size=size, context=0, lesion_fraction=0.0)
+    rng = np.random.default_rng(1)
+    for _ in range(10):
+        pid, k, cy, cx = other._centre(rng)
+        assert store.array(pid, "bone")[k, cy, cx] == 1
+    # the same generator state gives the same patches (reruns and resumed runs see the same data)
+    again, _ = lesion.draw(24, np.random.default_rng(0), flip_prob=0.0)
+    assert np.array_equal(x, again)
+
+
+def test_sliding_window_covers_the_whole_crop(trained: dict) -> None:
+    from osteomet.ct.segmentation.train import load_segmenter
+
+    store = SliceStore(trained["root"])
+    pid = pd.read_csv(trained["root"] / "index.csv", dtype={"patient_id": str})["patient_id"].iloc[0]
+    image = np.asarray(store.array(pid, "image")[:5])
+    model = load_segmenter(trained["run"], ARCHITECTURE, trained["config"], torch.device("cpu"))
+    probability = volume_probabilities(model, image, trained["config"], torch.device("cpu"))
+    assert probability.shape == image.shape and np.isfinite(probability).all()
+    assert probability.min() >= 0 and probability.max() <= 1
 
 
 def test_tiny_unet_learns(trained: dict) -> None:
@@ -94,6 +122,26 @@ def test_predict_writes_masks_on_the_ct_grid_with_independent_metrics(trained: d
     assert pd.read_csv(tmp_path / ARCHITECTURE / "metrics.csv").shape[0] == len(manifest)
 
 
+def test_resume_continues_to_the_same_weights_as_an_uninterrupted_run(trained: dict, tmp_path: Path) -> None:
+    config = trained["config"].model_copy(update={"patches_per_epoch": 32, "max_epochs": 2})
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train_segmenter(trained["root"], tmp_path / "whole", config, ARCHITECTURE)
+        train_segmenter(trained["root"], tmp_path / "cut", config.model_copy(update={"max_epochs": 1}), ARCHITECTURE)
+        with pytest.raises(FileExistsError, match="--resume"):
+            train_segmenter(trained["root"], tmp_path / "cut", config, ARCHITECTURE)
+        resumed = train_segmenter(trained["root"], tmp_path / "cut", config, ARCHITECTURE, resume=True)
+    finally:
+        torch.set_num_threads(threads)
+    assert resumed.epochs_run == 2
+    whole = torch.load(tmp_path / "whole" / ARCHITECTURE / "checkpoints" / "last.pt", weights_only=True)["model"]
+    cut = torch.load(tmp_path / "cut" / ARCHITECTURE / "checkpoints" / "last.pt", weights_only=True)["model"]
+    assert all(torch.allclose(whole[k], cut[k], atol=1e-6) for k in whole)
+    history = pd.read_csv(tmp_path / "cut" / ARCHITECTURE / "history.csv")
+    assert history["epoch"].tolist() == [0, 1]
+
+
 def test_comparison_matches_scipy_and_statsmodels(tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
     n = 12
@@ -117,6 +165,11 @@ def test_comparison_matches_scipy_and_statsmodels(tmp_path: Path) -> None:
     assert np.allclose(pairwise["wilcoxon_p_adj"], multipletests(w_p, method="holm")[1])
     summary = results["summary"].set_index(["model", "metric"])
     assert summary.loc[("unet", "dice"), "mean"] == pytest.approx(wide["unet"].mean())
+    # the mean's bootstrap CI brackets it and is about +/- 1.96 standard errors wide (normal theory)
+    row = summary.loc[("attention_unet", "dice")]
+    se = wide["attention_unet"].std(ddof=1) / np.sqrt(n)
+    assert row["ci_low"] < row["mean"] < row["ci_high"]
+    assert (row["ci_high"] - row["ci_low"]) == pytest.approx(2 * 1.96 * se, rel=0.3)
     assert (tmp_path / "cmp" / "boxplot_dice.png").stat().st_size > 1000
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -26,13 +27,13 @@ ARCHITECTURE = "densenet121"  # the fastest of the three on CPU
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, easy_lesions: CTSynthConfig) -> dict:
-    """A tiny DenseNet121 trained once on a 14-patient synthetic cohort (3 epochs)."""
+    """A tiny DenseNet121 trained once on a 14-patient synthetic cohort (4 short epochs)."""
     base = tmp_path_factory.mktemp("ct_detection")
     manifest_path = generate_ct_cohort(base / "cohort", 14, seed=7, config=easy_lesions)
-    config = load_detection_config("tiny").model_copy(update={"max_epochs": 3, "patience": 3})
+    config = load_detection_config("tiny").model_copy(update={"max_epochs": 4, "patience": 4, "slices_per_epoch": 256})
     run = base / "run"
     root, config = prepare_slice_run(read_manifest(manifest_path), run, config, architectures=[ARCHITECTURE])
-    baseline = untrained_val_auc(root, ARCHITECTURE, seed=config.seed)
+    baseline = untrained_val_auc(root, ARCHITECTURE, config)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # predictable on a shared 2-core machine (no OpenMP spinning against other jobs)
     try:
@@ -46,12 +47,25 @@ def trained(tmp_path_factory: pytest.TempPathFactory, easy_lesions: CTSynthConfi
 @pytest.mark.parametrize("architecture", ["efficientnet-b0", "resnet34", "densenet121"])
 def test_classifiers_give_one_logit_per_slice(architecture: str) -> None:
     torch.manual_seed(0)
-    model = build_classifier(architecture).eval()
+    model = build_classifier(architecture, in_channels=3, width=0.25).eval()
     with torch.no_grad():
-        out = model(torch.rand(3, 1, 64, 64))
-    assert out.shape == (3, 1)
-    heat = gradcam_map(model, architecture, np.random.default_rng(0).random((64, 64)), torch.device("cpu"))
+        out = model(torch.rand(2, 3, 64, 64))
+    assert out.shape == (2, 1)
+    heat = gradcam_map(model, architecture, np.random.default_rng(0).random((3, 64, 64)), torch.device("cpu"))
     assert heat.shape == (64, 64) and np.isfinite(heat).all() and heat.min() >= 0 and heat.max() <= 1
+
+
+def test_peak_to_lesion_distance_is_in_millimetres() -> None:
+    from osteomet.ct.detection.gradcam import peak_to_lesion_mm
+
+    heat, mask = np.zeros((20, 20)), np.zeros((20, 20), bool)
+    mask[5:8, 5:8] = True
+    heat[7, 15] = 1.0  # peak 8 pixels right of the lesion's last column (x = 7)
+    assert peak_to_lesion_mm(heat, mask, 1.5) == pytest.approx(12.0)
+    heat[:] = 0
+    heat[6, 6] = 1.0
+    assert peak_to_lesion_mm(heat, mask, 1.5) == 0.0
+    assert np.isnan(peak_to_lesion_mm(np.zeros((20, 20)), mask, 1.5))  # empty map: no peak
 
 
 def test_unknown_architecture_is_refused() -> None:
@@ -62,9 +76,10 @@ def test_unknown_architecture_is_refused() -> None:
 def test_tiny_detector_learns_and_keeps_the_best_epoch(trained: dict) -> None:
     result = trained["result"]
     history = pd.read_csv(trained["run"] / ARCHITECTURE / "history.csv")
-    # the network learned: validation AUC clearly above the untrained network's
-    assert result.best_auc >= trained["baseline"] + 0.15, (result.best_auc, trained["baseline"])
-    assert result.best_auc > 0.75
+    # the network learned: validation AUC above the untrained network's (a strong baseline here: on
+    # bone-only squares, random features already track how much bright bone a slice holds)
+    assert result.best_auc >= trained["baseline"] + 0.05, (result.best_auc, trained["baseline"])
+    assert result.best_auc > 0.85
     # best checkpoint = the epoch of the highest validation AUC (first one on ties)
     assert result.best_epoch == int(history["val_auc"].to_numpy().argmax())
     state = torch.load(trained["run"] / ARCHITECTURE / "checkpoints" / "best.pt", weights_only=True)
@@ -99,10 +114,22 @@ def test_predict_metrics_match_sklearn_and_threshold_comes_from_validation(train
     assert (row["ci_low"] <= row["estimate"] + 1e-12).all() and (row["estimate"] <= row["ci_high"] + 1e-12).all()
     assert set(metrics["level"]) == {"slice", "patient"}
     overlays = pd.read_csv(folder / "gradcam" / "index.csv")
-    assert all(Path(p).is_file() for p in overlays["png"])
+    assert all(Path(p).is_file() for p in overlays["png"].dropna())  # overlays of the most confident only
     assert set(overlays["kind"]) <= {"true_positive", "false_positive"}
     confident_hits = overlays[(overlays["kind"] == "true_positive") & (overlays["probability"] > 0.9)]
     assert len(confident_hits) and not confident_hits["cam_empty"].any()  # a confident call has evidence somewhere
+    # true positives carry the Grad-CAM peak-to-lesion distance (NaN only for an empty map or a deciding
+    # tile without lesion); most of these easy lesions are in the deciding tile; the summary counts them
+    tp = overlays[overlays["kind"] == "true_positive"]
+    assert not tp.loc[tp["cam_empty"], "cam_lesion_mm"].notna().any()
+    assert (tp["cam_lesion_mm"].dropna() >= 0).all() and tp["cam_lesion_mm"].notna().mean() > 0.5
+    summary = json.loads((folder / "gradcam" / "localisation.json").read_text())
+    assert summary["true_positives"] == len(tp) and summary["within"] == int((tp["cam_lesion_mm"] <= 10).sum())
+    # one comparison row per level and split, carrying the per-detector metrics unchanged
+    comparison = pd.read_csv(out / "comparison.csv")
+    test_row = comparison[(comparison["level"] == "slice") & (comparison["split"] == "test")].iloc[0]
+    assert test_row["auc"] == pytest.approx(row.loc["auc", "estimate"]) and test_row["threshold"] == threshold
+    assert (out / "boxplot_patient_scores.png").is_file()
 
 
 @pytest.mark.shared_data
@@ -122,7 +149,7 @@ def test_real_ct_nifti_and_dicom_go_through_detection_predict(trained: dict, rea
 
 
 def test_training_refuses_an_index_that_splits_a_patient(trained: dict, tmp_path: Path) -> None:
-    from osteomet.ct.slices import SplitLeakageError
+    from osteomet.ct.slice_dataset import SplitLeakageError
 
     index = pd.read_csv(trained["root"] / "index.csv")
     pid = index.loc[index["split"] == "train", "patient_id"].iloc[0]

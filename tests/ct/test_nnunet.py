@@ -27,7 +27,7 @@ from osteomet.ct.nnunet.export import (
 )
 from osteomet.ct.nnunet.importer import import_predictions
 from osteomet.ct.nnunet.layout import NnunetLayout
-from osteomet.ct.slices import CTIntensityError
+from osteomet.data.case import CTIntensityError
 from osteomet.data.io import GeometryMismatchError, MaskError
 from osteomet.data.manifest import ManifestError
 from osteomet.utils.files import sha256_file
@@ -130,7 +130,8 @@ def test_export_never_writes_into_an_existing_dataset(cohort: Path, tmp_path: Pa
 
 def test_without_a_split_the_export_draws_the_slice_dataset_split(cohort: Path, tmp_path: Path) -> None:
     """A manifest without splits: nnU-Net gets exactly the patients the MONAI slice dataset puts in each split."""
-    from osteomet.ct.slices import SliceConfig, build_slice_dataset
+    from osteomet.ct.slice_config import SliceConfig
+    from osteomet.ct.slice_dataset import build_slice_dataset
     from osteomet.data.manifest import read_manifest
 
     table = pd.read_csv(cohort, dtype=str).drop(columns="split")
@@ -139,7 +140,7 @@ def test_without_a_split_the_export_draws_the_slice_dataset_split(cohort: Path, 
     path = tmp_path / "no_split.csv"
     table.to_csv(path, index=False)
     manifest = read_manifest(path)
-    build_slice_dataset(manifest, tmp_path / "slices", SliceConfig(inplane_size=48))
+    build_slice_dataset(manifest, tmp_path / "slices", SliceConfig())
     monai = pd.read_csv(tmp_path / "slices" / "patients.csv", dtype=str)
     layout = export_dataset(manifest, tmp_path / "nn")
     drawn = {c.patient_id: c.split for c in read_exported_cases(layout)}

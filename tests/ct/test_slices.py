@@ -1,4 +1,4 @@
-"""Slice dataset: bone window, HU checks, in-plane resampling, labels, cache, patient split and its guard."""
+"""Slice dataset: bone window, HU checks, native grid and bone crop, labels, cache, patient split and its guard."""
 
 from __future__ import annotations
 
@@ -9,23 +9,24 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-from osteomet.ct.slices import (
-    CTIntensityError,
-    SliceConfig,
+from osteomet.ct.slice_cache import cache_case, crop_box, load_case, prepare_ct, to_ct_geometry
+from osteomet.ct.slice_config import SliceConfig
+from osteomet.ct.slice_dataset import (
     SplitLeakageError,
-    bone_window,
     build_slice_dataset,
-    cache_case,
     check_patient_split,
     class_balance,
-    load_case,
     patient_splits,
-    prepare_ct,
-    to_ct_geometry,
 )
-from osteomet.data.io import Geometry, GeometryMismatchError, write_image
-from osteomet.data.manifest import read_manifest
+from osteomet.ct.window import bone_window
+from osteomet.data.case import CaseError, CTCase
+from osteomet.data.io import Geometry, write_image
+from osteomet.data.manifest import CTRecord, read_manifest
 from osteomet.data.synth.ct import CTSynthConfig, generate_ct_cohort
+
+
+def record(ct: Path, mask: Path | None = None, bones: Path | None = None, pid: str = "P1") -> CTRecord:
+    return CTRecord(patient_id=pid, ct=ct, lesion_mask=mask, bone_map=bones)
 
 
 def small_ct(tmp_path: Path, values: np.ndarray, name: str = "ct.nii.gz", spacing=(2.0, 2.0, 3.0)) -> Path:
@@ -56,23 +57,24 @@ def test_bone_window_maps_level_and_width_to_unit_interval() -> None:
 
 def test_normalised_ct_is_refused_naming_the_file(tmp_path: Path) -> None:
     path = small_ct(tmp_path, np.random.default_rng(0).random((4, 16, 16)).astype(np.float32), "normalised.nii.gz")
-    with pytest.raises(CTIntensityError, match=r"normalised\.nii\.gz.*\[0, 1\]"):
-        cache_case(tmp_path / "cache", "P1", path, None, SliceConfig(inplane_size=16))
+    # the HU check lives in load_ct_case, so every CT reader refuses it the same way, naming patient and file
+    with pytest.raises(CaseError, match=r"P1.*normalised\.nii\.gz.*\[0, 1\]"):
+        cache_case(tmp_path / "cache", record(path), SliceConfig())
 
 
 def test_raw_stored_values_without_air_are_refused(tmp_path: Path) -> None:
     raw = np.random.default_rng(0).integers(0, 4096, (4, 16, 16)).astype(np.int16)
     path = small_ct(tmp_path, raw, "raw.nii.gz")
-    with pytest.raises(CTIntensityError, match=r"raw\.nii\.gz.*not in Hounsfield units"):
-        cache_case(tmp_path / "cache", "P1", path, None, SliceConfig(inplane_size=16))
+    with pytest.raises(CaseError, match=r"raw\.nii\.gz.*not in Hounsfield units"):
+        cache_case(tmp_path / "cache", record(path), SliceConfig())
 
 
 def test_mask_on_another_grid_names_both_files(tmp_path: Path) -> None:
     hu = np.full((4, 16, 16), -1000, np.int16)
     ct = small_ct(tmp_path, hu, "ct.nii.gz")
     mask = small_ct(tmp_path, np.zeros((4, 16, 16), np.uint8), "mask.nii.gz", spacing=(1.0, 1.0, 3.0))
-    with pytest.raises(GeometryMismatchError, match=r"mask\.nii\.gz.*ct\.nii\.gz.*spacing"):
-        cache_case(tmp_path / "cache", "P1", ct, mask, SliceConfig(inplane_size=16))
+    with pytest.raises(CaseError, match=r"P1.*mask\.nii\.gz.*ct\.nii\.gz.*spacing"):
+        cache_case(tmp_path / "cache", record(ct, mask), SliceConfig())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -84,6 +86,7 @@ def _oblique_case() -> tuple[sitk.Image, sitk.Image]:
     """A CT stored flipped (direction -1 on x and y, like many NIfTI files) with a box lesion."""
     hu = np.full((12, 48, 40), -1000, np.float32)
     hu[:, 8:40, 6:34] = 40
+    hu[:, 14:34, 12:28] = 500  # bone
     mask = np.zeros(hu.shape, np.uint8)
     mask[3:7, 20:30, 10:22] = 1
     images = []
@@ -96,28 +99,61 @@ def _oblique_case() -> tuple[sitk.Image, sitk.Image]:
     return images[0], images[1]
 
 
-def test_slices_are_labelled_from_the_mask_and_come_back_on_the_ct_grid() -> None:
+def test_native_slices_are_cropped_to_bone_labelled_and_come_back_exactly() -> None:
     ct, mask = _oblique_case()
-    config = SliceConfig(inplane_size=32)
-    arrays, meta = prepare_ct(ct, config, mask)
-    assert arrays["image"].shape == (12, 32, 32) and arrays["image"].dtype == np.float16
+    config = SliceConfig(crop_margin_mm=3.0)
+    arrays, meta = prepare_ct(CTCase("P1", ct, mask, None), config)
+    # no bone map: the crop is the bounding box of HU >= 200 (the bone block, in the array reoriented to
+    # LPS, which flips x and y) plus ceil(3 mm / pixel) pixels
+    oriented = sitk.GetArrayFromImage(sitk.DICOMOrient(ct, "LPS"))
+    ys, xs = np.nonzero((oriented >= 200).any(axis=0))
+    my, mx = int(np.ceil(3.0 / 1.2)), int(np.ceil(3.0 / 1.5))
+    assert meta["crop"] == [ys.min() - my, ys.max() + 1 + my, xs.min() - mx, xs.max() + 1 + mx]
+    y0, y1, x0, x1 = meta["crop"]
+    assert arrays["image"].shape == (12, y1 - y0, x1 - x0) and arrays["image"].dtype == np.float16
+    # native resolution: the cached pixels are the CT's own pixels through the window, nothing resampled
+    expected = np.clip((oriented[:, y0:y1, x0:x1] + 500) / 1800, 0, 1)
+    assert np.allclose(arrays["image"].astype(np.float32), expected, atol=1e-3)
     # labels: slices 3..6 hold lesion voxels, the reference computed straight from the mask array
     truth = (sitk.GetArrayFromImage(mask).reshape(12, -1).sum(axis=1) > 0).astype(int)
     assert meta["labels"] == truth.tolist()
-    # same physical field of view, slice positions unchanged
-    grid = Geometry.from_dict(meta["slice_geometry"])
-    assert np.allclose(np.multiply(grid.size, grid.spacing)[:2], [40 * 1.5, 48 * 1.2])
-    assert grid.spacing[2] == pytest.approx(4.0)
-    # a mask sent to the slice grid and back lands on the CT grid, overlapping the original
+    # the cropped mask sent back lands exactly on the original mask, on the CT's own grid
     back = to_ct_geometry(arrays["mask"].astype(np.float32), meta)
     assert Geometry.of(back).differences(Geometry.of(ct)) == []
+    assert np.array_equal(sitk.GetArrayFromImage(back), sitk.GetArrayFromImage(mask))
+
+
+def test_bone_map_sets_the_crop_and_spacing_option_resamples_in_plane() -> None:
+    ct, mask = _oblique_case()
+    bones = sitk.Image(ct.GetSize(), sitk.sitkUInt16)
+    bones.CopyInformation(ct)
+    labels = np.zeros((12, 48, 40), np.uint16)
+    labels[2:9, 20:28, 15:25] = 29  # vertebra L3; an organ label (5, liver) must not widen the crop
+    labels[:, 0:4, 0:4] = 5
+    bones = sitk.GetImageFromArray(labels)
+    bones.CopyInformation(ct)
+    arrays, meta = prepare_ct(CTCase("P1", ct, mask, bones), SliceConfig(crop_margin_mm=0.0))
+    oriented = sitk.GetArrayFromImage(sitk.DICOMOrient(bones, "LPS"))
+    ys, xs = np.nonzero((oriented == 29).any(axis=0))
+    assert meta["crop"] == [ys.min(), ys.max() + 1, xs.min(), xs.max() + 1]
+    assert arrays["bone"].sum() == (labels == 29).sum()
+    # 3 mm pixels over the same field of view; slice positions unchanged
+    arrays, meta = prepare_ct(CTCase("P1", ct, mask, None), SliceConfig(inplane_spacing_mm=3.0))
+    grid = Geometry.from_dict(meta["slice_geometry"])
+    assert grid.size[:2] == (20, 19) and grid.spacing[2] == pytest.approx(4.0)
+    assert np.allclose(np.multiply(grid.size, grid.spacing)[:2], [40 * 1.5, 48 * 1.2], atol=1.5)
+    back = to_ct_geometry(arrays["mask"].astype(np.float32), meta)
     a, b = sitk.GetArrayFromImage(back).astype(bool), sitk.GetArrayFromImage(mask).astype(bool)
-    assert 2 * (a & b).sum() / (a.sum() + b.sum()) > 0.85
+    assert 2 * (a & b).sum() / (a.sum() + b.sum()) > 0.8
+
+
+def test_crop_box_of_an_empty_region_keeps_the_slice() -> None:
+    assert crop_box(np.zeros((3, 10, 12), bool), (1.0, 1.0), 5.0) == [0, 10, 0, 12]
 
 
 def test_dataset_cache_index_and_class_balance(cohort: Path, tmp_path: Path) -> None:
     manifest = read_manifest(cohort)
-    config = SliceConfig(inplane_size=64)
+    config = SliceConfig()
     index = build_slice_dataset(manifest, tmp_path, config)
     patients = pd.read_csv(tmp_path / "patients.csv")
     assert (patients["status"] == "processed").all()
@@ -138,8 +174,7 @@ def test_dataset_cache_index_and_class_balance(cohort: Path, tmp_path: Path) -> 
     assert (pd.read_csv(tmp_path / "patients.csv")["status"] == "cached").all()
     assert (tmp_path / "cases" / "CT001" / "image.npy").stat().st_mtime_ns == stamp
     # another window invalidates the cache
-    status = cache_case(tmp_path, "CT001", manifest.get("CT001").ct, manifest.get("CT001").lesion_mask,
-                        config.model_copy(update={"window_level": 300.0}))
+    status = cache_case(tmp_path, manifest.get("CT001"), config.model_copy(update={"window_level": 300.0}))
     assert status == "processed"
     arrays, meta = load_case(tmp_path, "CT001")
     assert meta["config"]["window_level"] == 300.0

@@ -258,3 +258,22 @@ def test_lesion_frequency_and_sites():
     assert series.index[0] == "spine"
     assert series.get("spine", 0) + series.get("pelvis", 0) > 0.5 * len(groups)
     assert types.count("sclerotic") > 2 * types.count("lytic")
+
+
+def test_focal_lesion_sizes_at_the_demo_matrix_follow_the_domain_facts():
+    """docs/domain-facts.md: focal nodules 8-30 mm. At the demo's matrix (128 over 500 mm, 5 mm slices) the
+    rendered focal lesions keep that size (equivalent-sphere diameter from the voxel count, so clipping by the
+    bone and the voxel grid are included), i.e. they are not too small for the models to learn."""
+    config = CTSynthConfig(region="whole_body")
+    diameters, counts = [], []
+    voxel_ml = np.prod(config.spacing) / 1000.0
+    for i in range(6):
+        p = render_ct_phantom(np.random.SeedSequence(900 + i), config)
+        counts.append(len(p.lesion_rows))
+        diameters += [(6 * r["n_voxels"] * voxel_ml * 1000 / np.pi) ** (1 / 3)
+                      for r in p.lesion_rows if r["kind"] == "focal"]
+    diameters = np.array(diameters)
+    assert len(diameters) >= 8
+    assert diameters.min() >= 6.0 and diameters.max() <= 32.0, diameters
+    assert 10.0 <= np.median(diameters) <= 22.0, diameters
+    assert max(counts) <= config.max_lesions

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Callable, Iterator, List, Optional, TypeVar
+from typing import TYPE_CHECKING, Annotated, Callable, Iterator, List, Optional, TypeVar
 
 import typer
 
@@ -17,7 +17,6 @@ from osteomet.utils.progress import console, err_console, progress_bar  # noqa: 
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from osteomet.data.manifest import Manifest
 
 Settings = TypeVar("Settings", bound="BaseModel")
 
@@ -32,7 +31,7 @@ CTTrainManifestOption = Annotated[Path, typer.Option(
 CTPredictManifestOption = Annotated[Path, typer.Option(
     "--manifest", "-m", help="CT manifest (lesion_mask optional: metrics need it).")]
 CTRunOption = Annotated[Path, typer.Option(
-    "--out", "-o", help="Run folder: <architecture>/checkpoints, config.yaml, patients.csv.")]
+    "--out", "-o", help="Run folder: <architecture>/checkpoints, settings.yaml, patients.csv.")]
 ModelsToTrainOption = Annotated[Optional[List[str]], typer.Option(
     "--model", help="Architecture(s) to train (default: the config's).")]
 TrainedArchitecturesOption = Annotated[Optional[List[str]], typer.Option(
@@ -60,35 +59,3 @@ def load_settings(loader: Callable[[str], Settings], source: str, max_epochs: in
     if max_epochs is not None:
         settings = settings.model_copy(update={"max_epochs": max_epochs})
     return settings
-
-
-def prepare_ct_run(manifest: Path, out: Path, settings: Settings, architectures: list[str] | None,
-                   cache: Path | None) -> tuple[Path, Settings]:
-    """Read a CT manifest with lesion masks, cache its slices (progress bar) and record the run in ``out``.
-
-    Returns (slice root, settings with the architectures to train).
-    """
-    from osteomet.ct.slice_run import prepare_slice_run
-    from osteomet.data.manifest import read_manifest
-
-    cohort = read_manifest(manifest, kind="ct", require=("lesion_mask",))
-    with progress_bar("slices", len(cohort)) as advance:
-        return prepare_slice_run(cohort, out, settings, architectures=architectures, cache=cache, on_patient=advance)
-
-
-def train_each_architecture(root: Path, out: Path, settings: Settings, train: Callable, device: str | None,
-                            describe: Callable[[Any], str]) -> None:
-    """Train the run's architectures in turn, each with its epoch progress bar and a one-line result."""
-    for architecture in settings.architectures:
-        with progress_bar(f"train {architecture}", settings.max_epochs) as advance:
-            result = train(root, out, settings, architecture, device=device, progress=advance)
-        console.print(f"{architecture}: {describe(result)}")
-
-
-def cache_ct_slices(cohort: "Manifest", cache: Path, slice_config) -> Path:
-    """Cache the slices of every patient with the run's slice settings (progress bar); returns ``cache``."""
-    from osteomet.ct.slices import cache_cohort
-
-    with progress_bar("slices", len(cohort)) as advance:
-        cache_cohort(cohort, cache, slice_config, progress=advance)
-    return cache

@@ -17,17 +17,16 @@ from osteomet.cli._common import (
     PredictCacheOption,
     TrainCacheOption,
     TrainedArchitecturesOption,
-    cache_ct_slices,
     console,
     load_settings,
-    prepare_ct_run,
     progress_bar,
-    train_each_architecture,
     user_errors,
 )
+from osteomet.pipeline.ct_models import cache_ct_slices, prepare_ct_run, train_each_architecture
 
-app = typer.Typer(help="CT slice detection: MONAI 2D EfficientNet-B0, ResNet34 and DenseNet121 on bone-windowed "
-                       "axial slices (level 400, width 1800 HU by default).", no_args_is_help=True)
+app = typer.Typer(help="CT slice detection: MONAI 2D EfficientNet-B0, ResNet34 and DenseNet121 on bone tiles of "
+                       "each axial slice (bone window level 400, width 1800 HU by default); a slice scores its "
+                       "highest tile.", no_args_is_help=True)
 
 
 @app.command("train")
@@ -39,18 +38,25 @@ def train(
     cache: TrainCacheOption = None,
     device: DeviceOption = None,
     max_epochs: MaxEpochsOption = None,
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out from its last epoch, "
+                                                        "with the settings recorded there (--config is ignored)."),
 ) -> None:
     """Split by patient, cache the slices, train each classifier with early stopping on validation AUC."""
     with user_errors():
+        from functools import partial
+
         import pandas as pd
 
         from osteomet.ct.detection.config import load_detection_config
         from osteomet.ct.detection.train import train_detector
+        from osteomet.ct.slice_run import resumed_settings
 
         settings = load_settings(load_detection_config, config, max_epochs)
+        if resume:
+            settings = resumed_settings(out, settings, max_epochs)
         root, settings = prepare_ct_run(manifest, out, settings, model, cache)
         console.print(pd.read_csv(out / "class_balance.csv").to_string(index=False))
-        train_each_architecture(root, out, settings, train_detector, device, lambda result: (
+        train_each_architecture(root, out, settings, partial(train_detector, resume=resume), device, lambda result: (
             f"best validation AUC {result.best_auc:.3f} at epoch {result.best_epoch}, threshold {result.threshold:.3g} "
             f"({result.epochs_run} epochs{', stopped early' if result.stopped_early else ''})"))
     console.print(f"-> [bold]{out}[/]")

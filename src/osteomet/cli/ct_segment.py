@@ -18,14 +18,12 @@ from osteomet.cli._common import (
     PredictCacheOption,
     TrainCacheOption,
     TrainedArchitecturesOption,
-    cache_ct_slices,
     console,
     load_settings,
-    prepare_ct_run,
     progress_bar,
-    train_each_architecture,
     user_errors,
 )
+from osteomet.pipeline.ct_models import cache_ct_slices, prepare_ct_run, train_each_architecture
 
 app = typer.Typer(help="CT lesion segmentation: MONAI 2D UNet, residual UNet and AttentionUnet (Dice + CE), "
                        "masks in each CT's own geometry, models compared per patient.", no_args_is_help=True)
@@ -40,15 +38,22 @@ def train(
     cache: TrainCacheOption = None,
     device: DeviceOption = None,
     max_epochs: MaxEpochsOption = None,
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out from its last epoch, "
+                                                        "with the settings recorded there (--config is ignored)."),
 ) -> None:
     """Split by patient, cache the slices, train each network with early stopping on validation Dice."""
     with user_errors():
+        from functools import partial
+
         from osteomet.ct.segmentation.config import load_segmentation_config
         from osteomet.ct.segmentation.train import train_segmenter
+        from osteomet.ct.slice_run import resumed_settings
 
         settings = load_settings(load_segmentation_config, config, max_epochs)
+        if resume:
+            settings = resumed_settings(out, settings, max_epochs)
         root, settings = prepare_ct_run(manifest, out, settings, model, cache)
-        train_each_architecture(root, out, settings, train_segmenter, device, lambda result: (
+        train_each_architecture(root, out, settings, partial(train_segmenter, resume=resume), device, lambda result: (
             f"best validation Dice {result.best_dice:.3f} at epoch {result.best_epoch} "
             f"({result.epochs_run} epochs{', stopped early' if result.stopped_early else ''})"))
     console.print(f"-> [bold]{out}[/]")

@@ -16,7 +16,7 @@ app = typer.Typer(help="UNETR tumour segmentation (3 channels) and the semi-auto
 def train(
     preprocessed: Path = typer.Option(..., "--preprocessed", "-p", help="Output of `osteomet preprocess mri`."),
     manifest: Path = typer.Option(..., "--manifest", "-m", help="Manifest with split and masks."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run folder (checkpoints/, history.csv, config.yaml)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder (checkpoints/, history.csv, settings.yaml)."),
     config: ConfigOption = "default",
     resume: bool = typer.Option(False, help="Continue the interrupted run in --out from its last checkpoint."),
     device: DeviceOption = None,

@@ -1,6 +1,6 @@
 """The run folder of the CT slice models, the same for slice detection and lesion segmentation.
 
-``RUN/config.yaml`` (the settings, with the architectures to train), ``RUN/patients.csv``
+``RUN/settings.yaml`` (the settings, with the architectures to train), ``RUN/patients.csv``
 and ``RUN/class_balance.csv`` (the patient split and its slice counts, copied from the
 slice cache) and ``RUN/<architecture>/checkpoints/best.pt`` per trained network.
 Prediction reads the folder back: the recorded settings, the architectures that finished
@@ -17,6 +17,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from osteomet.errors import InputError, MissingInputError
+from osteomet.layout import SETTINGS, open_run_dir
 from osteomet.utils.files import write_text_atomic
 
 Config = TypeVar("Config", bound=BaseModel)
@@ -30,14 +31,13 @@ def prepare_slice_run(manifest, run_dir: str | Path, config: Config, *, architec
     ``config`` is a detection or segmentation config: it has ``slices`` and ``architectures``.
     """
     from osteomet.config import dump_config
-    from osteomet.ct.slices import build_slice_dataset
+    from osteomet.ct.slice_dataset import build_slice_dataset
 
-    run_dir = Path(run_dir)
+    run_dir = open_run_dir(run_dir, "ct-slice-models")  # never a folder of the user's
     root = Path(cache) if cache is not None else run_dir / "slices"
     build_slice_dataset(manifest, root, config.slices, progress=on_patient)
     config = config.model_copy(update={"architectures": list(architectures or config.architectures)})
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run_dir / "config.yaml", dump_config(config))
+    write_text_atomic(run_dir / SETTINGS, dump_config(config))
     for name in ("patients.csv", "class_balance.csv"):
         if (root / name).is_file():
             write_text_atomic(run_dir / name, (root / name).read_text())
@@ -54,10 +54,16 @@ def labelled_split(index: pd.DataFrame, split: str) -> pd.DataFrame:
 
 
 def read_run_config(run_dir: str | Path, model: type[Config]) -> Config:
-    """The settings a run was trained with (its ``config.yaml``)."""
+    """The settings a run was trained with (its ``settings.yaml``)."""
     from osteomet.config import load_config
 
-    return load_config(Path(run_dir) / "config.yaml", model)
+    return load_config(_settings_path(Path(run_dir)), model)
+
+
+def _settings_path(run_dir: Path) -> Path:
+    """``settings.yaml`` (``config.yaml`` in runs written before osteomet recorded settings one way)."""
+    return run_dir / SETTINGS if (run_dir / SETTINGS).is_file() or not (run_dir / "config.yaml").is_file() \
+        else run_dir / "config.yaml"
 
 
 def trained_architectures(run_dir: str | Path, model: type[BaseModel], what: str) -> list[str]:
@@ -79,7 +85,7 @@ def cache_for_prediction(manifest, run_dir: str | Path, out: str | Path, slice_c
     Returns (slice root, slice table, patient table); each patient carries the training
     run's split where the run knows it (:func:`assign_known_splits`).
     """
-    from osteomet.ct.slices import cache_cohort
+    from osteomet.ct.slice_cache import cache_cohort
 
     root = Path(cache) if cache is not None else Path(out) / "slices"
     slices, patients = cache_cohort(manifest, root, slice_config, progress=on_cached)
@@ -96,3 +102,14 @@ def assign_known_splits(patients: pd.DataFrame, run_dir: Path) -> pd.Series:
         known = dict(zip(table["patient_id"], table["split"]))
     return pd.Series([known.get(p, s if isinstance(s, str) else "new") for p, s in
                       zip(patients["patient_id"], patients["split"])], index=patients.index)
+
+
+def resumed_settings(out: str | Path, settings: Config, max_epochs: int | None) -> Config:
+    """The run's recorded ``settings.yaml`` (a resume trains exactly what was started), ``--max-epochs`` applied."""
+    from osteomet.config import load_config
+
+    path = _settings_path(Path(out))
+    if not path.is_file():
+        raise MissingInputError(f"{path}: nothing to resume (no run was started in {out})")
+    recorded = load_config(path, type(settings))
+    return recorded.model_copy(update={"max_epochs": max_epochs}) if max_epochs is not None else recorded

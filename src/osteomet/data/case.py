@@ -13,6 +13,7 @@ Errors are re-raised with the patient id in front, so a cohort-wide run says who
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import SimpleITK as sitk
 
@@ -26,9 +27,29 @@ from osteomet.data.io import (
 )
 from osteomet.data.manifest import CTRecord, MRIRecord
 
+#: A CT in Hounsfield units always contains air (about -1000 HU) somewhere in the field of view.
+MIN_AIR_HU = -500.0
+
 
 class CaseError(ImageError):
     """A patient's files could not be loaded together; the message starts with the patient id."""
+
+
+class CTIntensityError(ImageError):
+    """The CT's values do not look like Hounsfield units (the message names the file)."""
+
+
+def check_hounsfield(image: sitk.Image, path: str | Path) -> None:
+    """Raise :class:`CTIntensityError` when ``image`` cannot be a CT in HU (normalised or raw stored values)."""
+    array = sitk.GetArrayViewFromImage(image)
+    lo, hi = float(array.min()), float(array.max())
+    if lo >= 0.0 and hi <= 1.0:
+        raise CTIntensityError(f"{path}: CT values all lie in [0, 1] (min {lo:g}, max {hi:g}): the image looks "
+                               "normalised; give the CT in Hounsfield units")
+    if lo > MIN_AIR_HU:
+        raise CTIntensityError(
+            f"{path}: CT is not in Hounsfield units: minimum {lo:g} (max {hi:g}) has no air value below "
+            f"{MIN_AIR_HU:g} HU; raw stored values (e.g. 0..4095) need the DICOM rescale slope/intercept applied")
 
 
 @dataclass
@@ -71,6 +92,7 @@ def load_mri_case(record: MRIRecord, *, require_mask: bool = False) -> MRICase:
 def load_ct_case(record: CTRecord, *, require_mask: bool = False) -> CTCase:
     try:
         ct = read_image(record.ct, pixel_type=sitk.sitkFloat32, series_uid=record.ct_series_uid)
+        check_hounsfield(ct, record.ct)
         if record.lesion_mask is None and require_mask:
             raise CaseError("no lesion mask in the manifest, but this step needs one")
         lesions = (read_mask(record.lesion_mask, reference=ct, reference_name=record.ct, allow_empty=True)

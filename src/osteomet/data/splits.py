@@ -15,13 +15,21 @@ SPLIT_NAMES = ("train", "val", "test")
 
 def assign_splits(frame: pd.DataFrame, *, ratios: Sequence[float] = (0.6, 0.1, 0.3), seed: int = 0,
                   label_column: str = "label", centre_column: str = "centre",
-                  external_centres: Sequence[str] = ()) -> pd.Series:
+                  external_centres: Sequence[str] = (), given_column: str | None = None) -> pd.Series:
     """Split names per row: external centres -> 'external', the rest train/val/test by ``ratios``.
 
     One row per patient is required: a patient appearing twice would leak between splits.
     Stratified by label with largest-remainder rounding, so every split of a small cohort
     keeps both classes when it can.
+
+    ``given_column`` names a column of splits set by the user (a manifest's ``split``): when
+    every row has one they are kept, and when none of them is 'val' the validation patients
+    are drawn from the given training patients by the val share of ``ratios`` (so a
+    train/test manifest still gets early stopping on patients it never trains on). A column
+    filled for some patients only is refused: half a split is a mistake, not a choice.
     """
+    if given_column is not None and given_column in frame and frame[given_column].notna().any():
+        return _keep_given(frame, given_column, ratios=ratios, seed=seed, label_column=label_column)
     if frame["patient_id"].duplicated().any():
         dupes = sorted(frame.loc[frame["patient_id"].duplicated(), "patient_id"].astype(str).unique())
         raise InputError(f"patients appear more than once, so a split by patient is impossible: {', '.join(dupes)}")
@@ -107,3 +115,21 @@ def check_no_leakage(frame: pd.DataFrame, *, kind: str) -> None:
                 raise LeakageError(f"the same image is in two cohorts: patient {other!r} ({split}, {other_path}) and "
                                    f"patient {row.patient_id!r} ({row.split}, {path}) have identical {column} files")
             seen.setdefault(digest, (str(row.patient_id), str(row.split), str(path)))
+
+
+def _keep_given(frame: pd.DataFrame, column: str, *, ratios: Sequence[float], seed: int,
+                label_column: str) -> pd.Series:
+    given = frame[column]
+    if given.isna().any():
+        missing = ", ".join(frame.loc[given.isna(), "patient_id"].astype(str).tolist()[:10])
+        raise InputError(f"the manifest gives a split for some patients but not for: {missing}; "
+                         "give every patient a split or none")
+    out = given.astype(object).copy()
+    train = frame[out == "train"]
+    if not (out == "val").any() and len(train) >= 2:
+        r = np.asarray(ratios, dtype=float)
+        val_share = r[1] / max(r[0] + r[1], 1e-12)
+        if val_share > 0:
+            out[train.index] = assign_splits(train, ratios=(1 - val_share, val_share, 0.0), seed=seed,
+                                             label_column=label_column)
+    return out

@@ -1,11 +1,15 @@
-"""Detection inference: slice probabilities, patient scores (max over slices), metrics with bootstrap CIs.
+"""Detection inference: slice probabilities (max over bone tiles), patient scores (max over slices), metrics.
 
 Outputs per architecture in ``OUT/<architecture>/``: ``slice_scores.csv`` (patient_id, slice,
 split, label, probability, predicted), ``patient_scores.csv`` (patient score = the maximum
 slice probability; a patient is positive exactly when one of its slices is),
 ``metrics.csv`` (level slice/patient, split, n, n_positive, then precision, recall, F1,
 AUC and the other threshold metrics with percentile-bootstrap 95% CIs from
-:mod:`osteomet.evaluation.bootstrap`), and Grad-CAM overlays under ``gradcam/``.
+:mod:`osteomet.evaluation.bootstrap`), and under ``gradcam/`` the Grad-CAM overlays, ``index.csv``
+(every slice called positive, with the distance from the map's maximum to the lesion) and
+``localisation.json`` (the share of true positives within 10 mm). ``OUT/comparison.csv`` and
+``OUT/boxplot_patient_scores.png`` put the detectors side by side
+(:mod:`osteomet.ct.detection.compare`).
 
 The threshold is the one chosen on the validation slices at training time, never re-tuned.
 Slice-level CIs come from a cluster bootstrap over patients (slices of one patient are
@@ -20,12 +24,12 @@ from typing import Callable
 import pandas as pd
 
 from osteomet.ct import slice_run
+from osteomet.ct.detection.compare import write_comparison
 from osteomet.ct.detection.config import DetectionConfig
-from osteomet.ct.detection.gradcam import write_gradcam_overlays
-from osteomet.ct.detection.train import load_detector, slice_probabilities
-from osteomet.ct.slices import SliceStore
+from osteomet.ct.detection.gradcam import localisation_summary, write_gradcam_overlays
+from osteomet.ct.detection.train import bone_tiles, load_detector, slice_probabilities
 from osteomet.data.manifest import Manifest
-from osteomet.utils.files import write_text_atomic
+from osteomet.utils.files import write_json_atomic, write_text_atomic
 from osteomet.utils.torch import pick_device
 
 
@@ -91,15 +95,15 @@ def predict_detection(manifest: Manifest, run_dir: str | Path, out: str | Path, 
     root, slices, patients = slice_run.cache_for_prediction(manifest, run_dir, out, config.slices, cache=cache,
                                                             on_cached=on_cached)
     slices = slices.merge(patients[["patient_id", "split"]], on="patient_id")
-    store = SliceStore(root)
+    inputs = bone_tiles(root, config)
     dev = pick_device(device)
-    results = {}
+    results, patient_tables, thresholds = {}, {}, {}
     for architecture in architectures:
-        model, threshold = load_detector(run_dir, architecture, dev)
+        model, threshold = load_detector(run_dir, architecture, config, dev)
         parts = []
         for _, part in slices.groupby("patient_id", sort=False):
             part = part.copy()
-            part["probability"] = slice_probabilities(model, store, part, config.batch_size, dev)
+            part["probability"] = slice_probabilities(model, inputs, part, config.batch_size, dev)
             parts.append(part)
             if progress:
                 progress()
@@ -113,8 +117,11 @@ def predict_detection(manifest: Manifest, run_dir: str | Path, out: str | Path, 
         write_text_atomic(folder / "metrics.csv", metrics.to_csv(index=False))
         if gradcam and config.gradcam_max > 0:
             focus = table[table["split"] == "test"] if (table["split"] == "test").any() else table
-            written = write_gradcam_overlays(model, architecture, store, focus, threshold, folder / "gradcam",
+            written = write_gradcam_overlays(model, architecture, inputs, focus, threshold, folder / "gradcam",
                                              config.gradcam_max, dev)
             write_text_atomic(folder / "gradcam" / "index.csv", written.to_csv(index=False))
+            write_json_atomic(folder / "gradcam" / "localisation.json", localisation_summary(written))
         results[architecture] = metrics
+        patient_tables[architecture], thresholds[architecture] = per_patient, threshold
+    write_comparison(results, patient_tables, thresholds, out)
     return results

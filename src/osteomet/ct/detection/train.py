@@ -1,15 +1,22 @@
-"""Training of one slice classifier: BCE, early stopping on validation AUC, best checkpoint, Youden threshold.
+"""Training of one slice classifier on bone tiles; early stopping on the validation slices' AUC.
+
+Inputs (:mod:`osteomet.ct.detection.tiles`): square tiles of bone at a fixed physical size,
+``context_slices`` neighbours as extra channels. Each epoch draws ``tiles_per_epoch``
+training tiles, ``positive_fraction`` of them centred (with jitter) on a lesion voxel and the
+rest on random bone: lesion slices are about 4% of a whole-body scan, and a classifier fed them
+in that proportion learns "no lesion". Validation scores every validation slice as inference
+does: the highest probability of the tiles covering its bone.
 
 Run folder per architecture (``RUN/<architecture>/``): ``history.csv`` (per epoch: loss,
 validation AUC, seconds), ``checkpoints/best.pt`` (weights at the best validation AUC;
-tensors only, loaded with ``weights_only=True``), ``checkpoints/last.pt`` and
-``threshold.json``: the Youden threshold of the best epoch's validation slice
-probabilities. It is chosen on validation patients only and applied unchanged to the test
-patients, at slice level and at patient level (patient score = max over its slices, so a
-patient is positive exactly when one of its slices is).
+tensors only, loaded with ``weights_only=True``), ``checkpoints/last.pt`` (everything
+``--resume`` needs) and ``threshold.json``: the Youden threshold of the best epoch's
+validation slice probabilities. It is chosen on validation patients only and applied
+unchanged to the test patients, at slice level and at patient level (patient score = max
+over its slices, so a patient is positive exactly when one of its slices is).
 
-Determinism: the slice order and the flips depend only on seed and epoch, so a CPU rerun
-gives the same weights.
+Determinism: the slices drawn and the flips depend only on seed and epoch, so a CPU rerun
+(or a resumed run) gives the same weights.
 """
 
 from __future__ import annotations
@@ -26,18 +33,19 @@ import torch
 
 from osteomet.ct.detection.config import DetectionConfig
 from osteomet.ct.detection.models import build_classifier
+from osteomet.ct.detection.tiles import BoneTiles, TileSampler
+from osteomet.ct.slice_cache import SliceStore
+from osteomet.ct.slice_dataset import check_patient_split, read_index
+from osteomet.ct.slice_inputs import random_affine
 from osteomet.ct.slice_run import labelled_split, prepare_slice_run
-from osteomet.ct.slices import SliceStore, check_patient_split, read_index
+from osteomet.ct.train_state import save_last, start_or_resume
 from osteomet.errors import InputError
 from osteomet.utils.files import write_json_atomic
 from osteomet.utils.torch import (
-    EarlyStopping,
     best_checkpoint,
     epoch_rng,
-    last_checkpoint,
     load_weights,
     pick_device,
-    refuse_existing_run,
     save_state,
     seed_weights,
     train_step,
@@ -55,19 +63,39 @@ class DetectorResult:
     epochs_run: int
     stopped_early: bool
     history: pd.DataFrame
+    seconds: float
 
 
-def slice_probabilities(model: torch.nn.Module, store: SliceStore, table: pd.DataFrame, batch_size: int,
-                        device: torch.device) -> np.ndarray:
-    """Lesion probability of every (patient_id, slice) row of ``table``, in its order."""
-    model.eval()
+def bone_tiles(slices_root: str | Path, config: DetectionConfig) -> BoneTiles:
+    """The classifier inputs of a slice cache, as this config cuts them."""
+    return BoneTiles(SliceStore(slices_root), config.tiles())
+
+
+def tile_probabilities(model: torch.nn.Module, x: np.ndarray, batch_size: int, device: torch.device) -> np.ndarray:
+    """Lesion probability of each tile of (T, channels, size, size)."""
     out = []
-    pids, ks = table["patient_id"].to_numpy(), table["slice"].to_numpy()
     with torch.no_grad():
-        for start in range(0, len(table), batch_size):
-            x = torch.from_numpy(store.images(pids[start:start + batch_size], ks[start:start + batch_size]))
-            out.append(torch.sigmoid(model(x.to(device)).float()).reshape(-1).cpu().numpy())
+        for start in range(0, len(x), batch_size):
+            batch = torch.from_numpy(np.ascontiguousarray(x[start:start + batch_size])).to(device)
+            out.append(torch.sigmoid(model(batch).float()).reshape(-1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0)
+
+
+def slice_probabilities(model: torch.nn.Module, tiles: BoneTiles, table: pd.DataFrame, batch_size: int,
+                        device: torch.device) -> np.ndarray:
+    """Lesion probability of every (patient_id, slice) row of ``table``, in its order: the highest of its tiles."""
+    model.eval()
+    stacks, owners = [], []
+    for i, (pid, k) in enumerate(zip(table["patient_id"], table["slice"])):
+        x, _ = tiles.slice_tiles(pid, int(k))
+        stacks.append(x)
+        owners.append(np.full(len(x), i))
+    if not stacks:
+        return np.zeros(0)
+    probabilities = tile_probabilities(model, np.concatenate(stacks), batch_size, device)
+    out = np.zeros(len(table))
+    np.maximum.at(out, np.concatenate(owners), probabilities)
+    return out
 
 
 def _labelled(index: pd.DataFrame, split: str) -> pd.DataFrame:
@@ -79,47 +107,43 @@ def _labelled(index: pd.DataFrame, split: str) -> pd.DataFrame:
     return part
 
 
-def _pos_weight(config: DetectionConfig, labels: np.ndarray) -> float | None:
-    if config.pos_weight == "auto":
-        return float((labels == 0).sum() / max((labels == 1).sum(), 1))
-    return config.pos_weight
-
-
 def train_detector(slices_root: str | Path, run_dir: str | Path, config: DetectionConfig, architecture: str, *,
-                   device: str | None = None, progress: Callable[[], None] | None = None) -> DetectorResult:
+                   device: str | None = None, resume: bool = False,
+                   progress: Callable[[], None] | None = None) -> DetectorResult:
     """Train ``architecture`` on the training patients' slices; early stopping on validation AUC."""
     from osteomet.evaluation.roc import auc, youden_threshold
 
+    started = time.perf_counter()
     run_dir = Path(run_dir) / architecture
-    refuse_existing_run(run_dir, f"a trained {architecture}")
     index = read_index(slices_root)
     check_patient_split(index)
     train, val = _labelled(index, "train"), _labelled(index, "val")
-    store = SliceStore(slices_root)
+    tiles = bone_tiles(slices_root, config)
+    sampler = TileSampler(tiles, list(pd.unique(train["patient_id"])), config.positive_fraction)
     dev = pick_device(device)
     seed_weights(config.seed)
-    model = build_classifier(architecture).to(dev)
+    model = build_classifier(architecture, config.in_channels, config.width).to(dev)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    weight = _pos_weight(config, train["label"].to_numpy())
-    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor([weight], device=dev) if weight else None)
-
-    history: list[dict] = []
-    stopper, threshold = EarlyStopping(config.patience), math.nan
-    for epoch in stopper.epochs(0, config.max_epochs):
+    start, stopper, history = start_or_resume(run_dir, model, optimizer, config.patience, resume=resume,
+                                              what=f"a {architecture} training run", device=dev)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    for epoch in stopper.epochs(start, config.max_epochs):
         tick = time.perf_counter()
         rng = epoch_rng(config.seed, epoch)
-        order = rng.permutation(len(train))
-        flips = rng.random(len(train)) < config.flip_prob
+        if config.hard_negatives and epoch > 0:  # mined with the weights this epoch starts from (resume-exact)
+            model.eval()
+            sampler.mine_hard_negatives(lambda x: tile_probabilities(model, x, config.batch_size, dev),
+                                        epoch_rng(config.seed, epoch, 3), pool=4 * config.hard_negatives,
+                                        keep=config.hard_negatives)
         model.train()
         losses = []
-        for start in range(0, len(order), config.batch_size):
-            rows = train.iloc[order[start:start + config.batch_size]]
-            x = store.images(rows["patient_id"], rows["slice"])
-            flip = flips[order[start:start + config.batch_size]]
-            x[flip] = x[flip][..., ::-1]
-            y = torch.tensor(rows["label"].to_numpy(), dtype=torch.float32, device=dev)[:, None]
-            losses.append(train_step(model, optimizer, loss_fn, torch.from_numpy(np.ascontiguousarray(x)).to(dev), y))
-        probabilities = slice_probabilities(model, store, val, config.batch_size, dev)
+        for first in range(0, config.tiles_per_epoch, config.batch_size):
+            x, y = sampler.draw(min(config.batch_size, config.tiles_per_epoch - first), rng, config.flip_prob)
+            x_t = torch.from_numpy(x).to(dev)
+            if config.augment:
+                x_t = random_affine(x_t, rng, degrees=15.0, scale=0.15, shift=0.1)
+            losses.append(train_step(model, optimizer, loss_fn, x_t, torch.from_numpy(y)[:, None].to(dev)))
+        probabilities = slice_probabilities(model, tiles, val, config.batch_size, dev)
         val_auc = auc(val["label"].to_numpy(), probabilities)
         if stopper.update(val_auc, epoch):
             threshold = youden_threshold(val["label"].to_numpy(), probabilities)
@@ -127,38 +151,48 @@ def train_detector(slices_root: str | Path, run_dir: str | Path, config: Detecti
                        best_checkpoint(run_dir))
         history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_auc": val_auc,
                         "seconds": round(time.perf_counter() - tick, 3)})
-        save_state({"model": model.state_dict(), "epoch": epoch}, last_checkpoint(run_dir))
+        save_last(run_dir, model, optimizer, epoch, stopper, history)
         write_history(run_dir, history)
         if progress:
             progress()
+    threshold = _best_threshold(run_dir)
     write_json_atomic(run_dir / "threshold.json", {
         "architecture": architecture, "threshold": threshold, "chosen_on": "validation slices (Youden)",
-        "best_epoch": stopper.best_epoch, "val_auc": stopper.best, "pos_weight": weight})
+        "best_epoch": stopper.best_epoch, "val_auc": stopper.best})
     return DetectorResult(run_dir, architecture, stopper.best, stopper.best_epoch, threshold, len(history),
-                          stopper.stopped_early, pd.DataFrame(history))
+                          stopper.exhausted, pd.DataFrame(history), round(time.perf_counter() - started, 2))
 
 
-def untrained_val_auc(slices_root: str | Path, architecture: str, *, seed: int = 0, batch_size: int = 32) -> float:
+def _best_threshold(run_dir: Path) -> float:
+    from osteomet.utils.torch import load_state
+
+    path = best_checkpoint(run_dir)
+    return float(load_state(path)["threshold"]) if path.is_file() else math.nan
+
+
+def untrained_val_auc(slices_root: str | Path, architecture: str, config: DetectionConfig) -> float:
     """Validation AUC of the randomly initialised network (the baseline a trained model must beat)."""
     from osteomet.evaluation.roc import auc
 
     index = read_index(slices_root)
     val = _labelled(index, "val")
-    seed_weights(seed)
-    model = build_classifier(architecture)
-    return auc(val["label"].to_numpy(), slice_probabilities(model, SliceStore(slices_root), val, batch_size,
-                                                            torch.device("cpu")))
+    seed_weights(config.seed)
+    model = build_classifier(architecture, config.in_channels, config.width)
+    return auc(val["label"].to_numpy(), slice_probabilities(model, bone_tiles(slices_root, config), val,
+                                                            config.batch_size, torch.device("cpu")))
 
 
-def load_detector(run_dir: str | Path, architecture: str, device: torch.device) -> tuple[torch.nn.Module, float]:
+def load_detector(run_dir: str | Path, architecture: str, config: DetectionConfig,
+                  device: torch.device) -> tuple[torch.nn.Module, float]:
     """Best weights and the validation threshold of a trained architecture."""
-    model = build_classifier(architecture).to(device)
+    model = build_classifier(architecture, config.in_channels, config.width).to(device)
     state = load_weights(model, best_checkpoint(Path(run_dir) / architecture), device)
     return model.eval(), float(state["threshold"])
 
 
 def train_detection(manifest, run_dir: str | Path, config: DetectionConfig, *, architectures: list[str] | None = None,
-                    cache: str | Path | None = None, device: str | None = None) -> list:
+                    cache: str | Path | None = None, device: str | None = None,
+                    resume: bool = False) -> list[DetectorResult]:
     """Prepare the run and train every architecture in turn (the programmatic one-call version)."""
     root, config = prepare_slice_run(manifest, run_dir, config, architectures=architectures, cache=cache)
-    return [train_detector(root, run_dir, config, a, device=device) for a in config.architectures]
+    return [train_detector(root, run_dir, config, a, device=device, resume=resume) for a in config.architectures]

@@ -7,7 +7,8 @@ paired t-test and Wilcoxon signed-rank between every pair of models, p-values ad
 the pairs with Holm by default).
 
 Outputs: ``per_patient.csv``, ``summary.csv`` (per model and metric: n, mean, SD, median,
-IQR; NaN cases, where a ratio is undefined, left out and counted), ``pairwise_<metric>.csv``
+IQR, and the mean's 95% percentile-bootstrap CI over patients; NaN cases, where a ratio is
+undefined, left out and counted), ``pairwise_<metric>.csv``
 and ``boxplot_<metric>.png``.
 """
 
@@ -44,7 +45,10 @@ def read_metrics(paths: list[str | Path]) -> pd.DataFrame:
     return table
 
 
-def summary_table(per_patient: pd.DataFrame) -> pd.DataFrame:
+def summary_table(per_patient: pd.DataFrame, *, n_resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Per model and metric: n, mean with its bootstrap CI over patients (the unit sampled), SD, median, IQR."""
+    from osteomet.evaluation.bootstrap import bootstrap_mean
+
     rows = []
     for model, group in per_patient.groupby("model", sort=False):
         for metric in METRICS:
@@ -52,8 +56,11 @@ def summary_table(per_patient: pd.DataFrame) -> pd.DataFrame:
                 continue
             values = group[metric].astype(float)
             defined = values.dropna()
+            ci = bootstrap_mean(defined, n_resamples, seed) if defined.size else None
             rows.append({"model": model, "metric": metric, "n": int(defined.size),
-                         "n_undefined": int(values.isna().sum()), "mean": defined.mean(), "sd": defined.std(ddof=1),
+                         "n_undefined": int(values.isna().sum()), "mean": defined.mean(),
+                         "ci_low": ci.low if ci else np.nan, "ci_high": ci.high if ci else np.nan,
+                         "sd": defined.std(ddof=1),
                          "median": defined.median(), "q1": defined.quantile(0.25), "q3": defined.quantile(0.75)})
     return pd.DataFrame(rows)
 

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from osteomet.config import load_preset_or_file
-from osteomet.ct.slices import SliceConfig
+from osteomet.ct.slice_config import SliceConfig
 from osteomet.errors import InputError
 
 Architecture = Literal["unet", "resunet", "attention_unet"]
@@ -23,14 +23,18 @@ class CTSegmentationConfig(BaseModel):
     architectures: list[Architecture] = Field(["unet", "resunet", "attention_unet"], min_length=1)
     channels: tuple[int, ...] = Field((32, 64, 128, 256, 512), description="feature maps per UNet level")
     strides: tuple[int, ...] = Field((2, 2, 2, 2), description="down-sampling between levels")
+    patch_size: int = Field(128, ge=16, description="square training patch and sliding-window size (pixels)")
+    context_slices: int = Field(1, ge=0, le=4, description="adjacent slices on each side given as extra channels")
+    lesion_fraction: float = Field(0.5, ge=0, le=1, description="share of patches centred on a lesion voxel")
+    patches_per_epoch: int = Field(2000, ge=1, description="training patches drawn per epoch")
     batch_size: int = Field(16, ge=1)
-    negative_ratio: float = Field(0.5, ge=0, description="no-lesion slices drawn per lesion slice and epoch")
     max_epochs: int = Field(100, ge=1)
     patience: int = Field(10, ge=1, description="epochs without a better validation Dice before stopping")
     learning_rate: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-5, ge=0)
-    flip_prob: float = Field(0.5, ge=0, le=1)
+    flip_prob: float = Field(0.5, ge=0, le=1, description="random left-right flip of training patches")
     foreground_prior: float = Field(0.01, gt=0, lt=1, description="initial lesion probability of the output layer")
+    window_overlap: float = Field(0.25, ge=0, lt=1, description="overlap of the sliding windows at inference")
     seed: int = 0
 
     @model_validator(mode="after")
@@ -40,9 +44,13 @@ class CTSegmentationConfig(BaseModel):
         factor = 1
         for s in self.strides:
             factor *= s
-        if self.slices.inplane_size % factor:
-            raise InputError(f"slices.inplane_size {self.slices.inplane_size} is not divisible by the total stride {factor}")
+        if self.patch_size % factor:
+            raise InputError(f"patch_size {self.patch_size} is not divisible by the total stride {factor}")
         return self
+
+    @property
+    def in_channels(self) -> int:
+        return 2 * self.context_slices + 1
 
 
 def load_segmentation_config(source: str | Path | None = None) -> CTSegmentationConfig:

@@ -1,6 +1,6 @@
 """Grid search over depth x learning rate x optimiser, judged on the validation cohort only.
 
-Output folder: ``grid_config.yaml`` (the settings), ``patients.csv`` (split and mask source of
+Output folder: ``settings.yaml`` (the settings), ``patients.csv`` (split and mask source of
 every patient), ``configs/<name>/`` (one run folder per configuration, see
 :mod:`osteomet.mri.classifier.train`), ``grid.csv`` (validation AUC with DeLong CI and
 accuracy per configuration), ``heatmap.png`` and ``winner.json`` (the configuration later
@@ -30,13 +30,14 @@ import pandas as pd
 
 from osteomet.config import dump_config
 from osteomet.errors import InputError, OutputExistsError
+from osteomet.layout import SETTINGS
 from osteomet.mri.classifier.config import ClassifierConfig
 from osteomet.mri.classifier.data import split_ids
 from osteomet.mri.classifier.labels import LabelGuard
 from osteomet.mri.classifier.train import RunSpec, read_result, train_run
 from osteomet.utils.files import atomic_path, write_json_atomic, write_text_atomic
 
-CONFIG_FILE = "grid_config.yaml"
+CONFIG_FILE = SETTINGS
 WINNER_FILE = "winner.json"
 COLUMNS = ["name", "depth", "optimizer", "learning_rate", "val_auc", "val_auc_low", "val_auc_high", "val_acc",
            "n_val", "n_val_positive", "best_epoch", "epochs_run", "stopped_early", "seconds"]

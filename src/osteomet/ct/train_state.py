@@ -1,0 +1,46 @@
+"""Fresh start or exact resume of a CT slice trainer (``--resume``), as the MRI trainer does.
+
+``checkpoints/last.pt`` holds, after every epoch, the weights, the optimiser state, the
+early-stopping counters and the history; every random draw of an epoch is a function of
+(seed, epoch) only, so a run interrupted and resumed draws the same patches and slices as an
+uninterrupted one and (on CPU) ends with the same weights.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from osteomet.utils.torch import EarlyStopping, last_checkpoint, load_state, refuse_existing_run, save_state
+
+
+def start_or_resume(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, patience: int, *,
+                    resume: bool, what: str, device: torch.device) -> tuple[int, EarlyStopping, list[dict]]:
+    """(first epoch, early stopping state, history so far); a fresh start refuses a folder that holds a run.
+
+    With ``resume`` and no ``last.pt`` (an architecture the interrupted run had not reached)
+    training starts afresh; the CLI checks that the run folder itself exists.
+    """
+    path = last_checkpoint(run_dir)
+    if not resume:
+        refuse_existing_run(run_dir, what, "pass --resume to continue it or use a new run folder", checkpoint="last.pt")
+        return 0, EarlyStopping(patience), []
+    if not path.is_file():
+        # an architecture the interrupted run had not reached yet starts afresh (never over a finished one)
+        refuse_existing_run(run_dir, what, "its last.pt is missing, so it cannot be resumed; use a new run folder")
+        return 0, EarlyStopping(patience), []
+    state = load_state(path, device)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    stopper = EarlyStopping(patience, float(state["best"]), int(state["best_epoch"]), int(state["bad_epochs"]))
+    return int(state["epoch"]) + 1, stopper, list(state["history"])
+
+
+def save_last(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, epoch: int,
+              stopper: EarlyStopping, history: list[dict[str, Any]]) -> None:
+    """Everything a resume needs, after each epoch (tensors and plain values only)."""
+    save_state({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+                "best": stopper.best, "best_epoch": stopper.best_epoch, "bad_epochs": stopper.bad_epochs,
+                "history": history}, last_checkpoint(run_dir))

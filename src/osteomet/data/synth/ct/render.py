@@ -1,0 +1,159 @@
+"""One patient: scan grid from landmarks, materials to HU, lesions, blur and noise."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from osteomet.data.synth._shapes import Canvas, Grid
+from osteomet.data.synth.ct.anatomy import Anatomy, _sample_anatomy
+from osteomet.data.synth.ct.bones import _build_bones
+from osteomet.data.synth.ct.lesions import _lesion_hu, _place_lesions
+from osteomet.data.synth.ct.materials import (
+    _TISSUE_HU,
+    _TISSUE_SD,
+    AIR,
+    CARTILAGE,
+    CORTICAL,
+    FATTY_MARROW,
+    LUNG,
+    TRABECULAR,
+    CTSynthConfig,
+)
+from osteomet.data.synth.ct.soft_tissue import _soft_tissue
+from osteomet.data.totalsegmentator import TOTALSEG_BONES
+
+
+@dataclass
+class CTPhantom:
+    """One synthetic patient: arrays in (z, y, x) order, the grid geometry and the lesion truth."""
+
+    ct: np.ndarray  # int16 HU
+    lesions: np.ndarray  # uint8 0/1
+    bones: np.ndarray  # uint16 TotalSegmentator ids
+    tissue: np.ndarray  # uint8 tissue codes (TISSUE_NAMES), bone materials before lesions
+    spacing: tuple[float, float, float]
+    origin: tuple[float, float, float]
+    lesion_rows: list[dict]
+    info: dict
+
+    def image(self, array: np.ndarray, pixel: int) -> sitk.Image:
+        image = sitk.GetImageFromArray(array)
+        image.SetSpacing(self.spacing)
+        image.SetOrigin(self.origin)
+        return sitk.Cast(image, pixel)
+
+
+def _z_range(anatomy: Anatomy, region: str) -> tuple[float, float]:
+    verts = {v.label: v for v in anatomy.vertebrae}
+    if region == "whole_body":
+        return -250.0, anatomy.head_c[2] + 98
+    if region == "torso":
+        return -95.0, anatomy.z_shoulder + 45
+    return -75.0, verts[31].zc + verts[31].h / 2 + 20
+
+
+def _make_grid(anatomy: Anatomy, config: CTSynthConfig, rng: np.random.Generator) -> tuple[Grid, tuple, tuple]:
+    """World axes of the scan (centred in-plane, z range from landmarks) and their anatomical twins."""
+    sp_xy, _, sp_z = config.spacing
+    n = config.inplane_size
+    lo, hi = _z_range(anatomy, config.region)
+    lo, hi = lo + rng.normal(0, 6), hi + rng.normal(0, 6)
+    s, shift = anatomy.scale, anatomy.shift
+    z_lo = s * lo + shift[2]
+    nz = max(int(np.ceil(s * (hi - lo) / sp_z)), 4)
+    z0 = float(np.round(z_lo / sp_z * 2) / 2 * sp_z)  # table positions on a half-slice raster
+    xw = -config.fov_mm / 2 + sp_xy / 2 + sp_xy * np.arange(n)
+    zw = z0 + sp_z * np.arange(nz)
+    anat = Grid(((xw - shift[0]) / s).astype(np.float32), ((xw - shift[1]) / s).astype(np.float32),
+                ((zw - shift[2]) / s).astype(np.float32))
+    return anat, (sp_xy, sp_xy, sp_z), (float(xw[0]), float(xw[0]), float(zw[0]))
+
+
+
+def render_ct_phantom(rng_or_seed: np.random.Generator | np.random.SeedSequence | int,
+                      config: CTSynthConfig | None = None) -> CTPhantom:
+    """Render one patient as arrays plus the tissue map (for tests and QA of the phantom)."""
+    config = config or CTSynthConfig()
+    rng = rng_or_seed if isinstance(rng_or_seed, np.random.Generator) else np.random.default_rng(rng_or_seed)
+    anatomy = _sample_anatomy(rng)
+    grid, spacing, origin = _make_grid(anatomy, config, rng)
+    s = anatomy.scale
+    canvas = Canvas(grid)
+    _build_bones(canvas, anatomy)
+    tissue = _soft_tissue(grid, anatomy, rng)
+
+    # bone materials from depth (converted to world mm) and each primitive's cortex thickness
+    depth = canvas.depth * np.float32(s)
+    is_bone = canvas.label > 0
+    pv_min = 0.6 * spacing[0]
+    t_cort = np.array([max(c.t_cortex, pv_min) if c.marrow != "cartilage" else 0.0 for c in canvas.classes] or [0.0],
+                      np.float32)
+    mix = np.array([min(1.0, c.t_cortex / max(c.t_cortex, pv_min)) for c in canvas.classes] or [1.0], np.float32)
+    marrow_code = np.array([{"trabecular": TRABECULAR, "fatty": FATTY_MARROW, "cartilage": CARTILAGE}[c.marrow]
+                            for c in canvas.classes] or [TRABECULAR], np.uint8)
+    mat = canvas.material
+    cortex = is_bone & (depth < t_cort[mat])
+    tissue[is_bone] = marrow_code[mat[is_bone]]
+    tissue[cortex] = CORTICAL
+
+    lut = _TISSUE_HU + anatomy.tissue_jitter
+    lut[TRABECULAR] = anatomy.trab_hu
+    lut[FATTY_MARROW] = anatomy.marrow_hu
+    lut[AIR] = -1000.0
+    hu = lut[tissue]
+    hu += _TISSUE_SD[tissue] * rng.standard_normal(tissue.shape, dtype=np.float32)
+    # cortex: full cortical HU where thick enough, mixed with marrow where thinner than a voxel
+    under = np.where(marrow_code[mat] == FATTY_MARROW, anatomy.marrow_hu, anatomy.trab_hu).astype(np.float32)
+    cort_values = under + (anatomy.cort_hu - under) * mix[mat]
+    hu[cortex] = cort_values[cortex] + 40 * rng.standard_normal(int(cortex.sum()), dtype=np.float32)
+    # per-bone density variation
+    bones = np.where(np.isin(canvas.label, list(TOTALSEG_BONES)), canvas.label, 0).astype(np.uint16)
+    trab = tissue == TRABECULAR
+    factor = rng.uniform(0.9, 1.1, size=256).astype(np.float32)
+    hu[trab] *= factor[np.minimum(canvas.label[trab], 255)]
+    # gentle lung gradient (dependent lung is denser, patient supine: posterior = +y)
+    lung = tissue == LUNG
+    if lung.any():
+        Yb = np.broadcast_to(grid.y[None, :, None], tissue.shape)
+        hu[lung] += 0.25 * (Yb[lung] + 100)
+
+    lesions = _place_lesions(bones, tissue, spacing, config, rng)
+    lesion_mask = np.zeros(bones.shape, np.uint8)
+    for lesion in lesions:
+        _lesion_hu(lesion, hu, tissue, anatomy.trab_hu, rng)
+        lesion_mask[lesion.crop][lesion.mask] = 1
+
+    hu = ndimage.gaussian_filter(hu, sigma=(0.35, 0.45, 0.45), mode="nearest")
+    if config.noise_hu > 0:
+        hu += np.float32(config.noise_hu) * rng.standard_normal(hu.shape, dtype=np.float32)
+    ct = np.clip(np.rint(hu), -1024, 3071).astype(np.int16)
+
+    rows = []
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    for i, lesion in enumerate(lesions, start=1):
+        idx = np.argwhere(lesion.mask) + [s_.start for s_ in lesion.crop]
+        centre = idx.mean(axis=0)[::-1] * np.array(spacing) + np.array(origin)
+        bone = TOTALSEG_BONES[lesion.bone_id]
+        rows.append({
+            "lesion_id": i, "bone_id": lesion.bone_id, "bone_name": bone.name, "group": bone.group,
+            "kind": lesion.kind, "type": lesion.type,
+            "centre_x_mm": round(float(centre[0]), 2), "centre_y_mm": round(float(centre[1]), 2),
+            "centre_z_mm": round(float(centre[2]), 2),
+            "volume_ml": round(len(idx) * voxel_ml, 4), "n_voxels": int(len(idx)),
+            "max_slice_fraction": round(lesion.coverage, 3),
+        })
+    info = {"age": round(anatomy.age, 1), "scale": round(s, 3), "fat_mm": round(anatomy.fat * s, 1),
+            "trabecular_hu": round(anatomy.trab_hu, 1), "cortical_hu": round(anatomy.cort_hu, 1)}
+    return CTPhantom(ct, lesion_mask, bones, tissue, spacing, origin, rows, info)
+
+
+def synthesize_ct_patient(rng_or_seed: np.random.Generator | np.random.SeedSequence | int,
+                          config: CTSynthConfig | None = None) -> tuple[sitk.Image, sitk.Image, sitk.Image, list[dict]]:
+    """CT (int16 HU), lesion mask (uint8 0/1), bone map (uint16 TotalSegmentator ids) and lesion truth rows."""
+    phantom = render_ct_phantom(rng_or_seed, config)
+    return (phantom.image(phantom.ct, sitk.sitkInt16), phantom.image(phantom.lesions, sitk.sitkUInt8),
+            phantom.image(phantom.bones, sitk.sitkUInt16), phantom.lesion_rows)

@@ -1,0 +1,45 @@
+"""The CT slice-model stages (detection and segmentation): slice cache, run folder, training loop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from pydantic import BaseModel
+
+from osteomet.data.manifest import Manifest
+from osteomet.utils.progress import console, progress_bar
+
+Settings = TypeVar("Settings", bound=BaseModel)
+
+
+def prepare_ct_run(manifest: Path, out: Path, settings: Settings, architectures: list[str] | None,
+                   cache: Path | None) -> tuple[Path, Settings]:
+    """Read a CT manifest with lesion masks, cache its slices (progress bar) and record the run in ``out``.
+
+    Returns (slice root, settings with the architectures to train).
+    """
+    from osteomet.ct.slice_run import prepare_slice_run
+    from osteomet.data.manifest import read_manifest
+
+    cohort = read_manifest(manifest, kind="ct", require=("lesion_mask",))
+    with progress_bar("slices", len(cohort)) as advance:
+        return prepare_slice_run(cohort, out, settings, architectures=architectures, cache=cache, on_patient=advance)
+
+
+def train_each_architecture(root: Path, out: Path, settings: Settings, train: Callable, device: str | None,
+                            describe: Callable[[Any], str]) -> None:
+    """Train the run's architectures in turn, each with its epoch progress bar and a one-line result."""
+    for architecture in settings.architectures:
+        with progress_bar(f"train {architecture}", settings.max_epochs) as advance:
+            result = train(root, out, settings, architecture, device=device, progress=advance)
+        console.print(f"{architecture}: {describe(result)}")
+
+
+def cache_ct_slices(cohort: Manifest, cache: Path, slice_config) -> Path:
+    """Cache the slices of every patient with the run's slice settings (progress bar); returns ``cache``."""
+    from osteomet.ct.slice_cache import cache_cohort
+
+    with progress_bar("slices", len(cohort)) as advance:
+        cache_cohort(cohort, cache, slice_config, progress=advance)
+    return cache
