@@ -160,3 +160,22 @@ def test_training_refuses_an_index_that_splits_a_patient(trained: dict, tmp_path
     index.to_csv(leaky / "index.csv", index=False)
     with pytest.raises(SplitLeakageError, match=pid):
         train_detector(leaky, tmp_path / "run", trained["config"], ARCHITECTURE)
+
+
+def test_gradcam_peak_is_where_the_raw_map_is_highest() -> None:
+    """MONAI's default post-processing inverts the map (max -> 0); the overlays must not."""
+    from monai.visualize import GradCAM
+
+    from osteomet.ct.detection.models import GRADCAM_LAYERS
+
+    torch.manual_seed(1)
+    model = build_classifier("resnet34", in_channels=3, width=0.25).eval()
+    image = np.random.default_rng(1).random((3, 64, 64)).astype(np.float32)
+    raw = GradCAM(nn_module=model, target_layers=GRADCAM_LAYERS["resnet34"], postprocessing=lambda x: x)(
+        x=torch.from_numpy(image)[None], class_idx=0)[0, 0].detach().numpy()
+    heat = gradcam_map(model, "resnet34", image, torch.device("cpu"))
+    if raw.max() > 0:
+        np.testing.assert_allclose(heat, raw / raw.max(), rtol=1e-5, atol=1e-6)
+        assert np.unravel_index(heat.argmax(), heat.shape) == np.unravel_index(raw.argmax(), raw.shape)
+    else:
+        assert not heat.any()

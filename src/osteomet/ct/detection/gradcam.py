@@ -21,15 +21,21 @@ from osteomet.utils.files import atomic_path
 
 
 def gradcam_map(model: torch.nn.Module, architecture: str, image: np.ndarray, device: torch.device) -> np.ndarray:
-    """Grad-CAM heat map (N x N, 0..1) of the lesion logit for one input (channels x N x N, windowed)."""
+    """Grad-CAM heat map (N x N, 0..1) of the lesion logit for one input (channels x N x N, windowed).
+
+    The map is scaled by its maximum here: MONAI's default post-processing (1.6) maps the
+    maximum to 0 and the minimum to 1, which would put the "peak" where the network looks least.
+    An all-zero map (no region raises the logit) stays zero.
+    """
     from monai.visualize import GradCAM
 
-    cam = GradCAM(nn_module=model, target_layers=GRADCAM_LAYERS[architecture])
+    cam = GradCAM(nn_module=model, target_layers=GRADCAM_LAYERS[architecture], postprocessing=lambda x: x)
     x = torch.from_numpy(np.ascontiguousarray(image, np.float32))[None].to(device)
     model.eval()
     with torch.enable_grad():
-        heat = cam(x=x, class_idx=0)
-    return heat[0, 0].detach().cpu().numpy()
+        heat = cam(x=x, class_idx=0)[0, 0].detach().cpu().numpy()
+    top = float(np.nanmax(heat)) if heat.size else 0.0
+    return heat / top if top > 0 else np.zeros_like(heat)
 
 
 def save_overlay(image: np.ndarray, heat: np.ndarray, mask: np.ndarray | None, path: Path, title: str) -> Path:
