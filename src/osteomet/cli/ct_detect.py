@@ -22,7 +22,6 @@ from osteomet.cli._common import (
     progress_bar,
     user_errors,
 )
-from osteomet.pipeline.ct_models import cache_ct_slices, prepare_ct_run, train_each_architecture
 
 app = typer.Typer(help="CT slice detection: MONAI 2D EfficientNet-B0, ResNet34 and DenseNet121 on bone tiles of "
                        "each axial slice (bone window level 400, width 1800 HU by default); a slice scores its "
@@ -50,6 +49,7 @@ def train(
         from osteomet.ct.detection.config import load_detection_config
         from osteomet.ct.detection.train import train_detector
         from osteomet.ct.slice_run import resumed_settings
+        from osteomet.pipeline.ct_models import prepare_ct_run, train_each_architecture
 
         settings = load_settings(load_detection_config, config, max_epochs)
         if resume:
@@ -77,6 +77,7 @@ def predict(
     with user_errors():
         from osteomet.ct.detection.infer import predict_detection, run_config, trained_architectures
         from osteomet.data.manifest import read_manifest
+        from osteomet.pipeline.ct_models import cache_ct_slices
 
         cohort = read_manifest(manifest, kind="ct")
         architecture = architecture or trained_architectures(model)

@@ -23,7 +23,6 @@ from osteomet.cli._common import (
     progress_bar,
     user_errors,
 )
-from osteomet.pipeline.ct_models import cache_ct_slices, prepare_ct_run, train_each_architecture
 
 app = typer.Typer(help="CT lesion segmentation: MONAI 2D UNet, residual UNet and AttentionUnet (Dice + CE), "
                        "masks in each CT's own geometry, models compared per patient.", no_args_is_help=True)
@@ -48,6 +47,7 @@ def train(
         from osteomet.ct.segmentation.config import load_segmentation_config
         from osteomet.ct.segmentation.train import train_segmenter
         from osteomet.ct.slice_run import resumed_settings
+        from osteomet.pipeline.ct_models import prepare_ct_run, train_each_architecture
 
         settings = load_settings(load_segmentation_config, config, max_epochs)
         if resume:
@@ -74,6 +74,7 @@ def predict(
         from osteomet.ct.segmentation.compare import compare_segmentations
         from osteomet.ct.segmentation.infer import predict_segmentation, run_config
         from osteomet.data.manifest import read_manifest
+        from osteomet.pipeline.ct_models import cache_ct_slices
 
         cohort = read_manifest(manifest, kind="ct")
         cache = cache_ct_slices(cohort, cache or out / "slices", run_config(model).slices)
@@ -101,6 +102,7 @@ def compare(
 ) -> None:
     """Paired t-test and Wilcoxon between every pair of models on the same patients, adjusted p-values."""
     with user_errors():
+
         from osteomet.ct.segmentation.compare import compare_segmentations, read_metrics
 
         table = read_metrics(metrics)
