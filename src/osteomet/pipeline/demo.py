@@ -81,10 +81,10 @@ def run_demo(out: str | Path, *, n_mri: int = 40, n_ct: int = 10, seed: int = 0,
 
 def _ct_lesions(manifest: Path, out: Path) -> dict[str, Any]:
     """Per-lesion analysis (bone, cluster, diffuse/focal) of the CT cohort's lesion masks."""
-    from osteomet.ct.lesion_cohort import analyse_cohort, write_results
+    from osteomet.ct.lesion_cohort import LesionSettings
+    from osteomet.pipeline.ct_lesions import analyse_lesion_cohort
 
-    result = analyse_cohort(manifest)
-    write_results(result, out)
+    analyse_lesion_cohort(manifest, out, settings=LesionSettings())
     lesions = pd.read_csv(out / "lesions.csv")
     if lesions.empty:
         return {"lesions": 0}
