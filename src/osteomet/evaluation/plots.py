@@ -12,30 +12,12 @@ import pandas as pd
 
 from osteomet.evaluation.delong import delong_ci
 from osteomet.evaluation.roc import roc_curve
-from osteomet.utils.files import atomic_path
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from osteomet.utils.figures import pyplot, save_figure
 
 
 def _save(fig, path: str | Path) -> Path:
     """The figure as ``path`` (PNG) and the same name with ``.svg``, atomically; closes it."""
-    plt = _pyplot()
-    path = Path(path)
-    try:
-        fig.tight_layout()
-        for target, fmt in ((path, "png"), (path.with_suffix(".svg"), "svg")):
-            with atomic_path(target) as tmp:
-                fig.savefig(tmp, format=fmt)
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path, svg=True)
 
 
 def _scored(models: Mapping[str, pd.DataFrame], split: str) -> dict[str, pd.DataFrame]:
@@ -54,7 +36,7 @@ def plot_calibration(models: Mapping[str, pd.DataFrame], split: str, path: str |
     """Observed rate against mean predicted probability (quantile bins), Brier and slope in the legend."""
     from osteomet.evaluation.calibration import calibration, calibration_curve
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.8, 4.8), dpi=120)
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="ideal")
     for name, data in _scored(models, split).items():
@@ -72,7 +54,7 @@ def plot_decision_curve(models: Mapping[str, pd.DataFrame], split: str, path: st
     """Net benefit of each model against treat-all and treat-none over threshold probabilities."""
     from osteomet.evaluation.decision_curve import net_benefit
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.6, 4.2), dpi=120)
     reference = None
     for name, data in _scored(models, split).items():
@@ -91,7 +73,7 @@ def plot_decision_curve(models: Mapping[str, pd.DataFrame], split: str, path: st
 
 def plot_roc(models: Mapping[str, pd.DataFrame], split: str, path: str | Path) -> Path:
     """ROC curves of every model on one split, AUC and DeLong 95% CI in the legend; PNG written atomically."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.8, 4.8), dpi=120)
     for name, table in models.items():
         data = table.dropna(subset=["prob", "label"])

@@ -34,7 +34,8 @@ from osteomet.errors import InputError
 from osteomet.evaluation.icc import summarize_by_class
 from osteomet.radiomics.features import FeatureTableError, read_feature_table
 from osteomet.stage import refuse_overwriting_inputs
-from osteomet.utils.files import atomic_path, write_text_atomic
+from osteomet.utils.figures import pyplot, save_figure
+from osteomet.utils.files import write_text_atomic
 
 PathLike = str | os.PathLike[str]
 
@@ -143,10 +144,7 @@ def feature_table_icc(manual: pd.DataFrame, predicted: pd.DataFrame, *, model: s
 
 def plot_icc_by_class(per_feature: pd.DataFrame, path: PathLike, *, title: str | None = None) -> Path:
     """Box plot of the per-feature ICC by class (points overlaid), written atomically as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     classes = [c for c in CLASSES if (per_feature["class"] == c).any()]
     data = [per_feature.loc[per_feature["class"] == c, "icc"].dropna().to_numpy() for c in classes]
@@ -162,13 +160,10 @@ def plot_icc_by_class(per_feature: pd.DataFrame, path: PathLike, *, title: str |
         ax.set_ylabel("ICC")
         ax.set_ylim(min(-0.05, min((v.min() for v in data if v.size), default=0.0) - 0.05), 1.02)
         ax.set_title(title or "Radiomics reproducibility: predicted vs manual mask")
-        fig.tight_layout()
-        path = Path(path)
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png")
-    finally:
+    except BaseException:
         plt.close(fig)
-    return path
+        raise
+    return save_figure(fig, path)
 
 
 def run_icc(manual_path: PathLike, predicted_path: PathLike, out: PathLike, *, model: str = "2,1",

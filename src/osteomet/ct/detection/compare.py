@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from osteomet.utils.files import atomic_path, write_text_atomic
+from osteomet.utils.figures import pyplot, save_figure
+from osteomet.utils.files import write_text_atomic
 
 COLUMNS = ("auc", "f1", "precision", "recall", "specificity")
 
@@ -39,10 +40,7 @@ def comparison_table(metrics: dict[str, pd.DataFrame]) -> pd.DataFrame:
 def patient_boxplot(patients: dict[str, pd.DataFrame], thresholds: dict[str, float], path: Path,
                     split: str | None = "test") -> Path:
     """Box plot of patient scores by reference label, one pair of boxes per detector."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(2.2 * len(patients) + 2, 4), dpi=120)
     positions, data, labels = [], [], []
@@ -59,11 +57,7 @@ def patient_boxplot(patients: dict[str, pd.DataFrame], thresholds: dict[str, flo
     ax.set_xticks(positions, labels, fontsize=7)
     ax.set_ylabel("patient score (max slice probability)")
     ax.set_ylim(-0.02, 1.02)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_comparison(metrics: dict[str, pd.DataFrame], patients: dict[str, pd.DataFrame],

@@ -17,7 +17,7 @@ import torch
 
 from osteomet.ct.detection.models import GRADCAM_LAYERS
 from osteomet.ct.detection.tiles import BoneTiles
-from osteomet.utils.files import atomic_path
+from osteomet.utils.figures import pyplot, save_figure
 
 
 def gradcam_map(model: torch.nn.Module, architecture: str, image: np.ndarray, device: torch.device) -> np.ndarray:
@@ -40,10 +40,7 @@ def gradcam_map(model: torch.nn.Module, architecture: str, image: np.ndarray, de
 
 def save_overlay(image: np.ndarray, heat: np.ndarray, mask: np.ndarray | None, path: Path, title: str) -> Path:
     """PNG: the slice in the bone window, the Grad-CAM map on top, the reference lesion outlined."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
     ax.imshow(image, cmap="gray", vmin=0, vmax=1)
@@ -52,10 +49,7 @@ def save_overlay(image: np.ndarray, heat: np.ndarray, mask: np.ndarray | None, p
         ax.contour(mask.astype(float), levels=[0.5], colors="lime", linewidths=0.8)
     ax.set_title(title, fontsize=8)
     ax.axis("off")
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, tight_bbox=True)
 
 
 def peak_to_lesion_mm(heat: np.ndarray, mask: np.ndarray, pixel_mm: float) -> float:

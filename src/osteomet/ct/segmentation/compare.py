@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 
 from osteomet.errors import InputError, MissingInputError
-from osteomet.utils.files import atomic_path, write_text_atomic
+from osteomet.utils.figures import pyplot, save_figure
+from osteomet.utils.files import write_text_atomic
 
 METRICS = ("dice", "precision", "recall")
 
@@ -66,10 +67,7 @@ def summary_table(per_patient: pd.DataFrame, *, n_resamples: int = 2000, seed: i
 
 
 def boxplot(per_patient: pd.DataFrame, metric: str, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     models = list(pd.unique(per_patient["model"]))
     data = [per_patient.loc[per_patient["model"] == m, metric].dropna().to_numpy(float) for m in models]
@@ -81,11 +79,7 @@ def boxplot(per_patient: pd.DataFrame, metric: str, path: Path) -> Path:
         ax.scatter(i + rng.uniform(-0.08, 0.08, values.size), values, s=8, alpha=0.6, color="k")
     ax.set_ylabel(f"per-patient {metric}")
     ax.set_ylim(-0.02, 1.02)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def compare_segmentations(per_patient: pd.DataFrame, out: str | Path, *, adjust: str = "holm",

@@ -29,7 +29,8 @@ from osteomet.data.io import Geometry, write_image
 from osteomet.mri.classifier.data import read_roi
 from osteomet.mri.classifier.model import GRADCAM_LAYER
 from osteomet.mri.preprocess import load_case
-from osteomet.utils.files import atomic_path, write_text_atomic
+from osteomet.utils.figures import pyplot, save_figure
+from osteomet.utils.files import write_text_atomic
 
 T2_CHANNEL = 1  # channels: high-b DWI, T2, ADC
 
@@ -66,10 +67,7 @@ def tumour_centre(mask: np.ndarray | None, shape: tuple[int, ...]) -> tuple[int,
 def save_overlay(t2: np.ndarray, heat: np.ndarray, mask: np.ndarray | None, centre: tuple[int, int, int],
                  spacing_xyz: tuple[float, float, float], path: Path, title: str) -> Path:
     """PNG of axial, coronal and sagittal T2 slices through ``centre`` with the map and the mask outline."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     z, y, x = centre
     sx, sy, sz = spacing_xyz
@@ -87,10 +85,7 @@ def save_overlay(t2: np.ndarray, heat: np.ndarray, mask: np.ndarray | None, cent
         ax.set_title(name, fontsize=8)
         ax.axis("off")
     fig.suptitle(title, fontsize=8)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, tight_bbox=True)
 
 
 def gradcam_patient(network: torch.nn.Module, preprocessed: str | Path, patient_id: str, out: str | Path,

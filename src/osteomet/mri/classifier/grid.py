@@ -35,7 +35,8 @@ from osteomet.mri.classifier.config import ClassifierConfig
 from osteomet.mri.classifier.data import split_ids
 from osteomet.mri.classifier.labels import LabelGuard
 from osteomet.mri.classifier.train import RunSpec, read_result, train_run
-from osteomet.utils.files import atomic_path, write_json_atomic, write_text_atomic
+from osteomet.utils.figures import pyplot, save_figure
+from osteomet.utils.files import write_json_atomic, write_text_atomic
 
 CONFIG_FILE = SETTINGS
 WINNER_FILE = "winner.json"
@@ -184,10 +185,7 @@ def _plain(value: Any) -> Any:
 
 def save_heatmap(table: pd.DataFrame, path: Path) -> Path:
     """Validation AUC per configuration: depths as rows, optimiser x learning rate as columns."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from matplotlib.patches import Rectangle
 
     frame = table.assign(column=[f"{o}\n{lr:g}" for o, lr in zip(table["optimizer"], table["learning_rate"])])
@@ -207,8 +205,5 @@ def save_heatmap(table: pd.DataFrame, path: Path) -> Path:
     ax.set_yticks(range(pivot.shape[0]), [f"ResNet{d}" for d in pivot.index], fontsize=8)
     ax.set_title("validation AUC", fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.05)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, tight_bbox=True)
 
