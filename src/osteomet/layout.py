@@ -31,7 +31,7 @@ from pathlib import Path
 
 from osteomet import __version__
 from osteomet.errors import OutputExistsError
-from osteomet.utils.files import read_json, write_json_atomic
+from osteomet.utils.files import write_json_atomic
 
 # ---- every stage folder ---------------------------------------------------------------------
 MARKER = "osteomet-run.json"
@@ -167,9 +167,3 @@ def open_run_dir(path: str | Path, kind: str) -> Path:
     if not marker.exists() and not (path / STAGE_RECORD).exists():
         write_json_atomic(marker, {"kind": kind, "osteomet": __version__})
     return path
-
-
-def run_kind(path: str | Path) -> str | None:
-    """The kind recorded in a run directory's marker (``demo``, ``mri``...), None if not a run directory."""
-    record = read_json(Path(path) / MARKER)
-    return record.get("kind") if record else None

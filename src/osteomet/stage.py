@@ -30,7 +30,7 @@ import yaml
 
 from osteomet import __version__
 from osteomet.errors import OsteometError, OutputExistsError
-from osteomet.layout import MARKER, SETTINGS, STAGE_RECORD, is_osteomet_dir
+from osteomet.layout import SETTINGS, STAGE_RECORD, is_osteomet_dir
 from osteomet.utils.files import read_json, write_json_atomic, write_text_atomic
 
 PathLike = str | os.PathLike[str]
@@ -223,4 +223,4 @@ class StageOutcome:
         return float(self.record.get("seconds", 0.0))
 
 
-__all__ = ["MARKER", "Stage", "StageOutcome", "check_output_folder", "fingerprint", "refuse_overwriting_inputs"]
+__all__ = ["Stage", "StageOutcome", "check_output_folder", "fingerprint", "refuse_overwriting_inputs"]

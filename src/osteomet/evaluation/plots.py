@@ -64,8 +64,8 @@ def plot_decision_curve(models: Mapping[str, pd.DataFrame], split: str, path: st
     if reference is not None:
         ax.plot(reference["threshold"], reference["treat_all"], color="grey", linestyle="--", label="treat all")
         ax.axhline(0.0, color="black", linewidth=0.8, label="treat none")
-        prevalence = reference["treat_all"].iloc[0] + 0  # net benefit of treat-all at the lowest threshold
-        ax.set_ylim(min(-0.05, -0.1 * max(prevalence, 0.05)), max(0.05, prevalence * 1.1 + 0.02))
+        top = float(reference["treat_all"].iloc[0])  # treat-all's net benefit at the lowest threshold, ~ prevalence
+        ax.set_ylim(min(-0.05, -0.1 * max(top, 0.05)), max(0.05, top * 1.1 + 0.02))
     ax.set(xlabel="threshold probability", ylabel="net benefit", title=f"Decision curve, {split} cohort", xlim=(0, 1))
     ax.legend(loc="upper right", fontsize=7)
     return _save(fig, path)
