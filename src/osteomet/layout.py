@@ -12,11 +12,16 @@ into, or over, someone's data.
 
     RUN/
       osteomet-run.json
-      preprocess/           index.csv, cases/<patient>/{*.npy, transform.json}
+      run.json              the study's config, package versions, seeds and per-stage timings (``run mri``)
+      split/                manifest.csv: the study's manifest with its patient-level split
+      preprocess/           index.csv, cases/<patient>/{*.npy, transform.json} (the manifest's masks)
+      roi/                  the same, ROI crops cut around the masks later stages use (reviewed > auto)
       segmentation/model/   checkpoints/{best,last}.pt, history.csv
       segmentation/masks/   auto/<patient>.nii.gz, reviewed/<patient>.nii.gz, provenance.json, metrics.csv
       radiomics/            features.parquet, features.csv, extraction_log.csv, cache/
-      deep/                 grid.csv, winner.json, configs/<name>/..., features.parquet
+      deep/grid/            grid.csv, heatmap.png, winner.json, configs/<name>/...
+      deep/features/        features.parquet, features.json
+      deep/gradcam/         gradcam.csv, png/, roi/, t2/
       models/<model>/       model/ (XGBoost JSON + feature list), predictions.csv
       evaluation/           metrics.csv, delong.csv, calibration.csv, roc_/calibration_/decision_curve_<cohort>.png
                             (+ .svg), cohort_characteristics.csv
@@ -70,6 +75,7 @@ DELONG = "delong.csv"
 CALIBRATION = "calibration.csv"
 COHORT_TABLE = "cohort_characteristics.csv"
 REPORT = "report.html"
+RUN_RECORD = "run.json"
 
 
 def roc_figure(cohort: str) -> str:
@@ -85,14 +91,30 @@ class RunLayout:
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
 
+    @property
+    def run_record(self) -> Path:
+        return self.root / RUN_RECORD
+
     # bpMRI
     @property
     def cohorts(self) -> Path:
         return self.root / "cohorts"
 
     @property
+    def split(self) -> Path:
+        return self.root / "split"
+
+    @property
+    def manifest(self) -> Path:
+        return self.split / "manifest.csv"
+
+    @property
     def preprocess(self) -> Path:
         return self.root / "preprocess"
+
+    @property
+    def roi(self) -> Path:
+        return self.root / "roi"
 
     @property
     def segmentation_model(self) -> Path:
@@ -109,6 +131,18 @@ class RunLayout:
     @property
     def deep(self) -> Path:
         return self.root / "deep"
+
+    @property
+    def deep_grid(self) -> Path:
+        return self.deep / "grid"
+
+    @property
+    def deep_features(self) -> Path:
+        return self.deep / "features"
+
+    @property
+    def deep_gradcam(self) -> Path:
+        return self.deep / "gradcam"
 
     def model(self, name: str) -> Path:
         return self.root / "models" / name

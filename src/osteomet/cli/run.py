@@ -1,0 +1,50 @@
+"""``osteomet run``: a whole study, every stage from the manifest to the evaluation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from osteomet.cli._common import console, err_console, user_errors
+
+app = typer.Typer(help="Run a whole study (stages already done with the same inputs and settings are skipped).",
+                  no_args_is_help=True)
+
+
+@app.command("mri")
+def mri(
+    manifest: Path = typer.Option(..., "--manifest", "-m", help="bpMRI manifest (split optional: drawn 6:1:3 by "
+                                  "patient within the internal centres, the external centre held out)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run directory (created, or continued)."),
+    config: str = typer.Option("default", help="'default' (the published method), 'tiny' (CPU trial) or a "
+                               "study.yaml."),
+    jobs: Optional[int] = typer.Option(None, min=1, help="Override the config's worker processes."),
+    device: Optional[str] = typer.Option(None, help="Override the config's device (cpu, cuda)."),
+) -> None:
+    """The bpMRI study: split, preprocessing, UNETR masks, radiomics, 3D-ResNet grid, clinical and fusion models,
+    evaluation. Interrupt it any time; the same command continues where it stopped."""
+    with user_errors():
+        from osteomet.pipeline.run_mri import run_mri, summary_table
+        from osteomet.pipeline.study import load_study_config
+
+        settings = load_study_config(config)
+        update = {k: v for k, v in {"jobs": jobs, "device": device}.items() if v is not None}
+        settings = settings.model_copy(update=update)
+        try:
+            record = run_mri(manifest, out, settings, log=lambda line: err_console.print(f"[dim]{line}[/]"))
+        except KeyboardInterrupt:
+            console.print(f"[yellow]interrupted[/]: rerun the same command to continue ({out})")
+            raise typer.Exit(130) from None
+    from rich.table import Table
+
+    table = summary_table(record["metrics"])
+    view = Table(title="AUC (DeLong 95% CI)")
+    view.add_column("model")
+    for cohort in table.columns:
+        view.add_column(str(cohort))
+    for model, row in table.iterrows():
+        view.add_row(str(model), *[str(v) for v in row])
+    console.print(view)
+    console.print(f"{len(record['stages'])} stages in {record['seconds']:.0f} s -> [bold]{out}[/]")

@@ -1,0 +1,175 @@
+"""The 3D-ResNet stages: the grid, the winner's prediction table (out-of-fold on training), features, Grad-CAM.
+
+Training patients' deep probabilities are **cross-fitted**: the winning configuration is
+retrained on k-1 folds of the training patients (early-stopped on the validation cohort, as
+in the grid) and scores the held-out fold, so thresholds and probability stacking never see
+in-sample outputs of a network that memorised its training labels. Validation, test and
+external patients are scored by the winner itself. ``oof_folds: 0`` keeps the winner's
+in-sample training scores and says so in the stage record.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from osteomet.config import dump_config
+from osteomet.data.manifest import read_manifest
+from osteomet.layout import PREDICTIONS, SETTINGS
+from osteomet.stage import Stage, StageOutcome
+from osteomet.utils.files import write_text_atomic
+
+GRID_STAGE = "deep-grid"
+PREDICT_STAGE = "deep-predict"
+FEATURES_STAGE = "deep-features"
+GRADCAM_STAGE = "deep-gradcam"
+MODEL_NAME = "deep"
+
+
+def _cohort(preprocessed: str | Path, manifest: str | Path, segdir: str | Path | None):
+    from osteomet.mri.classifier.data import roi_patients
+    from osteomet.mri.classifier.labels import LabelGuard
+
+    cohort = read_manifest(manifest, kind="mri")
+    return cohort, roi_patients(preprocessed, cohort, segdir), LabelGuard.from_manifest(cohort)
+
+
+def run_deep_grid(preprocessed: str | Path, manifest: str | Path, out: str | Path, config, *,
+                  segdir: str | Path | None = None, jobs: int = 1, scheduler: str | None = None,
+                  device: str | None = None, on_config: Callable | None = None,
+                  on_epoch: Callable | None = None) -> tuple[StageOutcome, pd.DataFrame, dict[str, Any]]:
+    """The grid as a stage: skipped when up to date, resumed when interrupted, restarted when settings change."""
+    from osteomet.mri.classifier.grid import WINNER_FILE, run_grid
+    from osteomet.utils.files import read_json
+
+    out = Path(out)
+    stage = Stage(GRID_STAGE, out, settings=config, inputs={"manifest": manifest, "preprocessed": preprocessed,
+                                                            "segdir": segdir}, outputs=("grid.csv", WINNER_FILE))
+    saved = out / SETTINGS
+    if not stage.up_to_date() and saved.is_file() and saved.read_text(encoding="utf-8") != dump_config(config):
+        stage.check()  # ours to clear: configurations trained with other settings must not be reused
+        shutil.rmtree(out / "configs", ignore_errors=True)
+    result: dict[str, Any] = {}
+
+    def work() -> dict[str, Any]:
+        _, patients, guard = _cohort(preprocessed, manifest, segdir)
+        table, winner = run_grid(preprocessed, out, config, guard, patients, jobs=jobs, scheduler=scheduler,
+                                 resume=True, device=device, on_config=on_config, on_epoch=on_epoch)
+        result.update(table=table, winner=winner)
+        return {"winner": winner["name"], "val_auc": winner["val_auc"], "configurations": len(table)}
+
+    outcome = stage.run(work)
+    table = result.get("table")
+    return outcome, table if table is not None else pd.read_csv(out / "grid.csv"), \
+        result.get("winner") or read_json(out / WINNER_FILE)
+
+
+def predict_deep(grid: str | Path, preprocessed: str | Path, manifest: str | Path, out: str | Path, *,
+                 segdir: str | Path | None = None, oof_folds: int = 5, device: str | None = None,
+                 progress: Callable | None = None) -> tuple[StageOutcome, pd.DataFrame]:
+    """The winner's prediction table (model ``deep``), training rows out-of-fold unless ``oof_folds`` is 0."""
+    from osteomet.models.predictions import read_predictions, write_predictions
+    from osteomet.mri.classifier.predict import predict_patients, resolve_run
+    from osteomet.utils.torch import best_checkpoint
+
+    out = Path(out)
+    run = resolve_run(grid)
+    stage = Stage(PREDICT_STAGE, out, settings={"oof_folds": oof_folds, "model": str(run)},
+                  inputs={"manifest": manifest, "preprocessed": preprocessed, "weights": best_checkpoint(run)},
+                  outputs=(PREDICTIONS,))
+
+    def work() -> dict[str, Any]:
+        cohort, patients, guard = _cohort(preprocessed, manifest, segdir)
+        table = predict_patients(grid, preprocessed, patients, cohort.to_frame(), device=device)
+        table["model"] = MODEL_NAME
+        if oof_folds:
+            oof = cross_fitted_training(run, preprocessed, patients, guard, out / "folds", folds=oof_folds,
+                                        device=device, progress=progress)
+            train = table["split"] == "train"
+            table.loc[train, "prob"] = table.loc[train, "patient_id"].map(oof).to_numpy()
+        write_predictions(table, out / PREDICTIONS)
+        return {"patients": len(table), "training_predictions": "out-of-fold" if oof_folds else "in-sample"}
+
+    outcome = stage.run(work)
+    return outcome, read_predictions(out / PREDICTIONS)
+
+
+def cross_fitted_training(run: Path, preprocessed: str | Path, patients: pd.DataFrame, guard, folds_dir: Path, *,
+                          folds: int, device: str | None = None, progress: Callable | None = None) -> dict[str, float]:
+    """Out-of-fold probabilities of the training patients: the run's configuration refitted per fold."""
+    import numpy as np
+    from sklearn.model_selection import StratifiedKFold
+
+    from osteomet.mri.classifier.data import RoiDataset, split_ids
+    from osteomet.mri.classifier.predict import load_model
+    from osteomet.mri.classifier.train import predict_probabilities, read_run, train_run
+
+    spec, config = read_run(run)
+    train = guard.labels("train", "fit", split_ids(patients, "train"))
+    val = {k: int(v) for k, v in guard.labels("val", "select", split_ids(patients, "val")).items()}
+    ids, y = np.array(train.index.tolist()), train.to_numpy().astype(int)
+    folds = min(folds, int(np.bincount(y).min()))
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=config.seed)
+    oof: dict[str, float] = {}
+    for k, (fit, held) in enumerate(splitter.split(ids, y)):
+        fold_dir = folds_dir / f"fold_{k}"
+        train_run(preprocessed, fold_dir, config, spec, train_labels=dict(zip(ids[fit], y[fit].tolist())),
+                  val_labels=val, resume=True, device=device)
+        network, _, _, dev = load_model(fold_dir, device)
+        probs = predict_probabilities(network, RoiDataset(preprocessed, list(ids[held]), None, config, augment=False),
+                                      dev, config.batch_size)
+        oof.update(zip(ids[held].tolist(), np.asarray(probs, dtype=float).tolist()))
+        if progress:
+            progress()
+    return oof
+
+
+def deep_feature_table(grid: str | Path, preprocessed: str | Path, manifest: str | Path, out: str | Path, *,
+                       segdir: str | Path | None = None, pca: int | None = None,
+                       device: str | None = None) -> tuple[StageOutcome, pd.DataFrame]:
+    """Penultimate-layer activations of the winner for every patient with a ROI crop (``features.parquet``)."""
+    from osteomet.mri.classifier.features import deep_features, write_features
+    from osteomet.mri.classifier.predict import resolve_run
+    from osteomet.utils.torch import best_checkpoint
+
+    out = Path(out)
+    run = resolve_run(grid)
+    stage = Stage(FEATURES_STAGE, out, settings={"pca": pca, "model": str(run)},
+                  inputs={"manifest": manifest, "preprocessed": preprocessed, "weights": best_checkpoint(run)},
+                  outputs=("features.parquet",))
+
+    def work() -> dict[str, Any]:
+        _, patients, _ = _cohort(preprocessed, manifest, segdir)
+        table, meta = deep_features(grid, preprocessed, patients, pca_components=pca, device=device)
+        write_features(table, meta, out)
+        return {"patients": len(table), "features": table.shape[1] - 1}
+
+    outcome = stage.run(work)
+    return outcome, pd.read_parquet(out / "features.parquet")
+
+
+def gradcam_examples(grid: str | Path, preprocessed: str | Path, manifest: str | Path, out: str | Path, *,
+                     patient_ids: list[str], device: str | None = None) -> tuple[StageOutcome, pd.DataFrame]:
+    """Grad-CAM maps and overlays of a few patients (NIfTI in ROI and T2 geometry, PNG)."""
+    from osteomet.mri.classifier.gradcam import gradcam_cohort
+    from osteomet.mri.classifier.predict import resolve_run
+    from osteomet.utils.torch import best_checkpoint
+
+    out = Path(out)
+    run = resolve_run(grid)
+    stage = Stage(GRADCAM_STAGE, out, settings={"patients": list(patient_ids), "model": str(run)},
+                  inputs={"preprocessed": preprocessed, "weights": best_checkpoint(run)}, outputs=("gradcam.csv",))
+
+    def work() -> dict[str, Any]:
+        table = gradcam_cohort(grid, preprocessed, patient_ids, out, device=device)
+        return {"maps": len(table), "empty": int(table["cam_empty"].sum())}
+
+    outcome = stage.run(work)
+    return outcome, pd.read_csv(out / "gradcam.csv", dtype={"patient_id": str})
+
+
+def write_patients(out: str | Path, patients: pd.DataFrame) -> Path:
+    return write_text_atomic(Path(out) / "patients.csv", patients.to_csv(index=False))

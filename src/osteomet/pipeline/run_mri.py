@@ -1,0 +1,166 @@
+"""``osteomet run mri``: the bpMRI study from a manifest to its evaluation, one stage folder at a time.
+
+Stages, in order (each a folder of the run directory named by :class:`osteomet.layout.RunLayout`,
+each skipped when its inputs and settings are unchanged, so an interrupted run continues where it
+stopped and a changed setting reruns only what depends on it)::
+
+    split -> preprocess -> UNETR train + masks -> ROI crops -> radiomics -> deep grid
+          -> deep predictions (cross-fitted on train), features, Grad-CAM
+          -> clinical, radiomics and fusion models -> evaluation (+ cohort table)
+
+``run.json`` at the top records the config, package versions, seeds and each stage's time.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from osteomet.data.manifest import read_manifest
+from osteomet.layout import FEATURES, PREDICTIONS, RunLayout, open_run_dir
+from osteomet.pipeline.study import StudyConfig
+from osteomet.stage import Stage, StageOutcome, package_versions
+from osteomet.utils.files import write_json_atomic
+
+SPLIT_STAGE = "study-split"
+MODELS = ("clinical", "radiomics", "deep", "fusion")
+
+
+def study_manifest(manifest: str | Path, out: str | Path, config: StudyConfig) -> StageOutcome:
+    """The study's manifest with a patient-level split (the manifest's own split kept when it has one)."""
+    from osteomet.data.manifest import write_manifest
+    from osteomet.data.splits import assign_splits, check_no_leakage
+    from osteomet.pipeline.inputs import manifest_inputs
+
+    cohort = read_manifest(manifest, kind="mri")
+    out = Path(out)
+    stage = Stage(SPLIT_STAGE, out, settings={"split": config.split.model_dump(mode="json"), "seed": config.seed},
+                  inputs=manifest_inputs(cohort, manifest), outputs=("manifest.csv",))
+
+    def work() -> dict[str, Any]:
+        frame = cohort.to_frame()
+        centres = set(frame["centre"].dropna()) if "centre" in frame else set()
+        external = [c for c in config.split.external_centres if c in centres]
+        frame["split"] = assign_splits(frame, ratios=config.split.ratios, seed=config.seed,
+                                       external_centres=external, given_column="split")
+        check_no_leakage(frame, kind=cohort.kind)
+        write_manifest(frame, out / "manifest.csv", kind=cohort.kind, overwrite=True)
+        return {k: int(v) for k, v in frame["split"].value_counts().items()}
+
+    return stage.run(work)
+
+
+class _Timer:
+    """Per-stage wall time of this invocation, and whether the stage was up to date."""
+
+    def __init__(self, log: Callable[[str], None]):
+        self.log, self.stages = log, {}
+
+    def __call__(self, name: str, step: Callable[[], Any]) -> Any:
+        start = time.perf_counter()
+        result = step()
+        outcome = result[0] if isinstance(result, tuple) else result
+        skipped = bool(getattr(outcome, "skipped", False))
+        seconds = round(time.perf_counter() - start, 2)
+        self.stages[name] = {"seconds": seconds, "skipped": skipped}
+        self.log(f"{name}: {'up to date' if skipped else 'done'} ({seconds:.1f} s)")
+        return result
+
+
+def run_mri(manifest: str | Path, out: str | Path, config: StudyConfig, *,
+            log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run (or continue) the study; returns ``run.json``'s content."""
+    from osteomet.mri.classifier.config import load_classifier_config
+    from osteomet.mri.segmentation.config import load_segmentation_config
+    from osteomet.pipeline import clinical, deep, evaluate, fusion, preprocess, radiomics, segmentation
+
+    started = time.perf_counter()
+    layout = RunLayout(open_run_dir(out, kind="mri"))
+    timer = _Timer(log)
+    seg_settings = load_segmentation_config(config.segmentation.config)
+    if config.segmentation.max_epochs:
+        seg_settings = seg_settings.model_copy(update={"max_epochs": config.segmentation.max_epochs})
+    grid_settings = load_classifier_config(config.deep.config).model_copy(update={"seed": config.seed})
+    if config.deep.max_epochs:
+        grid_settings = grid_settings.model_copy(update={"max_epochs": config.deep.max_epochs})
+
+    timer("split", lambda: study_manifest(manifest, layout.split, config))
+    study = layout.manifest
+    timer("preprocess", lambda: preprocess.preprocess_mri(study, layout.preprocess, seg_config=config.segmentation.config,
+                                                          jobs=config.jobs))
+    segdir = None
+    roi = layout.preprocess
+    if config.segmentation.masks == "unetr":
+        timer("segmentation train", lambda: segmentation.train_segmentation(
+            layout.preprocess, study, layout.segmentation_model, seg_settings, device=config.device))
+        timer("segmentation masks", lambda: segmentation.predict_segmentation(
+            layout.preprocess, study, layout.segmentation_model, layout.masks, device=config.device))
+        segdir, roi = layout.masks, layout.roi
+        timer("roi", lambda: preprocess.preprocess_mri(study, layout.roi, seg_config=config.segmentation.config,
+                                                       segdir=segdir, jobs=config.jobs))
+    timer("radiomics", lambda: radiomics.extract_features(study, layout.radiomics, params=config.radiomics.params,
+                                                          jobs=config.jobs, scheduler=config.scheduler, segdir=segdir))
+    _, grid_table, winner = timer("deep grid", lambda: deep.run_deep_grid(
+        roi, study, layout.deep_grid, grid_settings, segdir=segdir, jobs=config.jobs, scheduler=config.scheduler,
+        device=config.device))
+    timer("deep predictions", lambda: deep.predict_deep(layout.deep_grid, roi, study, layout.model("deep"),
+                                                        segdir=segdir, oof_folds=config.deep.oof_folds,
+                                                        device=config.device))
+    timer("deep features", lambda: deep.deep_feature_table(layout.deep_grid, roi, study, layout.deep_features,
+                                                           segdir=segdir, pca=config.deep.pca, device=config.device))
+    shown = _gradcam_patients(roi, study, config.deep.gradcam_patients)
+    if shown:
+        timer("grad-cam", lambda: deep.gradcam_examples(layout.deep_grid, roi, study, layout.deep_gradcam,
+                                                        patient_ids=shown, device=config.device))
+    timer("clinical model", lambda: clinical.train_clinical_model(study, layout.model("clinical"),
+                                                                  folds=config.clinical_folds, seed=config.seed))
+    timer("radiomics model", lambda: radiomics.train_radiomics_model(
+        layout.radiomics / FEATURES, study, layout.model("radiomics"), max_features=config.radiomics.max_features,
+        seed=config.seed))
+    base = {name: layout.model(name) / PREDICTIONS for name in ("clinical", "radiomics", "deep")}
+    timer("fusion model", lambda: fusion.train_fusion_model(
+        study, layout.model("fusion"), mode=config.fusion.mode, radiomics=layout.radiomics / FEATURES,
+        deep=layout.deep_features / "features.parquet", predictions=base, folds=config.fusion.folds,
+        seed=config.seed, max_features=config.radiomics.max_features))
+    files = [layout.model(name) / PREDICTIONS for name in MODELS]
+    _, metrics = timer("evaluation", lambda: evaluate.evaluate_prediction_files(
+        files, layout.evaluation, manifest=study, threshold_split=config.evaluation.threshold_split,
+        n_resamples=config.evaluation.n_resamples, seed=config.seed))
+    evaluate.write_cohort_table(study, layout.cohort_table)
+
+    record = {"kind": "mri", "manifest": str(Path(manifest).resolve()), "config": config.model_dump(mode="json"),
+              "seeds": {"study": config.seed, "grid": grid_settings.seed, "segmentation": seg_settings.seed},
+              "winner": winner.get("name"), "stages": timer.stages,
+              "seconds": round(time.perf_counter() - started, 2), "versions": package_versions()}
+    write_json_atomic(layout.run_record, record)
+    record["metrics"] = metrics
+    return record
+
+
+def _gradcam_patients(roi: Path, manifest: Path, n: int) -> list[str]:
+    """Up to ``n`` internal-test patients with ROI crops (external ones when there is no internal test)."""
+    if n <= 0:
+        return []
+    index = pd.read_csv(roi / "index.csv", dtype={"patient_id": str})
+    ready = set(index.loc[index["status"] != "failed", "patient_id"])
+    frame = read_manifest(manifest, check_files=False).to_frame()
+    for split in ("test", "external"):
+        ids = sorted(p for p in frame.loc[frame["split"] == split, "patient_id"] if p in ready)
+        if ids:
+            return ids[:n]
+    return []
+
+
+def summary_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """AUC (DeLong 95% CI) per model (rows) and cohort (columns), as text: what `run mri` and the demo print."""
+    rows = metrics[(metrics["metric"] == "auc") & metrics["ci_method"].isin(["delong", "none"])]
+    cells = rows.assign(text=[("n/a" if e != e else f"{e:.3f} (CI n/a)" if lo != lo else
+                               f"{e:.3f} ({lo:.3f}-{hi:.3f})")
+                              for e, lo, hi in zip(rows["estimate"], rows["ci_low"], rows["ci_high"])])
+    table = cells.pivot(index="model", columns="cohort", values="text")
+    order = [c for c in ("train", "val", "test", "external") if c in table.columns]
+    models = [m for m in MODELS if m in table.index] + [m for m in table.index if m not in MODELS]
+    return table.loc[models, order + [c for c in table.columns if c not in order]]

@@ -1,0 +1,88 @@
+"""The settings of a whole bpMRI study (``study.yaml``): one file that `osteomet run mri` and `predict mri` share.
+
+Each section names a preset (``default`` or ``tiny``) or a YAML file of the stage it
+configures; relative file paths are read relative to the ``study.yaml`` that names them.
+Two studies ship with the package: ``default`` (the published method, full-size models for a
+GPU) and ``tiny`` (narrow models and few epochs, for CPU trials, tests and the demo).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from osteomet.config import load_preset_or_file
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SplitSettings(_Section):
+    external_centres: list[str] = Field(["C2"], description="centres held out as the external test cohort")
+    ratios: tuple[float, float, float] = Field((6, 1, 3), description="train:val:test within the internal centres")
+
+
+class SegmentationSettings(_Section):
+    masks: Literal["unetr", "manifest"] = Field(
+        "unetr", description="unetr: train the UNETR on the manifest's masks and use its masks (reviewed ones "
+                             "first) for every later stage; manifest: use the manifest's masks as given")
+    config: str = Field("default", description="UNETR preset or YAML file")
+    max_epochs: int | None = Field(None, ge=1)
+
+
+class RadiomicsSettings(_Section):
+    params: str = Field("mri", description="pyradiomics parameters: mri, tiny or a YAML file")
+    max_features: int = Field(20, ge=1)
+
+
+class DeepSettings(_Section):
+    config: str = Field("default", description="3D-ResNet grid preset or YAML file")
+    max_epochs: int | None = Field(None, ge=1)
+    oof_folds: int = Field(5, ge=0, description="cross-fitted training predictions (0: in-sample, not advised)")
+    pca: int | None = Field(None, ge=1, description="principal components of the deep features (fitted on train)")
+    gradcam_patients: int = Field(3, ge=0, description="test patients shown with Grad-CAM")
+
+
+class FusionSettings(_Section):
+    mode: Literal["features", "probabilities"] = "features"
+    folds: int = Field(5, ge=2)
+
+
+class EvaluationSettings(_Section):
+    threshold_split: str = Field("train+val", description="patients the Youden threshold is fixed on")
+    n_resamples: int = Field(1000, ge=100, description="bootstrap resamples of the CIs")
+
+
+class StudyConfig(_Section):
+    """Every setting of ``run mri``; each stage's own settings are recorded in its folder as well."""
+
+    seed: int = 0
+    jobs: int = Field(1, ge=1, description="worker processes (preprocessing, radiomics, grid)")
+    scheduler: str | None = Field(None, description="Dask scheduler address for radiomics and the grid")
+    device: str | None = Field(None, description="cpu, cuda, ... (default: cuda when available)")
+    split: SplitSettings = Field(default_factory=SplitSettings)
+    segmentation: SegmentationSettings = Field(default_factory=SegmentationSettings)
+    radiomics: RadiomicsSettings = Field(default_factory=RadiomicsSettings)
+    deep: DeepSettings = Field(default_factory=DeepSettings)
+    clinical_folds: int = Field(5, ge=2)
+    fusion: FusionSettings = Field(default_factory=FusionSettings)
+    evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
+
+
+def load_study_config(source: str | Path | None = None) -> StudyConfig:
+    """A preset name ('default', 'tiny') or a ``study.yaml``; relative stage files resolved against it."""
+    config = load_preset_or_file(source, StudyConfig, package="osteomet.pipeline", filename="study_{}.yaml")
+    if source is not None and Path(source).is_file():
+        base = Path(source).resolve().parent
+
+        def resolve(value: str) -> str:
+            return value if value in ("default", "tiny", "mri") or Path(value).is_absolute() else str(base / value)
+
+        config = config.model_copy(update={
+            "segmentation": config.segmentation.model_copy(update={"config": resolve(config.segmentation.config)}),
+            "radiomics": config.radiomics.model_copy(update={"params": resolve(config.radiomics.params)}),
+            "deep": config.deep.model_copy(update={"config": resolve(config.deep.config)})})
+    return config
