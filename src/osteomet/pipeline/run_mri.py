@@ -25,6 +25,7 @@ from osteomet.pipeline.study import StudyConfig
 from osteomet.stage import Stage, StageOutcome, package_versions
 from osteomet.utils.files import write_json_atomic
 
+RUN_FORMAT = "osteomet.mri_run/1"
 SPLIT_STAGE = "study-split"
 MODELS = ("clinical", "radiomics", "deep", "fusion")
 
@@ -131,7 +132,7 @@ def run_mri(manifest: str | Path, out: str | Path, config: StudyConfig, *,
         n_resamples=config.evaluation.n_resamples, seed=config.seed))
     evaluate.write_cohort_table(study, layout.cohort_table)
 
-    record = {"kind": "mri", "manifest": str(Path(manifest).resolve()), "config": config.model_dump(mode="json"),
+    record = {"format": RUN_FORMAT, "kind": "mri", "manifest": str(Path(manifest).resolve()), "config": config.model_dump(mode="json"),
               "seeds": {"study": config.seed, "grid": grid_settings.seed, "segmentation": seg_settings.seed},
               "winner": winner.get("name"), "stages": timer.stages,
               "seconds": round(time.perf_counter() - started, 2), "versions": package_versions()}

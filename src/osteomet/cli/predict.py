@@ -1,0 +1,41 @@
+"""``osteomet predict``: new patients through a finished study's models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from osteomet.cli._common import console, err_console, user_errors
+
+app = typer.Typer(help="Apply a finished study's models to a new patient.", no_args_is_help=True)
+
+
+@app.command("mri")
+def mri(
+    model: Path = typer.Option(..., "--model", help="Run directory of `osteomet run mri` (the model bundle)."),
+    t2: Path = typer.Option(..., "--t2", help="T2-weighted: DICOM series folder or NIfTI/MHA/NRRD file."),
+    dwi: Path = typer.Option(..., "--dwi", help="High-b DWI: DICOM series folder or volume file."),
+    adc: Path = typer.Option(..., "--adc", help="ADC map: DICOM series folder or volume file."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for result.json/.md, the mask and Grad-CAM."),
+    clinical: Optional[str] = typer.Option(None, help="e.g. age=71,psa=40,gleason=8,isup=4,hematuria=0,"
+                                           "leukocyturia=1 (missing ones are allowed and reported)."),
+    mask: Optional[Path] = typer.Option(None, help="Tumour mask on the T2 grid (default: the study's UNETR)."),
+    patient_id: str = typer.Option("patient", "--id", help="Name of the patient in the outputs."),
+    centre: Optional[str] = typer.Option(None, help="Centre of the patient (recorded)."),
+    device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda when present)."),
+) -> None:
+    """Bone-metastasis probability of one patient: mask, ROI, radiomics, deep features, the fused decision."""
+    with user_errors():
+        from osteomet.pipeline.predict_mri import parse_clinical, predict_mri
+
+        result = predict_mri(model, out, t2=t2, dwi=dwi, adc=adc, mask=mask, clinical=parse_clinical(clinical),
+                             patient_id=patient_id, centre=centre, device=device,
+                             log=lambda line: err_console.print(f"[dim]{line}[/]"))
+    models = ", ".join(f"{k} {v:.3f}" for k, v in result["models"].items())
+    console.print(f"[bold]{result['decision']}[/]: probability {result['probability']:.3f} (threshold "
+                  f"{result['threshold']:.3f}; {models})")
+    if result["missing_clinical"]:
+        console.print(f"[yellow]missing clinical values[/]: {', '.join(result['missing_clinical'])}")
+    console.print(f"-> [bold]{out / 'result.md'}[/]")
