@@ -382,7 +382,7 @@ def validate_frame(raw: pd.DataFrame, *, base_dir: PathLike, path: PathLike | No
         if pid in seen:
             problems.append(f"{where}: duplicate patient_id, first seen on line {seen[pid]}")
         seen.setdefault(pid, line)
-        values = {k: v for k, v in row.items() if k in record_type.model_fields}
+        values = {k: (None if _missing(v) else v) for k, v in row.items() if k in record_type.model_fields}
         blank_required = [k for k in needed if _missing(values.get(k))]
         for name in blank_required:
             problems.append(f"{where}: {name}: required value is missing")

@@ -1,0 +1,198 @@
+"""`run mri` and `predict mri` end to end on a small synthetic two-centre cohort with tiny models."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from osteomet.cli.main import app
+from osteomet.errors import InputError, LeakageError, MissingInputError
+from osteomet.layout import RunLayout
+
+runner = CliRunner()
+
+#: A 1 x 1 x 2 grid of narrow ResNets, a few epochs: the pipeline's plumbing, not its accuracy.
+GRID = {"depths": [10], "learning_rates": [1.0e-3], "optimizers": ["adam", "sgd"], "max_epochs": 3, "patience": 3,
+        "batch_size": 8, "resnet": {"widen_factor": 0.25, "conv1_t_size": 3, "conv1_t_stride": 2,
+                                    "no_max_pool": True}}
+
+
+def study_file(folder: Path, **changes) -> Path:
+    """A study.yaml for tests: a one-window UNETR trained for two epochs, a 2-cell grid, tiny radiomics."""
+    from osteomet.mri.segmentation.config import load_segmentation_config
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "grid.yaml").write_text(yaml.safe_dump(GRID))
+    unetr = load_segmentation_config("tiny").model_copy(update={"seg_size": (32, 32, 16), "patch_size": (32, 32, 16),
+                                                               "max_epochs": 2, "samples_per_case": 1})
+    (folder / "unetr.yaml").write_text(yaml.safe_dump(unetr.model_dump(mode="json")))
+    study = {"seed": 0, "segmentation": {"masks": "unetr", "config": "unetr.yaml"},
+             "radiomics": {"params": "tiny", "max_features": 5},
+             "deep": {"config": "grid.yaml", "oof_folds": 2, "gradcam_patients": 1},
+             "clinical_folds": 3, "fusion": {"mode": "features", "folds": 3},
+             "evaluation": {"n_resamples": 200}}
+    for key, value in changes.items():
+        study[key] = {**study.get(key, {}), **value} if isinstance(value, dict) else value
+    path = folder / "study.yaml"
+    path.write_text(yaml.safe_dump(study))
+    return path
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory) -> Path:
+    from osteomet.data.synth.mri import MRISynthConfig, generate_mri_cohort
+
+    out = tmp_path_factory.mktemp("study_cohort")
+    manifest = generate_mri_cohort(out, 36, seed=5, config=MRISynthConfig(external_fraction=0.3))
+    frame = pd.read_csv(manifest)
+    frame.drop(columns=["split"]).to_csv(out / "unsplit.csv", index=False)  # the study draws its own split
+    return out / "unsplit.csv"
+
+
+@pytest.fixture(scope="module")
+def study(cohort: Path, tmp_path_factory) -> tuple[Path, dict]:
+    from osteomet.pipeline.run_mri import run_mri
+    from osteomet.pipeline.study import load_study_config
+
+    run = tmp_path_factory.mktemp("study") / "run"
+    config = load_study_config(study_file(run.parent / "config"))
+    return run, run_mri(cohort, run, config, log=lambda _line: None)
+
+
+def test_run_writes_every_stage_and_evaluates_every_model_on_every_cohort(study):
+    run, record = study
+    layout = RunLayout(run)
+    manifest = pd.read_csv(layout.manifest)
+    assert set(manifest["split"]) == {"train", "val", "test", "external"}
+    assert (manifest.loc[manifest["centre"] == "C2", "split"] == "external").all()
+    metrics = record["metrics"]
+    auc = metrics[(metrics["metric"] == "auc") & (metrics["ci_method"] == "delong")]
+    for model in ("clinical", "radiomics", "deep", "fusion"):
+        table = pd.read_csv(layout.model(model) / "predictions.csv")
+        assert list(table.columns) == ["patient_id", "split", "label", "model", "prob"]
+        scored = table["prob"].dropna()
+        assert scored.between(0, 1).all() and len(scored) >= 0.8 * len(table)  # a 2-epoch UNETR misses a few
+        assert set(auc.loc[auc["model"] == model, "cohort"]) >= {"test", "external"}
+    for name in ("metrics.csv", "delong.csv", "calibration.csv", "cohort_characteristics.csv", "roc_external.png",
+                 "calibration_external.png", "decision_curve_external.png"):
+        assert (layout.evaluation / name).is_file(), name
+    assert (layout.deep_grid / "heatmap.png").is_file() and (layout.deep_gradcam / "gradcam.csv").is_file()
+    assert len(list((layout.masks / "auto").glob("*.nii.gz"))) == len(manifest)
+    saved = json.loads(layout.run_record.read_text())
+    assert saved["format"] == "osteomet.mri_run/1" and saved["versions"]["osteomet"]
+    assert set(saved["stages"]) >= {"split", "preprocess", "segmentation train", "deep grid", "fusion model",
+                                    "evaluation"}
+
+
+def test_training_predictions_are_cross_fitted(study):
+    """The deep model's training rows come from fold models, not from the winner that saw them."""
+    run, _ = study
+    layout = RunLayout(run)
+    stage = json.loads((layout.model("deep") / "stage.json").read_text())
+    assert stage["summary"]["training_predictions"] == "out-of-fold"
+    assert len(list((layout.model("deep") / "folds").glob("fold_*/checkpoints/best.pt"))) == 2
+
+
+def test_rerun_skips_every_stage_and_a_changed_setting_reruns_only_what_follows(study, cohort):
+    from osteomet.pipeline.run_mri import run_mri
+    from osteomet.pipeline.study import load_study_config
+
+    run, _ = study
+    config = load_study_config(study_file(run.parent / "config"))
+    again = run_mri(cohort, run, config, log=lambda _line: None)
+    assert all(stage["skipped"] for stage in again["stages"].values()), again["stages"]
+    changed = config.model_copy(update={"fusion": config.fusion.model_copy(update={"mode": "probabilities"})})
+    third = run_mri(cohort, run, changed, log=lambda _line: None)
+    rerun = {name for name, stage in third["stages"].items() if not stage["skipped"]}
+    assert rerun == {"fusion model", "evaluation"}
+    run_mri(cohort, run, config, log=lambda _line: None)  # back to the module's study for the other tests
+
+
+def test_predict_reproduces_the_study_probability_of_a_held_out_patient(study, tmp_path):
+    from osteomet.pipeline.predict_mri import predict_mri
+
+    run, _ = study
+    layout = RunLayout(run)
+    manifest = pd.read_csv(layout.manifest, dtype={"patient_id": str})
+    row = manifest[manifest["split"] == "external"].iloc[0]
+    base = layout.manifest.parent
+    clinical = {k: float(row[k]) for k in ("age", "psa", "gleason", "isup", "hematuria", "leukocyturia")
+                if pd.notna(row[k])}
+    result = predict_mri(run, tmp_path / "pred", t2=base / row["t2"], dwi=base / row["dwi"], adc=base / row["adc"],
+                         clinical=clinical, patient_id=row["patient_id"], log=lambda _line: None)
+    for model in ("clinical", "radiomics", "deep", "fusion"):
+        table = pd.read_csv(layout.model(model) / "predictions.csv", dtype={"patient_id": str})
+        expected = float(table.loc[table["patient_id"] == row["patient_id"], "prob"].iloc[0])
+        assert result["models"][model] == pytest.approx(expected, abs=1e-6), model
+    assert result["decision"] in ("bone metastasis", "no bone metastasis")
+    assert Path(result["files"]["mask"]).is_file() and Path(result["files"]["gradcam_png"]).is_file()
+    assert (tmp_path / "pred" / "result.md").read_text().count(row["patient_id"]) >= 1
+
+
+def test_predict_runs_on_real_prostatex_dicom_and_reports_missing_clinical_values(study, prostatex, tmp_path):
+    run, _ = study
+    case = prostatex / "ProstateX-0000"
+    out = tmp_path / "px"
+    result = runner.invoke(app, ["predict", "mri", "--model", str(run), "--t2", str(case / "t2w"), "--dwi",
+                                 str(case / "hbv"), "--adc", str(case / "adc"), "--clinical", "age=66,psa=12.1",
+                                 "--id", "PX0000", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "result.json").read_text())
+    assert 0.0 <= saved["probability"] <= 1.0
+    assert saved["missing_clinical"] == ["gleason", "isup", "hematuria", "leukocyturia"]
+    assert "missing clinical values" in result.output
+
+
+def test_predict_refuses_a_bundle_of_another_version_and_an_unfinished_run(study, tmp_path):
+    from osteomet.pipeline.predict_mri import MRIBundle
+
+    run, _ = study
+    copy = tmp_path / "old"
+    copy.mkdir()
+    record = json.loads(RunLayout(run).run_record.read_text())
+    record["versions"]["osteomet"] = "9.0.0"
+    (copy / "run.json").write_text(json.dumps(record))
+    with pytest.raises(InputError, match="trained with osteomet 9.0.0"):
+        MRIBundle.open(copy)
+    with pytest.raises(MissingInputError, match="no run.json"):
+        MRIBundle.open(tmp_path)
+
+
+def test_predict_refuses_unknown_clinical_variables():
+    from osteomet.pipeline.predict_mri import parse_clinical
+
+    assert parse_clinical("age=71, PSA=40") == {"age": 71.0, "psa": 40.0}
+    with pytest.raises(InputError, match="unknown variable 'weight'"):
+        parse_clinical("age=71,weight=80")
+    with pytest.raises(InputError, match="not a number"):
+        parse_clinical("psa=high")
+
+
+def test_study_split_refuses_a_planted_leak(cohort, tmp_path):
+    """The same image under two patient ids (one per cohort) stops the study before any training."""
+    from osteomet.pipeline.run_mri import study_manifest
+    from osteomet.pipeline.study import load_study_config
+
+    frame = pd.read_csv(cohort)
+    frame.loc[1, ["t2", "dwi", "adc", "mask"]] = frame.loc[0, ["t2", "dwi", "adc", "mask"]].to_numpy()
+    frame["split"] = ["train", "test"] + ["train"] * (len(frame) - 2)
+    leaky = cohort.parent / "leaky.csv"
+    frame.to_csv(leaky, index=False)
+    with pytest.raises(LeakageError):
+        study_manifest(leaky, tmp_path / "split", load_study_config("tiny"))
+    assert not (tmp_path / "split").exists()
+
+
+def test_run_mri_cli_reports_bad_input_with_exit_code_2(tmp_path):
+    bad = tmp_path / "study.yaml"
+    bad.write_text("deep: {oof_folds: -1}\n")
+    result = runner.invoke(app, ["run", "mri", "-m", str(tmp_path / "none.csv"), "-o", str(tmp_path / "run"),
+                                 "--config", str(bad)])
+    assert result.exit_code == 2 and "oof_folds" in result.output
+    shutil.rmtree(tmp_path / "run", ignore_errors=True)
