@@ -1,6 +1,5 @@
 """The command line as a user meets it: help, synth, manifest check, image info, demo."""
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -63,20 +62,6 @@ def test_image_info_and_unreadable_file(tmp_path: Path, prostatex: Path):
     broken.write_bytes(b"nope")
     result = runner.invoke(app, ["image", "info", str(broken)])
     assert result.exit_code == 2 and "x.nii.gz: cannot be read" in result.output
-
-
-def test_demo_generates_summarises_and_reuses(tmp_path: Path):
-    out = tmp_path / "run"
-    result = runner.invoke(app, ["demo", "--out", str(out), "--n-mri", "6", "--n-ct", "2"])
-    assert result.exit_code == 0, result.output
-    assert "generation time" in result.output
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["mri"]["patients"] == 6 and summary["ct"]["patients"] == 2
-    assert (out / "summary.md").read_text().startswith("# osteomet demo summary")
-    stamp = (out / "cohorts" / "mri" / "manifest.csv").stat().st_mtime_ns
-    again = runner.invoke(app, ["demo", "--out", str(out), "--n-mri", "6", "--n-ct", "2"])
-    assert again.exit_code == 0 and "reusing" in again.output
-    assert (out / "cohorts" / "mri" / "manifest.csv").stat().st_mtime_ns == stamp
 
 
 def test_demo_refuses_a_folder_it_does_not_own(tmp_path: Path):

@@ -1,9 +1,10 @@
 """``osteomet demo``: the study on the embedded synthetic cohorts.
 
-At this stage the demo generates (or reuses) the bpMRI and CT cohorts in its run
-directory, validates their manifests, writes the bpMRI cohort characteristics table and
-the per-lesion analysis of the CT cohort's lesion masks, and a short summary; later stages
-append their steps here.
+The demo generates (or reuses) the bpMRI (two centres) and CT cohorts in its run directory,
+runs the bpMRI study (`run mri` with the ``tiny`` study config), the CT study (slice
+detection, lesion segmentation, per-lesion analysis against the truth masks, radiomics ICC of
+predicted vs manual masks), predicts one held-out patient with `predict mri`, and writes
+``summary.md``/``summary.json`` and ``report.html``. Every finished stage is reused on a rerun.
 """
 
 from __future__ import annotations
@@ -43,54 +44,88 @@ def _jsonable(value: Any) -> Any:
 
 
 def run_demo(out: str | Path, *, n_mri: int = 40, n_ct: int = 10, seed: int = 0, jobs: int = 1,
-             console: Console | None = None) -> dict[str, Any]:
-    """Generate both cohorts, validate them and write ``summary.md`` / ``summary.json``."""
+             console: Console | None = None, study: Any = None, ct_detection: Any = "tiny",
+             ct_segmentation: Any = "tiny") -> dict[str, Any]:
+    """Generate both cohorts, run the bpMRI and CT studies, predict a held-out patient, write the report.
+
+    ``study`` is a :class:`~osteomet.pipeline.study.StudyConfig` (default: the ``tiny`` preset);
+    ``ct_detection`` / ``ct_segmentation`` are CT presets or config objects.
+    """
     from osteomet.data.manifest import read_manifest
     from osteomet.data.synth.ct import CTSynthConfig, generate_ct_cohort
     from osteomet.data.synth.mri import MRISynthConfig, generate_mri_cohort
-    from osteomet.pipeline.evaluate import significant_variables, write_cohort_table
+    from osteomet.pipeline.evaluate import significant_variables
+    from osteomet.pipeline.run_ct import run_ct
+    from osteomet.pipeline.run_mri import run_mri, summary_table
+    from osteomet.pipeline.study import load_study_config
 
     console = console or Console()
+    start = time.perf_counter()
     run = open_run_dir(out, kind="demo")
     layout = RunLayout(run)
     mri_path, mri_s, mri_cached = _cohort(layout.cohorts / "mri", n_mri, seed, MRISynthConfig(), generate_mri_cohort,
                                           "mri", jobs, console)
     ct_path, ct_s, ct_cached = _cohort(layout.cohorts / "ct", n_ct, seed, CTSynthConfig(region="whole_body"),
-                                       generate_ct_cohort,
-                                       "ct", jobs, console)
+                                       generate_ct_cohort, "ct", jobs, console)
     mri = read_manifest(mri_path)
     ct = read_manifest(ct_path)
-    table, _ = write_cohort_table(mri_path, layout.cohort_table)
-    characteristics = significant_variables(table)
-    lesion_table = _ct_lesions(ct_path, layout.ct_lesions)
 
+    def log(line: str) -> None:
+        console.print(f"[dim]{line}[/]")
+
+    study = study or load_study_config("tiny").model_copy(update={"jobs": jobs, "seed": seed})
+    record = run_mri(mri_path, run, study, log=log)
+    ct_result = run_ct(ct_path, run, detection=ct_detection, segmentation=ct_segmentation, log=log)
+    prediction = _predict_held_out(run, layout, log)
+    characteristics = significant_variables(pd.read_csv(layout.cohort_table))
     summary = {
         "mri": summarise_mri(mri.to_frame()),
         "ct": summarise_ct(ct.to_frame(), pd.read_csv(ct_path.parent / "lesions_truth.csv")),
+        "auc": summary_table(record["metrics"]).to_dict(orient="index"),
+        "ct_results": {k: v for k, v in ct_result.items() if k != "stages"},
+        "prediction": prediction,
         "seconds": {"mri": round(mri_s, 2), "ct": round(ct_s, 2), "total": round(mri_s + ct_s, 2),
-                    "reused": {"mri": mri_cached, "ct": ct_cached}},
+                    "reused": {"mri": mri_cached, "ct": ct_cached},
+                    "stages": {**record["stages"], **ct_result["stages"]}},
         "missing": mri.missing_report().drop(columns="patients").to_dict(orient="records"),
         "significant_characteristics": characteristics,
-        "ct_lesion_analysis": lesion_table,
+        "run": str(run.resolve()),
     }
+    summary["report"] = _report(run, log)
+    summary["seconds"]["demo"] = round(time.perf_counter() - start, 2)
     write_json_atomic(run / "summary.json", summary)
     write_text_atomic(run / "summary.md", render_markdown(summary))
     print_summary(summary, console)
     return summary
 
 
-def _ct_lesions(manifest: Path, out: Path) -> dict[str, Any]:
-    """Per-lesion analysis (bone, cluster, diffuse/focal) of the CT cohort's lesion masks."""
-    from osteomet.ct.lesion_cohort import LesionSettings
-    from osteomet.pipeline.ct_lesions import analyse_lesion_cohort
+def _predict_held_out(run: Path, layout: RunLayout, log: Callable[[str], None]) -> dict[str, Any]:
+    """`predict mri` on the first external patient, as a user would on a new one."""
+    from osteomet.pipeline.predict_mri import CLINICAL, predict_mri
 
-    analyse_lesion_cohort(manifest, out, settings=LesionSettings())
-    lesions = pd.read_csv(out / "lesions.csv")
-    if lesions.empty:
-        return {"lesions": 0}
-    return {"lesions": int(len(lesions)),
-            "diffuse": int((lesions["kind"] == "diffuse").sum()) if "kind" in lesions else None,
-            "weight_bearing": int(lesions["weight_bearing"].astype(bool).sum()) if "weight_bearing" in lesions else None}
+    manifest = pd.read_csv(layout.manifest, dtype={"patient_id": str})
+    held = manifest[manifest["split"] == "external"]
+    if held.empty:
+        held = manifest[manifest["split"] == "test"]
+    row = held.iloc[0]
+    base = layout.manifest.parent
+    clinical = {k: float(row[k]) for k in CLINICAL if k in row and pd.notna(row[k])}
+    result = predict_mri(run, run / "predict" / str(row["patient_id"]), t2=base / row["t2"], dwi=base / row["dwi"],
+                         adc=base / row["adc"], clinical=clinical, patient_id=str(row["patient_id"]),
+                         centre=str(row["centre"]) if pd.notna(row.get("centre")) else None, log=log)
+    return {k: result[k] for k in ("patient_id", "probability", "threshold", "decision", "models", "seconds")}
+
+
+def _report(run: Path, log: Callable[[str], None]) -> str | None:
+    """The HTML report of the run (``report.html``)."""
+    try:
+        from osteomet.report.build import build_report
+    except ImportError:  # the report package lands with issue 17
+        log("report: not available in this version")
+        return None
+    path = build_report(run)
+    log(f"report: {path}")
+    return str(path)
 
 
 def summarise_mri(frame: pd.DataFrame) -> dict[str, Any]:
@@ -121,34 +156,51 @@ def summarise_ct(frame: pd.DataFrame, lesions: pd.DataFrame) -> dict[str, Any]:
 
 def render_markdown(summary: dict[str, Any]) -> str:
     mri, ct, sec = summary["mri"], summary["ct"], summary["seconds"]
-    lines = ["# osteomet demo summary", "", "## bpMRI cohort", f"- patients: {mri['patients']}"]
+    lines = ["# osteomet demo summary", "", f"Run directory: `{summary['run']}`", "",
+             "## bpMRI bone-metastasis models: AUC (DeLong 95% CI)", ""]
+    cohorts = list(next(iter(summary["auc"].values()), {}).keys())
+    lines += ["| model | " + " | ".join(cohorts) + " |", "|---|" + "---|" * len(cohorts)]
+    lines += [f"| {model} | " + " | ".join(str(row.get(c, "")) for c in cohorts) + " |"
+              for model, row in summary["auc"].items()]
+    p = summary["prediction"]
+    lines += ["", f"`predict mri` on held-out patient {p['patient_id']}: {p['decision']} (fusion probability "
+                  f"{p['probability']:.3f}, threshold {p['threshold']:.3f})", "",
+              "## CT", f"- {summary['ct_results']}", "", "## bpMRI cohort", f"- patients: {mri['patients']}"]
     lines += [f"- {k}: {v}" for k, v in mri["by_centre_label"].items()]
     lines += [f"- split {k}: {v}" for k, v in mri["by_split"].items()]
     lines += [f"- mean age: {mri['age_mean']}", f"- median PSA: {mri['psa_median']}",
               f"- Gleason >= 8: {mri['gleason_ge8']}", "", "## CT cohort",
               f"- patients: {ct['patients']} ({ct['patients_with_lesions']} with lesions)",
               f"- lesions: {ct['lesions']}; by bone group {ct['lesions_by_group']}; by kind {ct['lesions_by_kind']}; "
-              f"by type {ct['lesions_by_type']}",
-              f"- per-lesion analysis of the masks (`ct/lesions/`): {summary.get('ct_lesion_analysis')}", "",
+              f"by type {ct['lesions_by_type']}", "",
               "## Cohort characteristics (`evaluation/cohort_characteristics.csv`)",
               f"- BH-adjusted p < 0.05: {', '.join(summary.get('significant_characteristics') or []) or 'none'}", "",
-              "## Time",
-              f"- generation: MRI {sec['mri']} s, CT {sec['ct']} s, total {sec['total']} s "
-              f"(reused from a previous run: {sec['reused']})", ""]
+              "## Time (seconds)",
+              f"- cohort generation: MRI {sec['mri']}, CT {sec['ct']} (reused: {sec['reused']})"]
+    lines += [f"- {name}: {v['seconds']}{' (up to date)' if v['skipped'] else ''}" for name, v in sec["stages"].items()]
+    lines += [f"- whole demo: {sec.get('demo')}", ""]
+    if summary.get("report"):
+        lines += [f"Report: `{summary['report']}`", ""]
     return "\n".join(lines)
 
 
 def print_summary(summary: dict[str, Any], console: Console) -> None:
-    mri, ct, sec = summary["mri"], summary["ct"], summary["seconds"]
-    table = Table(title="bpMRI cohort")
-    table.add_column("group")
-    table.add_column("patients", justify="right")
-    for key, value in mri["by_centre_label"].items():
-        table.add_row(key, str(value))
-    for key, value in mri["by_split"].items():
-        table.add_row(f"split {key}", str(value))
+    sec = summary["seconds"]
+    table = Table(title="bpMRI bone-metastasis models: AUC (DeLong 95% CI)")
+    table.add_column("model")
+    cohorts = list(next(iter(summary["auc"].values()), {}).keys())
+    for cohort in cohorts:
+        table.add_column(cohort)
+    for model, row in summary["auc"].items():
+        table.add_row(model, *[str(row.get(c, "")) for c in cohorts])
     console.print(table)
-    console.print(f"mean age {mri['age_mean']}, median PSA {mri['psa_median']}, Gleason>=8 {mri['gleason_ge8']}")
-    console.print(f"CT: {ct['patients']} patients, {ct['lesions']} lesions {ct['lesions_by_group']}")
-    console.print(f"[bold]generation time[/]: MRI {sec['mri']:.1f} s + CT {sec['ct']:.1f} s = {sec['total']:.1f} s"
+    p = summary["prediction"]
+    console.print(f"predict mri, held-out patient {p['patient_id']}: [bold]{p['decision']}[/] (probability "
+                  f"{p['probability']:.3f}, threshold {p['threshold']:.3f})")
+    ct = summary["ct_results"]
+    console.print(f"CT: test Dice {ct.get('dice')}, slice AUC (95% CI) {ct.get('slice_auc')}, "
+                  f"lesion sensitivity {ct.get('lesion_sensitivity')}")
+    console.print(f"generation time: MRI {sec['mri']:.1f} s + CT {sec['ct']:.1f} s"
                   + (" (reused)" if all(sec["reused"].values()) else ""))
+    console.print(f"[bold]demo[/] {sec.get('demo', 0):.0f} s; run directory [bold]{summary['run']}[/]"
+                  + (f"; report [bold]{summary['report']}[/]" if summary.get("report") else ""))
