@@ -44,12 +44,14 @@ def _jsonable(value: Any) -> Any:
 
 
 def run_demo(out: str | Path, *, n_mri: int = 40, n_ct: int = 10, seed: int = 0, jobs: int = 1,
-             console: Console | None = None, study: Any = None, ct_detection: Any = "tiny",
-             ct_segmentation: Any = "tiny") -> dict[str, Any]:
+             console: Console | None = None, study: Any = None, ct_detection: Any = None,
+             ct_segmentation: Any = None) -> dict[str, Any]:
     """Generate both cohorts, run the bpMRI and CT studies, predict a held-out patient, write the report.
 
     ``study`` is a :class:`~osteomet.pipeline.study.StudyConfig` (default: the ``tiny`` preset);
-    ``ct_detection`` / ``ct_segmentation`` are CT presets or config objects.
+    ``ct_detection`` / ``ct_segmentation`` are CT config objects (default: the ``tiny`` presets with
+    one architecture each, :data:`DEMO_DETECTOR` and :data:`DEMO_SEGMENTER`, to stay within the
+    demo's CPU budget; `osteomet ct detect|segment train` trains all three).
     """
     from osteomet.data.manifest import read_manifest
     from osteomet.data.synth.ct import CTSynthConfig, generate_ct_cohort
@@ -74,6 +76,7 @@ def run_demo(out: str | Path, *, n_mri: int = 40, n_ct: int = 10, seed: int = 0,
         console.print(f"[dim]{line}[/]")
 
     study = study or load_study_config("tiny").model_copy(update={"jobs": jobs, "seed": seed})
+    ct_detection, ct_segmentation = ct_detection or _demo_ct("detection"), ct_segmentation or _demo_ct("segmentation")
     record = run_mri(mri_path, run, study, log=log)
     ct_result = run_ct(ct_path, run, detection=ct_detection, segmentation=ct_segmentation, log=log)
     prediction = _predict_held_out(run, layout, log)
@@ -97,6 +100,20 @@ def run_demo(out: str | Path, *, n_mri: int = 40, n_ct: int = 10, seed: int = 0,
     write_text_atomic(run / "summary.md", render_markdown(summary))
     print_summary(summary, console)
     return summary
+
+
+#: The CT architectures the demo trains (the cheapest of each task on CPU).
+DEMO_DETECTOR, DEMO_SEGMENTER = "resnet34", "unet"
+
+
+def _demo_ct(task: str) -> Any:
+    if task == "detection":
+        from osteomet.ct.detection.config import load_detection_config
+
+        return load_detection_config("tiny").model_copy(update={"architectures": [DEMO_DETECTOR]})
+    from osteomet.ct.segmentation.config import load_segmentation_config
+
+    return load_segmentation_config("tiny").model_copy(update={"architectures": [DEMO_SEGMENTER]})
 
 
 def _predict_held_out(run: Path, layout: RunLayout, log: Callable[[str], None]) -> dict[str, Any]:
