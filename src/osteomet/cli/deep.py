@@ -164,6 +164,8 @@ def predict(
     model: ModelOption,
     out: Path = typer.Option(..., "--out", "-o", help="Prediction table (CSV: patient_id, split, label, model, prob)."),
     segdir: SegdirOption = None,
+    oof_folds: int = typer.Option(5, min=0, help="Training patients scored out-of-fold: the model's configuration "
+                                  "refitted on k-1 folds (in OUT's folder, <stem>_folds/); 0 keeps in-sample scores."),
     device: DeviceOption = None,
 ) -> None:
     """Bone-metastasis probability of every patient with a ROI crop; AUC per split at the end."""
@@ -177,8 +179,18 @@ def predict(
 
         if out.is_dir():
             raise OutputExistsError(f"{out}: is a folder; give the prediction table's file name (e.g. predictions.csv)")
-        cohort, patients, _ = _cohort(preprocessed, manifest, segdir)
+        cohort, patients, guard = _cohort(preprocessed, manifest, segdir)
         table = predict_patients(model, preprocessed, patients, cohort.to_frame(), device=device)
+        if oof_folds:
+            from osteomet.mri.classifier.predict import resolve_run
+            from osteomet.pipeline.deep import cross_fitted_training
+
+            with progress_bar("out-of-fold refits", oof_folds) as advance:
+                oof = cross_fitted_training(resolve_run(model), preprocessed, patients, guard,
+                                            out.parent / f"{out.stem}_folds", folds=oof_folds, device=device,
+                                            progress=advance)
+            train = table["split"] == "train"
+            table.loc[train, "prob"] = table.loc[train, "patient_id"].map(oof).to_numpy()
         write_prediction_table(table, out)
     summary = Table(title=f"{table['model'].iloc[0]}: AUC per split (DeLong 95% CI)")
     for column in ("split", "n", "AUC", "95% CI"):

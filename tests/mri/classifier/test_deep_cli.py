@@ -15,9 +15,17 @@ def test_predict_writes_the_prediction_table(trained_grid, roi_cohort, tmp_path)
     out, _, winner, _ = trained_grid
     manifest, pre = roi_cohort
     result = runner.invoke(app, ["deep", "predict", "-p", str(pre), "-m", str(manifest), "--model", str(out),
-                                 "-o", str(tmp_path / "predictions.csv")])
+                                 "-o", str(tmp_path / "predictions.csv"), "--oof-folds", "2"])
     assert result.exit_code == 0, result.output
     table = pd.read_csv(tmp_path / "predictions.csv", dtype={"patient_id": str})
+    assert len(list((tmp_path / "predictions_folds").glob("fold_*/checkpoints/best.pt"))) == 2
+    in_sample = runner.invoke(app, ["deep", "predict", "-p", str(pre), "-m", str(manifest), "--model", str(out),
+                                    "-o", str(tmp_path / "in_sample.csv"), "--oof-folds", "0"])
+    assert in_sample.exit_code == 0, in_sample.output
+    plain = pd.read_csv(tmp_path / "in_sample.csv", dtype={"patient_id": str})
+    train = table["split"] == "train"  # training rows come from the fold models, the others from the winner
+    assert (table.loc[~train, "prob"].to_numpy() == plain.loc[~train, "prob"].to_numpy()).all()
+    assert (table.loc[train, "prob"].to_numpy() != plain.loc[train, "prob"].to_numpy()).any()
     assert list(table.columns) == ["patient_id", "split", "label", "model", "prob"]
     frame = read_manifest(manifest).to_frame()
     merged = table.merge(frame, on="patient_id", suffixes=("", "_manifest"))
