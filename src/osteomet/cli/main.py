@@ -26,7 +26,7 @@ app.add_typer(image_app, name="image", rich_help_panel="Data")
 
 
 def _add_stages() -> None:
-    from osteomet.cli import ct, deep, evaluate, preprocess, radiomics, segment
+    from osteomet.cli import ct, deep, evaluate, preprocess, radiomics, report, segment
 
     app.add_typer(preprocess.app, name="preprocess", rich_help_panel="Preprocess")
     app.add_typer(segment.app, name="segment", rich_help_panel="Models")
@@ -34,6 +34,7 @@ def _add_stages() -> None:
     app.add_typer(deep.app, name="deep", rich_help_panel="Models")
     app.add_typer(ct.app, name="ct", rich_help_panel="CT")
     app.add_typer(evaluate.app, name="evaluate", rich_help_panel="Evaluation")
+    app.command("report", rich_help_panel="Evaluation")(report.report)
 
 
 _add_stages()

@@ -33,7 +33,7 @@ figure{display:inline-block;margin:.4rem .8rem .8rem 0;vertical-align:top}
 figure img{max-width:100%;height:auto;border:1px solid #e3e6ea}
 figcaption{font-size:.8rem;color:#57606a}
 .note{color:#57606a;font-size:.88rem}.absent li{margin:.15rem 0}
-nav ul{columns:2;font-size:.9rem}details{margin:.3rem 0}summary{cursor:pointer}
+.wide{overflow-x:auto;max-width:100%}nav ul{columns:2;font-size:.9rem}details{margin:.3rem 0}summary{cursor:pointer}
 """
 
 
@@ -80,7 +80,7 @@ def table(frame: pd.DataFrame, columns: Sequence[str], *, labels: Mapping[str, s
     more = ""
     if max_rows is not None and len(frame) > max_rows:
         more = f'<p class="note">First {max_rows} of {len(frame)} rows.</p>'
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{more}"
+    return f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>{more}'
 
 
 def key_values(pairs: Iterable[tuple[str, Any]]) -> str:

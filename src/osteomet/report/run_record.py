@@ -27,9 +27,13 @@ IDENTIFYING_KEYS = frozenset(k.lower() for k in (
     "InstitutionName", "InstitutionAddress", "ReferringPhysicianName", "PerformingPhysicianName",
     "OperatorsName", "NameOfPhysiciansReadingStudy", "RequestingPhysician", "StudyInstanceUID",
     "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID", "DeviceSerialNumber", "StationName",
-    "IssuerOfPatientID", "MedicalRecordLocator", "BirthDate", "DateOfBirth", "Name", "FirstName", "LastName",
-    "Surname", "FamilyName", "GivenName", "Address", "Email", "Phone",
+    "IssuerOfPatientID", "MedicalRecordLocator", "BirthDate", "DateOfBirth", "FirstName", "LastName",
+    "Surname", "FamilyName", "GivenName", "Email", "Phone",
 ))
+#: The same attributes by tag (group, element), as header dumps write them.
+IDENTIFYING_TAGS = frozenset({"00100010", "00100030", "00100032", "00100040", "00101000", "00101001", "00101010",
+                              "00101040", "00102154", "00080050", "00080080", "00080081", "00080090", "00081050",
+                              "00081070", "00200010", "0020000d", "0020000e", "00080018"})
 HIDDEN = "(hidden: identifying field)"
 OUTSIDE = "(path outside the run directory)"
 _SEPARATORS = re.compile(r"[^a-z0-9]")
@@ -38,8 +42,7 @@ _SEPARATORS = re.compile(r"[^a-z0-9]")
 def identifying(key: str) -> bool:
     """True for a key naming a DICOM identifier (``PatientName``, ``patient_name``, ``0010,0010`` tags too)."""
     flat = _SEPARATORS.sub("", str(key).lower())
-    return flat in IDENTIFYING_KEYS or flat in {"00100010", "00100030", "00100040", "00101010", "00101040",
-                                                "00080050", "00080080", "00080090", "00100020"} and flat != "00100020"
+    return flat in IDENTIFYING_KEYS or flat in IDENTIFYING_TAGS
 
 
 def _looks_like_path(text: str) -> bool:
@@ -77,6 +80,12 @@ def flatten(data: Any, run: Path, prefix: str = "") -> Iterator[tuple[str, Any]]
 def stage_folders(run: Path) -> list[Path]:
     """Every stage folder below the run directory (a folder holding ``stage.json``), in path order."""
     return sorted(p.parent for p in run.rglob(STAGE_RECORD) if p.is_file())
+
+
+def settings_folders(run: Path) -> list[Path]:
+    """Every folder with recorded settings: stage folders and those (a classifier grid) with ``settings.yaml`` only."""
+    found = {p.parent for name in (STAGE_RECORD, SETTINGS) for p in run.rglob(name) if p.is_file()}
+    return sorted(found)
 
 
 def read_settings(folder: Path) -> dict[str, Any] | None:
@@ -123,7 +132,7 @@ def seeds(run: Path) -> list[tuple[str, Any]]:
     record = read_json(run / "run.json") or {}
     found += [(f"run.json: {k}", v) for k, v in flatten(record, run) if k.split(".")[-1] in ("seed", "seeds")
               or k.startswith("seeds.")]
-    for folder in stage_folders(run):
+    for folder in settings_folders(run):
         settings = read_settings(folder) or {}
         found += [(f"{folder.relative_to(run)}: {k}", v) for k, v in flatten(settings, run)
                   if k.split(".")[-1] == "seed"]
