@@ -46,12 +46,20 @@ def read_csv(path: Path) -> pd.DataFrame | None:
 
 
 def read_png(path: Path) -> bytes | None:
-    """PNG bytes of a figure a stage wrote; None when missing or not a PNG (never a broken image)."""
+    """PNG bytes of a figure a stage wrote; None when missing, not a PNG or damaged (never a broken image)."""
+    import io
+
+    from PIL import Image
+
     try:
         data = path.read_bytes()
-    except OSError:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.format != "PNG":
+                return None
+            image.load()  # decodes every row: a truncated file fails here
+    except (OSError, SyntaxError, ValueError):
         return None
-    return data if data.startswith(b"\x89PNG\r\n\x1a\n") else None
+    return data
 
 
 def _cohorts(names: list[str]) -> list[str]:
