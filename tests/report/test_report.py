@@ -94,11 +94,13 @@ def test_figures_are_embedded_pngs_and_nothing_is_loaded_from_anywhere(study_run
 def test_numbers_match_an_independent_computation(study_run: Path, report) -> None:
     from sklearn.metrics import roc_auc_score
 
+    from osteomet.report.html import fmt
+
     _, text = report
     cells = Page(text).cells
     predictions = pd.read_csv(study_run / "models" / "clinical" / "predictions.csv")
     test = predictions[predictions["split"] == "test"]
-    assert f"{roc_auc_score(test['label'], test['prob']):.3f}" in cells
+    assert fmt(float(roc_auc_score(test["label"], test["prob"]))) in cells
     # the chart's per-group sensitivities (recomputed from reference_lesions.csv) are the CT stage's own
     from osteomet.report.charts import bone_group_sensitivity
 
