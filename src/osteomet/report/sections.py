@@ -351,7 +351,7 @@ def ct_segmentation_section(layout: RunLayout) -> Section:
     plots = sorted(folder.rglob("boxplot_*.png"))
     pairwise = [(p, read_csv(p)) for p in sorted(folder.rglob("pairwise_*.csv"))]
     parts = [_figures([(p, f"{p.stem[len('boxplot_'):]} by model") for p in plots], width=480),
-             table(frame, ("model", "metric", "n", "n_nan", "mean", "sd", "median", "q1", "q3", "ci_low", "ci_high"),
+             table(frame, ("model", "metric", "n", "n_undefined", "mean", "ci_low", "ci_high", "sd", "median", "q1", "q3"),
                    labels=CI)]
     for path, pair in pairwise:
         if pair is not None:
