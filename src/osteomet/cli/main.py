@@ -26,7 +26,7 @@ app.add_typer(image_app, name="image", rich_help_panel="Data")
 
 
 def _add_stages() -> None:
-    from osteomet.cli import ct, deep, evaluate, predict, preprocess, radiomics, run, segment
+    from osteomet.cli import ct, deep, evaluate, predict, preprocess, radiomics, report, run, segment
 
     app.add_typer(preprocess.app, name="preprocess", rich_help_panel="Preprocess")
     app.add_typer(segment.app, name="segment", rich_help_panel="Models")
@@ -36,6 +36,7 @@ def _add_stages() -> None:
     app.add_typer(evaluate.app, name="evaluate", rich_help_panel="Evaluation")
     app.add_typer(run.app, name="run", rich_help_panel="Study")
     app.add_typer(predict.app, name="predict", rich_help_panel="Study")
+    app.command("report", rich_help_panel="Study")(report.report)
 
 
 _add_stages()

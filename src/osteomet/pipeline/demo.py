@@ -133,13 +133,10 @@ def _predict_held_out(run: Path, layout: RunLayout, log: Callable[[str], None]) 
     return {k: result[k] for k in ("patient_id", "probability", "threshold", "decision", "models", "seconds")}
 
 
-def _report(run: Path, log: Callable[[str], None]) -> str | None:
+def _report(run: Path, log: Callable[[str], None]) -> str:
     """The HTML report of the run (``report.html``)."""
-    try:
-        from osteomet.report.build import build_report
-    except ImportError:  # the report package lands with issue 17
-        log("report: not available in this version")
-        return None
+    from osteomet.report import build_report
+
     path = build_report(run)
     log(f"report: {path}")
     return str(path)

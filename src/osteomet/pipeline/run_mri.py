@@ -104,12 +104,22 @@ def run_mri(manifest: str | Path, out: str | Path, config: StudyConfig, *,
                                                        segdir=segdir, jobs=config.jobs))
     timer("radiomics", lambda: radiomics.extract_features(study, layout.radiomics, params=config.radiomics.params,
                                                           jobs=config.jobs, scheduler=config.scheduler, segdir=segdir))
-    _, grid_table, winner = timer("deep grid", lambda: deep.run_deep_grid(
-        roi, study, layout.deep_grid, grid_settings, segdir=segdir, jobs=config.jobs, scheduler=config.scheduler,
-        device=config.device))
-    timer("deep predictions", lambda: deep.predict_deep(layout.deep_grid, roi, study, layout.model("deep"),
-                                                        segdir=segdir, oof_folds=config.deep.oof_folds,
-                                                        device=config.device))
+    from osteomet.mri.classifier.grid import grid_specs
+    from osteomet.utils.progress import progress_bar
+
+    def grid() -> Any:
+        with progress_bar("deep grid", len(grid_specs(grid_settings))) as advance:
+            return deep.run_deep_grid(roi, study, layout.deep_grid, grid_settings, segdir=segdir, jobs=config.jobs,
+                                      scheduler=config.scheduler, device=config.device,
+                                      on_config=lambda _result: advance())
+
+    def deep_predictions() -> Any:
+        with progress_bar("deep out-of-fold", config.deep.oof_folds) as advance:
+            return deep.predict_deep(layout.deep_grid, roi, study, layout.model("deep"), segdir=segdir,
+                                     oof_folds=config.deep.oof_folds, device=config.device, progress=advance)
+
+    _, grid_table, winner = timer("deep grid", grid)
+    timer("deep predictions", deep_predictions)
     timer("deep features", lambda: deep.deep_feature_table(layout.deep_grid, roi, study, layout.deep_features,
                                                            segdir=segdir, pca=config.deep.pca, device=config.device))
     shown = _gradcam_patients(roi, study, config.deep.gradcam_patients)

@@ -34,3 +34,15 @@ def save_figure(fig: Any, path: str | Path, *, svg: bool = False, tight_bbox: bo
     finally:
         pyplot().close(fig)
     return path
+
+
+def png_bytes(fig: Any) -> bytes:
+    """``fig`` as PNG bytes (for embedding in a page without a file); the figure is closed."""
+    import io
+
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", bbox_inches="tight")
+    finally:
+        pyplot().close(fig)
+    return buffer.getvalue()

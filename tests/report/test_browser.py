@@ -1,0 +1,57 @@
+"""The report in a real browser: headless Chromium (Debian's package) driven by Playwright."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from osteomet.report import build_report
+
+SECTIONS = ["cohort", "roc", "delong", "calibration", "grid", "gradcam", "segmentation", "ct-lesions",
+            "ct-sensitivity", "icc", "run"]
+
+
+def _browser_or_skip() -> str:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        pytest.skip("playwright is not installed (pip install playwright; .ci/run installs it)")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        pytest.skip("no chromium on PATH (apt-get install -y chromium; .ci/run installs it)")
+    return chromium
+
+
+def test_chromium_shows_every_section_and_image_without_errors(study_run: Path, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    chromium = _browser_or_skip()
+    report = build_report(study_run, tmp_path / "report.html")
+    problems: list[str] = []
+    with sync_playwright() as p:
+        args = ["--no-sandbox"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
+        browser = p.chromium.launch(executable_path=chromium, args=args)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type in ("error", "warning")
+                    else None)
+            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url[:80]}"))
+            page.goto(report.as_uri(), wait_until="load")
+            images = page.evaluate("Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth])")
+            sections = page.evaluate("Array.from(document.querySelectorAll('section[id]')).map(s => s.id)")
+            visible = {s: page.locator(f"section#{s}").is_visible() for s in SECTIONS if s in sections}
+            shot = tmp_path / "report.png"
+            page.screenshot(path=str(shot), full_page=True)
+        finally:
+            browser.close()
+    print(f"screenshot of the report: {shot}")
+    assert not problems, problems
+    broken = [alt for alt, complete, width in images if not complete or width == 0]
+    assert images and not broken, f"broken images: {broken}"
+    assert [s for s in SECTIONS if s not in sections] == [], sections
+    assert all(visible.values()), visible
+    assert shot.stat().st_size > 10_000

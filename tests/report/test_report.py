@@ -1,0 +1,212 @@
+"""The study report: every section a run produced, notes for the rest, embedded figures, numbers from the run."""
+
+from __future__ import annotations
+
+import base64
+import io
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from osteomet.cli.main import app
+from osteomet.report import build_report
+
+runner = CliRunner()
+
+PRODUCED = ["cohort", "roc", "delong", "calibration", "grid", "gradcam", "segmentation", "ct-lesions",
+            "ct-sensitivity", "icc", "run"]
+NOT_PRODUCED = ["ct-detection", "ct-segmentation"]
+
+
+class Page(HTMLParser):
+    """Section ids, list-item ids, image sources and table cells of a report."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.sections: list[str] = []
+        self.items: list[str] = []
+        self.images: list[dict[str, str]] = []
+        self.links: list[str] = []
+        self.cells: list[str] = []
+        self._cell = False
+        self.feed(text)
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        attrs = dict(attrs)
+        if tag == "section":
+            self.sections.append(attrs.get("id", ""))
+        elif tag == "li" and "id" in attrs:
+            self.items.append(attrs["id"])
+        elif tag == "img":
+            self.images.append(attrs)
+        elif tag in ("a", "link", "script", "iframe"):
+            self.links.append(attrs.get("href") or attrs.get("src") or tag)
+        self._cell = tag == "td"
+
+    def handle_data(self, data: str) -> None:
+        if self._cell:
+            self.cells.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        self._cell = False
+
+
+@pytest.fixture(scope="module")
+def report(study_run: Path) -> tuple[Path, str]:
+    path = build_report(study_run)
+    return path, path.read_text(encoding="utf-8")
+
+
+def test_every_produced_section_is_there_and_the_rest_have_a_note(study_run: Path, report) -> None:
+    path, text = report
+    assert path == study_run / "report.html"
+    page = Page(text)
+    assert [s for s in page.sections if s != "not-in-this-run"] == PRODUCED
+    assert page.items == [f"absent-{s}" for s in NOT_PRODUCED]
+    assert "no ct/detection/comparison.csv" in text and "ct segment compare" in text
+    captions = [image["alt"] for image in page.images]
+    for cohort in ("train", "val", "test", "external"):
+        assert f"ROC, {cohort} cohort" in captions and f"Decision curve, {cohort} cohort" in captions
+    assert sum(c.startswith("Grad-CAM, patient") for c in captions) == 2
+    assert sum(c.startswith("Segmentation, patient") for c in captions) == 2  # the two held-out patients
+    assert "Lesion sensitivity by bone group (Wilson 95% CI)" in captions and "ICC per feature by class" in captions
+
+
+def test_figures_are_embedded_pngs_and_nothing_is_loaded_from_anywhere(study_run: Path, report) -> None:
+    from PIL import Image
+
+    _, text = report
+    page = Page(text)
+    assert page.images and not [link for link in page.links if not link.startswith("#")]
+    for image in page.images:
+        assert image["src"].startswith("data:image/png;base64,"), image["src"][:60]
+        with Image.open(io.BytesIO(base64.b64decode(image["src"].split(",", 1)[1]))) as decoded:
+            decoded.load()
+            assert decoded.format == "PNG" and decoded.width > 50
+    assert "http://" not in text and "https://" not in text and "file:" not in text
+    assert str(study_run.parent) not in text  # no file path of the machine the run was on
+
+
+def test_numbers_match_an_independent_computation(study_run: Path, report) -> None:
+    from sklearn.metrics import roc_auc_score
+
+    from osteomet.report.html import fmt
+
+    _, text = report
+    cells = Page(text).cells
+    predictions = pd.read_csv(study_run / "models" / "clinical" / "predictions.csv")
+    test = predictions[predictions["split"] == "test"]
+    assert fmt(float(roc_auc_score(test["label"], test["prob"]))) in cells
+    # the chart's per-group sensitivities (recomputed from reference_lesions.csv) are the CT stage's own
+    from osteomet.report.charts import bone_group_sensitivity
+
+    mine = bone_group_sensitivity(pd.read_csv(study_run / "ct" / "lesions" / "reference_lesions.csv"))
+    stage = pd.read_csv(study_run / "ct" / "lesions" / "metrics.csv")
+    stage = stage[(stage["metric"] == "lesion_sensitivity") & (stage["breakdown"] == "bone_group")]
+    merged = mine.merge(stage, left_on="bone_group", right_on="subgroup")
+    assert len(merged) == len(mine) >= 2
+    pd.testing.assert_series_equal(merged["sensitivity"], merged["estimate"], check_names=False)
+    pd.testing.assert_series_equal(merged["ci_low_x"], merged["ci_low_y"], check_names=False)
+    assert (merged["lesions"] == merged["denominator"]).all()
+
+
+def _copy_results(run: Path, dest: Path, parts: list[str]) -> Path:
+    shutil.copy(run / "osteomet-run.json", dest / "osteomet-run.json")
+    for part in parts:
+        shutil.copytree(run / part, dest / part)
+    return dest
+
+
+def test_identifiers_planted_in_the_run_never_reach_the_page(study_run: Path, tmp_path: Path) -> None:
+    run = _copy_results(study_run, tmp_path, ["evaluation", "ct/lesions", "models/clinical"])
+    lesions = pd.read_csv(run / "ct" / "lesions" / "lesions.csv")
+    lesions["patient_name"] = "DOE^JOHN"
+    lesions["PatientBirthDate"] = "19450101"
+    lesions.to_csv(run / "ct" / "lesions" / "lesions.csv", index=False)
+    cohort = pd.read_csv(run / "evaluation" / "cohort_characteristics.csv")
+    cohort["PatientName"] = "DOE^JOHN"
+    cohort.to_csv(run / "evaluation" / "cohort_characteristics.csv", index=False)
+    settings = run / "models" / "clinical" / "settings.yaml"
+    settings.write_text(settings.read_text() + "dicom:\n  PatientName: DOE^JANE\n  '(0010,0030)': '19450202'\n"
+                        "source: /data/DOE_JANE/t2\n", encoding="utf-8")
+    metrics = pd.read_csv(run / "evaluation" / "metrics.csv")
+    metrics.loc[0, "model"] = "<script>alert(1)</script>"
+    metrics.to_csv(run / "evaluation" / "metrics.csv", index=False)
+    text = build_report(run).read_text(encoding="utf-8")
+    for planted in ("DOE^JOHN", "DOE^JANE", "DOE_JANE", "19450101", "19450202"):
+        assert planted not in text
+    assert "<script>" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert "(hidden: identifying field)" in text and "(path outside the run directory)" in text
+    assert "CT001" in text  # patient ids are what the report shows
+
+
+def test_a_partial_run_leaves_out_what_it_did_not_produce(study_run: Path, tmp_path: Path) -> None:
+    run = _copy_results(study_run, tmp_path, ["evaluation"])
+    (run / "evaluation" / "roc_val.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)  # damaged figure
+    page = Page(build_report(run).read_text(encoding="utf-8"))
+    assert [s for s in page.sections if s != "not-in-this-run"] == ["cohort", "roc", "delong", "calibration", "run"]
+    assert {f"absent-{s}" for s in ("grid", "gradcam", "segmentation", "ct-lesions", "ct-sensitivity", "icc")} \
+        <= set(page.items)
+    captions = [image["alt"] for image in page.images]
+    assert "ROC, test cohort" in captions and "ROC, val cohort" not in captions
+
+
+def test_cli_writes_the_report_and_refuses_what_is_not_a_run(study_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "study.html"
+    result = runner.invoke(app, ["report", str(study_run), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.read_text(encoding="utf-8").startswith("<!DOCTYPE html>") and "not in this run" in result.output
+    assert runner.invoke(app, ["report", str(study_run), "--out", str(out)]).exit_code == 0  # its own report: replaced
+
+    def refused(args: list[str]) -> str:
+        result = runner.invoke(app, ["report", *args])
+        assert result.exit_code == 2, result.output
+        return " ".join(result.output.split())
+
+    assert "folder not found" in refused([str(tmp_path / "missing")])
+    (tmp_path / "mine").mkdir()
+    assert "not an osteomet run directory" in refused([str(tmp_path / "mine")])
+    notes = tmp_path / "notes.html"
+    notes.write_text("<p>my notes</p>", encoding="utf-8")
+    assert "not a report written by osteomet" in refused([str(study_run), "--out", str(notes)])
+    assert notes.read_text(encoding="utf-8") == "<p>my notes</p>"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    shutil.copy(study_run / "osteomet-run.json", empty)
+    assert "nothing to report" in refused([str(empty)])
+    assert not (empty / "report.html").exists()
+
+
+def test_ct_model_comparisons_are_shown_from_the_files_their_commands_write(study_run: Path, tmp_path: Path) -> None:
+    import numpy as np
+
+    from osteomet.ct.detection.compare import write_comparison
+    from osteomet.ct.segmentation.compare import compare_segmentations
+
+    run = _copy_results(study_run, tmp_path, ["ct/lesions"])
+    rng = np.random.default_rng(0)
+    ids = [f"CT{i:03d}" for i in range(8)]
+    per_patient = pd.concat([pd.DataFrame({"patient_id": ids, "model": model, "split": "test",
+                                           "dice": rng.uniform(low, low + 0.3, 8), "precision": rng.uniform(0.4, 1, 8),
+                                           "recall": rng.uniform(0.4, 1, 8)}) for model, low in (("unet", 0.5),
+                                                                                                ("attention_unet", 0.6))])
+    compare_segmentations(per_patient, run / "ct" / "segmentation" / "comparison")
+    metrics, patients = {}, {}
+    for architecture in ("densenet121", "resnet34"):
+        rows = [{"level": "patient", "split": "test", "n": 8, "n_positive": 4, "threshold": 0.5, "metric": m,
+                 "estimate": e, "ci_low": e - 0.2, "ci_high": min(1.0, e + 0.1)}
+                for m, e in (("auc", 0.81), ("recall", 0.75), ("specificity", 0.5))]
+        metrics[architecture] = pd.DataFrame(rows)
+        patients[architecture] = pd.DataFrame({"patient_id": ids, "split": "test", "label": [0, 1] * 4,
+                                               "score": rng.uniform(0, 1, 8)})
+    write_comparison(metrics, patients, {"densenet121": 0.5, "resnet34": 0.5}, run / "ct" / "detection")
+    page = Page(build_report(run).read_text(encoding="utf-8"))
+    assert {"ct-detection", "ct-segmentation"} <= set(page.sections)
+    captions = [image["alt"] for image in page.images]
+    assert "Patient scores by reference label" in captions and "dice by model" in captions
+    assert {"densenet121", "resnet34", "unet", "attention_unet", "0.810"} <= set(page.cells)
+    assert f"{per_patient[per_patient['model'] == 'unet']['dice'].mean():.3f}" in page.cells
