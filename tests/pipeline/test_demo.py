@@ -15,7 +15,7 @@ def _ct_configs():
 
     detection = load_detection_config("tiny")
     segmentation = load_segmentation_config("tiny")
-    return (detection.model_copy(update={"max_epochs": 1, "architectures": detection.architectures[:1]}),
+    return (detection.model_copy(update={"max_epochs": 1, "architectures": ["resnet34"]}),
             segmentation.model_copy(update={"max_epochs": 1, "architectures": ["unet"]}))
 
 
@@ -29,8 +29,8 @@ def test_demo_runs_both_studies_predicts_a_held_out_patient_and_reuses_every_sta
     study = load_study_config(study_file(tmp_path / "config"))
     detection, segmentation = _ct_configs()
     console = Console(record=True, width=140)
-    summary = run_demo(out, n_mri=30, n_ct=6, study=study, ct_detection=detection, ct_segmentation=segmentation,
-                       console=console)
+    summary = run_demo(out, n_mri=30, n_ct=5, study=study, ct_detection=detection, ct_segmentation=segmentation,
+                       ct_region="abdomen_pelvis", console=console)
     layout = RunLayout(out)
     assert set(summary["auc"]) == {"clinical", "radiomics", "deep", "fusion"}
     assert {"test", "external"} <= set(summary["auc"]["fusion"])
@@ -40,11 +40,12 @@ def test_demo_runs_both_studies_predicts_a_held_out_patient_and_reuses_every_sta
     saved = json.loads((out / "summary.json").read_text())
     assert saved["run"] == str(out.resolve())
     text = console.export_text()
+    assert (out / "report.html").is_file() and summary["report"] == str(out / "report.html")
     assert "AUC (DeLong 95% CI)" in text and str(out.resolve()) in text.replace("\n", "")
 
     stamp = (layout.cohorts / "mri" / "manifest.csv").stat().st_mtime_ns
-    again = run_demo(out, n_mri=30, n_ct=6, study=study, ct_detection=detection, ct_segmentation=segmentation,
-                     console=Console(record=True, width=140))
+    again = run_demo(out, n_mri=30, n_ct=5, study=study, ct_detection=detection, ct_segmentation=segmentation,
+                     ct_region="abdomen_pelvis", console=Console(record=True, width=140))
     assert (layout.cohorts / "mri" / "manifest.csv").stat().st_mtime_ns == stamp
     assert all(stage["skipped"] for stage in again["seconds"]["stages"].values()), again["seconds"]["stages"]
     assert again["prediction"]["probability"] == summary["prediction"]["probability"]

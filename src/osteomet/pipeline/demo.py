@@ -45,7 +45,7 @@ def _jsonable(value: Any) -> Any:
 
 def run_demo(out: str | Path, *, n_mri: int = 40, n_ct: int = 10, seed: int = 0, jobs: int = 1,
              console: Console | None = None, study: Any = None, ct_detection: Any = None,
-             ct_segmentation: Any = None) -> dict[str, Any]:
+             ct_segmentation: Any = None, ct_region: str = "whole_body") -> dict[str, Any]:
     """Generate both cohorts, run the bpMRI and CT studies, predict a held-out patient, write the report.
 
     ``study`` is a :class:`~osteomet.pipeline.study.StudyConfig` (default: the ``tiny`` preset);
@@ -67,7 +67,7 @@ def run_demo(out: str | Path, *, n_mri: int = 40, n_ct: int = 10, seed: int = 0,
     layout = RunLayout(run)
     mri_path, mri_s, mri_cached = _cohort(layout.cohorts / "mri", n_mri, seed, MRISynthConfig(), generate_mri_cohort,
                                           "mri", jobs, console)
-    ct_path, ct_s, ct_cached = _cohort(layout.cohorts / "ct", n_ct, seed, CTSynthConfig(region="whole_body"),
+    ct_path, ct_s, ct_cached = _cohort(layout.cohorts / "ct", n_ct, seed, CTSynthConfig(region=ct_region),
                                        generate_ct_cohort, "ct", jobs, console)
     mri = read_manifest(mri_path)
     ct = read_manifest(ct_path)
