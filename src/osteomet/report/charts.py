@@ -29,8 +29,9 @@ def sensitivity_figure(rates: pd.DataFrame) -> Any:
     fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(rates) + 1.5), 3.4), dpi=110)
     x = np.arange(len(rates))
     estimate = rates["sensitivity"].to_numpy(float)
-    low = estimate - rates["ci_low"].to_numpy(float)
-    high = rates["ci_high"].to_numpy(float) - estimate
+    # Wilson bounds at 0/n or n/n sit within rounding of the estimate: clip that to zero length
+    low = np.clip(estimate - rates["ci_low"].to_numpy(float), 0.0, None)
+    high = np.clip(rates["ci_high"].to_numpy(float) - estimate, 0.0, None)
     ax.errorbar(x, estimate, yerr=[low, high], fmt="o", color="#1f5f99", capsize=4)
     ax.set_xticks(x, [f"{g}\n{d}/{n}" for g, d, n in zip(rates["bone_group"], rates["detected"], rates["lesions"])],
                   fontsize=8)
