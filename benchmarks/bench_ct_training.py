@@ -39,13 +39,13 @@ def timed(fn):
     return result, time.perf_counter() - wall, time.process_time() - cpu
 
 
-def cohort(out: Path, n: int, seed: int) -> Path:
+def cohort(out: Path, n: int, seed: int, size: int) -> Path:
     from osteomet.data.synth.ct import CTSynthConfig, generate_ct_cohort
 
     manifest = out / "cohort" / "manifest.csv"
     if manifest.is_file():
         return manifest
-    return generate_ct_cohort(out / "cohort", n, seed=seed, config=CTSynthConfig(region="whole_body", inplane_size=128))
+    return generate_ct_cohort(out / "cohort", n, seed=seed, config=CTSynthConfig(region="whole_body", inplane_size=size))
 
 
 def segmentation(manifest_path: Path, out: Path, preset: str, models: list[str] | None) -> list[dict]:
@@ -136,14 +136,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--n", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--size", type=int, default=128, help="in-plane matrix of the cohort over 500 mm")
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--only", choices=("segmentation", "detection"))
     parser.add_argument("--models", help="comma-separated architectures (default: the preset's)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} CPU thread(s), preset {args.preset}, {args.n} patients")
-    manifest, wall, _ = timed(lambda: cohort(args.out, args.n, args.seed))
+    print(f"torch {torch.__version__}, {args.threads} CPU thread(s), preset {args.preset}, {args.n} patients, {args.size} x {args.size} matrix")
+    manifest, wall, _ = timed(lambda: cohort(args.out, args.n, args.seed, args.size))
     print(f"cohort: {manifest} ({wall:.1f} s)")
     models = args.models.split(",") if args.models else None
     rows = []
