@@ -78,6 +78,14 @@ def test_patches_are_lesion_centred_or_in_bone_and_reproducible(trained: dict) -
     for _ in range(10):
         pid, k, cy, cx = other._centre(rng)
         assert store.array(pid, "bone")[k, cy, cx] == 1
+    # 'anywhere' patches are centred on any voxel of the crop, so air and organs (which sliding-window
+    # inference also shows the network) are trained on too: their centres land off bone about as often
+    # as the crop is not bone
+    anywhere = PatchSampler(store, ids, size=size, context=0, lesion_fraction=0.0, anywhere_fraction=1.0)
+    centres = [anywhere._centre(rng) for _ in range(200)]
+    off_bone = np.mean([store.array(pid, "bone")[k, cy, cx] == 0 for pid, k, cy, cx in centres])
+    bone_share = np.mean([np.asarray(store.array(pid, "bone")).mean() for pid in ids])
+    assert off_bone == pytest.approx(1 - bone_share, abs=0.12)
     # the same generator state gives the same patches (reruns and resumed runs see the same data)
     again, _ = lesion.draw(24, np.random.default_rng(0), flip_prob=0.0)
     assert np.array_equal(x, again)
@@ -93,6 +101,28 @@ def test_sliding_window_covers_the_whole_crop(trained: dict) -> None:
     probability = volume_probabilities(model, image, trained["config"], torch.device("cpu"))
     assert probability.shape == image.shape and np.isfinite(probability).all()
     assert probability.min() >= 0 and probability.max() <= 1
+
+
+def test_no_lesion_is_predicted_away_from_bone(trained: dict) -> None:
+    """Lesions are bone lesions: beyond ``bone_only_mm`` of the cached bone region the probability is 0."""
+    from scipy import ndimage
+
+    from osteomet.ct.segmentation.train import lesion_region, load_segmenter
+
+    store = SliceStore(trained["root"])
+    config = trained["config"]
+    pid = pd.read_csv(trained["root"] / "index.csv", dtype={"patient_id": str})["patient_id"].iloc[0]
+    image, bone = np.asarray(store.array(pid, "image")[10:14]), np.asarray(store.array(pid, "bone")[10:14])
+    model = load_segmenter(trained["run"], ARCHITECTURE, config, torch.device("cpu"))
+    region = lesion_region(bone, store.spacing(pid), config)
+    free = volume_probabilities(model, image, config, torch.device("cpu"))
+    kept = volume_probabilities(model, image, config, torch.device("cpu"), region=region)
+    # independent reference: in-plane Euclidean distance to bone in mm
+    distance = np.stack([ndimage.distance_transform_edt(b == 0, sampling=store.spacing(pid)[::-1]) for b in bone])
+    far, near = distance > config.bone_only_mm + 1e-6, distance <= config.bone_only_mm - 1e-6
+    assert far.any() and np.all(kept[far] == 0)
+    assert np.allclose(kept[near], free[near])
+    assert lesion_region(bone, store.spacing(pid), config.model_copy(update={"bone_only_mm": None})) is None
 
 
 def test_tiny_unet_learns(trained: dict) -> None:
