@@ -91,6 +91,31 @@ def test_patches_are_lesion_centred_or_in_bone_and_reproducible(trained: dict) -
     assert np.array_equal(x, again)
 
 
+def test_hard_negatives_are_the_patches_with_most_false_lesion(trained: dict) -> None:
+    store = SliceStore(trained["root"])
+    index = pd.read_csv(trained["root"] / "index.csv", dtype={"patient_id": str})
+    ids = list(index.loc[index["split"] == "train", "patient_id"].unique())
+    sampler = PatchSampler(store, ids, size=trained["config"].patch_size, context=1, lesion_fraction=0.0,
+                           anywhere_fraction=0.5)
+
+    def score(x: np.ndarray) -> np.ndarray:  # a stand-in network: "lesion" wherever the slice is bright
+        return (x[:, 1] > 0.6).astype(np.float32)
+
+    # reference by brute force over the same draws: bright voxels outside the reference lesion per patch
+    rng = np.random.default_rng(5)
+    centres = [sampler._other(rng) for _ in range(40)]
+    false = []
+    for c in centres:
+        image, label = sampler.patch(*c)
+        false.append(int(((image[1] > 0.6) & (label[0] == 0)).sum()))
+    expected = {c for c, f in sorted(zip(centres, false), key=lambda t: -t[1])[:10] if f > 0}
+    sampler.mine_hard_negatives(score, np.random.default_rng(5), pool=40, keep=10)
+    assert set(sampler.hard) == expected and len(expected) > 0
+    # once mined, about half of the non-lesion patches are drawn from them
+    picks = [sampler._centre(np.random.default_rng(i)) for i in range(200)]
+    assert 0.35 < np.mean([p in expected for p in picks]) < 0.65
+
+
 def test_sliding_window_covers_the_whole_crop(trained: dict) -> None:
     from osteomet.ct.segmentation.train import load_segmenter
 
@@ -153,7 +178,8 @@ def test_predict_writes_masks_on_the_ct_grid_with_independent_metrics(trained: d
 
 
 def test_resume_continues_to_the_same_weights_as_an_uninterrupted_run(trained: dict, tmp_path: Path) -> None:
-    config = trained["config"].model_copy(update={"patches_per_epoch": 32, "max_epochs": 2})
+    # epoch 1 mines hard negatives with the weights it starts from, so a resume must mine the same ones
+    config = trained["config"].model_copy(update={"patches_per_epoch": 32, "max_epochs": 2, "hard_negatives": 8})
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
