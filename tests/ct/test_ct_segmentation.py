@@ -151,9 +151,20 @@ def test_no_lesion_is_predicted_away_from_bone(trained: dict) -> None:
 
 
 def test_tiny_unet_learns(trained: dict) -> None:
+    from osteomet.evaluation.segmentation import overlap
+
     result = trained["result"]
     history = pd.read_csv(trained["run"] / ARCHITECTURE / "history.csv")
     assert result.best_dice >= trained["baseline"] + 0.25, (result.best_dice, trained["baseline"])
+    # and beats the trivial rule "sclerotic = bone voxel at >= 500 HU" (cortex included) on the same patients
+    store = SliceStore(trained["root"])
+    index = pd.read_csv(trained["root"] / "index.csv", dtype={"patient_id": str})
+    window = trained["config"].slices
+    cut = (500.0 - (window.window_level - window.window_width / 2)) / window.window_width
+    rule = [overlap((np.asarray(store.array(p, "image")) >= cut) & (np.asarray(store.array(p, "bone")) > 0),
+                    np.asarray(store.array(p, "mask")))["dice"]
+            for p in index.loc[index["split"] == "val", "patient_id"].unique()]
+    assert result.best_dice >= np.mean(rule) + 0.2, (result.best_dice, np.mean(rule))
     assert result.best_epoch == int(history["val_dice"].to_numpy().argmax())
 
 
