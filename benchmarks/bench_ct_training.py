@@ -8,9 +8,11 @@ Measured in one run and printed (plus a Markdown table for the README):
    CPU time per network, then prediction on every patient with masks on each CT's grid and the
    test patients' mean per-patient Dice with its 95% bootstrap CI, precision and recall, and
    the comparison (summary, Holm-adjusted paired tests, box plots) in ``OUT/seg_pred/comparison``;
+   also the mean Dice of the test patients with lesions alone and how many lesion-free test
+   patients were left empty (a lesion-free patient scores Dice 1 when left empty, 0 otherwise);
 3. detection (EfficientNet-B0, ResNet34, DenseNet121): training wall and CPU time, slice-level
    test AUC, F1, precision and recall at the validation threshold (cluster-bootstrap CIs over
-   patients), patient-level sensitivity, and the share of true-positive test slices whose
+   patients), patient-level sensitivity and specificity, and the share of true-positive test slices whose
    Grad-CAM maximum lies within 10 mm of a lesion; the comparison table in ``OUT/det_pred``.
 
 The patient split is the slice dataset's (80:20 train/test, val from train, stratified by
@@ -39,13 +41,13 @@ def timed(fn):
     return result, time.perf_counter() - wall, time.process_time() - cpu
 
 
-def cohort(out: Path, n: int, seed: int) -> Path:
+def cohort(out: Path, n: int, seed: int, size: int) -> Path:
     from osteomet.data.synth.ct import CTSynthConfig, generate_ct_cohort
 
     manifest = out / "cohort" / "manifest.csv"
     if manifest.is_file():
         return manifest
-    return generate_ct_cohort(out / "cohort", n, seed=seed, config=CTSynthConfig(region="whole_body", inplane_size=128))
+    return generate_ct_cohort(out / "cohort", n, seed=seed, config=CTSynthConfig(region="whole_body", inplane_size=size))
 
 
 def segmentation(manifest_path: Path, out: Path, preset: str, models: list[str] | None) -> list[dict]:
@@ -76,8 +78,11 @@ def segmentation(manifest_path: Path, out: Path, preset: str, models: list[str] 
     for row in rows:
         part = test[test["model"] == row["model"]]
         ci = bootstrap_mean(part["dice"], 2000, 0)
+        lesion = part["recall"].notna()  # recall is defined exactly where the reference has lesion voxels
         row.update({"n_test": len(part), "dice": ci.estimate, "dice_low": ci.low, "dice_high": ci.high,
-                    "precision": part["precision"].mean(), "recall": part["recall"].mean()})
+                    "precision": part["precision"].mean(), "recall": part["recall"].mean(),
+                    "n_lesion": int(lesion.sum()), "dice_lesion_patients": part.loc[lesion, "dice"].mean(),
+                    "lesion_free_left_empty": int((part.loc[~lesion, "predicted_voxels"] == 0).sum())})
     compare_segmentations(table.dropna(subset=["dice"]), out / "seg_pred" / "comparison", split="test")
     return rows
 
@@ -111,6 +116,9 @@ def detection(manifest_path: Path, out: Path, preset: str, models: list[str] | N
         row.update({"auc": s["auc"], "auc_low": s["auc_low"], "auc_high": s["auc_high"], "f1": s["f1"],
                     "precision": s["precision"], "recall": s["recall"],
                     "patient_sensitivity": p["recall"].iloc[0] if len(p) else float("nan"),
+                    "patient_specificity": p["specificity"].iloc[0] if len(p) else float("nan"),
+                    "patient_n": int(p["n"].iloc[0]) if len(p) else 0,
+                    "patient_n_positive": int(p["n_positive"].iloc[0]) if len(p) else 0,
                     "gradcam_within_10mm": local["fraction"], "gradcam_tp": local["true_positives"]})
     return rows
 
@@ -121,10 +129,13 @@ def markdown(rows: list[dict]) -> str:
     for r in rows:
         if r["task"] == "segmentation":
             metric = f"Dice {r['dice']:.3f} ({r['dice_low']:.3f}-{r['dice_high']:.3f}), n={r['n_test']}"
-            other = ""
+            other = (f"Dice {r['dice_lesion_patients']:.3f} on the {r['n_lesion']} patients with lesions; "
+                     f"{r['lesion_free_left_empty']} of {r['n_test'] - r['n_lesion']} lesion-free left empty")
         else:
             metric = f"slice AUC {r['auc']:.3f} ({r['auc_low']:.3f}-{r['auc_high']:.3f})"
-            other = (f"F1 {r['f1']:.3f}; patient sensitivity {r['patient_sensitivity']:.2f}; Grad-CAM within 10 mm "
+            other = (f"F1 {r['f1']:.3f}; patients ({r['patient_n_positive']} of {r['patient_n']} with lesions) "
+                     f"sensitivity {r['patient_sensitivity']:.2f}, specificity {r['patient_specificity']:.2f}; "
+                     f"Grad-CAM within 10 mm "
                      f"{r['gradcam_within_10mm']:.2f} of {r['gradcam_tp']} TP slices")
         lines.append(f"| {r['task']} | {r['model']} | {r['train_s']:.0f} / {r['train_cpu_s']:.0f} | {r['epochs']} | "
                      f"{metric} | {r['precision']:.3f} | {r['recall']:.3f} | {other} |")
@@ -136,14 +147,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--n", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--size", type=int, default=128, help="in-plane matrix of the cohort over 500 mm")
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--only", choices=("segmentation", "detection"))
     parser.add_argument("--models", help="comma-separated architectures (default: the preset's)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} CPU thread(s), preset {args.preset}, {args.n} patients")
-    manifest, wall, _ = timed(lambda: cohort(args.out, args.n, args.seed))
+    print(f"torch {torch.__version__}, {args.threads} CPU thread(s), preset {args.preset}, {args.n} patients, {args.size} x {args.size} matrix")
+    manifest, wall, _ = timed(lambda: cohort(args.out, args.n, args.seed, args.size))
     print(f"cohort: {manifest} ({wall:.1f} s)")
     models = args.models.split(",") if args.models else None
     rows = []

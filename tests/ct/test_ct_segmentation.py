@@ -78,9 +78,42 @@ def test_patches_are_lesion_centred_or_in_bone_and_reproducible(trained: dict) -
     for _ in range(10):
         pid, k, cy, cx = other._centre(rng)
         assert store.array(pid, "bone")[k, cy, cx] == 1
+    # 'anywhere' patches are centred on any voxel of the crop, so air and organs (which sliding-window
+    # inference also shows the network) are trained on too: their centres land off bone about as often
+    # as the crop is not bone
+    anywhere = PatchSampler(store, ids, size=size, context=0, lesion_fraction=0.0, anywhere_fraction=1.0)
+    centres = [anywhere._centre(rng) for _ in range(200)]
+    off_bone = np.mean([store.array(pid, "bone")[k, cy, cx] == 0 for pid, k, cy, cx in centres])
+    bone_share = np.mean([np.asarray(store.array(pid, "bone")).mean() for pid in ids])
+    assert off_bone == pytest.approx(1 - bone_share, abs=0.12)
     # the same generator state gives the same patches (reruns and resumed runs see the same data)
     again, _ = lesion.draw(24, np.random.default_rng(0), flip_prob=0.0)
     assert np.array_equal(x, again)
+
+
+def test_hard_negatives_are_the_patches_with_most_false_lesion(trained: dict) -> None:
+    store = SliceStore(trained["root"])
+    index = pd.read_csv(trained["root"] / "index.csv", dtype={"patient_id": str})
+    ids = list(index.loc[index["split"] == "train", "patient_id"].unique())
+    sampler = PatchSampler(store, ids, size=trained["config"].patch_size, context=1, lesion_fraction=0.0,
+                           anywhere_fraction=0.5)
+
+    def score(x: np.ndarray) -> np.ndarray:  # a stand-in network: "lesion" wherever the slice is bright
+        return (x[:, 1] > 0.6).astype(np.float32)
+
+    # reference by brute force over the same draws: bright voxels outside the reference lesion per patch
+    rng = np.random.default_rng(5)
+    centres = [sampler._other(rng) for _ in range(40)]
+    false = []
+    for c in centres:
+        image, label = sampler.patch(*c)
+        false.append(int(((image[1] > 0.6) & (label[0] == 0)).sum()))
+    expected = {c for c, f in sorted(zip(centres, false), key=lambda t: -t[1])[:10] if f > 0}
+    sampler.mine_hard_negatives(score, np.random.default_rng(5), pool=40, keep=10)
+    assert set(sampler.hard) == expected and len(expected) > 0
+    # once mined, about half of the non-lesion patches are drawn from them
+    picks = [sampler._centre(np.random.default_rng(i)) for i in range(200)]
+    assert 0.35 < np.mean([p in expected for p in picks]) < 0.65
 
 
 def test_sliding_window_covers_the_whole_crop(trained: dict) -> None:
@@ -95,10 +128,43 @@ def test_sliding_window_covers_the_whole_crop(trained: dict) -> None:
     assert probability.min() >= 0 and probability.max() <= 1
 
 
+def test_no_lesion_is_predicted_away_from_bone(trained: dict) -> None:
+    """Lesions are bone lesions: beyond ``bone_only_mm`` of the cached bone region the probability is 0."""
+    from scipy import ndimage
+
+    from osteomet.ct.segmentation.train import lesion_region, load_segmenter
+
+    store = SliceStore(trained["root"])
+    config = trained["config"]
+    pid = pd.read_csv(trained["root"] / "index.csv", dtype={"patient_id": str})["patient_id"].iloc[0]
+    image, bone = np.asarray(store.array(pid, "image")[10:14]), np.asarray(store.array(pid, "bone")[10:14])
+    model = load_segmenter(trained["run"], ARCHITECTURE, config, torch.device("cpu"))
+    region = lesion_region(bone, store.spacing(pid), config)
+    free = volume_probabilities(model, image, config, torch.device("cpu"))
+    kept = volume_probabilities(model, image, config, torch.device("cpu"), region=region)
+    # independent reference: in-plane Euclidean distance to bone in mm
+    distance = np.stack([ndimage.distance_transform_edt(b == 0, sampling=store.spacing(pid)[::-1]) for b in bone])
+    far, near = distance > config.bone_only_mm + 1e-6, distance <= config.bone_only_mm - 1e-6
+    assert far.any() and np.all(kept[far] == 0)
+    assert np.allclose(kept[near], free[near])
+    assert lesion_region(bone, store.spacing(pid), config.model_copy(update={"bone_only_mm": None})) is None
+
+
 def test_tiny_unet_learns(trained: dict) -> None:
+    from osteomet.evaluation.segmentation import overlap
+
     result = trained["result"]
     history = pd.read_csv(trained["run"] / ARCHITECTURE / "history.csv")
     assert result.best_dice >= trained["baseline"] + 0.25, (result.best_dice, trained["baseline"])
+    # and beats the trivial rule "sclerotic = bone voxel at >= 500 HU" (cortex included) on the same patients
+    store = SliceStore(trained["root"])
+    index = pd.read_csv(trained["root"] / "index.csv", dtype={"patient_id": str})
+    window = trained["config"].slices
+    cut = (500.0 - (window.window_level - window.window_width / 2)) / window.window_width
+    rule = [overlap((np.asarray(store.array(p, "image")) >= cut) & (np.asarray(store.array(p, "bone")) > 0),
+                    np.asarray(store.array(p, "mask")))["dice"]
+            for p in index.loc[index["split"] == "val", "patient_id"].unique()]
+    assert result.best_dice >= np.mean(rule) + 0.2, (result.best_dice, np.mean(rule))
     assert result.best_epoch == int(history["val_dice"].to_numpy().argmax())
 
 
@@ -123,7 +189,8 @@ def test_predict_writes_masks_on_the_ct_grid_with_independent_metrics(trained: d
 
 
 def test_resume_continues_to_the_same_weights_as_an_uninterrupted_run(trained: dict, tmp_path: Path) -> None:
-    config = trained["config"].model_copy(update={"patches_per_epoch": 32, "max_epochs": 2})
+    # epoch 1 mines hard negatives with the weights it starts from, so a resume must mine the same ones
+    config = trained["config"].model_copy(update={"patches_per_epoch": 32, "max_epochs": 2, "hard_negatives": 8})
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -80,6 +80,19 @@ def test_tiny_detector_learns_and_keeps_the_best_epoch(trained: dict) -> None:
     # bone-only squares, random features already track how much bright bone a slice holds)
     assert result.best_auc >= trained["baseline"] + 0.05, (result.best_auc, trained["baseline"])
     assert result.best_auc > 0.85
+    # and beats the trivial rule "the more sclerotic-bright bone (>= 500 HU) on a slice, the likelier a lesion"
+    from osteomet.ct.slice_cache import SliceStore
+    from osteomet.evaluation.roc import auc
+
+    store = SliceStore(trained["root"])
+    index = pd.read_csv(trained["root"] / "index.csv", dtype={"patient_id": str})
+    val = index[index["split"] == "val"]
+    window = trained["config"].slices
+    cut = (500.0 - (window.window_level - window.window_width / 2)) / window.window_width
+    bright = [int(((np.asarray(store.array(p, "image")[k]) >= cut) & (np.asarray(store.array(p, "bone")[k]) > 0)).sum())
+              for p, k in zip(val["patient_id"], val["slice"])]
+    rule = auc(val["label"].to_numpy(), np.asarray(bright, float))
+    assert result.best_auc >= rule + 0.02, (result.best_auc, rule)  # a strong rule on these large lesions
     # best checkpoint = the epoch of the highest validation AUC (first one on ties)
     assert result.best_epoch == int(history["val_auc"].to_numpy().argmax())
     state = torch.load(trained["run"] / ARCHITECTURE / "checkpoints" / "best.pt", weights_only=True)

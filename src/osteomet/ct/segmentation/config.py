@@ -26,6 +26,12 @@ class CTSegmentationConfig(BaseModel):
     patch_size: int = Field(128, ge=16, description="square training patch and sliding-window size (pixels)")
     context_slices: int = Field(1, ge=0, le=4, description="adjacent slices on each side given as extra channels")
     lesion_fraction: float = Field(0.5, ge=0, le=1, description="share of patches centred on a lesion voxel")
+    anywhere_fraction: float = Field(0.5, ge=0, le=1, description="share of the other patches centred anywhere in "
+                                     "the bone crop (the rest on bone): inference windows also show air and organs")
+    hard_negatives: int = Field(0, ge=0, description="patches with the most false-positive lesion mined each epoch "
+                                "(out of 4x as many random ones) and drawn as half of the non-lesion patches")
+    bone_only_mm: float | None = Field(5.0, gt=0, description="lesion probability set to 0 farther than this from "
+                                       "bone (lesions are in bone; null keeps the whole crop)")
     patches_per_epoch: int = Field(2000, ge=1, description="training patches drawn per epoch")
     batch_size: int = Field(16, ge=1)
     max_epochs: int = Field(100, ge=1)

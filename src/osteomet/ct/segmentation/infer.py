@@ -3,9 +3,11 @@
 Every slice (with its neighbours as channels) is predicted by sliding windows of the training
 patch size over the patient's bone crop (MONAI ``sliding_window_inference``, Gaussian-weighted
 overlap), so the network sees at inference exactly the pixel size and context it was trained
-on. The probability stack is put back into the whole slice grid (0 outside the crop),
-resampled in physical space (linear, then >= 0.5) onto the original CT geometry, whatever its
-orientation or matrix (a DICOM series included), and written atomically to ``OUT/<architecture>/masks/<patient_id>.nii.gz``.
+on; the probability is kept within ``bone_only_mm`` of bone (lesions are bone lesions). The
+probability stack is put back into the whole slice grid (0 outside the crop), resampled in
+physical space (linear, then >= 0.5) onto the original CT geometry, whatever its orientation or
+matrix (a DICOM series included), and written atomically to
+``OUT/<architecture>/masks/<patient_id>.nii.gz``.
 Where the manifest has a lesion mask, per-patient Dice, precision and recall are computed
 on the CT grid (:func:`osteomet.evaluation.segmentation.overlap`; a lesion-free patient
 left empty scores 1) into ``OUT/<architecture>/metrics.csv``, one row per patient with
@@ -24,7 +26,7 @@ import SimpleITK as sitk
 
 from osteomet.ct import slice_run
 from osteomet.ct.segmentation.config import CTSegmentationConfig
-from osteomet.ct.segmentation.train import load_segmenter, volume_probabilities
+from osteomet.ct.segmentation.train import lesion_region, load_segmenter, volume_probabilities
 from osteomet.ct.slice_cache import load_case, to_ct_geometry
 from osteomet.data.io import read_mask, write_image
 from osteomet.data.manifest import Manifest
@@ -63,9 +65,11 @@ def predict_segmentation(manifest: Manifest, run_dir: str | Path, out: str | Pat
     rows = []
     for record in manifest:
         arrays, meta = load_case(root, record.patient_id)
+        spacing = meta["slice_geometry"]["spacing"]
+        region = lesion_region(arrays["bone"], (float(spacing[0]), float(spacing[1])), config)
         reference = None
         for architecture, model in models.items():
-            probability = volume_probabilities(model, arrays["image"], config, dev)
+            probability = volume_probabilities(model, arrays["image"], config, dev, region=region)
             mask = to_ct_geometry(probability, meta)
             path = write_image(mask, out / architecture / "masks" / f"{record.patient_id}.nii.gz")
             array = sitk.GetArrayViewFromImage(mask)

@@ -2,10 +2,11 @@
 
 Each epoch draws ``patches_per_epoch`` patches from the training patients' bone crops
 (:class:`osteomet.ct.segmentation.patches.PatchSampler`: lesion-centred with probability
-``lesion_fraction``, random in bone otherwise; adjacent slices as channels), optimised with
-Dice + cross-entropy. Validation predicts every slice of each validation patient exactly as
-inference does (sliding windows of the patch size over the whole bone crop), stacks them to a
-volume and averages the per-patient Dice (:func:`osteomet.evaluation.segmentation.overlap`).
+``lesion_fraction``, random in bone or anywhere in the crop otherwise; adjacent slices as
+channels), optimised with Dice + cross-entropy. Validation predicts every slice of each
+validation patient exactly as inference does (sliding windows of the patch size over the whole
+bone crop, probability kept within ``bone_only_mm`` of bone), stacks them to a volume and
+averages the per-patient Dice (:func:`osteomet.evaluation.segmentation.overlap`).
 
 Run folder per architecture (``RUN/<architecture>/``): ``history.csv``,
 ``checkpoints/best.pt`` (weights of the best validation Dice; tensors only, loaded with
@@ -28,7 +29,7 @@ from osteomet.ct.segmentation.models import build_segmenter
 from osteomet.ct.segmentation.patches import PatchSampler
 from osteomet.ct.slice_cache import SliceStore
 from osteomet.ct.slice_dataset import check_patient_split, read_index
-from osteomet.ct.slice_inputs import with_context
+from osteomet.ct.slice_inputs import bone_neighbourhood, with_context
 from osteomet.ct.slice_run import labelled_split, prepare_slice_run
 from osteomet.ct.train_state import save_last, start_or_resume
 from osteomet.errors import InputError
@@ -56,9 +57,20 @@ class SegmenterResult:
     seconds: float
 
 
+def lesion_region(bone: np.ndarray, spacing: tuple[float, float], config: CTSegmentationConfig) -> np.ndarray | None:
+    """Where a lesion may be predicted: the cached bone region grown by ``bone_only_mm`` (None: everywhere)."""
+    if config.bone_only_mm is None:
+        return None
+    return bone_neighbourhood(bone, spacing, config.bone_only_mm)
+
+
 def volume_probabilities(model: torch.nn.Module, image: np.ndarray, config: CTSegmentationConfig,
-                         device: torch.device, *, slices_per_batch: int = 16) -> np.ndarray:
-    """Lesion probability (Z x H x W) of a cropped, windowed volume: sliding windows of the patch size per slice."""
+                         device: torch.device, *, region: np.ndarray | None = None,
+                         slices_per_batch: int = 16) -> np.ndarray:
+    """Lesion probability (Z x H x W) of a cropped, windowed volume: sliding windows of the patch size per slice.
+
+    ``region`` (Z x H x W, from :func:`lesion_region`) zeroes the probability outside it.
+    """
     from monai.inferers import sliding_window_inference
 
     model.eval()
@@ -70,8 +82,20 @@ def volume_probabilities(model: torch.nn.Module, image: np.ndarray, config: CTSe
             x = torch.from_numpy(with_context(image, ks, config.context_slices)).to(device)
             logits = sliding_window_inference(x, roi, config.batch_size, model, overlap=config.window_overlap,
                                               mode="gaussian")
-            out.append(torch.softmax(logits.float(), dim=1)[:, 1].cpu().numpy())
+            probability = torch.softmax(logits.float(), dim=1)[:, 1].cpu().numpy()
+            out.append(probability * region[ks] if region is not None else probability)
     return np.concatenate(out) if out else np.zeros((0,) + tuple(image.shape[1:]), np.float32)
+
+
+def patch_probabilities(model: torch.nn.Module, x: np.ndarray, batch_size: int, device: torch.device) -> np.ndarray:
+    """Lesion probability (n, size, size) of patches (n, channels, size, size)."""
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(x), batch_size):
+            logits = model(torch.from_numpy(np.ascontiguousarray(x[start:start + batch_size])).to(device))
+            out.append(torch.softmax(logits.float(), dim=1)[:, 1].cpu().numpy())
+    return np.concatenate(out)
 
 
 def validation_dice(model: torch.nn.Module, store: SliceStore, patient_ids: list[str], config: CTSegmentationConfig,
@@ -81,7 +105,8 @@ def validation_dice(model: torch.nn.Module, store: SliceStore, patient_ids: list
 
     scores = []
     for pid in patient_ids:
-        prediction = volume_probabilities(model, store.array(pid, "image"), config, device) >= 0.5
+        region = lesion_region(store.array(pid, "bone"), store.spacing(pid), config)
+        prediction = volume_probabilities(model, store.array(pid, "image"), config, device, region=region) >= 0.5
         scores.append(overlap(prediction, np.asarray(store.array(pid, "mask")))["dice"])
     return float(np.nanmean(scores))
 
@@ -107,7 +132,7 @@ def train_segmenter(slices_root: str | Path, run_dir: str | Path, config: CTSegm
     train_ids, val_ids = _patients(index, "train"), _patients(index, "val")
     store = SliceStore(slices_root)
     sampler = PatchSampler(store, train_ids, size=config.patch_size, context=config.context_slices,
-                           lesion_fraction=config.lesion_fraction)
+                           lesion_fraction=config.lesion_fraction, anywhere_fraction=config.anywhere_fraction)
     dev = pick_device(device)
     seed_weights(config.seed)
     model = build_segmenter(architecture, config).to(dev)
@@ -119,6 +144,10 @@ def train_segmenter(slices_root: str | Path, run_dir: str | Path, config: CTSegm
     for epoch in stopper.epochs(start, config.max_epochs):
         tick = time.perf_counter()
         rng = epoch_rng(config.seed, epoch)
+        if config.hard_negatives and epoch > 0:  # mined with the weights this epoch starts from (resume-exact)
+            sampler.mine_hard_negatives(lambda x: patch_probabilities(model, x, config.batch_size, dev),
+                                        epoch_rng(config.seed, epoch, 3), pool=4 * config.hard_negatives,
+                                        keep=config.hard_negatives)
         model.train()
         losses = []
         for first in range(0, config.patches_per_epoch, config.batch_size):

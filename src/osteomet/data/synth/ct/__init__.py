@@ -28,7 +28,8 @@ in a fraction of a second.
   0.6 voxel and its contrast reduced in proportion (partial volume), so shells never break
   up at coarse matrices. Soft tissues follow the HU table in ``docs/domain-facts.md``.
 * **Lesions** (prostate-cancer bone metastases): mostly sclerotic (300-1200 HU,
-  heterogeneous), some lytic (0-100 HU, replacing bone); *focal* irregular nodules (8-30 mm,
+  heterogeneous), some lytic (0-100 HU, replacing the marrow inside the cortex, which stays and
+  is not part of the mask); *focal* irregular nodules (8-30 mm,
   never more than 45% of the bone's axial cross-section on any slice) or *diffuse*
   replacement of most of a bone (more than 60% of the cross-section on some slice). Sites
   are drawn axial skeleton first (lumbar spine most, then pelvis, ribs, proximal femora,

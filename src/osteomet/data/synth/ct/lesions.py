@@ -30,6 +30,10 @@ def _site_weight(bone_id: int) -> float:
 
 
 _DIFFUSE_OK = set(VERTEBRA_IDS) | {25, 26, 75, 76, 77, 78, 69, 70, 116, 71, 72} | set(RIB_IDS)
+# Lytic lesions replace marrow inside the cortex: only bones with a marrow space wider than the cortex
+# and the CT's voxels (in ribs, claviculae, scapulae, sternum and skull the lucency would be a voxel or
+# two between two cortices and vanish in partial volume); a lytic draw elsewhere becomes sclerotic.
+_LYTIC_OK = set(range(27, 44)) | {25, 26, 75, 76, 77, 78, 69, 70}
 
 
 @dataclass
@@ -83,7 +87,8 @@ def _place_lesions(bones: np.ndarray, tissue: np.ndarray, spacing: tuple[float, 
         for _attempt in range(8):
             bone_id = int(rng.choice(present, p=weights))
             this_kind = kind if bone_id in _DIFFUSE_OK else "focal"
-            lesion = _try_lesion(bone_id, this_kind, ltype, bones, tissue, objects[bone_id - 1], sp, d_min, d_max,
+            this_type = ltype if bone_id in _LYTIC_OK else "sclerotic"
+            lesion = _try_lesion(bone_id, this_kind, this_type, bones, tissue, objects[bone_id - 1], sp, d_min, d_max,
                                  lesion_mask, slice_counts, config, rng)
             if lesion is not None:
                 lesion_mask[lesion.crop] |= lesion.mask
@@ -131,6 +136,8 @@ def _try_lesion(bone_id: int, kind: str, ltype: str, bones: np.ndarray, tissue: 
         Y = ((np.arange(lo[1], hi[1]) - start[1]) * sp[1])[None, :, None]
         X = ((np.arange(lo[2], hi[2]) - start[2]) * sp[2])[None, None, :]
         mask = _blob(X, Y, Z, (0.0, 0.0, 0.0), r, blob_rng) & (bones[crop] == bone_id)
+        if ltype == "lytic":  # lytic lesions replace the marrow, the cortex stays (domain facts)
+            mask &= tissue[crop] != CORTICAL
         near = lesion_mask[crop]
         if near.any():
             mask &= ~ndimage.binary_dilation(near, structure=np.ones((3, 3, 3), bool))
@@ -174,7 +181,7 @@ def _lesion_hu(lesion: _Lesion, hu: np.ndarray, tissue: np.ndarray, trab_hu: flo
         marrow = m & ~cortex
         sub_hu[marrow] = values[marrow]
         sub_hu[cortex] = np.maximum(sub_hu[cortex], values[cortex])
-    else:
+    else:  # the mask holds no cortex (see _try_lesion): the bone's outline stays visible around the lucency
         base = rng.uniform(15, 60)
         values = np.clip(base + 20 * field_ + 10 * noise, 0, 100)
         sub_hu[m] = values[m]
