@@ -67,3 +67,19 @@ def test_net_benefit_hand_computed() -> None:
     assert table.loc[0.1, "treat_all"] == pytest.approx(0.3 - 0.7 / 9) and table.loc[0.5, "treat_none"] == 0
     with pytest.raises(ValueError, match="strictly between 0 and 1"):
         net_benefit(y, p, thresholds=[0.0])
+
+
+@requires_r
+def test_one_predicted_value_for_everyone_gives_an_aliased_slope_as_r_does(tmp_path: Path) -> None:
+    """A model that scores every patient alike (a tiny model on a small cohort): R's glm reports the slope NA."""
+    y = np.array([0, 1, 0, 0, 1, 0, 1, 0])
+    p = np.full(y.size, 0.3)
+    pd.DataFrame({"y": y, "p": p}).to_csv(tmp_path / "d.csv", index=False, float_format="%.17g")
+    (tmp_path / "glm.R").write_text(GLM)
+    run = subprocess.run(["Rscript", str(tmp_path / "glm.R"), str(tmp_path / "d.csv"), str(tmp_path / "r.txt")],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    brier, intercept, slope = (v for v in (tmp_path / "r.txt").read_text().split())
+    c = calibration(y, p)
+    assert slope == "NA" and np.isnan(c.slope)
+    assert (c.brier, c.intercept) == pytest.approx((float(brier), float(intercept)), abs=TOL)
