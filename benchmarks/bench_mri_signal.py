@@ -33,13 +33,13 @@ import torch
 
 from osteomet.data.manifest import read_manifest
 from osteomet.data.synth.mri import MRISynthConfig, generate_mri_cohort
+from osteomet.models.fusion import fusion_inputs, train_fusion
 from osteomet.mri.classifier.config import load_classifier_config
 from osteomet.mri.classifier.data import roi_patients
 from osteomet.mri.classifier.features import deep_features
 from osteomet.mri.classifier.grid import run_grid
 from osteomet.mri.classifier.labels import LabelGuard
 from osteomet.mri.classifier.predict import predict_patients, write_prediction_table
-from osteomet.models.fusion import fusion_inputs, train_fusion
 from osteomet.pipeline.clinical import train_clinical_model
 from osteomet.pipeline.evaluate import evaluate_prediction_files
 from osteomet.pipeline.preprocess import preprocess_mri
