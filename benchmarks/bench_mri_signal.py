@@ -31,6 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -111,8 +112,8 @@ def run(work: Path, args: argparse.Namespace) -> None:
     delong = pd.read_csv(work / "evaluation" / "delong.csv")
     print("\npaired DeLong tests:")
     pairs = {frozenset(p) for p in (("deep", "fusion"), ("clinical", "radiomics"), ("clinical", "deep"))}
-    chosen = delong[delong["split"].isin(["test", "external"])
-                    & [frozenset((a, b)) in pairs for a, b in zip(delong["model_a"], delong["model_b"])]]
+    wanted = [frozenset((a, b)) in pairs for a, b in zip(delong["model_a"], delong["model_b"])]
+    chosen = delong[delong["split"].isin(["test", "external"]).to_numpy() & np.array(wanted)]
     print(chosen[["split", "model_a", "model_b", "n", "auc_a", "auc_b", "p", "p_holm"]].round(4).to_string(index=False))
 
 def main() -> None:
