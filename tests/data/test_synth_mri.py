@@ -184,6 +184,6 @@ def test_rendered_tumour_adc_is_lower_with_bone_metastases(rendered_tumour_adc: 
 def test_rendered_tumour_adc_is_not_a_perfect_separator(rendered_tumour_adc: pd.DataFrame):
     # BM and non-BM tumours overlap (partial volume, grade, patient variation), as in the study
     assert roc_auc_score(rendered_tumour_adc["label"], -rendered_tumour_adc["adc"]) < 0.98
-    low_bm = rendered_tumour_adc.query("label == 1")["adc"].max()
-    high_no_bm = rendered_tumour_adc.query("label == 0")["adc"].min()
-    assert low_bm > high_no_bm  # the ranges overlap
+    highest_bm = rendered_tumour_adc.query("label == 1")["adc"].max()
+    lowest_no_bm = rendered_tumour_adc.query("label == 0")["adc"].min()
+    assert highest_bm > lowest_no_bm  # the two ranges overlap
