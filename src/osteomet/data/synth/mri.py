@@ -10,9 +10,10 @@ Signal model per tissue (relative T2 signal, ADC in 10^-3 mm2/s, DWI S0): tumour
 T2 and ADC, bright on high-b, with its T2 signal, ADC, S0, texture heterogeneity, size and
 extraprostatic extension taken per patient from the phenotype drawn by
 ``osteomet.data.synth.clinical`` (where the BM signal lives); high-b DWI is
-``S0 * exp(-b * ADC)`` with Rician noise; ADC is stored in 10^-6 mm2/s like scanner maps. Vendor intensity scale and grids follow
-the two centres of the reproduced study (GE 512/0.39 mm T2, Siemens 320/0.63 mm T2,
-4 mm slices; DWI 256 matrix), shrunk in-plane by ``config.scale`` for speed.
+``S0 * exp(-b * ADC)`` with Rician noise; ADC is stored in 10^-6 mm2/s like scanner maps.
+Vendor intensity scale and grids follow the two centres of the reproduced study (GE
+512/0.39 mm T2, Siemens 320/0.63 mm T2, 4 mm slices; DWI 256 matrix), shrunk in-plane by
+``config.scale`` for speed.
 """
 
 from __future__ import annotations
