@@ -7,10 +7,13 @@ origin; centre C2 slightly oblique) agree in physical space exactly as real acqu
 do, and only a physical-space resampling brings them together.
 
 Signal model per tissue (relative T2 signal, ADC in 10^-3 mm2/s, DWI S0): tumour dark on
-T2 and ADC, bright on high-b; high-b DWI is ``S0 * exp(-b * ADC)`` with Rician noise;
-ADC is stored in 10^-6 mm2/s like scanner maps. Vendor intensity scale and grids follow
-the two centres of the reproduced study (GE 512/0.39 mm T2, Siemens 320/0.63 mm T2,
-4 mm slices; DWI 256 matrix), shrunk in-plane by ``config.scale`` for speed.
+T2 and ADC, bright on high-b, with its T2 signal, ADC, S0, texture heterogeneity, size and
+extraprostatic extension taken per patient from the phenotype drawn by
+``osteomet.data.synth.clinical`` (where the BM signal lives); high-b DWI is
+``S0 * exp(-b * ADC)`` with Rician noise; ADC is stored in 10^-6 mm2/s like scanner maps.
+Vendor intensity scale and grids follow the two centres of the reproduced study (GE
+512/0.39 mm T2, Siemens 320/0.63 mm T2, 4 mm slices; DWI 256 matrix), shrunk in-plane by
+``config.scale`` for speed.
 """
 
 from __future__ import annotations
@@ -102,7 +105,6 @@ TISSUES: dict[str, tuple[float, float, float]] = {
     "vessel": (0.1, 2.0, 0.2),
     "pz": (0.85, 1.8, 0.7),
     "tz": (0.5, 1.35, 0.55),
-    "tumour": (0.3, 0.85, 0.6),
 }
 
 
@@ -175,6 +177,8 @@ class Anatomy:
     tumour_harmonics: np.ndarray
     tumour_epe: bool
     tumour_adc: float
+    tumour_t2: float
+    tumour_s0: float
     heterogeneity: float
     body_r: np.ndarray
     bladder_c: np.ndarray
@@ -213,6 +217,7 @@ class Anatomy:
             prostate_c=prostate_c, prostate_r=prostate_r, tz_c=tz_c, tz_r=tz_r,
             tumour_c=tumour_c, tumour_r=radius, tumour_harmonics=rng.normal(0.0, 0.08, size=(3, 2)),
             tumour_epe=bool(phenotype["epe"]), tumour_adc=phenotype["tumour_adc"],
+            tumour_t2=phenotype["tumour_t2"], tumour_s0=phenotype["tumour_s0"],
             heterogeneity=phenotype["heterogeneity"],
             body_r=np.array([170.0, 120.0]) * rng.uniform(0.9, 1.12),
             bladder_c=prostate_c + np.array([rng.normal(0, 4), -12.0, prostate_r[2] + 28.0]),
@@ -293,9 +298,9 @@ class Anatomy:
         if tumour.any():
             tex = self.tumour_texture(x[tumour], y[tumour], z[tumour])
             h = self.heterogeneity
-            t2[tumour] = TISSUES["tumour"][0] * (1.0 + 1.6 * h * tex)
+            t2[tumour] = self.tumour_t2 * (1.0 + 1.6 * h * tex)
             adc[tumour] = self.tumour_adc * (1.0 + 1.2 * h * tex)
-            s0[tumour] = TISSUES["tumour"][2] * (1.0 + 0.8 * h * tex)
+            s0[tumour] = self.tumour_s0 * (1.0 + 0.8 * h * tex)
         outside_body = body > 1.0
         paint(outside_body, "air")
         return t2, adc, s0, tumour
