@@ -76,8 +76,10 @@ class FeatureSelector:
         folds = min(self.config.cv_folds, int(np.bincount(y).min()))
         coef = np.zeros(Z.shape[1])
         if folds >= 2:
+            # C up to 10 on standardised features: beyond that the L1 path is unregularised, and on nearly
+            # separable training folds liblinear then spins to max_iter (minutes per fit) for nothing
             lasso = LogisticRegressionCV(
-                Cs=self.config.lasso_cs, cv=StratifiedKFold(folds, shuffle=True, random_state=self.config.seed),
+                Cs=np.logspace(-3, 1, self.config.lasso_cs), cv=StratifiedKFold(folds, shuffle=True, random_state=self.config.seed),
                 l1_ratios=(1.0,), solver="liblinear", scoring="roc_auc", max_iter=5000,
                 random_state=self.config.seed, use_legacy_attributes=False)
             lasso.fit(Z, y)
