@@ -191,12 +191,12 @@ def image_info(
 @app.command("demo", rich_help_panel="Run")
 def demo(
     out: Path = typer.Option(Path("osteomet-demo"), "--out", "-o", help="Run directory."),
-    n_mri: int = typer.Option(40, min=4, help="Synthetic bpMRI patients."),
+    n_mri: int = typer.Option(80, min=4, help="Synthetic bpMRI patients."),
     n_ct: int = typer.Option(10, min=1, help="Synthetic CT patients."),
     seed: int = typer.Option(0, help="Random seed."),
     jobs: int = typer.Option(1, min=1, help="Worker processes."),
 ) -> None:
-    """Run the study end to end on the embedded synthetic cohorts (so far: cohorts and their summary)."""
+    """Both studies end to end on the embedded synthetic cohorts (tiny models), a prediction and the HTML report."""
     with user_errors():
         from osteomet.pipeline.demo import run_demo
 

@@ -43,7 +43,7 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def run_demo(out: str | Path, *, n_mri: int = 40, n_ct: int = 10, seed: int = 0, jobs: int = 1,
+def run_demo(out: str | Path, *, n_mri: int = 80, n_ct: int = 10, seed: int = 0, jobs: int = 1,
              console: Console | None = None, study: Any = None, ct_detection: Any = None,
              ct_segmentation: Any = None, ct_region: str = "whole_body") -> dict[str, Any]:
     """Generate both cohorts, run the bpMRI and CT studies, predict a held-out patient, write the report.
