@@ -54,12 +54,9 @@ def _two_bars(outer: str, n_outer: int, inner: str | None, n_inner: int) -> Iter
 
 
 def _cohort(preprocessed: Path, manifest: Path, segdir: Path | None):
-    from osteomet.data.manifest import read_manifest
-    from osteomet.mri.classifier.data import roi_patients
-    from osteomet.mri.classifier.labels import LabelGuard
+    from osteomet.pipeline.deep import deep_cohort
 
-    cohort = read_manifest(manifest, kind="mri")
-    return cohort, roi_patients(preprocessed, cohort, segdir), LabelGuard.from_manifest(cohort)
+    return deep_cohort(preprocessed, manifest, segdir)
 
 
 def _fmt(value) -> str:

@@ -29,7 +29,8 @@ GRADCAM_STAGE = "deep-gradcam"
 MODEL_NAME = "deep"
 
 
-def _cohort(preprocessed: str | Path, manifest: str | Path, segdir: str | Path | None):
+def deep_cohort(preprocessed: str | Path, manifest: str | Path, segdir: str | Path | None):
+    """The manifest, the ROI patients' table (split, mask source) and the label guard of a classifier stage."""
     from osteomet.mri.classifier.data import roi_patients
     from osteomet.mri.classifier.labels import LabelGuard
 
@@ -55,7 +56,7 @@ def run_deep_grid(preprocessed: str | Path, manifest: str | Path, out: str | Pat
     result: dict[str, Any] = {}
 
     def work() -> dict[str, Any]:
-        _, patients, guard = _cohort(preprocessed, manifest, segdir)
+        _, patients, guard = deep_cohort(preprocessed, manifest, segdir)
         table, winner = run_grid(preprocessed, out, config, guard, patients, jobs=jobs, scheduler=scheduler,
                                  resume=True, device=device, on_config=on_config, on_epoch=on_epoch)
         result.update(table=table, winner=winner)
@@ -82,7 +83,7 @@ def predict_deep(grid: str | Path, preprocessed: str | Path, manifest: str | Pat
                   outputs=(PREDICTIONS,))
 
     def work() -> dict[str, Any]:
-        cohort, patients, guard = _cohort(preprocessed, manifest, segdir)
+        cohort, patients, guard = deep_cohort(preprocessed, manifest, segdir)
         table = predict_patients(grid, preprocessed, patients, cohort.to_frame(), device=device)
         table["model"] = MODEL_NAME
         if oof_folds:
@@ -142,7 +143,7 @@ def deep_feature_table(grid: str | Path, preprocessed: str | Path, manifest: str
                   outputs=("features.parquet",))
 
     def work() -> dict[str, Any]:
-        _, patients, _ = _cohort(preprocessed, manifest, segdir)
+        _, patients, _ = deep_cohort(preprocessed, manifest, segdir)
         table, meta = deep_features(grid, preprocessed, patients, pca_components=pca, device=device)
         write_features(table, meta, out)
         return {"patients": len(table), "features": table.shape[1] - 1}
