@@ -108,13 +108,13 @@ def run_mri(manifest: str | Path, out: str | Path, config: StudyConfig, *,
     from osteomet.utils.progress import progress_bar
 
     def grid() -> Any:
-        with progress_bar("deep grid", len(grid_specs(grid_settings))) as advance:
+        with progress_bar("deep grid", len(grid_specs(grid_settings)), transient=True) as advance:
             return deep.run_deep_grid(roi, study, layout.deep_grid, grid_settings, segdir=segdir, jobs=config.jobs,
                                       scheduler=config.scheduler, device=config.device,
                                       on_config=lambda _result: advance())
 
     def deep_predictions() -> Any:
-        with progress_bar("deep out-of-fold", config.deep.oof_folds) as advance:
+        with progress_bar("deep out-of-fold", config.deep.oof_folds, transient=True) as advance:
             return deep.predict_deep(layout.deep_grid, roi, study, layout.model("deep"), segdir=segdir,
                                      oof_folds=config.deep.oof_folds, device=config.device, progress=advance)
 

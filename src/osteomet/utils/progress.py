@@ -18,10 +18,13 @@ err_console = Console(stderr=True)
 
 
 @contextlib.contextmanager
-def progress_bar(description: str, total: int) -> Iterator[Callable[[], None]]:
-    """A rich progress bar; yields a no-argument ``advance`` callback for the workers' loop."""
+def progress_bar(description: str, total: int, *, transient: bool = False) -> Iterator[Callable[[], None]]:
+    """A rich progress bar; yields a no-argument ``advance`` callback for the workers' loop.
+
+    ``transient`` bars vanish when done (for steps that may turn out to have nothing to do).
+    """
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
-    with Progress(*columns, console=err_console, transient=False) as progress:
+    with Progress(*columns, console=err_console, transient=transient) as progress:
         task = progress.add_task(description, total=total)
         yield lambda: progress.advance(task)
