@@ -169,3 +169,20 @@ def test_run_mri_cli_reports_bad_input_with_exit_code_2(tmp_path):
                                  "--config", str(bad)])
     assert result.exit_code == 2 and "oof_folds" in result.output
     shutil.rmtree(tmp_path / "run", ignore_errors=True)
+
+
+def test_study_manifest_from_a_relative_path_points_at_the_images(cohort, tmp_path, monkeypatch):
+    """`osteomet demo` and `run mri -m cohort/manifest.csv -o RUN` run from the folder that holds them."""
+    from osteomet.data.manifest import read_manifest
+    from osteomet.data.splits import split_manifest
+    from osteomet.pipeline.run_mri import study_manifest
+    from osteomet.pipeline.study import load_study_config
+
+    monkeypatch.chdir(cohort.parent.parent)
+    relative = Path(cohort.parent.name) / cohort.name
+    study_manifest(relative, tmp_path / "split", load_study_config("tiny"))
+    assert len(read_manifest(tmp_path / "split" / "manifest.csv", check_files=True)) == 36
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "work").mkdir()
+    split_manifest(Path("..") / tmp_path.name / "split" / "manifest.csv", Path("work") / "again.csv", replace=True)
+    assert len(read_manifest(tmp_path / "work" / "again.csv", check_files=True)) == 36

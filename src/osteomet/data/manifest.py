@@ -451,6 +451,20 @@ def write_manifest(frame: pd.DataFrame | Sequence[BaseModel], path: PathLike, *,
     return path
 
 
+def with_absolute_paths(frame: pd.DataFrame, kind: Kind) -> pd.DataFrame:
+    """A read manifest's frame with its path columns absolute, ready to be written anywhere else.
+
+    :func:`read_manifest` resolves paths against the manifest's folder, which is relative when
+    the manifest was given by a relative path; written as is into a manifest in another folder
+    they would point nowhere.
+    """
+    frame = frame.copy()
+    for name in RECORD_TYPES[kind].path_fields:
+        if name in frame.columns:
+            frame[name] = frame[name].map(lambda p: None if _missing(p) else str(Path(p).resolve()))
+    return frame
+
+
 def _relative_to(value: Any, base: Path) -> Any:
     if _missing(value):
         return None

@@ -71,7 +71,7 @@ def split_manifest(manifest: str | Path, out: str | Path, *, external_centres: S
     ``replace`` (a study's split is part of its record). Images identical by content in two
     cohorts are refused (:func:`check_no_leakage`).
     """
-    from osteomet.data.manifest import read_manifest, write_manifest
+    from osteomet.data.manifest import read_manifest, with_absolute_paths, write_manifest
     from osteomet.stage import refuse_overwriting_inputs
 
     refuse_overwriting_inputs([out], [manifest])
@@ -91,7 +91,7 @@ def split_manifest(manifest: str | Path, out: str | Path, *, external_centres: S
                          f"(centres: {', '.join(sorted(map(str, centres))) or 'none'})")
     frame["split"] = assign_splits(frame, ratios=ratios, seed=seed, external_centres=external_centres)
     check_no_leakage(frame, kind=cohort.kind)
-    write_manifest(frame, out, kind=cohort.kind)
+    write_manifest(with_absolute_paths(frame, cohort.kind), out, kind=cohort.kind)
     return frame
 
 

@@ -32,7 +32,7 @@ MODELS = ("clinical", "radiomics", "deep", "fusion")
 
 def study_manifest(manifest: str | Path, out: str | Path, config: StudyConfig) -> StageOutcome:
     """The study's manifest with a patient-level split (the manifest's own split kept when it has one)."""
-    from osteomet.data.manifest import write_manifest
+    from osteomet.data.manifest import with_absolute_paths, write_manifest
     from osteomet.data.splits import assign_splits, check_no_leakage
     from osteomet.pipeline.inputs import manifest_inputs
 
@@ -48,7 +48,8 @@ def study_manifest(manifest: str | Path, out: str | Path, config: StudyConfig) -
         frame["split"] = assign_splits(frame, ratios=config.split.ratios, seed=config.seed,
                                        external_centres=external, given_column="split")
         check_no_leakage(frame, kind=cohort.kind)
-        write_manifest(frame, out / "manifest.csv", kind=cohort.kind, overwrite=True)
+        write_manifest(with_absolute_paths(frame, cohort.kind), out / "manifest.csv", kind=cohort.kind,
+                       overwrite=True)
         return {k: int(v) for k, v in frame["split"].value_counts().items()}
 
     return stage.run(work)
