@@ -49,12 +49,19 @@ def calibration(y: Any, probs: Any) -> Calibration:
         raise EvaluationInputError("calibration needs probabilities in [0, 1]")
     outcome = labels.astype(float)
     lp = _logit(p)
-    offset_fit = sm.GLM(outcome, np.ones_like(lp), family=sm.families.Binomial(), offset=lp).fit()
-    if np.ptp(lp) == 0:  # one predicted value for everyone: the slope is aliased (NA in R's glm)
-        slope = float("nan")
-    else:
-        slope_fit = sm.GLM(outcome, sm.add_constant(lp, has_constant="add"), family=sm.families.Binomial()).fit()
-        slope = float(slope_fit.params[1])
+    import warnings
+
+    from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
+
+    with warnings.catch_warnings():  # a perfectly separating model (small cohorts) gets an extreme slope, as in R
+        warnings.simplefilter("ignore", PerfectSeparationWarning)
+        offset_fit = sm.GLM(outcome, np.ones_like(lp), family=sm.families.Binomial(), offset=lp).fit()
+        if np.ptp(lp) == 0:  # one predicted value for everyone: the slope is aliased (NA in R's glm)
+            slope = float("nan")
+        else:
+            slope_fit = sm.GLM(outcome, sm.add_constant(lp, has_constant="add"),
+                               family=sm.families.Binomial()).fit()
+            slope = float(slope_fit.params[1])
     return Calibration(brier=float(np.mean((p - outcome) ** 2)), intercept=float(offset_fit.params[0]),
                        slope=slope, n=int(p.size))
 
