@@ -55,6 +55,7 @@ def calibration(y: Any, probs: Any) -> Calibration:
 
     with warnings.catch_warnings():  # a perfectly separating model (small cohorts) gets an extreme slope, as in R
         warnings.simplefilter("ignore", PerfectSeparationWarning)
+        warnings.filterwarnings("ignore", "overflow encountered in exp", RuntimeWarning)  # same cases, IRLS steps
         offset_fit = sm.GLM(outcome, np.ones_like(lp), family=sm.families.Binomial(), offset=lp).fit()
         if np.ptp(lp) == 0:  # one predicted value for everyone: the slope is aliased (NA in R's glm)
             slope = float("nan")
