@@ -172,22 +172,16 @@ def predict(
         from osteomet.errors import OutputExistsError
         from osteomet.evaluation import delong_ci
         from osteomet.evaluation.errors import EvaluationInputError
-        from osteomet.mri.classifier.predict import predict_patients, write_prediction_table
+        from osteomet.mri.classifier.predict import write_prediction_table
+        from osteomet.pipeline.deep import deep_prediction_table
 
         if out.is_dir():
             raise OutputExistsError(f"{out}: is a folder; give the prediction table's file name (e.g. predictions.csv)")
         cohort, patients, guard = _cohort(preprocessed, manifest, segdir)
-        table = predict_patients(model, preprocessed, patients, cohort.to_frame(), device=device)
-        if oof_folds:
-            from osteomet.mri.classifier.predict import resolve_run
-            from osteomet.pipeline.deep import cross_fitted_training
-
-            with progress_bar("out-of-fold refits", oof_folds) as advance:
-                oof = cross_fitted_training(resolve_run(model), preprocessed, patients, guard,
-                                            out.parent / f"{out.stem}_folds", folds=oof_folds, device=device,
-                                            progress=advance)
-            train = table["split"] == "train"
-            table.loc[train, "prob"] = table.loc[train, "patient_id"].map(oof).to_numpy()
+        with progress_bar("out-of-fold refits", oof_folds, transient=True) as advance:
+            table = deep_prediction_table(model, preprocessed, cohort, patients, guard, oof_folds=oof_folds,
+                                          folds_dir=out.parent / f"{out.stem}_folds", device=device,
+                                          progress=advance)
         write_prediction_table(table, out)
     summary = Table(title=f"{table['model'].iloc[0]}: AUC per split (DeLong 95% CI)")
     for column in ("split", "n", "AUC", "95% CI"):

@@ -20,7 +20,6 @@ from osteomet.config import dump_config
 from osteomet.data.manifest import read_manifest
 from osteomet.layout import PREDICTIONS, SETTINGS
 from osteomet.stage import Stage, StageOutcome
-from osteomet.utils.files import write_text_atomic
 
 GRID_STAGE = "deep-grid"
 PREDICT_STAGE = "deep-predict"
@@ -73,7 +72,7 @@ def predict_deep(grid: str | Path, preprocessed: str | Path, manifest: str | Pat
                  progress: Callable | None = None) -> tuple[StageOutcome, pd.DataFrame]:
     """The winner's prediction table (model ``deep``), training rows out-of-fold unless ``oof_folds`` is 0."""
     from osteomet.models.predictions import read_predictions, write_predictions
-    from osteomet.mri.classifier.predict import predict_patients, resolve_run
+    from osteomet.mri.classifier.predict import resolve_run
     from osteomet.utils.torch import best_checkpoint
 
     out = Path(out)
@@ -84,18 +83,29 @@ def predict_deep(grid: str | Path, preprocessed: str | Path, manifest: str | Pat
 
     def work() -> dict[str, Any]:
         cohort, patients, guard = deep_cohort(preprocessed, manifest, segdir)
-        table = predict_patients(grid, preprocessed, patients, cohort.to_frame(), device=device)
+        table = deep_prediction_table(grid, preprocessed, cohort, patients, guard, oof_folds=oof_folds,
+                                      folds_dir=out / "folds", device=device, progress=progress)
         table["model"] = MODEL_NAME
-        if oof_folds:
-            oof = cross_fitted_training(run, preprocessed, patients, guard, out / "folds", folds=oof_folds,
-                                        device=device, progress=progress)
-            train = table["split"] == "train"
-            table.loc[train, "prob"] = table.loc[train, "patient_id"].map(oof).to_numpy()
         write_predictions(table, out / PREDICTIONS)
         return {"patients": len(table), "training_predictions": "out-of-fold" if oof_folds else "in-sample"}
 
     outcome = stage.run(work)
     return outcome, read_predictions(out / PREDICTIONS)
+
+
+def deep_prediction_table(grid: str | Path, preprocessed: str | Path, cohort, patients: pd.DataFrame, guard, *,
+                          oof_folds: int, folds_dir: Path, device: str | None = None,
+                          progress: Callable | None = None) -> pd.DataFrame:
+    """The model's scores of every patient with a ROI crop; training rows cross-fitted unless ``oof_folds`` is 0."""
+    from osteomet.mri.classifier.predict import predict_patients, resolve_run
+
+    table = predict_patients(grid, preprocessed, patients, cohort.to_frame(), device=device)
+    if oof_folds:
+        oof = cross_fitted_training(resolve_run(grid), preprocessed, patients, guard, folds_dir, folds=oof_folds,
+                                    device=device, progress=progress)
+        train = table["split"] == "train"
+        table.loc[train, "prob"] = table.loc[train, "patient_id"].map(oof).to_numpy()
+    return table
 
 
 def cross_fitted_training(run: Path, preprocessed: str | Path, patients: pd.DataFrame, guard, folds_dir: Path, *,
@@ -170,7 +180,3 @@ def gradcam_examples(grid: str | Path, preprocessed: str | Path, manifest: str |
 
     outcome = stage.run(work)
     return outcome, pd.read_csv(out / "gradcam.csv", dtype={"patient_id": str})
-
-
-def write_patients(out: str | Path, patients: pd.DataFrame) -> Path:
-    return write_text_atomic(Path(out) / "patients.csv", patients.to_csv(index=False))

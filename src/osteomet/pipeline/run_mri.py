@@ -119,7 +119,7 @@ def run_mri(manifest: str | Path, out: str | Path, config: StudyConfig, *,
             return deep.predict_deep(layout.deep_grid, roi, study, layout.model("deep"), segdir=segdir,
                                      oof_folds=config.deep.oof_folds, device=config.device, progress=advance)
 
-    _, grid_table, winner = timer("deep grid", grid)
+    _, _, winner = timer("deep grid", grid)
     timer("deep predictions", deep_predictions)
     timer("deep features", lambda: deep.deep_feature_table(layout.deep_grid, roi, study, layout.deep_features,
                                                            segdir=segdir, pca=config.deep.pca, device=config.device))
