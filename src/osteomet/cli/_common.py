@@ -53,6 +53,16 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(2) from None
 
 
+@contextlib.contextmanager
+def interruptible(out: Path, hint: str = "continue with the same command plus --resume") -> Iterator[None]:
+    """Ctrl-C in a resumable command: say how to continue, exit 130, no traceback."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted[/]: {hint} ({out})")
+        raise typer.Exit(130) from None
+
+
 def load_settings(loader: Callable[[str], Settings], source: str, max_epochs: int | None) -> Settings:
     """A training config from its preset or YAML file, with ``--max-epochs`` applied."""
     settings = loader(source)

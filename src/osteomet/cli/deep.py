@@ -15,6 +15,7 @@ from osteomet.cli._common import (
     MaxEpochsOption,
     console,
     err_console,
+    interruptible,
     load_settings,
     progress_bar,
     user_errors,
@@ -90,13 +91,10 @@ def grid(
         in_process = jobs == 1 and scheduler is None
         with _two_bars("configurations", len(grid_specs(settings)), "epochs" if in_process else None,
                        settings.max_epochs) as (on_config, on_epoch):
-            try:
+            with interruptible(out):
                 table, winner = run_grid(preprocessed, out, settings, guard, patients, jobs=jobs, scheduler=scheduler,
                                          resume=resume, device=device, on_config=on_config,
                                          on_epoch=on_epoch if in_process else None)
-            except KeyboardInterrupt:
-                console.print(f"[yellow]interrupted[/]: continue with the same command plus --resume ({out})")
-                raise typer.Exit(130) from None
     summary = Table(title=f"validation AUC (n={int(table['n_val'].iloc[0])}, DeLong 95% CI)")
     for column in ("configuration", "AUC", "95% CI", "ACC", "best epoch", ""):
         summary.add_column(column)
@@ -141,13 +139,10 @@ def train(
         labels = {"train": guard.labels("train", "fit", split_ids(patients, "train")),
                   "val": guard.labels("val", "select", split_ids(patients, "val"))}
         with progress_bar(f"train {spec.name}", settings.max_epochs) as advance:
-            try:
+            with interruptible(out):
                 result = train_run(preprocessed, out, settings, spec, train_labels=labels["train"].to_dict(),
                                    val_labels=labels["val"].to_dict(), resume=resume, device=device,
                                    on_epoch=lambda _e, _r: advance())
-            except KeyboardInterrupt:
-                console.print(f"[yellow]interrupted[/]: continue with the same command plus --resume ({out})")
-                raise typer.Exit(130) from None
         write_text_atomic(out / "patients.csv", patients.to_csv(index=False))
     console.print(f"{spec.name}: validation AUC {_fmt(result.val_auc)} (95% CI {_fmt(result.val_auc_low)}-"
                   f"{_fmt(result.val_auc_high)}), ACC {_fmt(result.val_acc)} at epoch {result.best_epoch} "

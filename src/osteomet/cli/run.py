@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from osteomet.cli._common import console, err_console, user_errors
+from osteomet.cli._common import console, err_console, interruptible, user_errors
 
 app = typer.Typer(help="Run a whole study (stages already done with the same inputs and settings are skipped).",
                   no_args_is_help=True)
@@ -32,11 +32,8 @@ def mri(
         settings = load_study_config(config)
         update = {k: v for k, v in {"jobs": jobs, "device": device}.items() if v is not None}
         settings = settings.model_copy(update=update)
-        try:
+        with interruptible(out, "rerun the same command to continue"):
             record = run_mri(manifest, out, settings, log=lambda line: err_console.print(f"[dim]{line}[/]"))
-        except KeyboardInterrupt:
-            console.print(f"[yellow]interrupted[/]: rerun the same command to continue ({out})")
-            raise typer.Exit(130) from None
     from rich.table import Table
 
     table = summary_table(record["metrics"])

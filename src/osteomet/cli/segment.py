@@ -6,7 +6,15 @@ from pathlib import Path
 
 import typer
 
-from osteomet.cli._common import ConfigOption, DeviceOption, MaxEpochsOption, console, load_settings, user_errors
+from osteomet.cli._common import (
+    ConfigOption,
+    DeviceOption,
+    MaxEpochsOption,
+    console,
+    interruptible,
+    load_settings,
+    user_errors,
+)
 
 app = typer.Typer(help="UNETR tumour segmentation (3 channels) and the semi-automatic review loop.",
                   no_args_is_help=True)
@@ -28,11 +36,8 @@ def train(
         from osteomet.pipeline.segmentation import train_segmentation
 
         settings = load_settings(load_segmentation_config, config, max_epochs)
-        try:
+        with interruptible(out):
             outcome = train_segmentation(preprocessed, manifest, out, settings, resume=resume, device=device)
-        except KeyboardInterrupt:
-            console.print(f"[yellow]interrupted[/]: continue with the same command plus --resume ({out})")
-            raise typer.Exit(130) from None
     result = outcome.summary
     if outcome.skipped:
         console.print(f"[dim]up to date: already trained with these inputs and settings ({out})[/]")

@@ -6,22 +6,17 @@ scheduler address sends the same tasks to an existing Dask cluster (whose worker
 see the same file paths). Results come back to this process, which alone writes the
 cache and the tables.
 
-Every finished case is cached as it arrives, so an interrupted run loses only the cases in
-flight. Ctrl-C raises :class:`ExtractionInterrupted` (a ``KeyboardInterrupt``) once the Dask
-client and local cluster are closed; the local workers ignore SIGINT (they inherit an ignored
-signal at start-up), so a Ctrl-C in a terminal, which reaches the whole process group, does not
-print a traceback from every worker. Temporary files a killed run left in the cache are removed
-at the start of the next run.
+The loop is :func:`osteomet.utils.dask_tasks.dask_map` (shared with the deep grid). Every
+finished case is cached as it arrives, so an interrupted run loses only the cases in flight.
+Ctrl-C raises :class:`ExtractionInterrupted` (a ``KeyboardInterrupt``) once the Dask client and
+local cluster are closed. Temporary files a killed run left in the cache are removed at the
+start of the next run.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +28,7 @@ from osteomet.radiomics.cache import FeatureCache, cache_key
 from osteomet.radiomics.extract import extract_task, record_files
 from osteomet.radiomics.features import write_feature_table
 from osteomet.radiomics.params import params_fingerprint
+from osteomet.utils.dask_tasks import dask_map
 
 
 class ExtractionInterrupted(KeyboardInterrupt):
@@ -103,7 +99,7 @@ def extract_cohort(manifest: Manifest, params: dict[str, Any], *, cache_dir: str
         # would keep one worker busy while the others idle.
         pending.sort(key=lambda item: -_mask_voxels(record_files(item[1], mask_field)[-1][1]))
     tasks = [(record, params, mask_field, jobs > 1 or scheduler is not None) for _, record in pending]
-    results = _run(tasks, jobs, scheduler)
+    results = dask_map(extract_task, tasks, jobs=jobs, scheduler=scheduler)
     try:
         for result in results:
             pid = result["patient_id"]
@@ -139,76 +135,6 @@ def _mask_voxels(path: Any) -> int:
         return int(np.count_nonzero(sitk.GetArrayViewFromImage(image)))
     except Exception:
         return 0
-
-
-@contextlib.contextmanager
-def _workers_ignore_sigint() -> Iterator[None]:
-    """Ignore SIGINT while worker processes start: they inherit it, so only this process sees Ctrl-C."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers can only be changed from the main thread
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def _run(tasks: list, jobs: int, scheduler: str | None):
-    """Yield task results as they finish, in this process or on a Dask cluster."""
-    if not tasks:
-        return
-    if jobs <= 1 and scheduler is None:
-        for task in tasks:
-            yield extract_task(task)
-        return
-    import dask
-    from dask.distributed import Client, LocalCluster, as_completed
-
-    cluster = None
-    if scheduler is None:
-        # Dask's default MALLOC_TRIM_THRESHOLD_=65536 makes every large numpy temporary go back to
-        # the kernel; pyradiomics allocates many, and the page faults cost as much as the features
-        # (measured: sys time 29 s of 79 s on 8 cases). One BLAS thread per single-threaded worker.
-        environ = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}), _workers_ignore_sigint():
-            cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                   dashboard_address=None, silence_logs=logging.ERROR)
-    client = Client(scheduler if scheduler is not None else cluster)
-    stopped = False
-    try:
-        futures = client.map(extract_task, tasks, pure=False)
-        for future in as_completed(futures):
-            yield future.result()
-    except (KeyboardInterrupt, GeneratorExit):
-        stopped = True
-        raise
-    finally:
-        with _quiet_shutdown(client if stopped and cluster is not None else None):
-            client.close()
-            if cluster is not None:
-                cluster.close()
-
-
-def _silence_distributed() -> None:
-    logging.getLogger("distributed").setLevel(logging.CRITICAL)
-
-
-@contextlib.contextmanager
-def _quiet_shutdown(client: Any) -> Iterator[None]:
-    """Closing a local cluster mid-task makes its workers log heartbeat errors: silence them (and ours)."""
-    if client is None:
-        yield
-        return
-    logger = logging.getLogger("distributed")
-    level = logger.level
-    _silence_distributed()
-    with contextlib.suppress(Exception):
-        client.run(_silence_distributed)  # in the workers' event loops, which answer while a task runs
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def write_features(result: ExtractionResult, out: str | Path) -> dict[str, Path]:

@@ -18,7 +18,6 @@ are not trained again and unfinished ones continue from their ``last.pt``.
 from __future__ import annotations
 
 import itertools
-import logging
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
@@ -78,29 +77,12 @@ def _train_task(task: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run(tasks: list[dict[str, Any]], jobs: int, scheduler: str | None) -> Iterator[dict[str, Any]]:
-    """Yield results as configurations finish, here or on a Dask cluster."""
-    if jobs <= 1 and scheduler is None:
-        for task in tasks:
-            yield _train_task(task)
-        return
-    import dask
-    from dask.distributed import Client, LocalCluster, as_completed
+    """Yield results as configurations finish, here or on a Dask cluster (no epoch callback there)."""
+    from osteomet.utils.dask_tasks import dask_map
 
-    cluster = None
-    if scheduler is None:
-        environ = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
-            cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                   dashboard_address=None, silence_logs=logging.ERROR)
-    client = Client(scheduler if scheduler is not None else cluster)
-    try:
-        futures = client.map(_train_task, [{**t, "on_epoch": None} for t in tasks], pure=False)
-        for future in as_completed(futures):
-            yield future.result()
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+    if jobs > 1 or scheduler is not None:
+        tasks = [{**t, "on_epoch": None} for t in tasks]
+    return dask_map(_train_task, tasks, jobs=jobs, scheduler=scheduler)
 
 
 def open_grid(out: str | Path, config: ClassifierConfig, *, resume: bool) -> Path:
