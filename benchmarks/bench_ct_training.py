@@ -55,6 +55,7 @@ def segmentation(manifest_path: Path, out: Path, preset: str, models: list[str] 
     from osteomet.ct.segmentation.config import load_segmentation_config
     from osteomet.ct.segmentation.infer import predict_segmentation
     from osteomet.ct.segmentation.train import train_segmenter
+    from osteomet.ct.slice_dataset import read_index
     from osteomet.ct.slice_run import prepare_slice_run
     from osteomet.data.manifest import read_manifest
     from osteomet.evaluation.bootstrap import bootstrap_mean
@@ -75,10 +76,12 @@ def segmentation(manifest_path: Path, out: Path, preset: str, models: list[str] 
     table, wall, _ = timed(lambda: predict_segmentation(manifest, run, out / "seg_pred", cache=out / "slices"))
     print(f"predict (all patients, all models): {wall:.1f} s")
     test = table[table["split"] == "test"]
+    index = read_index(root)
+    with_lesion = set(index.loc[index["label"] == 1, "patient_id"])
     for row in rows:
         part = test[test["model"] == row["model"]]
         ci = bootstrap_mean(part["dice"], 2000, 0)
-        lesion = part["recall"].notna()  # recall is defined exactly where the reference has lesion voxels
+        lesion = part["patient_id"].isin(with_lesion)  # not recall: a lesion-free patient left empty scores 1/1/1
         row.update({"n_test": len(part), "dice": ci.estimate, "dice_low": ci.low, "dice_high": ci.high,
                     "precision": part["precision"].mean(), "recall": part["recall"].mean(),
                     "n_lesion": int(lesion.sum()), "dice_lesion_patients": part.loc[lesion, "dice"].mean(),

@@ -98,8 +98,11 @@ def test_hard_negatives_are_the_patches_with_most_false_lesion(trained: dict) ->
     sampler = PatchSampler(store, ids, size=trained["config"].patch_size, context=1, lesion_fraction=0.0,
                            anywhere_fraction=0.5)
 
+    window = trained["config"].slices
+    bright = (580.0 - (window.window_level - window.window_width / 2)) / window.window_width  # 580 HU
+
     def score(x: np.ndarray) -> np.ndarray:  # a stand-in network: "lesion" wherever the slice is bright
-        return (x[:, 1] > 0.6).astype(np.float32)
+        return (x[:, 1] > bright).astype(np.float32)
 
     # reference by brute force over the same draws: bright voxels outside the reference lesion per patch
     rng = np.random.default_rng(5)
@@ -107,7 +110,7 @@ def test_hard_negatives_are_the_patches_with_most_false_lesion(trained: dict) ->
     false = []
     for c in centres:
         image, label = sampler.patch(*c)
-        false.append(int(((image[1] > 0.6) & (label[0] == 0)).sum()))
+        false.append(int(((image[1] > bright) & (label[0] == 0)).sum()))
     expected = {c for c, f in sorted(zip(centres, false), key=lambda t: -t[1])[:10] if f > 0}
     sampler.mine_hard_negatives(score, np.random.default_rng(5), pool=40, keep=10)
     assert set(sampler.hard) == expected and len(expected) > 0

@@ -47,9 +47,9 @@ def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_bone_window_maps_level_and_width_to_unit_interval() -> None:
-    hu = np.array([-1000, -500, 400, 1300, 3000, -50], np.float32)
-    # default window: level 400, width 1800 -> -500 .. 1300 HU
-    expected = np.clip((hu + 500) / 1800, 0, 1)
+    hu = np.array([-1000, -500, 700, 1900, 3000, -50], np.float32)
+    # default window: level 700, width 2400 -> -500 .. 1900 HU
+    expected = np.clip((hu + 500) / 2400, 0, 1)
     assert np.allclose(bone_window(hu), expected)
     assert bone_window(hu)[2] == pytest.approx(0.5)
     assert np.allclose(bone_window(np.array([0.0, 50.0, 100.0]), level=50, width=100), [0.0, 0.5, 1.0])
@@ -112,7 +112,7 @@ def test_native_slices_are_cropped_to_bone_labelled_and_come_back_exactly() -> N
     y0, y1, x0, x1 = meta["crop"]
     assert arrays["image"].shape == (12, y1 - y0, x1 - x0) and arrays["image"].dtype == np.float16
     # native resolution: the cached pixels are the CT's own pixels through the window, nothing resampled
-    expected = np.clip((oriented[:, y0:y1, x0:x1] + 500) / 1800, 0, 1)
+    expected = np.clip((oriented[:, y0:y1, x0:x1] + 500) / 2400, 0, 1)
     assert np.allclose(arrays["image"].astype(np.float32), expected, atol=1e-3)
     # labels: slices 3..6 hold lesion voxels, the reference computed straight from the mask array
     truth = (sitk.GetArrayFromImage(mask).reshape(12, -1).sum(axis=1) > 0).astype(int)

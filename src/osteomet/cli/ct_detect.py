@@ -24,7 +24,7 @@ from osteomet.cli._common import (
 )
 
 app = typer.Typer(help="CT slice detection: MONAI 2D EfficientNet-B0, ResNet34 and DenseNet121 on bone tiles of "
-                       "each axial slice (bone window level 400, width 1800 HU by default); a slice scores its "
+                       "each axial slice (bone window level 400, width 1800 HU in its presets); a slice scores its "
                        "highest tile.", no_args_is_help=True)
 
 

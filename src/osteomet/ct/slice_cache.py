@@ -206,3 +206,12 @@ class SliceStore:
         """In-plane pixel size (x, y) of the cached slices (mm)."""
         spacing = self.case(patient_id)[1]["slice_geometry"]["spacing"]
         return float(spacing[0]), float(spacing[1])
+
+    def voxel_ml(self, patient_id: str) -> float:
+        """Volume of one cached voxel (ml): lesion sizes in physical units whatever the pixel size."""
+        return voxel_ml(self.case(patient_id)[1])
+
+
+def voxel_ml(meta: dict[str, Any]) -> float:
+    """Voxel volume (ml) of a case's cached slice grid."""
+    return float(np.prod(np.asarray(meta["slice_geometry"]["spacing"], float)[:3])) / 1000.0

@@ -16,8 +16,9 @@ class SliceConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    window_level: float = Field(400.0, description="bone window centre (HU)")
-    window_width: float = Field(1800.0, gt=0, description="bone window width (HU): level +/- width/2 maps to 0..1")
+    window_level: float = Field(700.0, description="bone window centre (HU); -500 .. 1900 HU keeps dense cortex "
+                                "(up to 1900 HU) apart from sclerotic lesions (300-1200 HU)")
+    window_width: float = Field(2400.0, gt=0, description="bone window width (HU): level +/- width/2 maps to 0..1")
     inplane_spacing_mm: float | None = Field(
         None, gt=0, le=10, description="in-plane pixel size of the cached slices (mm); null keeps the CT's own")
     crop_margin_mm: float = Field(10.0, ge=0, description="margin around the bone region's bounding box (mm)")

@@ -10,7 +10,9 @@ averages the per-patient Dice (:func:`osteomet.evaluation.segmentation.overlap`)
 
 Run folder per architecture (``RUN/<architecture>/``): ``history.csv``,
 ``checkpoints/best.pt`` (weights of the best validation Dice; tensors only, loaded with
-``weights_only=True``) and ``checkpoints/last.pt`` (everything ``--resume`` needs).
+``weights_only=True``), ``checkpoints/last.pt`` (everything ``--resume`` needs) and
+``postprocessing.json`` (the smallest lesion volume kept, chosen on the validation patients
+with the best weights: :mod:`osteomet.ct.segmentation.postprocess`).
 """
 
 from __future__ import annotations
@@ -98,17 +100,37 @@ def patch_probabilities(model: torch.nn.Module, x: np.ndarray, batch_size: int, 
     return np.concatenate(out)
 
 
+def validation_masks(model: torch.nn.Module, store: SliceStore, patient_ids: list[str], config: CTSegmentationConfig,
+                     device: torch.device) -> list[np.ndarray]:
+    """The predicted masks (>= 0.5, before post-processing) of the validation patients on the cropped slice grid."""
+    masks = []
+    for pid in patient_ids:
+        region = lesion_region(store.array(pid, "bone"), store.spacing(pid), config)
+        masks.append(volume_probabilities(model, store.array(pid, "image"), config, device, region=region) >= 0.5)
+    return masks
+
+
 def validation_dice(model: torch.nn.Module, store: SliceStore, patient_ids: list[str], config: CTSegmentationConfig,
                     device: torch.device) -> float:
     """Mean per-patient Dice of the stacked prediction on the cropped slice grid."""
     from osteomet.evaluation.segmentation import overlap
 
-    scores = []
-    for pid in patient_ids:
-        region = lesion_region(store.array(pid, "bone"), store.spacing(pid), config)
-        prediction = volume_probabilities(model, store.array(pid, "image"), config, device, region=region) >= 0.5
-        scores.append(overlap(prediction, np.asarray(store.array(pid, "mask")))["dice"])
+    masks = validation_masks(model, store, patient_ids, config, device)
+    scores = [overlap(m, np.asarray(store.array(pid, "mask")))["dice"] for m, pid in zip(masks, patient_ids)]
     return float(np.nanmean(scores))
+
+
+def choose_postprocessing(run_dir: Path, model: torch.nn.Module, store: SliceStore, val_ids: list[str],
+                          config: CTSegmentationConfig, device: torch.device) -> dict:
+    """With the best weights, the smallest kept lesion volume that maximises validation Dice (recorded in the run)."""
+    from osteomet.ct.segmentation.postprocess import choose_min_volume, write_postprocessing
+
+    load_weights(model, best_checkpoint(run_dir), device)
+    masks = validation_masks(model, store, val_ids, config, device)
+    choice = choose_min_volume(masks, [np.asarray(store.array(p, "mask")) for p in val_ids],
+                               [store.voxel_ml(p) for p in val_ids])
+    write_postprocessing(run_dir, choice)
+    return choice
 
 
 def _patients(index: pd.DataFrame, split: str) -> list[str]:
@@ -162,6 +184,7 @@ def train_segmenter(slices_root: str | Path, run_dir: str | Path, config: CTSegm
         write_history(run_dir, history)
         if progress:
             progress()
+    choose_postprocessing(run_dir, model, store, val_ids, config, dev)
     return SegmenterResult(run_dir, architecture, stopper.best, stopper.best_epoch, len(history),
                            stopper.exhausted, pd.DataFrame(history), round(time.perf_counter() - started, 2))
 
