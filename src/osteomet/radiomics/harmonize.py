@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -151,10 +152,14 @@ def fit_combat(features: pd.DataFrame, centres: Sequence[Any], reference: str) -
     batches = [vci.batch_composition[b] for b in order]
     sizes = [len(b) for b in batches]
     n_batch, n_sample = vci.n_batch, vci.counts.shape[1]
-    b_hat, grand_mean, var_pooled = calculate_mean_var(design, batches, ref, vci.counts, sizes, n_batch, n_sample)
-    stand_mean = calculate_stand_mean(grand_mean, n_sample, design, n_batch, b_hat)
-    s_data = standardise_data(vci.counts, stand_mean, var_pooled, n_sample)
-    gamma_star, delta_star, _ = fit_model(design, n_batch, s_data, batches, False, True, None, ref)
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+        # inmoose works on np.matrix (PendingDeprecationWarning) and its convergence test divides by the
+        # reference batch's gamma, which is 0 by construction (the reference's own estimate is then replaced)
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        b_hat, grand_mean, var_pooled = calculate_mean_var(design, batches, ref, vci.counts, sizes, n_batch, n_sample)
+        stand_mean = calculate_stand_mean(grand_mean, n_sample, design, n_batch, b_hat)
+        s_data = standardise_data(vci.counts, stand_mean, var_pooled, n_sample)
+        gamma_star, delta_star, _ = fit_model(design, n_batch, s_data, batches, False, True, None, ref)
     mean = np.asarray(grand_mean, dtype=float).ravel()
     sd = np.sqrt(np.asarray(var_pooled, dtype=float).ravel())
     others = {str(b): i for i, b in enumerate(order) if i != ref}

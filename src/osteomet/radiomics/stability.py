@@ -8,7 +8,7 @@ ICC(2,1) (two-way random, absolute agreement; :func:`osteomet.evaluation.icc.fea
 a feature's stability is its *lowest* ICC over the perturbations, and features below the
 threshold (0.75 by default, "moderate" in Koo & Li 2016) are dropped before selection.
 
-Erosion and dilation are by one voxel *in-plane* (a 3x3 cross in each slice): bpMRI slices are
+Erosion and dilation are by one voxel *in-plane* (a 3x3 square in each slice): bpMRI slices are
 4 mm against sub-millimetre pixels, so a through-plane step would remove whole slices of a small
 tumour rather than perturb its contour. A patient whose mask erodes to nothing is left out of
 that perturbation (recorded as ``n`` per feature).
