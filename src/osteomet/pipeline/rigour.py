@@ -37,6 +37,7 @@ COMBAT = "combat.json"
 COMBAT_DEEP = "combat_deep.json"
 DEEP_FEATURES = "deep_features.parquet"
 HARMONIZATION_TABLE = "harmonization.csv"
+HARMONIZATION_SUMMARY = "harmonization_summary.csv"
 SELECTION = "stability_filter.csv"
 
 
@@ -127,13 +128,14 @@ def model_features(manifest: str | Path, radiomics: str | Path, out: str | Path,
     out = Path(out)
     settings = {"stability": None if stability is None else {"icc_threshold": icc_threshold},
                 "harmonization": {"radiomics": harmonize, "deep": deep is not None}, "train_split": train_split}
-    outputs = (FEATURES, COMBAT, COMBAT_DEEP, DEEP_FEATURES, HARMONIZATION_TABLE, SELECTION)
+    outputs = (FEATURES, COMBAT, COMBAT_DEEP, DEEP_FEATURES, HARMONIZATION_TABLE, HARMONIZATION_SUMMARY, SELECTION)
     stage = Stage(MODEL_FEATURES_STAGE, out, settings=settings,
                   inputs={"manifest": manifest, "radiomics": radiomics, "stability": stability, "deep": deep},
                   outputs=outputs)
 
     def work() -> dict[str, Any]:
         from osteomet.radiomics.features import read_feature_table
+        from osteomet.radiomics.harmonize import effect_summary
         from osteomet.radiomics.stability import drop_unstable, feature_columns, stable_features
         from osteomet.utils.files import atomic_path, write_text_atomic
 
@@ -159,7 +161,10 @@ def model_features(manifest: str | Path, radiomics: str | Path, out: str | Path,
             if fitted is not None:
                 fitted.save(out / COMBAT)
                 before = read_feature_table(radiomics)
-                write_text_atomic(out / HARMONIZATION_TABLE, _effect(before, table, frame, fitted).to_csv(index=False))
+                effect = _effect(before, table, frame, fitted)
+                write_text_atomic(out / HARMONIZATION_TABLE, effect.to_csv(index=False))
+                write_text_atomic(out / HARMONIZATION_SUMMARY,
+                                  effect_summary(effect, fitted.reference).to_csv(index=False))
                 summary["radiomics_harmonization"] = {"reference": fitted.reference, "patients": fitted.patients,
                                                       "harmonized": len(fitted.features),
                                                       "left_as_is": len(fitted.skipped)}

@@ -177,3 +177,27 @@ def centre_means(table: pd.DataFrame, centres: Sequence[Any], features: Sequence
     sd = grouped.std(ddof=1).stack().rename("sd")
     out = pd.concat([mean, sd], axis=1).reset_index()
     return out.rename(columns={out.columns[1]: "feature"})
+
+
+def effect_summary(means: pd.DataFrame, reference: str) -> pd.DataFrame:
+    """Per centre, how far its features sit from the reference centre before and after harmonization.
+
+    ``means`` is :func:`centre_means` of both states with a ``stage`` column (``before``/``after``).
+    Returns ``centre, n_features, smd_before, smd_after, sd_ratio_before, sd_ratio_after``: the median
+    over features of the absolute standardized mean difference (in reference SDs) and of the SD ratio
+    expressed as ``exp(|log(sd / sd_ref)|)`` (1 = same spread).
+    """
+    rows = []
+    for centre in sorted(set(means["centre"]) - {reference}):
+        row: dict[str, Any] = {"centre": centre}
+        for stage in ("before", "after"):
+            part = means[means["stage"] == stage].pivot(index="feature", columns="centre")
+            ref_mean, ref_sd = part[("mean", reference)], part[("sd", reference)]
+            ok = ref_sd > 0
+            smd = ((part[("mean", centre)] - ref_mean) / ref_sd)[ok].abs()
+            ratio = np.exp(np.abs(np.log(part[("sd", centre)][ok] / ref_sd[ok])))
+            row.update({"n_features": int(ok.sum()), f"smd_{stage}": float(smd.median()),
+                        f"sd_ratio_{stage}": float(ratio.median())})
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["centre", "n_features", "smd_before", "smd_after", "sd_ratio_before",
+                                       "sd_ratio_after"])
