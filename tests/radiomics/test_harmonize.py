@@ -86,3 +86,22 @@ def test_features_constant_within_a_centre_and_missing_values_are_left_as_they_a
     assert fitted.patients == {"C1": 29, "C2": 20}  # the incomplete row is left out of the fit
     out = fitted.apply(table, centres)
     assert (out.loc[30:, columns[0]] == 4.0).all() and np.isnan(out.loc[3, columns[1]])
+
+
+def test_effect_summary_against_hand_computed_differences():
+    from osteomet.radiomics.harmonize import centre_means, effect_summary
+
+    table = pd.DataFrame({"a": [0.0, 2.0, 4.0, 6.0, 3.0, 5.0], "b": [1.0, 3.0, 1.0, 3.0, 10.0, 14.0]})
+    centres = ["C1", "C1", "C2", "C2", "C2", "C2"]
+    # C1: a mean 1, sd sqrt(2); b mean 2, sd sqrt(2). C2: a mean 4.5, sd sqrt(5/3); b mean 7, sd sqrt(110/3)
+    before = centre_means(table, centres, ["a", "b"]).assign(stage="before")
+    after = centre_means(table.assign(a=[0.0, 2.0, 0.0, 2.0, 0.0, 2.0]), centres, ["a", "b"]).assign(stage="after")
+    row = effect_summary(pd.concat([before, after]), "C1").iloc[0]
+    smd = sorted([3.5 / np.sqrt(2), 5 / np.sqrt(2)])
+    ratio = sorted([np.sqrt(5 / 3) / np.sqrt(2), np.sqrt(110 / 3) / np.sqrt(2)])
+    ratio = [max(r, 1 / r) for r in ratio]
+    assert row["centre"] == "C2" and row["n_features"] == 2
+    assert row["smd_before"] == pytest.approx(np.median(smd))
+    assert row["sd_ratio_before"] == pytest.approx(np.median(ratio))
+    # after: a matches C1 exactly (SMD 0, ratio ~ sqrt(4/3)/sqrt(2)), b unchanged
+    assert row["smd_after"] == pytest.approx(np.median([0.0, 5 / np.sqrt(2)]))

@@ -113,10 +113,9 @@ def predict_mri(run: str | Path, out: str | Path, *, t2: str | Path, dwi: str | 
     from osteomet.mri.classifier.predict import predict_patients
     from osteomet.pipeline import preprocess, radiomics, segmentation
     from osteomet.pipeline.deep import gradcam_examples
+    from osteomet.pipeline.rigour import predict_harmonizers
     from osteomet.radiomics.features import read_feature_table
     from osteomet.stage import refuse_overwriting_inputs
-
-    from osteomet.pipeline.rigour import predict_harmonizers
 
     bundle = MRIBundle.open(run)
     config, layout = bundle.config, bundle.layout

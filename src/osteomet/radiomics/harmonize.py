@@ -122,8 +122,7 @@ def fit_combat(features: pd.DataFrame, centres: Sequence[Any], reference: str) -
     Every centre needs at least 2 complete rows.
     """
     from inmoose.pycombat.covariates import make_design_matrix
-    from inmoose.pycombat.pycombat_norm import (calculate_mean_var, calculate_stand_mean, fit_model,
-                                                standardise_data)
+    from inmoose.pycombat.pycombat_norm import calculate_mean_var, calculate_stand_mean, fit_model, standardise_data
 
     centres = pd.Series([None if pd.isna(c) else str(c) for c in centres], index=features.index)
     values = features.astype(float)
