@@ -143,9 +143,15 @@ def test_rigour_stages_filter_unstable_features_and_map_the_external_centre_onto
     shuffled["label"] = shuffled["label"].sample(frac=1.0, random_state=1).to_numpy()
     shuffled.to_csv(tmp_path / "shuffled.csv", index=False)
     model_features(tmp_path / "shuffled.csv", layout.radiomics / "features.parquet", tmp_path / "mf",
-                   stability=layout.stability / "icc.csv")
+                   stability=layout.stability / "icc.csv", deep=layout.deep_features / "features.parquet")
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "mf" / "features.parquet").set_index("patient_id"), used)
     assert (tmp_path / "mf" / "combat.json").read_text() == (layout.model_features / "combat.json").read_text()
+    # deep features (harmonization.deep_features): the same rule, C1 rows as the network wrote them
+    deep_raw = pd.read_parquet(layout.deep_features / "features.parquet").set_index("patient_id")
+    deep_used = pd.read_parquet(tmp_path / "mf" / "deep_features.parquet").set_index("patient_id")
+    c1 = deep_raw.index.intersection(internal)
+    pd.testing.assert_frame_equal(deep_used.loc[c1], deep_raw.loc[c1])
+    assert ComBat.load(tmp_path / "mf" / "combat_deep.json").reference == "C1"
 
 
 def test_predict_refuses_a_centre_the_study_never_saw(study, tmp_path):
