@@ -16,7 +16,11 @@ and the deep grid is one narrow ResNet10 trained for at most 6 epochs without cr
 predictions (``oof_folds: 0``), so the run fits a shared CPU: the deep model's own AUC is not the
 study's, and it enters fusion through its features (unharmonized, the default).
 
-Usage: .venv/bin/python benchmarks/bench_rigour.py --work DIR [--n 414] [--seed 0] [--jobs 2]
+``--c2-noise 2`` makes centre C2's images twice as noisy (half the SNR) on every sequence, a larger
+scanner effect than the default cohort's (vendor intensity scale, resolution, obliquity), which
+pyradiomics' per-image z-scoring does not remove.
+
+Usage: .venv/bin/python benchmarks/bench_rigour.py --work DIR [--n 414] [--seed 0] [--jobs 2] [--c2-noise 2]
 """
 
 from __future__ import annotations
@@ -39,14 +43,14 @@ GRID = {"depths": [10], "learning_rates": [1.0e-3], "optimizers": ["adam"], "max
         "resnet": {"widen_factor": 0.25}}
 
 
-def cohort(work: Path, n: int, seed: int, jobs: int) -> Path:
+def cohort(work: Path, n: int, seed: int, jobs: int, c2_noise: float) -> Path:
     from osteomet.data.synth.mri import MRISynthConfig, generate_mri_cohort
 
-    folder = work / f"cohort_{n}_{seed}"
+    folder = work / f"cohort_{n}_{seed}" if c2_noise == 1.0 else work / f"cohort_{n}_{seed}_c2noise{c2_noise:g}"
     if (folder / "manifest.csv").exists():
         return folder / "manifest.csv"
     start = time.perf_counter()
-    path = generate_mri_cohort(folder, n, seed=seed, config=MRISynthConfig(), jobs=jobs)
+    path = generate_mri_cohort(folder, n, seed=seed, config=MRISynthConfig(c2_noise_factor=c2_noise), jobs=jobs)
     print(f"cohort: {n} patients in {time.perf_counter() - start:.0f} s", flush=True)
     return path
 
@@ -84,6 +88,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=414)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--c2-noise", type=float, default=1.0, help="noise of centre C2 relative to C1 (synth)")
     args = parser.parse_args()
 
     import torch
@@ -94,9 +99,9 @@ def main() -> None:
     torch.set_num_threads(1)
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
-    manifest = cohort(work, args.n, args.seed, args.jobs)
+    manifest = cohort(work, args.n, args.seed, args.jobs, args.c2_noise)
     config = study(work, args.jobs)
-    run = work / "run"
+    run = work / ("run" if args.c2_noise == 1.0 else f"run_c2noise{args.c2_noise:g}")
     print(f"run mri: {args.n} patients, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
     metrics, predictions = {}, {}
     for name, (stability, harmonization) in VARIANTS.items():
