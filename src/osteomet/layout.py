@@ -19,6 +19,8 @@ into, or over, someone's data.
       segmentation/model/   checkpoints/{best,last}.pt, history.csv
       segmentation/masks/   auto/<patient>.nii.gz, reviewed/<patient>.nii.gz, provenance.json, metrics.csv
       radiomics/            features.parquet, features.csv, extraction_log.csv, cache/
+      stability/            icc.csv, icc_by_class.csv/.png: radiomics ICC under mask perturbation (training patients)
+      model_features/       features.parquet the models read (stable, ComBat-harmonized), combat.json, harmonization.csv
       deep/grid/            grid.csv, heatmap.png, winner.json, configs/<name>/...
       deep/features/        features.parquet, features.json
       deep/gradcam/         gradcam.csv, png/, roi/, t2/
@@ -127,6 +129,14 @@ class RunLayout:
     @property
     def radiomics(self) -> Path:
         return self.root / "radiomics"
+
+    @property
+    def stability(self) -> Path:
+        return self.root / "stability"
+
+    @property
+    def model_features(self) -> Path:
+        return self.root / "model_features"
 
     @property
     def deep(self) -> Path:

@@ -14,7 +14,7 @@ from sklearn.model_selection import cross_val_predict
 from osteomet.data.io import read_image, read_mask, resample_to_reference
 from osteomet.data.manifest import read_manifest
 from osteomet.data.synth.clinical import sample_patients
-from osteomet.data.synth.mri import MRISynthConfig, generate_mri_cohort
+from osteomet.data.synth.mri import CENTRES, MRISynthConfig, generate_mri_cohort, synthesize_mri_patient
 
 
 @pytest.fixture(scope="module")
@@ -187,3 +187,19 @@ def test_rendered_tumour_adc_is_not_a_perfect_separator(rendered_tumour_adc: pd.
     highest_bm = rendered_tumour_adc.query("label == 1")["adc"].max()
     lowest_no_bm = rendered_tumour_adc.query("label == 0")["adc"].min()
     assert highest_bm > lowest_no_bm  # the two ranges overlap
+
+
+def test_c2_noise_factor_scales_only_centre_c2_noise():
+    """Same seed, same anatomy: twice the noise SD gives twice the background magnitude at C2, none at C1."""
+    phenotype = sample_patients(1, seed=0, centre="C2").iloc[0].to_dict()
+
+    def render(centre: str, factor: float) -> np.ndarray:
+        config = MRISynthConfig(scale=0.15, c2_noise_factor=factor)
+        image = synthesize_mri_patient(centre, phenotype, np.random.default_rng(7), config)["t2"]
+        return sitk.GetArrayFromImage(image).astype(float) - CENTRES[centre].t2_offset
+
+    base, noisy = render("C2", 1.0), render("C2", 2.0)
+    air = (base > 5) & (base < 4 * 0.03 * CENTRES["C2"].t2_scale)  # background: Rician noise of SD 0.03 only
+    assert air.sum() > 500
+    assert np.median(noisy[air] / base[air]) == pytest.approx(2.0, rel=0.05)  # per voxel: |2n| / |n|
+    np.testing.assert_array_equal(render("C1", 1.0), render("C1", 2.0))

@@ -59,8 +59,8 @@ def test_run_writes_every_stage_and_evaluates_every_model_on_every_cohort(study)
     assert len(list((layout.masks / "auto").glob("*.nii.gz"))) == len(manifest)
     saved = json.loads(layout.run_record.read_text())
     assert saved["format"] == "osteomet.mri_run/1" and saved["versions"]["osteomet"]
-    assert set(saved["stages"]) >= {"split", "preprocess", "segmentation train", "deep grid", "fusion model",
-                                    "evaluation"}
+    assert set(saved["stages"]) >= {"split", "preprocess", "segmentation train", "deep grid", "feature stability",
+                                    "model features", "fusion model", "evaluation"}
 
 
 def test_training_predictions_are_cross_fitted(study):
@@ -84,6 +84,12 @@ def test_rerun_skips_every_stage_and_a_changed_setting_reruns_only_what_follows(
     third = run_mri(cohort, run, changed, log=lambda _line: None)
     rerun = {name for name, stage in third["stages"].items() if not stage["skipped"]}
     assert rerun == {"fusion model", "evaluation"}
+    # the harmonization switch reruns the model-feature table and the models, never an extraction
+    off = config.model_copy(update={"harmonization": config.harmonization.model_copy(update={"enabled": False})})
+    fourth = run_mri(cohort, run, off, log=lambda _line: None)
+    rerun = {name for name, stage in fourth["stages"].items() if not stage["skipped"]}
+    assert rerun == {"model features", "radiomics model", "fusion model", "evaluation"}
+    assert not (RunLayout(run).model_features / "combat.json").exists()
     run_mri(cohort, run, config, log=lambda _line: None)  # back to the module's study for the other tests
 
 
@@ -98,7 +104,8 @@ def test_predict_reproduces_the_study_probability_of_a_held_out_patient(study, t
     clinical = {k: float(row[k]) for k in ("age", "psa", "gleason", "isup", "hematuria", "leukocyturia")
                 if pd.notna(row[k])}
     result = predict_mri(run, tmp_path / "pred", t2=base / row["t2"], dwi=base / row["dwi"], adc=base / row["adc"],
-                         clinical=clinical, patient_id=row["patient_id"], log=lambda _line: None)
+                         clinical=clinical, patient_id=row["patient_id"], centre=row["centre"], log=lambda _line: None)
+    assert result["harmonization"] == "ComBat: C2 mapped onto the reference centre C1"
     for model in ("clinical", "radiomics", "deep", "fusion"):
         table = pd.read_csv(layout.model(model) / "predictions.csv", dtype={"patient_id": str})
         expected = float(table.loc[table["patient_id"] == row["patient_id"], "prob"].iloc[0])
@@ -106,6 +113,57 @@ def test_predict_reproduces_the_study_probability_of_a_held_out_patient(study, t
     assert result["decision"] in ("bone metastasis", "no bone metastasis")
     assert Path(result["files"]["mask"]).is_file() and Path(result["files"]["gradcam_png"]).is_file()
     assert (tmp_path / "pred" / "result.md").read_text().count(row["patient_id"]) >= 1
+
+
+def test_rigour_stages_filter_unstable_features_and_map_the_external_centre_onto_training(study, tmp_path):
+    from osteomet.pipeline.rigour import model_features
+    from osteomet.radiomics.harmonize import ComBat
+
+    run, _ = study
+    layout = RunLayout(run)
+    manifest = pd.read_csv(layout.manifest, dtype={"patient_id": str}).set_index("patient_id")
+    icc = pd.read_csv(layout.stability / "icc.csv")
+    by_class = pd.read_csv(layout.stability / "icc_by_class.csv")
+    assert {"icc_erode", "icc_dilate"} <= set(icc.columns) and by_class["class"].iloc[-1] == "all"
+    assert (layout.stability / "icc_by_class.png").is_file()
+    assert icc["n"].max() <= (manifest["split"] == "train").sum()  # training patients only
+    raw = pd.read_parquet(layout.radiomics / "features.parquet").set_index("patient_id")
+    used = pd.read_parquet(layout.model_features / "features.parquet").set_index("patient_id")
+    kept = set(icc.loc[icc["icc"] >= 0.75, "feature"])
+    assert set(used.columns) - {"error"} == kept and 0 < len(kept) < len(icc)
+    combat = ComBat.load(layout.model_features / "combat.json")
+    assert combat.reference == "C1" and combat.centres == ["C1", "C2"]
+    internal = manifest.index[manifest["centre"] == "C1"]
+    pd.testing.assert_frame_equal(used.loc[internal], raw.loc[internal, used.columns])  # C1 as extracted
+    external = manifest.index[manifest["centre"] == "C2"]
+    moved = combat.features[0]
+    assert not used.loc[external, moved].equals(raw.loc[external, moved])
+    # label-free: the same stage on the manifest with every label shuffled gives the same table and fit
+    shuffled = pd.read_csv(layout.manifest)
+    shuffled["label"] = shuffled["label"].sample(frac=1.0, random_state=1).to_numpy()
+    shuffled.to_csv(tmp_path / "shuffled.csv", index=False)
+    model_features(tmp_path / "shuffled.csv", layout.radiomics / "features.parquet", tmp_path / "mf",
+                   stability=layout.stability / "icc.csv", deep=layout.deep_features / "features.parquet")
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "mf" / "features.parquet").set_index("patient_id"), used)
+    assert (tmp_path / "mf" / "combat.json").read_text() == (layout.model_features / "combat.json").read_text()
+    # deep features (harmonization.deep_features): the same rule, C1 rows as the network wrote them
+    deep_raw = pd.read_parquet(layout.deep_features / "features.parquet").set_index("patient_id")
+    deep_used = pd.read_parquet(tmp_path / "mf" / "deep_features.parquet").set_index("patient_id")
+    c1 = deep_raw.index.intersection(internal)
+    pd.testing.assert_frame_equal(deep_used.loc[c1], deep_raw.loc[c1])
+    assert ComBat.load(tmp_path / "mf" / "combat_deep.json").reference == "C1"
+
+
+def test_predict_refuses_a_centre_the_study_never_saw(study, tmp_path):
+    from osteomet.pipeline.predict_mri import predict_mri
+    from osteomet.radiomics.harmonize import UnknownCentreError
+
+    run, _ = study
+    row = pd.read_csv(RunLayout(run).manifest, dtype={"patient_id": str}).iloc[0]
+    base = RunLayout(run).manifest.parent
+    with pytest.raises(UnknownCentreError, match="--centre C9: the study harmonized centres C1, C2"):
+        predict_mri(run, tmp_path / "pred", t2=base / row["t2"], dwi=base / row["dwi"], adc=base / row["adc"],
+                    centre="C9", log=lambda _line: None)
 
 
 def test_predict_runs_on_real_prostatex_dicom_and_reports_missing_clinical_values(study, prostatex, tmp_path):

@@ -40,7 +40,8 @@ def _predicted_ct_masks(manifest: Path, out: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def study_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Run directory with cohort table, clinical + deep models, evaluation, grid, Grad-CAM, UNETR masks, CT lesions, ICC."""
+    """Run directory with cohort table, clinical + deep models, evaluation, grid, Grad-CAM, UNETR masks, radiomics
+    stability and harmonization, CT lesions, ICC."""
     import torch
 
     from osteomet.ct.lesion_cohort import LesionSettings
@@ -60,6 +61,7 @@ def study_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from osteomet.pipeline.ct_lesions import analyse_lesion_cohort
     from osteomet.pipeline.evaluate import evaluate_prediction_files, write_cohort_table
     from osteomet.pipeline.radiomics import extract_features
+    from osteomet.pipeline.rigour import feature_stability, model_features
     from osteomet.pipeline.segmentation import predict_segmentation, train_segmentation
     from osteomet.radiomics.reproducibility import run_icc
 
@@ -88,6 +90,10 @@ def study_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     settings = load_segmentation_config("tiny").model_copy(update={"max_epochs": 1})
     train_segmentation(layout.preprocess, seg_manifest, layout.segmentation_model, settings)
     predict_segmentation(layout.preprocess, seg_manifest, layout.segmentation_model, layout.masks)
+    extract_features(manifest, layout.radiomics, params="tiny")
+    feature_stability(manifest, layout.radiomics / "features.parquet", layout.stability, params="tiny")
+    model_features(manifest, layout.radiomics / "features.parquet", layout.model_features,
+                   stability=layout.stability / "icc.csv", icc_threshold=0.5)
 
     ct = generate_ct_cohort(layout.cohorts / "ct", 4, seed=1, config=CTSynthConfig(
         region="abdomen_pelvis", inplane_size=64, lesion_free_fraction=0.0))

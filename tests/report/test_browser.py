@@ -10,8 +10,8 @@ import pytest
 
 from osteomet.report import build_report
 
-SECTIONS = ["cohort", "roc", "delong", "calibration", "grid", "gradcam", "segmentation", "ct-lesions",
-            "ct-sensitivity", "icc", "run"]
+SECTIONS = ["cohort", "roc", "delong", "calibration", "grid", "gradcam", "segmentation", "rigour",
+            "ct-lesions", "ct-sensitivity", "icc", "run"]
 
 
 def _browser_or_skip() -> str:

@@ -17,8 +17,8 @@ from osteomet.report import build_report
 
 runner = CliRunner()
 
-PRODUCED = ["cohort", "roc", "delong", "calibration", "grid", "gradcam", "segmentation", "ct-lesions",
-            "ct-sensitivity", "icc", "run"]
+PRODUCED = ["cohort", "roc", "delong", "calibration", "grid", "gradcam", "segmentation", "rigour",
+            "ct-lesions", "ct-sensitivity", "icc", "run"]
 NOT_PRODUCED = ["ct-detection", "ct-segmentation"]
 
 
@@ -74,6 +74,7 @@ def test_every_produced_section_is_there_and_the_rest_have_a_note(study_run: Pat
     assert sum(c.startswith("Grad-CAM, patient") for c in captions) == 2
     assert sum(c.startswith("Segmentation, patient") for c in captions) == 2  # the two held-out patients
     assert "Lesion sensitivity by bone group (Wilson 95% CI)" in captions and "ICC per feature by class" in captions
+    assert "Lowest ICC(2,1) per feature, by class" in captions and "|SMD| after" in text
 
 
 def test_figures_are_embedded_pngs_and_nothing_is_loaded_from_anywhere(study_run: Path, report) -> None:
@@ -149,7 +150,7 @@ def test_a_partial_run_leaves_out_what_it_did_not_produce(study_run: Path, tmp_p
     (run / "evaluation" / "roc_val.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)  # damaged figure
     page = Page(build_report(run).read_text(encoding="utf-8"))
     assert [s for s in page.sections if s != "not-in-this-run"] == ["cohort", "roc", "delong", "calibration", "run"]
-    assert {f"absent-{s}" for s in ("grid", "gradcam", "segmentation", "ct-lesions", "ct-sensitivity", "icc")} \
+    assert {f"absent-{s}" for s in ("grid", "gradcam", "segmentation", "rigour", "ct-lesions", "ct-sensitivity", "icc")} \
         <= set(page.items)
     captions = [image["alt"] for image in page.images]
     assert "ROC, test cohort" in captions and "ROC, val cohort" not in captions

@@ -23,7 +23,8 @@ def mri(
                                            "leukocyturia=1 (missing ones are allowed and reported)."),
     mask: Optional[Path] = typer.Option(None, help="Tumour mask on the T2 grid (default: the study's UNETR)."),
     patient_id: str = typer.Option("patient", "--id", help="Name of the patient in the outputs."),
-    centre: Optional[str] = typer.Option(None, help="Centre of the patient (recorded)."),
+    centre: Optional[str] = typer.Option(None, help="Centre (scanner site) of the patient, as named in the study: its "
+                                         "features are mapped by the study's ComBat fit; without it, used as extracted."),
     device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda when present)."),
 ) -> None:
     """Bone-metastasis probability of one patient: mask, ROI, radiomics, deep features, the fused decision."""

@@ -113,11 +113,13 @@ def predict_mri(run: str | Path, out: str | Path, *, t2: str | Path, dwi: str | 
     from osteomet.mri.classifier.predict import predict_patients
     from osteomet.pipeline import preprocess, radiomics, segmentation
     from osteomet.pipeline.deep import gradcam_examples
+    from osteomet.pipeline.rigour import predict_harmonizers
     from osteomet.radiomics.features import read_feature_table
     from osteomet.stage import refuse_overwriting_inputs
 
     bundle = MRIBundle.open(run)
     config, layout = bundle.config, bundle.layout
+    combat, combat_deep, harmonization = predict_harmonizers(layout, centre)
     clinical = dict(clinical or {})
     out = Path(out)
     refuse_overwriting_inputs([out], [t2, dwi, adc, *([mask] if mask else []), layout.root])
@@ -156,6 +158,8 @@ def predict_mri(run: str | Path, out: str | Path, *, t2: str | Path, dwi: str | 
         raise InputError(f"{patient_id}: no tumour ROI could be cut (the mask is empty); check the images or give "
                          f"a mask with --mask")
     features = read_feature_table(work / "radiomics" / FEATURES)
+    if combat is not None:
+        features = combat.apply(features, [centre])
 
     def score() -> dict[str, float]:
         probs = {"clinical": float(ClinicalModel.load(layout.model("clinical") / MODEL_DIR).predict_proba(frame)[0, 1]),
@@ -164,6 +168,8 @@ def predict_mri(run: str | Path, out: str | Path, *, t2: str | Path, dwi: str | 
         deep = predict_patients(layout.deep_grid, roi, patients, frame.assign(label=None), device=device)
         probs["deep"] = float(deep["prob"].iloc[0])
         table, _ = deep_features(layout.deep_grid, roi, patients, device=device)
+        if combat_deep is not None:
+            table = combat_deep.apply(table, [centre])
         table.to_parquet(work / "deep_features.parquet", index=False)
         inputs = fusion_inputs(frame, radiomics=features, deep=table, predictions={
             name: pd.DataFrame({"patient_id": [patient_id], "prob": [p]}) for name, p in probs.items()})
@@ -187,7 +193,8 @@ def predict_mri(run: str | Path, out: str | Path, *, t2: str | Path, dwi: str | 
     result = {"patient_id": patient_id, "probability": probs["fusion"], "threshold": bundle.threshold,
               "decision": "bone metastasis" if probs["fusion"] >= bundle.threshold else "no bone metastasis",
               "models": probs, "clinical": clinical, "missing_clinical": missing,
-              "mask_source": "given" if mask else "unetr", "files": files, "seconds": seconds,
+              "mask_source": "given" if mask else "unetr", "centre": centre, "harmonization": harmonization,
+              "files": files, "seconds": seconds,
               "run": str(layout.root.resolve()), "osteomet": __version__, "trained_with": bundle.version}
     write_json_atomic(out / "result.json", result)
     write_text_atomic(out / "result.md", render_result(result))
@@ -212,7 +219,7 @@ def render_result(result: dict[str, Any]) -> str:
              f"**{result['decision']}**: fusion probability {result['probability']:.3f} "
              f"(study threshold {result['threshold']:.3f})", "", "| model | probability |", "|---|---|"]
     lines += [f"| {name} | {value:.3f} |" for name, value in probs.items()]
-    lines += ["", f"- mask: {result['mask_source']}",
+    lines += ["", f"- mask: {result['mask_source']}", f"- harmonization: {result.get('harmonization', 'off')}",
               f"- missing clinical values: {', '.join(result['missing_clinical']) or 'none'}",
               f"- files: {', '.join(f'{k}: {v}' for k, v in result['files'].items())}",
               f"- seconds per stage: {result['seconds']}",

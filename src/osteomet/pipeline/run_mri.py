@@ -6,6 +6,7 @@ stopped and a changed setting reruns only what depends on it)::
 
     split -> preprocess -> UNETR train + masks -> ROI crops -> radiomics -> deep grid
           -> deep predictions (cross-fitted on train), features, Grad-CAM
+          -> radiomics stability (perturbed masks) -> model features (stable, ComBat-harmonized)
           -> clinical, radiomics and fusion models -> evaluation (+ cohort table)
 
 ``run.json`` at the top records the config, package versions, seeds and each stage's time.
@@ -20,7 +21,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from osteomet.data.manifest import read_manifest
-from osteomet.layout import FEATURES, PREDICTIONS, RunLayout, open_run_dir
+from osteomet.layout import PREDICTIONS, RunLayout, open_run_dir
 from osteomet.pipeline.study import StudyConfig
 from osteomet.stage import Stage, StageOutcome, package_versions
 from osteomet.utils.files import write_json_atomic
@@ -77,7 +78,7 @@ def run_mri(manifest: str | Path, out: str | Path, config: StudyConfig, *,
     """Run (or continue) the study; returns ``run.json``'s content."""
     from osteomet.mri.classifier.config import load_classifier_config
     from osteomet.mri.segmentation.config import load_segmentation_config
-    from osteomet.pipeline import clinical, deep, evaluate, fusion, preprocess, radiomics, segmentation
+    from osteomet.pipeline import clinical, deep, evaluate, fusion, preprocess, radiomics, rigour, segmentation
 
     started = time.perf_counter()
     layout = RunLayout(open_run_dir(out, kind="mri"))
@@ -127,15 +128,16 @@ def run_mri(manifest: str | Path, out: str | Path, config: StudyConfig, *,
     if shown:
         timer("grad-cam", lambda: deep.gradcam_examples(layout.deep_grid, roi, study, layout.deep_gradcam,
                                                         patient_ids=shown, device=config.device))
+    features, deep_table = rigour.rigour_stages(layout, study, config, segdir=segdir, timer=timer)
     timer("clinical model", lambda: clinical.train_clinical_model(study, layout.model("clinical"),
                                                                   folds=config.clinical_folds, seed=config.seed))
     timer("radiomics model", lambda: radiomics.train_radiomics_model(
-        layout.radiomics / FEATURES, study, layout.model("radiomics"), max_features=config.radiomics.max_features,
+        features, study, layout.model("radiomics"), max_features=config.radiomics.max_features,
         seed=config.seed))
     base = {name: layout.model(name) / PREDICTIONS for name in ("clinical", "radiomics", "deep")}
     timer("fusion model", lambda: fusion.train_fusion_model(
-        study, layout.model("fusion"), mode=config.fusion.mode, radiomics=layout.radiomics / FEATURES,
-        deep=layout.deep_features / "features.parquet", predictions=base, folds=config.fusion.folds,
+        study, layout.model("fusion"), mode=config.fusion.mode, radiomics=features,
+        deep=deep_table, predictions=base, folds=config.fusion.folds,
         seed=config.seed, max_features=config.radiomics.max_features))
     files = [layout.model(name) / PREDICTIONS for name in MODELS]
     _, metrics = timer("evaluation", lambda: evaluate.evaluate_prediction_files(

@@ -56,6 +56,19 @@ class EvaluationSettings(_Section):
     n_resamples: int = Field(1000, ge=100, description="bootstrap resamples of the CIs")
 
 
+class StabilitySettings(_Section):
+    enabled: bool = Field(True, description="drop radiomics features unstable under mask perturbation before selection")
+    icc_threshold: float = Field(0.75, ge=0, le=1, description="lowest ICC(2,1) over the perturbations to keep a feature")
+    perturbations: list[Literal["erode", "dilate"]] = Field(["erode", "dilate"], min_length=1,
+                                                           description="one-voxel in-plane changes of the tumour mask")
+    reviewed_vs_auto: bool = Field(True, description="also compare UNETR vs reviewed masks (when >= 3 have both)")
+
+
+class HarmonizationSettings(_Section):
+    enabled: bool = Field(True, description="reference-batch ComBat of radiomics features, training centre as reference")
+    deep_features: bool = Field(False, description="harmonize the deep features for the fusion model as well")
+
+
 class StudyConfig(_Section):
     """Every setting of ``run mri``; each stage's own settings are recorded in its folder as well."""
 
@@ -66,6 +79,8 @@ class StudyConfig(_Section):
     split: SplitSettings = Field(default_factory=SplitSettings)
     segmentation: SegmentationSettings = Field(default_factory=SegmentationSettings)
     radiomics: RadiomicsSettings = Field(default_factory=RadiomicsSettings)
+    stability: StabilitySettings = Field(default_factory=StabilitySettings)
+    harmonization: HarmonizationSettings = Field(default_factory=HarmonizationSettings)
     deep: DeepSettings = Field(default_factory=DeepSettings)
     clinical_folds: int = Field(5, ge=2)
     fusion: FusionSettings = Field(default_factory=FusionSettings)

@@ -322,6 +322,35 @@ def icc_section(layout: RunLayout) -> Section:
     return section
 
 
+def rigour_section(layout: RunLayout) -> Section:
+    """Feature stability (ICC by class, features kept) and ComBat's effect per centre (``run mri``'s rigour stages)."""
+    section = Section("rigour", "Radiomics stability and harmonization across centres")
+    by_class = read_csv(layout.stability / "icc_by_class.csv")
+    kept = read_csv(layout.model_features / "stability_filter.csv")
+    effect = read_csv(layout.model_features / "harmonization_summary.csv")
+    parts = []
+    if by_class is not None:
+        parts += ["<h3>Feature stability under one-voxel mask perturbation (training patients)</h3>",
+                  _figures([(layout.stability / "icc_by_class.png", "Lowest ICC(2,1) per feature, by class")], 640),
+                  table(by_class, ("class", "n_features", "n_defined", "min", "median", "max"),
+                        labels={"n_defined": "ICC defined"})]
+    if kept is not None and "kept" in kept:
+        parts.append(note(f"{int(kept['kept'].sum())} of {len(kept)} features reach the ICC threshold and are "
+                          f"offered to feature selection."))
+    if effect is not None:
+        parts += ["<h3>ComBat harmonization (reference: the training centre)</h3>",
+                  table(effect, ("centre", "n_features", "smd_before", "smd_after", "sd_ratio_before", "sd_ratio_after"),
+                        labels={"smd_before": "|SMD| before", "smd_after": "|SMD| after",
+                                "sd_ratio_before": "SD ratio before", "sd_ratio_after": "SD ratio after"}),
+                  note("Median over features of the absolute standardized mean difference from the reference centre "
+                       "(in its SDs) and of the SD ratio (1 = same spread); no label is used by the fit.")]
+    if not parts:
+        section.note = "no stability/icc_by_class.csv or model_features/harmonization_summary.csv (run mri)"
+        return section
+    section.body = "".join(parts)
+    return section
+
+
 DETECTION_COLUMNS = ("architecture", "level", "split", "n", "n_positive", "threshold", "auc", "auc_low", "auc_high",
                      "recall", "recall_low", "recall_high", "specificity", "specificity_low", "specificity_high",
                      "precision", "f1")
@@ -399,6 +428,6 @@ def run_section(layout: RunLayout) -> Section:
 #: The report's sections in page order.
 SECTIONS: tuple[Callable[[RunLayout], Section], ...] = (
     cohort_section, roc_section, delong_section, calibration_section, grid_section, gradcam_section,
-    segmentation_section, ct_lesions_section, ct_sensitivity_section, icc_section, ct_detection_section,
+    segmentation_section, rigour_section, ct_lesions_section, ct_sensitivity_section, icc_section, ct_detection_section,
     ct_segmentation_section, run_section,
 )

@@ -88,6 +88,8 @@ class MRISynthConfig(BaseModel):
     t2_noise: float = Field(0.03, ge=0, description="T2 noise SD relative to muscle-fat contrast scale")
     dwi_noise: float = Field(0.012, ge=0, description="Rician noise sigma of high-b DWI (relative units)")
     adc_noise: float = Field(0.07, ge=0, description="ADC noise SD, 10^-3 mm2/s")
+    c2_noise_factor: float = Field(1.0, gt=0, description="noise of centre C2 relative to C1 on every sequence "
+                                                          "(2 = half the SNR: another coil or protocol); 1 = same")
     image_format: Literal["nii.gz", "mha", "nrrd"] = "nii.gz"
     split_ratios: tuple[float, float, float] = Field((0.6, 0.1, 0.3), description="train/val/test within centre C1")
 
@@ -340,7 +342,8 @@ def synthesize_mri_patient(centre: str, phenotype: dict, rng: np.random.Generato
     x, y, z = world_coordinates(t2_grid)
     t2_sig, _, _, tumour = anatomy.render(x, y, z)
     t2_sig = _partial_volume(t2_sig, t2_grid) * anatomy.bias_field(x, y, z)
-    noise = config.t2_noise
+    factor = config.c2_noise_factor if centre == "C2" else 1.0  # site SNR (coil, acceleration)
+    noise = config.t2_noise * factor
     t2_mag = np.sqrt((t2_sig + rng.normal(0, noise, t2_sig.shape)) ** 2 + rng.normal(0, noise, t2_sig.shape) ** 2)
     t2_arr = t2_mag * spec.t2_scale + spec.t2_offset
 
@@ -349,9 +352,9 @@ def synthesize_mri_patient(centre: str, phenotype: dict, rng: np.random.Generato
     adc = _partial_volume(adc, dwi_grid)
     s0 = _partial_volume(s0, dwi_grid) * anatomy.bias_field(x, y, z)
     highb = s0 * np.exp(-B_VALUE * adc * 1e-3)
-    sigma = config.dwi_noise
+    sigma = config.dwi_noise * factor
     highb = np.sqrt((highb + rng.normal(0, sigma, highb.shape)) ** 2 + rng.normal(0, sigma, highb.shape) ** 2)
-    adc_arr = np.where(s0 > 0.03, adc + rng.normal(0, config.adc_noise, adc.shape), 0.0)
+    adc_arr = np.where(s0 > 0.03, adc + rng.normal(0, config.adc_noise * factor, adc.shape), 0.0)
     adc_arr = np.clip(adc_arr, 0.0, 4.0) * 1000.0  # 10^-6 mm2/s, as scanners store it
 
     if not tumour.any():  # cannot happen for >= 0.4 mL at these grids; guard anyway
