@@ -6,7 +6,8 @@ stopped and a changed setting reruns only what depends on it)::
 
     split -> preprocess -> UNETR train + masks -> ROI crops -> radiomics -> deep grid
           -> deep predictions (cross-fitted on train), features, Grad-CAM
-          -> clinical, radiomics and fusion models -> evaluation (+ cohort table)
+          -> clinical, radiomics and fusion models (tuned inside the training cohort) -> SHAP explanations
+          -> evaluation (+ cohort table)
 
 ``run.json`` at the top records the config, package versions, seeds and each stage's time.
 """
@@ -127,16 +128,20 @@ def run_mri(manifest: str | Path, out: str | Path, config: StudyConfig, *,
     if shown:
         timer("grad-cam", lambda: deep.gradcam_examples(layout.deep_grid, roi, study, layout.deep_gradcam,
                                                         patient_ids=shown, device=config.device))
+    tuning = config.tuning.config(config.seed)
     timer("clinical model", lambda: clinical.train_clinical_model(study, layout.model("clinical"),
-                                                                  folds=config.clinical_folds, seed=config.seed))
+                                                                  folds=config.clinical_folds, seed=config.seed,
+                                                                  tuning=tuning))
     timer("radiomics model", lambda: radiomics.train_radiomics_model(
         layout.radiomics / FEATURES, study, layout.model("radiomics"), max_features=config.radiomics.max_features,
-        seed=config.seed))
+        seed=config.seed, tuning=tuning))
     base = {name: layout.model(name) / PREDICTIONS for name in ("clinical", "radiomics", "deep")}
     timer("fusion model", lambda: fusion.train_fusion_model(
         study, layout.model("fusion"), mode=config.fusion.mode, radiomics=layout.radiomics / FEATURES,
         deep=layout.deep_features / "features.parquet", predictions=base, folds=config.fusion.folds,
-        seed=config.seed, max_features=config.radiomics.max_features))
+        seed=config.seed, max_features=config.radiomics.max_features, tuning=tuning))
+    if config.explanations.enabled:
+        timer("explanations", lambda: explain_study(layout, study, config, base))
     files = [layout.model(name) / PREDICTIONS for name in MODELS]
     _, metrics = timer("evaluation", lambda: evaluate.evaluate_prediction_files(
         files, layout.evaluation, manifest=study, threshold_split=config.evaluation.threshold_split,
@@ -150,6 +155,16 @@ def run_mri(manifest: str | Path, out: str | Path, config: StudyConfig, *,
     write_json_atomic(layout.run_record, record)
     record["metrics"] = metrics
     return record
+
+
+def explain_study(layout: RunLayout, study: Path, config: StudyConfig, base: dict[str, Path]) -> Any:
+    """The SHAP stage on the clinical, radiomics and fusion models as the study trained them."""
+    from osteomet.pipeline.explain import EXPLAINED, explain_models
+
+    return explain_models(study, layout.explanations, models={name: layout.model(name) for name in EXPLAINED},
+                          radiomics=layout.radiomics / FEATURES, deep=layout.deep_features / "features.parquet",
+                          fusion_mode=config.fusion.mode, predictions=base, cohort=config.explanations.cohort,
+                          top_k=config.explanations.top_k)
 
 
 def _gradcam_patients(roi: Path, manifest: Path, n: int) -> list[str]:
