@@ -19,6 +19,16 @@ import numpy as np
 import pandas as pd
 
 
+#: The XGBoost models a study explains, in report order.
+EXPLAINED = ("clinical", "radiomics", "fusion")
+
+
+def shap_files(name: str) -> dict[str, str]:
+    """The file names one model's explanation writes in the run's ``explanations/`` folder."""
+    return {"summary": f"{name}_shap_summary.png", "importance": f"{name}_shap_importance.csv",
+            "values": f"{name}_shap_values.csv"}
+
+
 @dataclass
 class Explanation:
     """SHAP values (patients x features, log-odds), the feature values they explain and the expected value."""

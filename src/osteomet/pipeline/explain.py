@@ -17,17 +17,11 @@ import pandas as pd
 
 from osteomet.data.manifest import read_manifest
 from osteomet.layout import MODEL_DIR
+from osteomet.models.explain import EXPLAINED
 from osteomet.stage import Stage, StageOutcome
 from osteomet.utils.files import write_text_atomic
 
 STAGE = "model-explanations"
-EXPLAINED = ("clinical", "radiomics", "fusion")
-
-
-def shap_files(name: str) -> dict[str, str]:
-    """The file names one model's explanation writes."""
-    return {"summary": f"{name}_shap_summary.png", "importance": f"{name}_shap_importance.csv",
-            "values": f"{name}_shap_values.csv"}
 
 
 def _load(name: str, folder: Path) -> Any:
@@ -58,7 +52,7 @@ def explain_models(manifest: str | Path, out: str | Path, *, models: Mapping[str
                    radiomics: str | Path | None, deep: str | Path | None, fusion_mode: str,
                    predictions: Mapping[str, str | Path], cohort: str = "train", top_k: int = 10) -> StageOutcome:
     """SHAP summary figure and tables of each model in ``models`` (name -> model stage folder) on ``cohort``."""
-    from osteomet.models.explain import explain, summary_figure
+    from osteomet.models.explain import explain, shap_files, summary_figure
     from osteomet.utils.figures import save_figure
 
     out = Path(out)
