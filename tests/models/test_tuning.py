@@ -4,7 +4,6 @@ folds, the choice is recorded and the out-of-fold refits tune again."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

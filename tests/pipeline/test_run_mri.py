@@ -108,7 +108,8 @@ def test_models_are_tuned_inside_the_training_cohort_and_explained(study):
         assert tuning["n"] <= n_train  # training patients only (those with the model's inputs)
         table = pd.read_csv(folder / "tuning.csv")
         assert len(table) == 4 and table["chosen"].sum() == 1
-        assert len(pd.read_csv(folder / "tuning_out_of_fold.csv")) == 3  # one choice per nested outer fold
+        outer = pd.read_csv(folder / "tuning_out_of_fold.csv")  # one choice per nested outer fold
+        assert 2 <= len(outer) <= 5 and (outer["n"] < tuning["n"]).all()
         importance = pd.read_csv(layout.explanations / f"{model}_shap_importance.csv")
         values = pd.read_csv(layout.explanations / f"{model}_shap_values.csv", dtype={"patient_id": str})
         assert set(values["patient_id"]) <= set(manifest.loc[manifest["split"] == "train", "patient_id"])

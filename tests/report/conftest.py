@@ -49,6 +49,7 @@ def study_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from osteomet.data.synth.ct import CTSynthConfig, generate_ct_cohort
     from osteomet.data.synth.mri import MRISynthConfig, generate_mri_cohort
     from osteomet.layout import RunLayout, open_run_dir
+    from osteomet.models.tuning import TuningConfig
     from osteomet.mri.classifier.config import load_classifier_config
     from osteomet.mri.classifier.data import roi_patients
     from osteomet.mri.classifier.gradcam import gradcam_cohort
@@ -59,7 +60,6 @@ def study_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from osteomet.mri.segmentation.config import load_segmentation_config
     from osteomet.pipeline.clinical import train_clinical_model
     from osteomet.pipeline.ct_lesions import analyse_lesion_cohort
-    from osteomet.models.tuning import TuningConfig
     from osteomet.pipeline.evaluate import evaluate_prediction_files, write_cohort_table
     from osteomet.pipeline.explain import explain_models
     from osteomet.pipeline.radiomics import extract_features

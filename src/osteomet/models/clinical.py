@@ -3,7 +3,8 @@
 Missing values stay missing: XGBoost learns at each split which side a missing value goes
 (its "default direction"), from training patients only, so nothing is imputed and no
 statistic of validation, test or external patients reaches the model. Training patients get
-out-of-fold predictions (:mod:`osteomet.models.out_of_fold`).
+out-of-fold predictions (:mod:`osteomet.models.out_of_fold`). With a ``tuning`` config the XGBoost
+settings are chosen by CV among the rows ``fit`` is given (:mod:`osteomet.models.tuning`).
 
 Saved as ``xgboost.json`` (XGBoost's format) and ``clinical_model.json`` (features, settings).
 """
@@ -21,8 +22,15 @@ from osteomet.errors import InputError
 from osteomet.layout import MODEL_DIR, PREDICTIONS
 from osteomet.models.out_of_fold import training_probabilities
 from osteomet.models.predictions import prediction_table, write_predictions
-from osteomet.models.tuning import (TuningConfig, TuningResult, maybe_tune, refit_factory, tuned_xgb, tuning_record,
-                                    write_tuning)
+from osteomet.models.tuning import (
+    TuningConfig,
+    TuningResult,
+    maybe_tune,
+    refit_factory,
+    tuned_xgb,
+    tuning_record,
+    write_tuning,
+)
 from osteomet.models.xgb import XGBConfig, load_bundle, save_bundle
 
 FORMAT = "osteomet.clinical_model/1"

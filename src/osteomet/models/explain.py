@@ -18,7 +18,6 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-
 #: The XGBoost models a study explains, in report order.
 EXPLAINED = ("clinical", "radiomics", "fusion")
 

@@ -11,7 +11,7 @@ Two ways to stack, both fitted on training patients only:
   optimistic by construction.
 
 Either way the fusion model's own training predictions are out-of-fold (every step,
-selection included, refitted per fold), and it is saved as ``xgboost.json`` plus
+selection and tuning included, refitted per fold; :mod:`osteomet.models.tuning`), and it is saved as ``xgboost.json`` plus
 ``fusion_model.json`` (mode, columns, selection), never pickled.
 """
 
@@ -30,8 +30,15 @@ from osteomet.models.clinical import CLINICAL_FEATURES, clinical_matrix
 from osteomet.models.out_of_fold import training_probabilities
 from osteomet.models.predictions import prediction_table, write_predictions
 from osteomet.models.selection import FeatureSelector, SelectionConfig
-from osteomet.models.tuning import (TuningConfig, TuningResult, maybe_tune, refit_factory, tuned_xgb, tuning_record,
-                                    write_tuning)
+from osteomet.models.tuning import (
+    TuningConfig,
+    TuningResult,
+    maybe_tune,
+    refit_factory,
+    tuned_xgb,
+    tuning_record,
+    write_tuning,
+)
 from osteomet.models.xgb import XGBConfig, load_bundle, save_bundle
 
 FORMAT = "osteomet.fusion_model/1"

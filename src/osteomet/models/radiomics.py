@@ -1,5 +1,8 @@
 """The radiomics model: train-only feature selection, then an XGBoost classifier.
 
+With a ``tuning`` config the XGBoost settings are chosen by CV among the training rows, the
+selection refitted inside every fold (:mod:`osteomet.models.tuning`).
+
 Saved as two JSON files and nothing else (no pickle): ``xgboost.json`` (XGBoost's own
 format) and ``radiomics_model.json`` (selected features, imputation medians, selection
 record, hyper-parameters), so a model can be shared and loaded without trusting code.
@@ -20,8 +23,15 @@ from osteomet.layout import MODEL_DIR, PREDICTIONS
 from osteomet.models.out_of_fold import training_probabilities
 from osteomet.models.predictions import prediction_table, write_predictions
 from osteomet.models.selection import FeatureSelector, SelectionConfig
-from osteomet.models.tuning import (TuningConfig, TuningResult, maybe_tune, refit_factory, tuned_xgb, tuning_record,
-                                    write_tuning)
+from osteomet.models.tuning import (
+    TuningConfig,
+    TuningResult,
+    maybe_tune,
+    refit_factory,
+    tuned_xgb,
+    tuning_record,
+    write_tuning,
+)
 from osteomet.models.xgb import XGBConfig, load_bundle, save_bundle
 
 FORMAT = "osteomet.radiomics_model/1"

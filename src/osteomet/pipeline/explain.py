@@ -17,7 +17,6 @@ import pandas as pd
 
 from osteomet.data.manifest import read_manifest
 from osteomet.layout import MODEL_DIR
-from osteomet.models.explain import EXPLAINED
 from osteomet.stage import Stage, StageOutcome
 from osteomet.utils.files import write_text_atomic
 

@@ -141,7 +141,8 @@ def run_mri(manifest: str | Path, out: str | Path, config: StudyConfig, *,
         deep=layout.deep_features / "features.parquet", predictions=base, folds=config.fusion.folds,
         seed=config.seed, max_features=config.radiomics.max_features, tuning=tuning))
     if config.explanations.enabled:
-        timer("explanations", lambda: explain_study(layout, study, config, base))
+        timer("explanations", lambda: explain_study(layout, study, config, base, radiomics=layout.radiomics / FEATURES,
+                                                    deep=layout.deep_features / "features.parquet"))
     files = [layout.model(name) / PREDICTIONS for name in MODELS]
     _, metrics = timer("evaluation", lambda: evaluate.evaluate_prediction_files(
         files, layout.evaluation, manifest=study, threshold_split=config.evaluation.threshold_split,
@@ -157,14 +158,15 @@ def run_mri(manifest: str | Path, out: str | Path, config: StudyConfig, *,
     return record
 
 
-def explain_study(layout: RunLayout, study: Path, config: StudyConfig, base: dict[str, Path]) -> Any:
-    """The SHAP stage on the clinical, radiomics and fusion models as the study trained them."""
-    from osteomet.pipeline.explain import EXPLAINED, explain_models
+def explain_study(layout: RunLayout, study: Path, config: StudyConfig, base: dict[str, Path], *, radiomics: Path,
+                  deep: Path) -> Any:
+    """The SHAP stage on the clinical, radiomics and fusion models, from the feature tables they were trained on."""
+    from osteomet.models.explain import EXPLAINED
+    from osteomet.pipeline.explain import explain_models
 
     return explain_models(study, layout.explanations, models={name: layout.model(name) for name in EXPLAINED},
-                          radiomics=layout.radiomics / FEATURES, deep=layout.deep_features / "features.parquet",
-                          fusion_mode=config.fusion.mode, predictions=base, cohort=config.explanations.cohort,
-                          top_k=config.explanations.top_k)
+                          radiomics=radiomics, deep=deep, fusion_mode=config.fusion.mode, predictions=base,
+                          cohort=config.explanations.cohort, top_k=config.explanations.top_k)
 
 
 def _gradcam_patients(roi: Path, manifest: Path, n: int) -> list[str]:

@@ -72,12 +72,15 @@ def _counts(ctx: Context) -> str:
 def split_answer(ctx: Context) -> Answer | None:
     if ctx.manifest is None or "split" not in ctx.manifest:
         return None
-    split = ctx.config.get("split", {})
+    split = ctx.config.get("split")
+    if not split:
+        return f"Split as given in the manifest: {_counts(ctx)}.", ["checklist-cohorts"]
     external = ", ".join(split.get("external_centres", [])) or "none"
-    ratios = ":".join(f"{r:g}" for r in split.get("ratios", [])) or "as given in the manifest"
-    return (f"Patient-level split, stratified by label, seed {ctx.config.get('seed', '?')}: centre(s) {external} held "
-            f"out as the external cohort, the others split train:validation:test = {ratios}; {_counts(ctx)}. Images "
-            f"are checked for duplicates across splits before any training.", ["checklist-cohorts"])
+    ratios = ":".join(f"{r:g}" for r in split.get("ratios", []))
+    return (f"Patient-level split, stratified by label, seed {ctx.config.get('seed', '?')} (a split column in the "
+            f"manifest is kept): centre(s) {external} held out as the external cohort, the others split "
+            f"train:validation:test = {ratios}; {_counts(ctx)}. Images are checked for duplicates across splits "
+            f"before any training.", ["checklist-cohorts"])
 
 
 def flow_answer(ctx: Context) -> Answer | None:
@@ -153,7 +156,8 @@ def features_answer(ctx: Context) -> Answer | None:
 
 
 def segmentation_answer(ctx: Context) -> Answer | None:
-    masks = ctx.config.get("segmentation", {}).get("masks")
+    masks = ctx.config.get("segmentation", {}).get("masks") or \
+        ("unetr" if (ctx.layout.masks / STAGE_RECORD).is_file() else None)
     if masks is None:
         return None
     if masks == "manifest":
@@ -208,13 +212,17 @@ def scaling_answer(ctx: Context) -> Answer | None:
 
 
 def algorithm_answer(ctx: Context) -> Answer | None:
-    fusion = ctx.config.get("fusion", {}).get("mode")
-    if fusion is None:
-        return None
+    fusion = (read_settings(ctx.layout.model("fusion")) or {}).get("mode")
     stacking = ("clinical variables, selected radiomics features and deep features side by side" if fusion == "features"
                 else "the base models' out-of-fold probabilities (stacking)")
-    return (f"XGBoost (clinical, radiomics), a 3D ResNet (deep) chosen from a grid by validation AUC, and an XGBoost "
-            f"fusion model on {stacking}.", ["grid", "tuning"])
+    described = {"clinical": "clinical: XGBoost on the clinical variables",
+                 "radiomics": "radiomics: selected features, XGBoost",
+                 "deep": "deep: 3D ResNet chosen from a grid by validation AUC",
+                 "fusion": f"fusion: XGBoost on {stacking}"}
+    present = [text for name, text in described.items() if (ctx.layout.model(name) / "predictions.csv").is_file()]
+    if not present:
+        return None
+    return "Models: " + "; ".join(present) + ".", [s for s in ("grid", "tuning") if s in ctx.present]
 
 
 def tuning_answer(ctx: Context) -> Answer | None:
