@@ -106,10 +106,12 @@ def missing_answer(ctx: Context) -> Answer | None:
     missing = ", ".join(f"{c} {int(ctx.manifest[c].isna().sum())}" for c in clinical if ctx.manifest[c].isna().any())
     log = read_csv(ctx.layout.radiomics / "extraction_log.csv")
     failed = int((log["status"] == "failed").sum()) if log is not None and "status" in log else 0
-    return (f"Missing clinical values ({missing or 'none'}) are not imputed: XGBoost routes them by the default "
-            f"direction it learnt on training patients. The radiomics selection fills missing feature values with "
-            f"training medians for its own statistics only. {failed} patient(s) failed radiomics extraction and are "
-            f"left out of the radiomics model's evaluation (its n per cohort in the metrics table).",
+    extraction = (f"{failed} patient(s) failed radiomics extraction and are left out of the radiomics model's "
+                  f"evaluation (its n per cohort in the metrics table)." if failed else
+                  "No patient failed radiomics extraction.")
+    return (f"Missing clinical values ({missing or 'none'}, counted over all patients) are not imputed: XGBoost "
+            f"routes them by the default direction it learnt on training patients. The radiomics selection fills "
+            f"missing feature values with training medians for its own statistics only. {extraction}",
             ["cohort", "roc"])
 
 
