@@ -41,20 +41,20 @@ def cohort(n: int, seed: int) -> pd.DataFrame:
     n_external = round(n * EXTERNAL_FRACTION)
     internal = sample_patients(n - n_external, seed=seed, centre="C1", missing_rate=0.1)
     external = sample_patients(n_external, seed=seed + 1, centre="C2", missing_rate=0.1)
+    internal["patient_id"] = [f"C1-{i:04d}" for i in range(len(internal))]
+    external["patient_id"] = [f"C2-{i:04d}" for i in range(len(external))]
     internal["split"] = assign_splits(internal, ratios=(6, 1, 3), seed=seed)
     external["split"] = "external"
-    frame = pd.concat([internal, external], ignore_index=True)
-    frame["patient_id"] = [f"P{i:04d}" for i in range(len(frame))]
-    return frame
+    return pd.concat([internal, external], ignore_index=True)
 
 
 def features(frame: pd.DataFrame, noise: int, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     table = frame[["patient_id", *PHENOTYPE]].copy()
     table = table.rename(columns={c: f"adc_original_firstorder_{c}" for c in PHENOTYPE})
-    for i in range(noise):
-        table[f"t2_original_glcm_Noise{i}"] = rng.normal(size=len(table))
-    return table
+    noise_columns = pd.DataFrame(rng.normal(size=(len(table), noise)), index=table.index,
+                                 columns=[f"t2_original_glcm_Noise{i}" for i in range(noise)])
+    return pd.concat([table, noise_columns], axis=1)
 
 
 class _Manifest:
