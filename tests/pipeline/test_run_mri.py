@@ -156,7 +156,7 @@ def test_predict_runs_on_real_prostatex_dicom_and_reports_missing_clinical_value
     saved = json.loads((out / "result.json").read_text())
     assert 0.0 <= saved["probability"] <= 1.0
     assert saved["missing_clinical"] == ["gleason", "isup", "hematuria", "leukocyturia"]
-    assert "missing clinical values" in result.output
+    assert "missing clinical values" in result.output and "largest contributions (fusion" in result.output
 
 
 def test_predict_refuses_a_bundle_of_another_version_and_an_unfinished_run(study, tmp_path):

@@ -289,7 +289,7 @@ def external_answer(ctx: Context) -> Answer | None:
 
 
 def explanation_answer(ctx: Context) -> Answer | None:
-    if not (ctx.layout.explanations / STAGE_RECORD).is_file():
+    if "explanations" not in ctx.present:
         return None
     cohort = (read_settings(ctx.layout.explanations) or {}).get("cohort", "train")
     return (f"SHAP (exact tree SHAP) summaries of the clinical, radiomics and fusion models on the {cohort} patients; "

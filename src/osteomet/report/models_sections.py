@@ -11,6 +11,7 @@ from osteomet.models.explain import EXPLAINED, shap_files
 from osteomet.models.tuning import TUNING_CSV
 from osteomet.report.html import Section, esc, key_values, note, table
 from osteomet.report.sections import _figures, read_csv
+from osteomet.utils.files import read_json
 
 #: The saved model's metadata file, per model.
 META = {"clinical": "clinical_model.json", "radiomics": "radiomics_model.json", "fusion": "fusion_model.json"}
@@ -56,11 +57,17 @@ def tuning_section(layout: RunLayout) -> Section:
     return section
 
 
+def explanations_enabled(layout: RunLayout) -> bool:
+    """False when the run's study turned explanations off (files of an earlier run may still be there)."""
+    record = read_json(layout.run_record) or {}
+    return bool(((record.get("config") or {}).get("explanations") or {}).get("enabled", True))
+
+
 def explanations_section(layout: RunLayout) -> Section:
     section = Section("explanations", "Model explanations (SHAP)")
     folder = layout.explanations
     present = [name for name in EXPLAINED if (folder / shap_files(name)["importance"]).is_file()]
-    if not present:
+    if not present or not explanations_enabled(layout):
         section.note = "no explanations/<model>_shap_importance.csv (explanations: enabled in study.yaml)"
         return section
     parts = [note("Exact tree SHAP values (shap TreeExplainer) in log-odds: for each patient the values plus the "
