@@ -73,3 +73,33 @@ def test_a_run_with_evaluation_only_marks_the_missing_steps(study_run: Path, tmp
     assert rows["Interpretability and explainability"][0] == NOT_DONE
     assert rows["Data split"][0] == NOT_DONE  # no split manifest in this folder
     assert rows["Performance metrics, threshold, uncertainty"][0] != NOT_DONE
+
+
+def test_stability_and_harmonization_are_answered_from_their_stage_files(study_run: Path, tmp_path: Path) -> None:
+    """Files laid out as `run mri`'s stability and model-features stages write them (issue 18, items 1 and 2)."""
+    import shutil
+
+    from osteomet.utils.files import write_json_atomic
+
+    shutil.copy(study_run / "osteomet-run.json", tmp_path / "osteomet-run.json")
+    shutil.copytree(study_run / "evaluation", tmp_path / "evaluation")
+    (tmp_path / "stability").mkdir()
+    pd.DataFrame({"class": ["firstorder", "glcm"], "n_features": [18, 24], "n_defined": [18, 24],
+                  "min": [0.41, 0.2], "median": [0.93, 0.81], "max": [1.0, 0.99]}).to_csv(
+        tmp_path / "stability" / "icc_by_class.csv", index=False)
+    features = tmp_path / "model_features"
+    features.mkdir()
+    pd.DataFrame({"feature": [f"f{i}" for i in range(42)], "icc": 0.5, "kept": [True] * 30 + [False] * 12}).to_csv(
+        features / "stability_filter.csv", index=False)
+    pd.DataFrame({"centre": ["C2"], "n_features": [30], "smd_before": [0.84], "smd_after": [0.03],
+                  "sd_ratio_before": [1.4], "sd_ratio_after": [1.0]}).to_csv(
+        features / "harmonization_summary.csv", index=False)
+    write_json_atomic(features / "stage.json", {
+        "stage": "model-features", "status": "complete", "fingerprint": "x", "summary": {
+            "features_extracted": 42, "features_stable": 30, "icc_threshold": 0.75,
+            "radiomics_harmonization": {"reference": "C1", "patients": {"C1": 20, "C2": 9}}}})
+    rows = _rows(next(s for s in build_sections(tmp_path) if s.id == "checklist").body)
+    stability = rows["Feature stability (reproducibility)"][0]
+    assert "30 of 42 features kept at ICC &gt;= 0.75" in stability and "training patients only" in stability
+    harmonization = rows["Harmonization across centres"][0]
+    assert "training centre (C1)" in harmonization and "C2 0.84 -&gt; 0.03" in harmonization

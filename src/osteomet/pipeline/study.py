@@ -51,11 +51,6 @@ class FusionSettings(_Section):
     folds: int = Field(5, ge=2)
 
 
-class EvaluationSettings(_Section):
-    threshold_split: str = Field("train+val", description="patients the Youden threshold is fixed on")
-    n_resamples: int = Field(1000, ge=100, description="bootstrap resamples of the CIs")
-
-
 class TuningSettings(_Section):
     enabled: bool = Field(True, description="tune the XGBoost models by CV inside the training cohort")
     folds: int = Field(5, ge=2, description="stratified CV folds of the tuning")
@@ -88,6 +83,11 @@ class ExplanationSettings(_Section):
     top_k: int = Field(10, ge=1, description="contributions listed per patient")
     cohort: Literal["train", "val", "test", "external", "all"] = Field(
         "train", description="patients the summary figures show")
+
+
+class EvaluationSettings(_Section):
+    threshold_split: str = Field("train+val", description="patients the Youden threshold is fixed on")
+    n_resamples: int = Field(1000, ge=100, description="bootstrap resamples of the CIs")
 
 
 class StudyConfig(_Section):

@@ -168,29 +168,47 @@ def segmentation_answer(ctx: Context) -> Answer | None:
             "Dice on held-out patients in the segmentation section.", ["segmentation"])
 
 
+def _rigour_links(ctx: Context) -> list[str]:
+    return [s for s in ("rigour", "stability", "harmonization") if s in ctx.present] or ["run"]
+
+
 def stability_answer(ctx: Context) -> Answer | None:
-    folder = ctx.layout.root / "stability"
-    by_class = read_csv(folder / "icc_by_class.csv")
+    root = ctx.layout.root
+    by_class = read_csv(root / "stability" / "icc_by_class.csv")
     if by_class is None:
         return None
-    model_features = ctx.stage(ctx.layout.root / "model_features") or {}
-    summary = model_features.get("summary", {})
-    kept = (f"; {summary['features_stable']} of {summary.get('features_extracted', '?')} features kept at ICC >= "
-            f"{summary.get('icc_threshold')}" if "features_stable" in summary else "")
-    return (f"ICC(2,1) of every radiomics feature under mask perturbation on the training patients{kept}.",
-            [s for s in ("stability", "icc") if s in ctx.present] or ["run"])
+    kept = read_csv(root / "model_features" / "stability_filter.csv")
+    summary = (ctx.stage(root / "model_features") or {}).get("summary", {})
+    threshold = summary.get("icc_threshold")
+    if kept is not None and "kept" in kept:
+        counts = f"; {int(kept['kept'].sum())} of {len(kept)} features kept"
+    elif "features_stable" in summary:
+        counts = f"; {summary['features_stable']} of {summary.get('features_extracted', '?')} features kept"
+    else:
+        counts = ""
+    rule = f" at ICC >= {threshold}" if counts and threshold is not None else ""
+    return (f"ICC(2,1) of every radiomics feature between the study's masks and one-voxel perturbations of them, on "
+            f"the training patients only{counts}{rule}; unstable features never reach the selection.",
+            _rigour_links(ctx))
 
 
 def harmonization_answer(ctx: Context) -> Answer | None:
-    record = ctx.stage(ctx.layout.root / "model_features")
-    harmonized = (record or {}).get("summary", {}).get("radiomics_harmonization")
+    root = ctx.layout.root
+    summary = (ctx.stage(root / "model_features") or {}).get("summary", {})
+    harmonized = summary.get("radiomics_harmonization")
     if not harmonized:
         return None
-    if isinstance(harmonized, dict):
-        text = f"reference-batch ComBat, reference centre {harmonized.get('reference')}"
-    else:
-        text = str(harmonized)
-    return f"Radiomics features harmonised across centres: {text}.", [s for s in ("harmonization",) if s in ctx.present]
+    if not isinstance(harmonized, dict):
+        return f"Harmonization on, but {harmonized}.", _rigour_links(ctx)
+    text = (f"Radiomics features mapped onto the training centre ({harmonized.get('reference')}) by reference-batch "
+            f"ComBat, without labels; the training centre's features are unchanged")
+    effect = read_csv(root / "model_features" / "harmonization_summary.csv")
+    if effect is not None and {"centre", "smd_before", "smd_after"} <= set(effect.columns):
+        text += "; median |SMD| from the reference " + ", ".join(
+            f"{c} {b:.2f} -> {a:.2f}" for c, b, a in zip(effect["centre"], effect["smd_before"], effect["smd_after"]))
+    if summary.get("deep_harmonization"):
+        text += f"; deep features harmonized as well ({summary['deep_harmonization']})"
+    return text + ".", _rigour_links(ctx)
 
 
 def selection_answer(ctx: Context) -> Answer | None:
