@@ -24,7 +24,8 @@ into, or over, someone's data.
       deep/grid/            grid.csv, heatmap.png, winner.json, configs/<name>/...
       deep/features/        features.parquet, features.json
       deep/gradcam/         gradcam.csv, png/, roi/, t2/
-      models/<model>/       model/ (XGBoost JSON + feature list), predictions.csv
+      models/<model>/       model/ (XGBoost JSON + feature list), predictions.csv, tuning.csv
+      explanations/         <model>_shap_summary.png, <model>_shap_importance.csv, <model>_shap_values.csv
       evaluation/           metrics.csv, delong.csv, calibration.csv, roc_/calibration_/decision_curve_<cohort>.png
                             (+ .svg), cohort_characteristics.csv
       ct/detection/ ct/segmentation/ ct/lesions/ ct/icc/
@@ -156,6 +157,10 @@ class RunLayout:
 
     def model(self, name: str) -> Path:
         return self.root / "models" / name
+
+    @property
+    def explanations(self) -> Path:
+        return self.root / "explanations"
 
     @property
     def evaluation(self) -> Path:

@@ -37,7 +37,10 @@ PathLike = str | os.PathLike[str]
 Inputs = Mapping[str, PathLike | Sequence[PathLike] | None]
 
 #: Packages whose versions every stage record carries.
-VERSIONED_PACKAGES = ("numpy", "pandas", "torch", "monai", "SimpleITK", "pyradiomics", "xgboost", "scikit-learn")
+VERSIONED_PACKAGES = ("numpy", "pandas", "torch", "monai", "SimpleITK", "pyradiomics", "xgboost", "scikit-learn",
+                     "shap", "inmoose")
+#: Packages whose distribution may carry another name (the CPU-only XGBoost wheel is ``xgboost-cpu``).
+DISTRIBUTIONS = {"xgboost": ("xgboost", "xgboost-cpu")}
 
 
 def settings_dict(settings: Any) -> dict[str, Any]:
@@ -125,10 +128,12 @@ def package_versions() -> dict[str, str]:
 
     versions = {"osteomet": __version__}
     for package in VERSIONED_PACKAGES:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            continue
+        for distribution in DISTRIBUTIONS.get(package, (package,)):
+            try:
+                versions[package] = metadata.version(distribution)
+                break
+            except metadata.PackageNotFoundError:
+                continue
     return versions
 
 

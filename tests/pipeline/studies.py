@@ -25,7 +25,9 @@ def study_file(folder: Path, **changes) -> Path:
              "radiomics": {"params": "tiny", "max_features": 5},
              "deep": {"config": "grid.yaml", "oof_folds": 2, "gradcam_patients": 1},
              "clinical_folds": 3, "fusion": {"mode": "features", "folds": 3},
-             "evaluation": {"n_resamples": 200}}
+             "evaluation": {"n_resamples": 200},
+             "tuning": {"folds": 2, "grid": {"max_depth": [2, 3], "n_estimators": [30, 60]}},
+             "explanations": {"top_k": 4}}
     for key, value in changes.items():
         study[key] = {**study.get(key, {}), **value} if isinstance(value, dict) else value
     path = folder / "study.yaml"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -83,14 +84,46 @@ def test_rerun_skips_every_stage_and_a_changed_setting_reruns_only_what_follows(
     changed = config.model_copy(update={"fusion": config.fusion.model_copy(update={"mode": "probabilities"})})
     third = run_mri(cohort, run, changed, log=lambda _line: None)
     rerun = {name for name, stage in third["stages"].items() if not stage["skipped"]}
-    assert rerun == {"fusion model", "evaluation"}
-    # the harmonization switch reruns the model-feature table and the models, never an extraction
-    off = config.model_copy(update={"harmonization": config.harmonization.model_copy(update={"enabled": False})})
-    fourth = run_mri(cohort, run, off, log=lambda _line: None)
-    rerun = {name for name, stage in fourth["stages"].items() if not stage["skipped"]}
-    assert rerun == {"model features", "radiomics model", "fusion model", "evaluation"}
+    assert rerun == {"fusion model", "explanations", "evaluation"}
+    fewer = changed.model_copy(update={"explanations": config.explanations.model_copy(update={"top_k": 2})})
+    fourth = run_mri(cohort, run, fewer, log=lambda _line: None)
+    assert {name for name, stage in fourth["stages"].items() if not stage["skipped"]} == {"explanations"}
+    grid = config.tuning.model_copy(update={"grid": {"max_depth": [2], "n_estimators": [30, 60]}})
+    fifth = run_mri(cohort, run, fewer.model_copy(update={"tuning": grid}), log=lambda _line: None)
+    assert {name for name, stage in fifth["stages"].items() if not stage["skipped"]} == {
+        "clinical model", "radiomics model", "fusion model", "explanations", "evaluation"}
+    # the harmonization switch reruns the model-feature table, the models it feeds and what reads them,
+    # never an extraction
+    tuned = fewer.model_copy(update={"tuning": grid})
+    off = tuned.model_copy(update={"harmonization": config.harmonization.model_copy(update={"enabled": False})})
+    sixth = run_mri(cohort, run, off, log=lambda _line: None)
+    rerun = {name for name, stage in sixth["stages"].items() if not stage["skipped"]}
+    assert rerun == {"model features", "radiomics model", "fusion model", "explanations", "evaluation"}
     assert not (RunLayout(run).model_features / "combat.json").exists()
     run_mri(cohort, run, config, log=lambda _line: None)  # back to the module's study for the other tests
+
+
+def test_models_are_tuned_inside_the_training_cohort_and_explained(study):
+    run, _ = study
+    layout = RunLayout(run)
+    manifest = pd.read_csv(layout.manifest, dtype={"patient_id": str})
+    n_train = int((manifest["split"] == "train").sum())
+    for model, meta in (("clinical", "clinical_model.json"), ("radiomics", "radiomics_model.json"),
+                        ("fusion", "fusion_model.json")):
+        folder = layout.model(model)
+        tuning = json.loads((folder / "model" / meta).read_text())["tuning"]
+        assert set(tuning["chosen"]) == {"max_depth", "n_estimators"} and tuning["folds"] == 2, model
+        assert tuning["n"] <= n_train  # training patients only (those with the model's inputs)
+        table = pd.read_csv(folder / "tuning.csv")
+        assert len(table) == 4 and table["chosen"].sum() == 1
+        outer = pd.read_csv(folder / "tuning_out_of_fold.csv")  # one choice per nested outer fold
+        assert 2 <= len(outer) <= 5 and (outer["n"] < tuning["n"]).all()
+        importance = pd.read_csv(layout.explanations / f"{model}_shap_importance.csv")
+        values = pd.read_csv(layout.explanations / f"{model}_shap_values.csv", dtype={"patient_id": str})
+        assert set(values["patient_id"]) <= set(manifest.loc[manifest["split"] == "train", "patient_id"])
+        assert importance["mean_abs_shap"].to_numpy() == pytest.approx(
+            values.drop(columns="patient_id").abs().mean()[importance["feature"]].to_numpy())
+        assert (layout.explanations / f"{model}_shap_summary.png").stat().st_size > 5_000
 
 
 def test_predict_reproduces_the_study_probability_of_a_held_out_patient(study, tmp_path):
@@ -113,6 +146,12 @@ def test_predict_reproduces_the_study_probability_of_a_held_out_patient(study, t
     assert result["decision"] in ("bone metastasis", "no bone metastasis")
     assert Path(result["files"]["mask"]).is_file() and Path(result["files"]["gradcam_png"]).is_file()
     assert (tmp_path / "pred" / "result.md").read_text().count(row["patient_id"]) >= 1
+    for model in ("clinical", "radiomics", "fusion"):
+        explained = result["explanations"][model]
+        assert 1 <= len(explained["top"]) <= 4
+        assert 1 / (1 + math.exp(-explained["margin"])) == pytest.approx(result["models"][model], abs=1e-5)
+    assert Path(result["files"]["explanations_png"]).stat().st_size > 5_000
+    assert "Largest contributions" in (tmp_path / "pred" / "result.md").read_text()
 
 
 def test_rigour_stages_filter_unstable_features_and_map_the_external_centre_onto_training(study, tmp_path):
@@ -177,7 +216,7 @@ def test_predict_runs_on_real_prostatex_dicom_and_reports_missing_clinical_value
     saved = json.loads((out / "result.json").read_text())
     assert 0.0 <= saved["probability"] <= 1.0
     assert saved["missing_clinical"] == ["gleason", "isup", "hematuria", "leukocyturia"]
-    assert "missing clinical values" in result.output
+    assert "missing clinical values" in result.output and "largest contributions (fusion" in result.output
 
 
 def test_predict_refuses_a_bundle_of_another_version_and_an_unfinished_run(study, tmp_path):
@@ -244,3 +283,12 @@ def test_study_manifest_from_a_relative_path_points_at_the_images(cohort, tmp_pa
     (tmp_path / "work").mkdir()
     split_manifest(Path("..") / tmp_path.name / "split" / "manifest.csv", Path("work") / "again.csv", replace=True)
     assert len(read_manifest(tmp_path / "work" / "again.csv", check_files=True)) == 36
+
+
+def test_a_tuning_grid_naming_an_unknown_setting_is_refused_before_any_stage(tmp_path):
+    bad = tmp_path / "study.yaml"
+    bad.write_text("tuning: {grid: {depth: [2, 3]}}\n")
+    result = runner.invoke(app, ["run", "mri", "-m", str(tmp_path / "none.csv"), "-o", str(tmp_path / "run"),
+                                 "--config", str(bad)])
+    assert result.exit_code == 2 and "unknown XGBoost setting" in result.output
+    assert not (tmp_path / "run" / "split").exists()

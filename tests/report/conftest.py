@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,7 @@ def study_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from osteomet.data.synth.ct import CTSynthConfig, generate_ct_cohort
     from osteomet.data.synth.mri import MRISynthConfig, generate_mri_cohort
     from osteomet.layout import RunLayout, open_run_dir
+    from osteomet.models.tuning import TuningConfig
     from osteomet.mri.classifier.config import load_classifier_config
     from osteomet.mri.classifier.data import roi_patients
     from osteomet.mri.classifier.gradcam import gradcam_cohort
@@ -60,6 +62,7 @@ def study_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from osteomet.pipeline.clinical import train_clinical_model
     from osteomet.pipeline.ct_lesions import analyse_lesion_cohort
     from osteomet.pipeline.evaluate import evaluate_prediction_files, write_cohort_table
+    from osteomet.pipeline.explain import explain_models
     from osteomet.pipeline.radiomics import extract_features
     from osteomet.pipeline.rigour import feature_stability, model_features
     from osteomet.pipeline.segmentation import predict_segmentation, train_segmentation
@@ -71,7 +74,12 @@ def study_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     manifest = generate_mri_cohort(layout.cohorts / "mri", 30, seed=2, config=MRISynthConfig(
         scale=0.15, external_fraction=0.25, split_ratios=(0.5, 0.2, 0.3)))
     cohort = read_manifest(manifest)
-    train_clinical_model(manifest, layout.model("clinical"))
+    train_clinical_model(manifest, layout.model("clinical"),
+                         tuning=TuningConfig(folds=2, grid={"max_depth": [1, 2], "n_estimators": [20, 40]}))
+    layout.split.mkdir(parents=True, exist_ok=True)
+    shutil.copy(manifest, layout.manifest)  # the study's split manifest (the checklist's counts)
+    explain_models(manifest, layout.explanations, models={"clinical": layout.model("clinical")}, radiomics=None,
+                   deep=None, fusion_mode="features", predictions={}, cohort="train", top_k=5)
     preprocess_cohort(cohort, layout.preprocess, PreprocessConfig(seg_size=(64, 64, 16), roi_size=(32, 32, 16),
                                                                   roi_spacing=(2.0, 2.0, 4.0)))
     grid = load_classifier_config("tiny").model_copy(update={"max_epochs": 1, "batch_size": 4, "depths": [10],

@@ -10,8 +10,8 @@ import pytest
 
 from osteomet.report import build_report
 
-SECTIONS = ["cohort", "roc", "delong", "calibration", "grid", "gradcam", "segmentation", "rigour",
-            "ct-lesions", "ct-sensitivity", "icc", "run"]
+SECTIONS = ["cohort", "roc", "delong", "calibration", "grid", "gradcam", "segmentation", "rigour", "ct-lesions",
+            "ct-sensitivity", "icc", "tuning", "explanations", "checklist", "run"]
 
 
 def _browser_or_skip() -> str:
@@ -44,6 +44,14 @@ def test_chromium_shows_every_section_and_image_without_errors(study_run: Path, 
             images = page.evaluate("Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth])")
             sections = page.evaluate("Array.from(document.querySelectorAll('section[id]')).map(s => s.id)")
             visible = {s: page.locator(f"section#{s}").is_visible() for s in SECTIONS if s in sections}
+            # the checklist: its rows are drawn, and every link in it lands on an element of the page
+            rows = page.locator("section#checklist tbody tr").count()
+            targets = page.evaluate("Array.from(document.querySelectorAll('section#checklist a[href^=\"#\"]'))"
+                                    ".map(a => [a.getAttribute('href'), !!document.getElementById("
+                                    "a.getAttribute('href').slice(1))])")
+            page.locator("section#checklist a[href='#tuning']").first.click()
+            at_tuning = page.evaluate("location.hash === '#tuning' && (t => t >= 0 && t < innerHeight)("
+                                      "document.getElementById('tuning').getBoundingClientRect().top)")
             shot = tmp_path / "report.png"
             page.screenshot(path=str(shot), full_page=True)
         finally:
@@ -54,4 +62,6 @@ def test_chromium_shows_every_section_and_image_without_errors(study_run: Path, 
     assert images and not broken, f"broken images: {broken}"
     assert [s for s in SECTIONS if s not in sections] == [], sections
     assert all(visible.values()), visible
+    assert rows >= 20 and targets and all(found for _, found in targets), targets
+    assert at_tuning  # following a checklist link scrolls to the section that answers the item
     assert shot.stat().st_size > 10_000

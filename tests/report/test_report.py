@@ -17,8 +17,8 @@ from osteomet.report import build_report
 
 runner = CliRunner()
 
-PRODUCED = ["cohort", "roc", "delong", "calibration", "grid", "gradcam", "segmentation", "rigour",
-            "ct-lesions", "ct-sensitivity", "icc", "run"]
+PRODUCED = ["cohort", "roc", "delong", "calibration", "grid", "gradcam", "segmentation", "rigour", "ct-lesions",
+            "ct-sensitivity", "icc", "tuning", "explanations", "checklist", "run"]
 NOT_PRODUCED = ["ct-detection", "ct-segmentation"]
 
 
@@ -149,9 +149,10 @@ def test_a_partial_run_leaves_out_what_it_did_not_produce(study_run: Path, tmp_p
     run = _copy_results(study_run, tmp_path, ["evaluation"])
     (run / "evaluation" / "roc_val.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)  # damaged figure
     page = Page(build_report(run).read_text(encoding="utf-8"))
-    assert [s for s in page.sections if s != "not-in-this-run"] == ["cohort", "roc", "delong", "calibration", "run"]
-    assert {f"absent-{s}" for s in ("grid", "gradcam", "segmentation", "rigour", "ct-lesions", "ct-sensitivity", "icc")} \
-        <= set(page.items)
+    assert [s for s in page.sections if s != "not-in-this-run"] == ["cohort", "roc", "delong", "calibration",
+                                                                    "checklist", "run"]
+    assert {f"absent-{s}" for s in ("grid", "gradcam", "segmentation", "rigour", "ct-lesions", "ct-sensitivity",
+                                    "icc", "tuning", "explanations")} <= set(page.items)
     captions = [image["alt"] for image in page.images]
     assert "ROC, test cohort" in captions and "ROC, val cohort" not in captions
 

@@ -39,4 +39,8 @@ def mri(
                   f"{result['threshold']:.3f}; {models})")
     if result["missing_clinical"]:
         console.print(f"[yellow]missing clinical values[/]: {', '.join(result['missing_clinical'])}")
+    fusion = (result.get("explanations") or {}).get("fusion")
+    if fusion:
+        console.print("largest contributions (fusion, log-odds): "
+                      + ", ".join(f"{t['feature']} {t['shap']:+.2f}" for t in fusion["top"][:5]))
     console.print(f"-> [bold]{out / 'result.md'}[/]")

@@ -3,7 +3,8 @@
 Missing values stay missing: XGBoost learns at each split which side a missing value goes
 (its "default direction"), from training patients only, so nothing is imputed and no
 statistic of validation, test or external patients reaches the model. Training patients get
-out-of-fold predictions (:mod:`osteomet.models.out_of_fold`).
+out-of-fold predictions (:mod:`osteomet.models.out_of_fold`). With a ``tuning`` config the XGBoost
+settings are chosen by CV among the rows ``fit`` is given (:mod:`osteomet.models.tuning`).
 
 Saved as ``xgboost.json`` (XGBoost's format) and ``clinical_model.json`` (features, settings).
 """
@@ -21,6 +22,15 @@ from osteomet.errors import InputError
 from osteomet.layout import MODEL_DIR, PREDICTIONS
 from osteomet.models.out_of_fold import training_probabilities
 from osteomet.models.predictions import prediction_table, write_predictions
+from osteomet.models.tuning import (
+    TuningConfig,
+    TuningResult,
+    maybe_tune,
+    refit_factory,
+    tuned_xgb,
+    tuning_record,
+    write_tuning,
+)
 from osteomet.models.xgb import XGBConfig, load_bundle, save_bundle
 
 FORMAT = "osteomet.clinical_model/1"
@@ -43,13 +53,32 @@ class ClinicalModel:
     xgb: XGBConfig = field(default_factory=lambda: XGBConfig(n_estimators=200, max_depth=2))
     features: tuple[str, ...] = CLINICAL_FEATURES
     classifier: Any = None
+    #: nested tuning of the XGBoost settings on the rows ``fit`` is given (None: the preset as it is)
+    tuning: TuningConfig | None = None
+    tuned: TuningResult | None = None
+
+    def design(self, X: pd.DataFrame) -> pd.DataFrame:
+        """The matrix XGBoost sees, with its column names."""
+        return clinical_matrix(X, self.features)
+
+    def design_step(self, X: pd.DataFrame, y: np.ndarray):
+        """Nothing is fitted before XGBoost: the clinical columns as they are."""
+        features = self.features
+        return lambda Z: clinical_matrix(Z, features).to_numpy()
 
     def fit(self, X: pd.DataFrame, y: Any) -> "ClinicalModel":
         y = np.asarray(y).astype(int)
         if set(np.unique(y)) != {0, 1}:
             raise InputError(f"training labels must contain both 0 and 1, got {sorted(set(np.unique(y).tolist()))}")
-        self.classifier = self.xgb.classifier().fit(clinical_matrix(X, self.features).to_numpy(), y)
+        self.tuned = maybe_tune(self, X, y, self.xgb, self.tuning)
+        self.classifier = tuned_xgb(self.xgb, self.tuned).classifier().fit(self.design(X).to_numpy(), y)
         return self
+
+    def fresh(self, nested: bool = True) -> "ClinicalModel":
+        """Unfitted, same settings; ``nested=False`` fixes the values this model's tuning chose."""
+        if nested:
+            return ClinicalModel(self.xgb, self.features, tuning=self.tuning)
+        return ClinicalModel(tuned_xgb(self.xgb, self.tuned), self.features)
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         if self.classifier is None:
@@ -57,8 +86,9 @@ class ClinicalModel:
         return self.classifier.predict_proba(clinical_matrix(X, self.features).to_numpy())
 
     def save(self, folder: str | Path) -> Path:
-        return save_bundle(folder, self.classifier, META, {"format": FORMAT, "features": list(self.features),
-                                                           "xgb": asdict(self.xgb)})
+        return save_bundle(folder, self.classifier, META, {
+            "format": FORMAT, "features": list(self.features), "xgb": asdict(tuned_xgb(self.xgb, self.tuned)),
+            "tuning": tuning_record(self.tuning, self.tuned, self.xgb)})
 
     @classmethod
     def load(cls, folder: str | Path) -> "ClinicalModel":
@@ -80,8 +110,9 @@ def train_clinical(manifest: pd.DataFrame, out: str | Path, *, model: ClinicalMo
     model.fit(train, y)
     model.save(Path(out) / MODEL_DIR)
     probs = pd.Series(model.predict_proba(manifest)[:, 1], index=manifest.index)
-    probs[train.index] = training_probabilities(lambda: ClinicalModel(model.xgb, model.features), train, y,
-                                                   folds=folds, seed=model.xgb.seed)
+    refits = refit_factory(model)
+    probs[train.index] = training_probabilities(refits, train, y, folds=folds, seed=model.xgb.seed)
+    write_tuning(out, model, refits)
     predictions = prediction_table(manifest["patient_id"], manifest["split"].fillna("new"), manifest["label"], probs,
                                    MODEL_NAME)
     write_predictions(predictions, Path(out) / PREDICTIONS)

@@ -11,7 +11,7 @@ Two ways to stack, both fitted on training patients only:
   optimistic by construction.
 
 Either way the fusion model's own training predictions are out-of-fold (every step,
-selection included, refitted per fold), and it is saved as ``xgboost.json`` plus
+selection and tuning included, refitted per fold; :mod:`osteomet.models.tuning`), and it is saved as ``xgboost.json`` plus
 ``fusion_model.json`` (mode, columns, selection), never pickled.
 """
 
@@ -30,6 +30,15 @@ from osteomet.models.clinical import CLINICAL_FEATURES, clinical_matrix
 from osteomet.models.out_of_fold import training_probabilities
 from osteomet.models.predictions import prediction_table, write_predictions
 from osteomet.models.selection import FeatureSelector, SelectionConfig
+from osteomet.models.tuning import (
+    TuningConfig,
+    TuningResult,
+    maybe_tune,
+    refit_factory,
+    tuned_xgb,
+    tuning_record,
+    write_tuning,
+)
 from osteomet.models.xgb import XGBConfig, load_bundle, save_bundle
 
 FORMAT = "osteomet.fusion_model/1"
@@ -80,6 +89,9 @@ class FusionModel:
     selector: FeatureSelector | None = None
     columns: list[str] = field(default_factory=list)
     classifier: Any = None
+    #: nested tuning of the XGBoost settings, the selection refitted in every CV fold (None: the preset)
+    tuning: TuningConfig | None = None
+    tuned: TuningResult | None = None
 
     def _design(self, X: pd.DataFrame) -> pd.DataFrame:
         missing = [c for c in self.columns if c not in X.columns]
@@ -87,23 +99,37 @@ class FusionModel:
             raise InputError(f"fusion inputs lack {len(missing)} column(s) the model was fitted on, e.g. {missing[:3]}")
         return X[self.columns].astype(float)
 
+    def _choose_columns(self, X: pd.DataFrame, y: np.ndarray) -> tuple[list[str], FeatureSelector | None]:
+        """The columns XGBoost sees, chosen on these rows only (the radiomics selection fitted here)."""
+        if self.mode == "probabilities":
+            columns = [c for c in X.columns if c.startswith(PROB)]
+            if not columns:
+                raise InputError("probability stacking needs base-model predictions (prob:<model> columns)")
+            return columns, None
+        if self.mode != "features":
+            raise InputError(f"fusion mode must be 'features' or 'probabilities', got {self.mode!r}")
+        radiomics = [c for c in X.columns if c.startswith(RADIOMICS)]
+        selector, selected = None, []
+        if radiomics:
+            selector = FeatureSelector(self.selection).fit(X[radiomics].astype(float), y)
+            selected = list(selector.selected)
+        columns = [c for c in self.clinical if c in X.columns] + selected + [c for c in X.columns if c.startswith(DEEP)]
+        return columns, selector
+
+    def design_step(self, X: pd.DataFrame, y: np.ndarray):
+        """The column choice fitted on these rows only, as a transform of any rows (what a CV fold needs)."""
+        columns, _ = self._choose_columns(X, np.asarray(y).astype(int))
+        return lambda Z: Z[columns].astype(float).to_numpy()
+
+    def design(self, X: pd.DataFrame) -> pd.DataFrame:
+        """The matrix XGBoost sees, with its column names."""
+        return self._design(X)
+
     def fit(self, X: pd.DataFrame, y: Any) -> "FusionModel":
         y = np.asarray(y).astype(int)
-        if self.mode == "probabilities":
-            self.columns = [c for c in X.columns if c.startswith(PROB)]
-            if not self.columns:
-                raise InputError("probability stacking needs base-model predictions (prob:<model> columns)")
-        elif self.mode == "features":
-            radiomics = [c for c in X.columns if c.startswith(RADIOMICS)]
-            selected: list[str] = []
-            if radiomics:
-                self.selector = FeatureSelector(self.selection).fit(X[radiomics].astype(float), y)
-                selected = list(self.selector.selected)
-            self.columns = [c for c in self.clinical if c in X.columns] + selected + \
-                           [c for c in X.columns if c.startswith(DEEP)]
-        else:
-            raise InputError(f"fusion mode must be 'features' or 'probabilities', got {self.mode!r}")
-        self.classifier = self.xgb.classifier().fit(self._design(X).to_numpy(), y)
+        self.tuned = maybe_tune(self, X, y, self.xgb, self.tuning)
+        self.columns, self.selector = self._choose_columns(X, y)
+        self.classifier = tuned_xgb(self.xgb, self.tuned).classifier().fit(self._design(X).to_numpy(), y)
         return self
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
@@ -111,15 +137,18 @@ class FusionModel:
             raise RuntimeError("FusionModel is not fitted")
         return self.classifier.predict_proba(self._design(X).to_numpy())
 
-    def fresh(self) -> "FusionModel":
-        """An unfitted model with the same settings (for out-of-fold refits)."""
-        return FusionModel(self.mode, self.selection, self.xgb, self.clinical)
+    def fresh(self, nested: bool = True) -> "FusionModel":
+        """An unfitted model with the same settings (for out-of-fold refits); ``nested=False`` fixes the tuned values."""
+        if nested:
+            return FusionModel(self.mode, self.selection, self.xgb, self.clinical, tuning=self.tuning)
+        return FusionModel(self.mode, self.selection, tuned_xgb(self.xgb, self.tuned), self.clinical)
 
     def save(self, folder: str | Path) -> Path:
         return save_bundle(folder, self.classifier, META, {
             "format": FORMAT, "mode": self.mode, "columns": self.columns, "clinical": list(self.clinical),
-            "selection": asdict(self.selection), "xgb": asdict(self.xgb),
-            "selector": self.selector.to_dict() if self.selector else None})
+            "selection": asdict(self.selection), "xgb": asdict(tuned_xgb(self.xgb, self.tuned)),
+            "selector": self.selector.to_dict() if self.selector else None,
+            "tuning": tuning_record(self.tuning, self.tuned, self.xgb)})
 
     @classmethod
     def load(cls, folder: str | Path) -> "FusionModel":
@@ -141,7 +170,9 @@ def train_fusion(inputs: pd.DataFrame, manifest: pd.DataFrame, out: str | Path, 
     model.fit(inputs.loc[train], y)
     model.save(Path(out) / MODEL_DIR)
     probs = pd.Series(model.predict_proba(inputs)[:, 1], index=inputs.index)
-    probs[train] = training_probabilities(model.fresh, inputs.loc[train], y, folds=folds, seed=model.xgb.seed)
+    refits = refit_factory(model)
+    probs[train] = training_probabilities(refits, inputs.loc[train], y, folds=folds, seed=model.xgb.seed)
+    write_tuning(out, model, refits)
     predictions = prediction_table(inputs.index, meta["split"].fillna("new"), meta["label"], probs, MODEL_NAME)
     write_predictions(predictions, Path(out) / PREDICTIONS)
     return model, predictions

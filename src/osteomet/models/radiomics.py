@@ -1,5 +1,8 @@
 """The radiomics model: train-only feature selection, then an XGBoost classifier.
 
+With a ``tuning`` config the XGBoost settings are chosen by CV among the training rows, the
+selection refitted inside every fold (:mod:`osteomet.models.tuning`).
+
 Saved as two JSON files and nothing else (no pickle): ``xgboost.json`` (XGBoost's own
 format) and ``radiomics_model.json`` (selected features, imputation medians, selection
 record, hyper-parameters), so a model can be shared and loaded without trusting code.
@@ -20,6 +23,15 @@ from osteomet.layout import MODEL_DIR, PREDICTIONS
 from osteomet.models.out_of_fold import training_probabilities
 from osteomet.models.predictions import prediction_table, write_predictions
 from osteomet.models.selection import FeatureSelector, SelectionConfig
+from osteomet.models.tuning import (
+    TuningConfig,
+    TuningResult,
+    maybe_tune,
+    refit_factory,
+    tuned_xgb,
+    tuning_record,
+    write_tuning,
+)
 from osteomet.models.xgb import XGBConfig, load_bundle, save_bundle
 
 FORMAT = "osteomet.radiomics_model/1"
@@ -35,14 +47,35 @@ class RadiomicsModel:
     xgb: XGBConfig = field(default_factory=XGBConfig)
     selector: FeatureSelector | None = None
     classifier: Any = None
+    #: nested tuning of the XGBoost settings, the selection refitted in every CV fold (None: the preset)
+    tuning: TuningConfig | None = None
+    tuned: TuningResult | None = None
+
+    def design_step(self, X: pd.DataFrame, y: np.ndarray):
+        """The selection fitted on these rows only, as a transform of any rows (what a CV fold needs)."""
+        selector = FeatureSelector(self.selection).fit(numeric_features(X), y)
+        return lambda Z: selector.transform(Z).to_numpy()
+
+    def design(self, X: pd.DataFrame) -> pd.DataFrame:
+        """The matrix XGBoost sees (the selected features), with its column names."""
+        if self.selector is None:
+            raise RuntimeError("RadiomicsModel is not fitted")
+        return self.selector.transform(X)
 
     def fit(self, X: pd.DataFrame, y: Any) -> "RadiomicsModel":
         y = _labels(y, len(X))
         X = numeric_features(X)
+        self.tuned = maybe_tune(self, X, y, self.xgb, self.tuning)
         self.selector = FeatureSelector(self.selection).fit(X, y)
-        self.classifier = self.xgb.classifier()
+        self.classifier = tuned_xgb(self.xgb, self.tuned).classifier()
         self.classifier.fit(self.selector.transform(X).to_numpy(), y)
         return self
+
+    def fresh(self, nested: bool = True) -> "RadiomicsModel":
+        """Unfitted, same settings; ``nested=False`` fixes the values this model's tuning chose."""
+        if nested:
+            return RadiomicsModel(self.selection, self.xgb, tuning=self.tuning)
+        return RadiomicsModel(self.selection, tuned_xgb(self.xgb, self.tuned))
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         if self.selector is None or self.classifier is None:
@@ -54,8 +87,9 @@ class RadiomicsModel:
         return list(self.selector.selected) if self.selector else []
 
     def save(self, folder: str | Path) -> Path:
-        return save_bundle(folder, self.classifier, META, {"format": FORMAT, "selection": asdict(self.selection),
-                                                           "xgb": asdict(self.xgb), "selector": self.selector.to_dict()})
+        return save_bundle(folder, self.classifier, META, {
+            "format": FORMAT, "selection": asdict(self.selection), "xgb": asdict(tuned_xgb(self.xgb, self.tuned)),
+            "selector": self.selector.to_dict(), "tuning": tuning_record(self.tuning, self.tuned, self.xgb)})
 
     @classmethod
     def load(cls, folder: str | Path) -> "RadiomicsModel":
@@ -114,8 +148,9 @@ def train_radiomics(features: pd.DataFrame, manifest: Manifest, out: str | Path,
     probs = pd.Series(np.nan, index=data.index)
     probs[usable] = model.predict_proba(data.loc[usable])[:, 1]
     # training patients: out-of-fold (each scored by a model that never saw it), for thresholds and stacking
-    probs[train.index] = training_probabilities(lambda: RadiomicsModel(model.selection, model.xgb), X, y,
-                                                   folds=folds, seed=model.xgb.seed)
+    refits = refit_factory(model)
+    probs[train.index] = training_probabilities(refits, X, y, folds=folds, seed=model.xgb.seed)
+    write_tuning(out, model, refits)
     splits = data["split"].fillna("new")
     predictions = prediction_table(data["patient_id"], splits, data["label"], probs, MODEL_NAME)
     write_predictions(predictions, Path(out) / PREDICTIONS)

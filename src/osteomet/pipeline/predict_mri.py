@@ -161,10 +161,12 @@ def predict_mri(run: str | Path, out: str | Path, *, t2: str | Path, dwi: str | 
     if combat is not None:
         features = combat.apply(features, [centre])
 
+    explained: dict[str, tuple[Any, pd.DataFrame]] = {}  # model and its inputs, for the SHAP contributions
+
     def score() -> dict[str, float]:
-        probs = {"clinical": float(ClinicalModel.load(layout.model("clinical") / MODEL_DIR).predict_proba(frame)[0, 1]),
-                 "radiomics": float(RadiomicsModel.load(layout.model("radiomics") / MODEL_DIR)
-                                    .predict_proba(features)[0, 1])}
+        explained["clinical"] = (ClinicalModel.load(layout.model("clinical") / MODEL_DIR), frame)
+        explained["radiomics"] = (RadiomicsModel.load(layout.model("radiomics") / MODEL_DIR), features)
+        probs = {name: float(model.predict_proba(X)[0, 1]) for name, (model, X) in explained.items()}
         deep = predict_patients(layout.deep_grid, roi, patients, frame.assign(label=None), device=device)
         probs["deep"] = float(deep["prob"].iloc[0])
         table, _ = deep_features(layout.deep_grid, roi, patients, device=device)
@@ -173,7 +175,8 @@ def predict_mri(run: str | Path, out: str | Path, *, t2: str | Path, dwi: str | 
         table.to_parquet(work / "deep_features.parquet", index=False)
         inputs = fusion_inputs(frame, radiomics=features, deep=table, predictions={
             name: pd.DataFrame({"patient_id": [patient_id], "prob": [p]}) for name, p in probs.items()})
-        probs["fusion"] = float(FusionModel.load(layout.model("fusion") / MODEL_DIR).predict_proba(inputs)[0, 1])
+        explained["fusion"] = (FusionModel.load(layout.model("fusion") / MODEL_DIR), inputs)
+        probs["fusion"] = float(explained["fusion"][0].predict_proba(inputs)[0, 1])
         return probs
 
     probs = timed("models", score)
@@ -189,13 +192,21 @@ def predict_mri(run: str | Path, out: str | Path, *, t2: str | Path, dwi: str | 
         target = out / f"{patient_id}_mask.nii.gz"
         shutil.copyfile(auto_mask_path(segdir, patient_id), target)
         files["mask"] = str(target)
+    explanations = None
+    if config.explanations.enabled:
+        from osteomet.pipeline.explain import explain_patient
+
+        explanations = timed("explanations", lambda: explain_patient(
+            explained, patient_id, config.explanations.top_k, out / "explanations.png"))
+        files["explanations_png"] = str(out / "explanations.png")
     missing = [name for name in CLINICAL if name not in clinical]
     result = {"patient_id": patient_id, "probability": probs["fusion"], "threshold": bundle.threshold,
               "decision": "bone metastasis" if probs["fusion"] >= bundle.threshold else "no bone metastasis",
               "models": probs, "clinical": clinical, "missing_clinical": missing,
               "mask_source": "given" if mask else "unetr", "centre": centre, "harmonization": harmonization,
               "files": files, "seconds": seconds,
-              "run": str(layout.root.resolve()), "osteomet": __version__, "trained_with": bundle.version}
+              "run": str(layout.root.resolve()), "osteomet": __version__, "trained_with": bundle.version,
+              "explanations": explanations}
     write_json_atomic(out / "result.json", result)
     write_text_atomic(out / "result.md", render_result(result))
     return result
@@ -224,4 +235,8 @@ def render_result(result: dict[str, Any]) -> str:
               f"- files: {', '.join(f'{k}: {v}' for k, v in result['files'].items())}",
               f"- seconds per stage: {result['seconds']}",
               f"- models from {result['run']} (osteomet {result['trained_with']})", ""]
+    if result.get("explanations"):
+        from osteomet.pipeline.explain import explanation_markdown
+
+        lines += explanation_markdown(result["explanations"])
     return "\n".join(lines)

@@ -67,8 +67,11 @@ def _recorded_extraction(out: Path, outcome: StageOutcome) -> ExtractionResult:
 
 
 def train_radiomics_model(features: str | Path, manifest: str | Path, out: str | Path, *, train_split: str = "train",
-                          max_features: int = 20, seed: int = 0) -> tuple[StageOutcome, pd.DataFrame]:
-    """Selection and XGBoost on ``train_split`` patients only; predictions for every patient (the contract)."""
+                          max_features: int = 20, seed: int = 0, tuning: Any = None) -> tuple[StageOutcome, pd.DataFrame]:
+    """Selection and XGBoost on ``train_split`` patients only; predictions for every patient (the contract).
+
+    ``tuning``: a :class:`~osteomet.models.tuning.TuningConfig` (nested tuning, the selection refitted
+    in every CV fold) or None (the preset values)."""
     from dataclasses import asdict
 
     from osteomet.models.radiomics import RadiomicsModel, train_radiomics
@@ -76,8 +79,9 @@ def train_radiomics_model(features: str | Path, manifest: str | Path, out: str |
     from osteomet.models.xgb import XGBConfig
     from osteomet.radiomics.features import read_feature_table
 
-    model = RadiomicsModel(SelectionConfig(max_features=max_features, seed=seed), XGBConfig(seed=seed))
-    settings = {"train_split": train_split, "selection": asdict(model.selection), "xgboost": asdict(model.xgb)}
+    model = RadiomicsModel(SelectionConfig(max_features=max_features, seed=seed), XGBConfig(seed=seed), tuning=tuning)
+    settings = {"train_split": train_split, "selection": asdict(model.selection), "xgboost": asdict(model.xgb),
+                "tuning": asdict(tuning) if tuning else None}
     out = Path(out)
     stage = Stage(TRAIN_STAGE, out, settings=settings, inputs={"features": features, "manifest": manifest},
                   outputs=(PREDICTIONS,))
@@ -85,7 +89,7 @@ def train_radiomics_model(features: str | Path, manifest: str | Path, out: str |
     def work() -> dict[str, Any]:
         fitted, _ = train_radiomics(read_feature_table(features), read_manifest(manifest), out,
                                     train_split=train_split, model=model)
-        return {"features": fitted.features}
+        return {"features": fitted.features, "tuned": fitted.tuned.summary() if fitted.tuned else None}
 
     outcome = stage.run(work)
     from osteomet.models.predictions import read_predictions

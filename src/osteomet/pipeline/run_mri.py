@@ -7,7 +7,8 @@ stopped and a changed setting reruns only what depends on it)::
     split -> preprocess -> UNETR train + masks -> ROI crops -> radiomics -> deep grid
           -> deep predictions (cross-fitted on train), features, Grad-CAM
           -> radiomics stability (perturbed masks) -> model features (stable, ComBat-harmonized)
-          -> clinical, radiomics and fusion models -> evaluation (+ cohort table)
+          -> clinical, radiomics and fusion models (tuned inside the training cohort) -> SHAP explanations
+          -> evaluation (+ cohort table)
 
 ``run.json`` at the top records the config, package versions, seeds and each stage's time.
 """
@@ -129,16 +130,20 @@ def run_mri(manifest: str | Path, out: str | Path, config: StudyConfig, *,
         timer("grad-cam", lambda: deep.gradcam_examples(layout.deep_grid, roi, study, layout.deep_gradcam,
                                                         patient_ids=shown, device=config.device))
     features, deep_table = rigour.rigour_stages(layout, study, config, segdir=segdir, timer=timer)
+    tuning = config.tuning.config(config.seed)
     timer("clinical model", lambda: clinical.train_clinical_model(study, layout.model("clinical"),
-                                                                  folds=config.clinical_folds, seed=config.seed))
+                                                                  folds=config.clinical_folds, seed=config.seed,
+                                                                  tuning=tuning))
     timer("radiomics model", lambda: radiomics.train_radiomics_model(
         features, study, layout.model("radiomics"), max_features=config.radiomics.max_features,
-        seed=config.seed))
+        seed=config.seed, tuning=tuning))
     base = {name: layout.model(name) / PREDICTIONS for name in ("clinical", "radiomics", "deep")}
     timer("fusion model", lambda: fusion.train_fusion_model(
         study, layout.model("fusion"), mode=config.fusion.mode, radiomics=features,
         deep=deep_table, predictions=base, folds=config.fusion.folds,
-        seed=config.seed, max_features=config.radiomics.max_features))
+        seed=config.seed, max_features=config.radiomics.max_features, tuning=tuning))
+    if config.explanations.enabled:
+        timer("explanations", lambda: explain_study(layout, study, config, base, radiomics=features, deep=deep_table))
     files = [layout.model(name) / PREDICTIONS for name in MODELS]
     _, metrics = timer("evaluation", lambda: evaluate.evaluate_prediction_files(
         files, layout.evaluation, manifest=study, threshold_split=config.evaluation.threshold_split,
@@ -152,6 +157,17 @@ def run_mri(manifest: str | Path, out: str | Path, config: StudyConfig, *,
     write_json_atomic(layout.run_record, record)
     record["metrics"] = metrics
     return record
+
+
+def explain_study(layout: RunLayout, study: Path, config: StudyConfig, base: dict[str, Path], *, radiomics: Path,
+                  deep: Path) -> Any:
+    """The SHAP stage on the clinical, radiomics and fusion models, from the feature tables they were trained on."""
+    from osteomet.models.explain import EXPLAINED
+    from osteomet.pipeline.explain import explain_models
+
+    return explain_models(study, layout.explanations, models={name: layout.model(name) for name in EXPLAINED},
+                          radiomics=radiomics, deep=deep, fusion_mode=config.fusion.mode, predictions=base,
+                          cohort=config.explanations.cohort, top_k=config.explanations.top_k)
 
 
 def _gradcam_patients(roi: Path, manifest: Path, n: int) -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from osteomet.config import load_preset_or_file
 
@@ -51,6 +51,40 @@ class FusionSettings(_Section):
     folds: int = Field(5, ge=2)
 
 
+class TuningSettings(_Section):
+    enabled: bool = Field(True, description="tune the XGBoost models by CV inside the training cohort")
+    folds: int = Field(5, ge=2, description="stratified CV folds of the tuning")
+    nested_out_of_fold: bool = Field(True, description="the out-of-fold training predictions tune again per fold")
+    grid: dict[str, list[float]] = Field(
+        default_factory=lambda: {"max_depth": [2, 3, 4], "learning_rate": [0.03, 0.1], "min_child_weight": [1, 5],
+                                 "n_estimators": [100, 200, 300]},
+        description="XGBoost settings and the values searched (every combination)")
+
+    @field_validator("grid")
+    @classmethod
+    def _known(cls, grid: dict[str, list[float]]) -> dict[str, list[float]]:
+        from osteomet.models.tuning import TuningConfig
+
+        TuningConfig(grid=grid).points()  # unknown names and empty lists are refused here, before any stage runs
+        return grid
+
+    def config(self, seed: int):
+        """The models' :class:`~osteomet.models.tuning.TuningConfig`, or None when tuning is off."""
+        from osteomet.models.tuning import TuningConfig
+
+        if not self.enabled:
+            return None
+        return TuningConfig(folds=self.folds, grid={k: list(v) for k, v in self.grid.items()},
+                            nested_out_of_fold=self.nested_out_of_fold, seed=seed)
+
+
+class ExplanationSettings(_Section):
+    enabled: bool = Field(True, description="SHAP summaries of the XGBoost models, and per patient in predict")
+    top_k: int = Field(10, ge=1, description="contributions listed per patient")
+    cohort: Literal["train", "val", "test", "external", "all"] = Field(
+        "train", description="patients the summary figures show")
+
+
 class EvaluationSettings(_Section):
     threshold_split: str = Field("train+val", description="patients the Youden threshold is fixed on")
     n_resamples: int = Field(1000, ge=100, description="bootstrap resamples of the CIs")
@@ -85,6 +119,8 @@ class StudyConfig(_Section):
     clinical_folds: int = Field(5, ge=2)
     fusion: FusionSettings = Field(default_factory=FusionSettings)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
+    tuning: TuningSettings = Field(default_factory=TuningSettings)
+    explanations: ExplanationSettings = Field(default_factory=ExplanationSettings)
 
 
 def load_study_config(source: str | Path | None = None) -> StudyConfig:

@@ -40,8 +40,10 @@ def _check_output(out: Path) -> None:
 
 def build_sections(run_dir: str | Path) -> list[Section]:
     """Every section, in page order (absent ones carry their note)."""
+    from osteomet.report.checklist import add_study_sections
+
     layout = RunLayout(check_run_dir(run_dir))
-    return [make(layout) for make in SECTIONS]
+    return add_study_sections(layout, [make(layout) for make in SECTIONS])
 
 
 def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
