@@ -52,9 +52,16 @@ def test_checklist_answers_come_from_the_run(study_run: Path) -> None:
     ext = metrics[(metrics["metric"] == "auc") & (metrics["cohort"] == "external") & (metrics["ci_method"] == "delong")]
     assert all(f"{m} {e:.3f}" in rows["External validation"][0] for m, e in zip(ext["model"], ext["estimate"]))
 
-    # steps this run did not take (the other half of issue 18 writes stability/ and model_features/)
-    assert rows["Feature stability (reproducibility)"][0] == NOT_DONE
-    assert rows["Harmonization across centres"][0] == NOT_DONE
+    # stability and harmonization answered from the stage files (counted here from the filter table)
+    kept = pd.read_csv(study_run / "model_features" / "stability_filter.csv")
+    stability = rows["Feature stability (reproducibility)"][0]
+    assert f"{int(kept['kept'].sum())} of {len(kept)} features kept at ICC &gt;= 0.5" in stability
+    assert 'href="#rigour"' in rows["Feature stability (reproducibility)"][1]
+    harmonization = rows["Harmonization across centres"][0]
+    effect = pd.read_csv(study_run / "model_features" / "harmonization_summary.csv")
+    assert "reference-batch ComBat" in harmonization
+    assert all(f"{c} {b:.2f} -&gt; {a:.2f}" in harmonization
+               for c, b, a in zip(effect["centre"], effect["smd_before"], effect["smd_after"]))
     # links only to sections that are on the page
     links = set(re.findall(r'href="#([^"]+)"', checklist.body))
     assert links and links <= set(ids) | {"checklist-cohorts"}
@@ -71,6 +78,8 @@ def test_a_run_with_evaluation_only_marks_the_missing_steps(study_run: Path, tmp
     rows = _rows(checklist.body)
     assert rows["Hyper-parameter tuning and model selection"][0] == NOT_DONE
     assert rows["Interpretability and explainability"][0] == NOT_DONE
+    assert rows["Feature stability (reproducibility)"][0] == NOT_DONE
+    assert rows["Harmonization across centres"][0] == NOT_DONE
     assert rows["Data split"][0] == NOT_DONE  # no split manifest in this folder
     assert rows["Performance metrics, threshold, uncertainty"][0] != NOT_DONE
 
