@@ -1,10 +1,11 @@
-"""Study rigour on and off: internal/external AUC of every model with feature stability and ComBat harmonization.
+"""Study rigour on and off: internal/external AUC of every model with feature stability, ComBat harmonization and
+nested XGBoost tuning.
 
 Runs `run mri` on a synthetic two-centre cohort (default 414 patients, the study's size; C2 is the
 external centre) once with both rigour steps on, then with each switch off and both off, in the
-same run directory: the stage fingerprints rerun only the model-feature table, the radiomics and
-fusion models and the evaluation, so the expensive stages (preprocessing, extraction, stability
-extraction, deep grid) run once. Prints, measured in this one run:
+same run directory, then with tuning off (the XGBoost models with the preset values): the stage
+fingerprints rerun only the model-feature table, the models and the evaluation, so the expensive
+stages (preprocessing, extraction, stability extraction, deep grid) run once. Prints, measured in this one run:
 
 1. the centre effect on the radiomics features (median |standardized mean difference| of C2 from
    C1 and the SD ratio, before and after ComBat);
@@ -34,8 +35,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-VARIANTS = {"both on": (True, True), "stability off": (False, True), "harmonization off": (True, False),
-            "both off": (False, False)}
+VARIANTS = {"both on": (True, True, True), "stability off": (False, True, True),
+            "harmonization off": (True, False, True), "both off": (False, False, True),
+            "tuning off": (True, True, False)}
 MODELS = ("clinical", "radiomics", "deep", "fusion")
 #: One narrow ResNet10 for a few epochs: the deep model only feeds its features to fusion here (measured on a
 #: loaded 2-core CPU, a full-width ResNet10 took 150-300 s per epoch at 414 patients).
@@ -67,10 +69,11 @@ def study(work: Path, jobs: int):
     return load_study_config(folder / "study.yaml")
 
 
-def variant(config, stability: bool, harmonization: bool):
+def variant(config, stability: bool, harmonization: bool, tuning: bool = True):
     return config.model_copy(update={
         "stability": config.stability.model_copy(update={"enabled": stability}),
-        "harmonization": config.harmonization.model_copy(update={"enabled": harmonization})})
+        "harmonization": config.harmonization.model_copy(update={"enabled": harmonization}),
+        "tuning": config.tuning.model_copy(update={"enabled": tuning})})
 
 
 def auc_cell(metrics: pd.DataFrame, model: str, cohort: str) -> str:
@@ -104,9 +107,9 @@ def main() -> None:
     run = work / ("run" if args.c2_noise == 1.0 else f"run_c2noise{args.c2_noise:g}")
     print(f"run mri: {args.n} patients, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
     metrics, predictions = {}, {}
-    for name, (stability, harmonization) in VARIANTS.items():
+    for name, (stability, harmonization, tuning) in VARIANTS.items():
         start = time.perf_counter()
-        record = run_mri(manifest, run, variant(config, stability, harmonization),
+        record = run_mri(manifest, run, variant(config, stability, harmonization, tuning),
                          log=lambda line: print(f"  {line}", flush=True))
         print(f"variant '{name}': {time.perf_counter() - start:.0f} s", flush=True)
         metrics[name] = record["metrics"]
@@ -131,8 +134,9 @@ def main() -> None:
 
     print("\npaired DeLong, step on vs off (p):")
     tests = []
-    for step, off in (("stability", "stability off"), ("harmonization", "harmonization off"), ("both", "both off")):
-        for model in ("radiomics", "fusion"):
+    for step, off in (("stability", "stability off"), ("harmonization", "harmonization off"), ("both", "both off"),
+                      ("tuning", "tuning off")):
+        for model in ("clinical", "radiomics", "fusion") if step == "tuning" else ("radiomics", "fusion"):
             a, b = predictions[("both on", model)], predictions[(off, model)]
             both = a.merge(b[["patient_id", "prob"]], on="patient_id", suffixes=("_on", "_off")).dropna(
                 subset=["prob_on", "prob_off", "label"])
