@@ -66,19 +66,22 @@ def feature_stability(manifest: str | Path, features: str | Path, out: str | Pat
         from osteomet.radiomics.stability import perturbed_manifest, stability_table
         from osteomet.utils.files import write_text_atomic
 
-        train_ids = set(cohort.to_frame().loc[lambda f: f["split"] == train_split, "patient_id"])
+        # training patients whose study extraction succeeded: a UNETR mask that came out empty (or too small)
+        # failed there, is reported there, and has nothing to perturb
+        original = _extracted(read_feature_table(features))
+        train_ids = set(cohort.to_frame().loc[lambda f: f["split"] == train_split, "patient_id"]) & set(original.index)
+        original = original.loc[original.index.isin(train_ids)]
         train = Manifest(kind=cohort.kind, records=[r for r in cohort if r.patient_id in train_ids], path=cohort.path,
                          extra_columns=list(cohort.extra_columns))
         if len(train) < 3:
-            raise InputError(f"{manifest}: feature stability needs at least 3 training patients, found {len(train)}")
+            raise InputError(f"{manifest}: feature stability needs at least 3 training patients with extracted "
+                             f"features, found {len(train)}")
         sources = None
         if segdir is not None:
             from osteomet.data.masks import apply_masks, mask_sources
 
             sources = mask_sources(train, segdir)
             train = apply_masks(train, segdir)
-        original = _extracted(read_feature_table(features))
-        original = original.loc[original.index.isin(train_ids)]
         tables: dict[str, pd.DataFrame] = {}
         for kind in perturbations:
             perturbed = perturbed_manifest(train, kind, out / "masks" / kind)
