@@ -38,11 +38,9 @@ def test_a_training_patient_whose_unetr_mask_came_out_empty_is_left_out_not_fata
     """Real UNETR output: a tiny model can return an empty mask; extraction reports it, stability skips it."""
     import SimpleITK as sitk
 
-    from osteomet.data.manifest import read_manifest
+    from osteomet.data.manifest import read_manifest, with_absolute_paths, write_manifest
     from osteomet.pipeline.radiomics import extract_features
     from osteomet.pipeline.rigour import feature_stability
-
-    from osteomet.data.manifest import with_absolute_paths, write_manifest
 
     frame = with_absolute_paths(read_manifest(mri_cohort).to_frame(), "mri").assign(split="train")
     manifest = write_manifest(frame, tmp_path / "manifest.csv", kind="mri")  # every patient in training
