@@ -234,3 +234,16 @@ def test_bootstrap_auc_interval_agrees_with_proc_within_monte_carlo_error(tmp_pa
     assert abs(ours.low - r_low) < 4 * math.sqrt(2) * mc_se
     assert abs(ours.high - r_high) < 4 * math.sqrt(2) * mc_se
     assert abs(ours.low - r_low) < 0.01 and abs(ours.high - r_high) < 0.01  # and a few thousandths in absolute terms
+
+
+def test_a_cluster_bootstrap_over_too_few_patients_gives_no_interval():
+    """Three patients have ten distinct resamples: the estimate stands, the interval is NaN, not a fake one."""
+    rng = np.random.default_rng(0)
+    patients = np.repeat(np.arange(3), 30)
+    y = rng.random(90) < 0.3
+    scores = y + rng.normal(0, 1, 90)
+    table = bootstrap_threshold_metrics(y, scores, 0.5, n_resamples=100, seed=0, groups=patients).set_index("metric")
+    assert table.loc["auc", "estimate"] == pytest.approx(roc_auc_score(y, scores))
+    assert table[["ci_low", "ci_high"]].isna().all().all()
+    five = bootstrap_threshold_metrics(y, scores, 0.5, n_resamples=100, seed=0, groups=np.repeat(np.arange(5), 18))
+    assert five[["ci_low", "ci_high"]].notna().all().all()

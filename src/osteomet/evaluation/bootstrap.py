@@ -53,6 +53,9 @@ class Interval(NamedTuple):
     high: float
 
 
+#: Fewest groups (patients) for which a cluster-bootstrap interval is reported.
+MIN_CLUSTERS = 5
+
 def resample_indices(
     labels: np.ndarray,
     n_resamples: int = 1000,
@@ -200,7 +203,10 @@ def bootstrap_threshold_metrics(
 
     Returns one row per metric (``auc`` then ``acc, sensitivity, specificity, ppv, npv,
     precision, recall, f1``) with columns ``metric, estimate, ci_low, ci_high``. ``groups``
-    (e.g. the patient of each slice) switches to the cluster bootstrap over groups.
+    (e.g. the patient of each slice) switches to the cluster bootstrap over groups; with fewer
+    than ``MIN_CLUSTERS`` groups the intervals are NaN: two or three patients give a handful of
+    distinct resamples, and their percentiles (e.g. an AUC of 0.764 "(0.764-0.771)") look like a
+    precise interval while saying nothing.
     """
     if not 0.0 < level < 1.0:
         raise EvaluationInputError(f"level must be in (0, 1), got {level}")
@@ -214,6 +220,9 @@ def bootstrap_threshold_metrics(
         return [ranked.auc(index), *(metrics[m] for m in METRICS)]
 
     estimate = row(np.arange(labels.size))
+    if groups is not None and pd.unique(np.asarray(groups)).size < MIN_CLUSTERS:
+        low = high = np.full(len(names), np.nan)
+        return pd.DataFrame({"metric": list(names), "estimate": estimate, "ci_low": low, "ci_high": high})
     samples = np.array([row(i) for i in resample_indices(labels, n_resamples, seed, stratified, groups)])
     low, high = _percentiles(samples, level)
     return pd.DataFrame({"metric": list(names), "estimate": estimate, "ci_low": low, "ci_high": high})

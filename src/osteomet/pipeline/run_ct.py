@@ -177,8 +177,9 @@ def ct_headline(layout: RunLayout) -> dict[str, Any]:
         table = pd.read_csv(metrics)
         row = table[(table["metric"] == "auc") & (table.get("level", "slice") == "slice") & (table["split"] == "test")]
         if len(row):
-            out.setdefault("slice_auc", {})[metrics.parent.name] = [round(float(row[c].iloc[0]), 3)
-                                                                    for c in ("estimate", "ci_low", "ci_high")]
+            values = [float(row[c].iloc[0]) for c in ("estimate", "ci_low", "ci_high")]
+            # no CI (too few test patients for a cluster bootstrap) is None, which JSON can hold
+            out.setdefault("slice_auc", {})[metrics.parent.name] = [None if v != v else round(v, 3) for v in values]
     lesion_metrics = layout.ct_lesions / "metrics.csv"
     if lesion_metrics.is_file():
         table = pd.read_csv(lesion_metrics)
