@@ -84,6 +84,12 @@ def _first(folder: Path, name: str) -> Path | None:
     return found[0] if found else None
 
 
+def _first_table(folder: Path, name: str) -> tuple[Path | None, pd.DataFrame | None]:
+    """:func:`_first` and its table (None when absent or unreadable): what most sections start from."""
+    path = _first(folder, name)
+    return path, read_csv(path) if path else None
+
+
 # ---- bpMRI -----------------------------------------------------------------------------------------
 
 COHORT_COLUMNS = ("variable", "level", "summary", "overall", "label=0", "label=1", "n_missing", "test", "p", "p_adj",
@@ -180,8 +186,7 @@ GRID_COLUMNS = ("name", "depth", "optimizer", "learning_rate", "val_auc", "val_a
 
 def grid_section(layout: RunLayout) -> Section:
     section = Section("grid", "Deep-learning grid search")
-    grid = _first(layout.deep, "grid.csv")
-    frame = read_csv(grid) if grid else None
+    grid, frame = _first_table(layout.deep, "grid.csv")
     if frame is None:
         section.note = "no deep/.../grid.csv (osteomet deep grid)"
         return section
@@ -199,8 +204,7 @@ def grid_section(layout: RunLayout) -> Section:
 
 def gradcam_section(layout: RunLayout) -> Section:
     section = Section("gradcam", "Grad-CAM")
-    index = _first(layout.deep, "gradcam.csv")
-    frame = read_csv(index) if index else None
+    index, frame = _first_table(layout.deep, "gradcam.csv")
     if frame is None or "patient_id" not in frame:
         section.note = "no deep/.../gradcam.csv (osteomet deep gradcam)"
         return section
@@ -305,19 +309,22 @@ def ct_sensitivity_section(layout: RunLayout) -> Section:
     return section
 
 
+def _icc_by_class_table(frame: pd.DataFrame) -> str:
+    """ICC summary by feature class (``evaluation.icc.summarize_by_class``): CT reproducibility and MRI stability."""
+    return table(frame, ("class", "n_features", "n_defined", "min", "median", "max"), labels={"n_defined": "ICC defined"})
+
+
 def icc_section(layout: RunLayout) -> Section:
     section = Section("icc", "Radiomics reproducibility (ICC by feature class)")
     folder = layout.ct_icc
-    summary = _first(folder, "*_by_class.csv")
+    _, frame = _first_table(folder, "*_by_class.csv")
     plots = sorted(folder.rglob("*_by_class.png")) if folder.is_dir() else []
-    frame = read_csv(summary) if summary else None
     if frame is None and not plots:
         section.note = "no ct/icc/*_by_class.csv or .png (osteomet ct icc)"
         return section
     parts = [_figures([(p, "ICC per feature by class") for p in plots[:2]], width=640)]
     if frame is not None:
-        parts.append(table(frame, ("class", "n_features", "n_defined", "min", "median", "max"),
-                           labels={"n_defined": "ICC defined"}))
+        parts.append(_icc_by_class_table(frame))
     section.body = "".join(parts)
     return section
 
@@ -332,8 +339,7 @@ def rigour_section(layout: RunLayout) -> Section:
     if by_class is not None:
         parts += ["<h3>Feature stability under one-voxel mask perturbation (training patients)</h3>",
                   _figures([(layout.stability / "icc_by_class.png", "Lowest ICC(2,1) per feature, by class")], 640),
-                  table(by_class, ("class", "n_features", "n_defined", "min", "median", "max"),
-                        labels={"n_defined": "ICC defined"})]
+                  _icc_by_class_table(by_class)]
     if kept is not None and "kept" in kept:
         parts.append(note(f"{int(kept['kept'].sum())} of {len(kept)} features reach the ICC threshold and are "
                           f"offered to feature selection."))
@@ -358,8 +364,7 @@ DETECTION_COLUMNS = ("architecture", "level", "split", "n", "n_positive", "thres
 
 def ct_detection_section(layout: RunLayout) -> Section:
     section = Section("ct-detection", "CT slice detection: model comparison")
-    comparison = _first(layout.ct_detection, "comparison.csv")
-    frame = read_csv(comparison) if comparison else None
+    comparison, frame = _first_table(layout.ct_detection, "comparison.csv")
     if frame is None:
         section.note = "no ct/detection/comparison.csv (osteomet ct detect predict)"
         return section
