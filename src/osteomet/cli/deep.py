@@ -96,11 +96,12 @@ def grid(
                                          resume=resume, device=device, on_config=on_config,
                                          on_epoch=on_epoch if in_process else None)
     summary = Table(title=f"validation AUC (n={int(table['n_val'].iloc[0])}, DeLong 95% CI)")
-    for column in ("configuration", "AUC", "95% CI", "ACC", "best epoch", ""):
+    for column in ("configuration", "AUC", "95% CI", "ACC", "selection score", "best epoch", ""):
         summary.add_column(column)
     for row in table.itertuples():
         summary.add_row(row.name, _fmt(row.val_auc), f"{_fmt(row.val_auc_low)}-{_fmt(row.val_auc_high)}",
-                        _fmt(row.val_acc), str(row.best_epoch), "winner" if row.name == winner["name"] else "")
+                        _fmt(row.val_acc), _fmt(row.val_score), str(row.best_epoch),
+                        "winner" if row.name == winner["name"] else "")
     console.print(summary)
     console.print(f"winner {winner['name']} (validation AUC {_fmt(winner['val_auc'])}) -> [bold]{out / 'winner.json'}[/]")
 

@@ -181,7 +181,7 @@ def calibration_section(layout: RunLayout) -> Section:
 
 
 GRID_COLUMNS = ("name", "depth", "optimizer", "learning_rate", "val_auc", "val_auc_low", "val_auc_high", "val_acc",
-                "n_val", "n_val_positive", "best_epoch", "epochs_run", "stopped_early", "seconds")
+                "val_score", "n_val", "n_val_positive", "best_epoch", "epochs_run", "stopped_early", "seconds")
 
 
 def grid_section(layout: RunLayout) -> Section:
@@ -190,14 +190,17 @@ def grid_section(layout: RunLayout) -> Section:
     if frame is None:
         section.note = "no deep/.../grid.csv (osteomet deep grid)"
         return section
-    parts = [_figures([(grid.parent / "heatmap.png", "Validation AUC by depth, learning rate and optimiser")],
+    parts = [_figures([(grid.parent / "heatmap.png", "Selection score (validation AUC, smoothed over epochs when "
+                                                      "the settings say so) by depth, learning rate and optimiser")],
                       width=640)]
     winner = read_json(grid.parent / "winner.json")
     if winner:
         parts.append("<h3>Chosen configuration</h3>" + key_values(
-            (k, winner.get(k)) for k in ("name", "depth", "optimizer", "learning_rate", "val_auc", "n_train", "n_val",
+            (k, winner.get(k)) for k in ("name", "depth", "optimizer", "learning_rate", "val_auc", "val_score", "n_train",
+                                         "n_val",
                                          "rule") if k in winner))
-    parts.append("<h3>Every configuration</h3>" + table(frame, GRID_COLUMNS, labels={"val_auc": "validation AUC"}))
+    parts.append("<h3>Every configuration</h3>" + table(frame, GRID_COLUMNS, labels={"val_auc": "validation AUC",
+                                                                              "val_score": "selection score"}))
     section.body = "".join(parts)
     return section
 

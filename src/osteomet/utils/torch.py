@@ -80,6 +80,12 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 100_003 + epoch)
 
 
+def seed_epoch(seed: int, epoch: int) -> None:
+    """Re-seed torch's global generators for one epoch's dropout, so a resumed run draws what an
+    uninterrupted one draws (the global state is not in the checkpoint)."""
+    torch.manual_seed(seed * 100_003 + epoch + 7_919)
+
+
 # --------------------------------------------------------------------------------------------
 # Checkpoints: plain tensors and Python values, never pickled objects.
 # --------------------------------------------------------------------------------------------

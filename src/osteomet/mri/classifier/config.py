@@ -23,6 +23,7 @@ class ResNetConfig(BaseModel):
     conv1_t_stride: int = Field(1, ge=1, description="first convolution stride")
     no_max_pool: bool = False
     shortcut_type: Literal["A", "B"] = "B"
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the pooled features before the final layer")
 
 
 class ClassifierConfig(BaseModel):
@@ -39,6 +40,11 @@ class ClassifierConfig(BaseModel):
     batch_size: int = Field(8, ge=1)
     max_epochs: int = Field(100, ge=1)
     patience: int = Field(10, ge=1, description="epochs without a better validation AUC before stopping")
+    min_epochs: int = Field(0, ge=0, description="epochs before a checkpoint can be the best or training stop "
+                            "(the first epochs' AUCs on a small validation cohort are mostly chance)")
+    selection_smoothing: float = Field(0.0, ge=0, lt=1, description="weight of the past in the exponential moving "
+                                       "average of the validation AUC that early stopping and the grid use "
+                                       "(nnU-Net smooths its pseudo-Dice with 0.9); 0 = the epoch's own AUC")
     scheduler: Literal["cosine", "plateau", "none"] = "cosine"
     class_weighting: bool = Field(True, description="BCE pos_weight = negatives / positives of the training set")
     flip_prob: float = Field(0.5, ge=0, le=1, description="left-right flip")
@@ -46,6 +52,11 @@ class ClassifierConfig(BaseModel):
     intensity_scale: float = Field(0.1, ge=0, description="random intensity scaling range (+/-)")
     intensity_shift: float = Field(0.1, ge=0, description="random intensity shift range (+/-, SD units)")
     intensity_prob: float = Field(0.5, ge=0, le=1)
+    shift_voxels: int = Field(0, ge=0, description="random translation up to this many voxels in-plane (half of it "
+                              "across slices), zero-padded: the tumour is not always at the same voxel")
+    noise_std: float = Field(0.0, ge=0, description="largest SD of added Gaussian noise; each crop draws its SD "
+                             "uniformly from 0 to this (MONAI RandGaussianNoise; the crops are z-scored)")
+    noise_prob: float = Field(0.5, ge=0, le=1)
     threshold: float = Field(0.5, gt=0, lt=1, description="probability cut-off of the validation accuracy")
     num_workers: int = Field(0, ge=0)
     seed: int = 0

@@ -40,7 +40,7 @@ from osteomet.utils.files import write_json_atomic, write_text_atomic
 CONFIG_FILE = SETTINGS
 WINNER_FILE = "winner.json"
 COLUMNS = ["name", "depth", "optimizer", "learning_rate", "val_auc", "val_auc_low", "val_auc_high", "val_acc",
-           "n_val", "n_val_positive", "best_epoch", "epochs_run", "stopped_early", "seconds"]
+           "val_score", "n_val", "n_val_positive", "best_epoch", "epochs_run", "stopped_early", "seconds"]
 
 
 def grid_specs(config: ClassifierConfig) -> list[RunSpec]:
@@ -105,12 +105,23 @@ def open_grid(out: str | Path, config: ClassifierConfig, *, resume: bool) -> Pat
 
 
 def select_winner(table: pd.DataFrame) -> pd.Series:
-    """Highest validation AUC; ties go to the first configuration in grid order (deterministic)."""
-    usable = table.dropna(subset=["val_auc"])
+    """Highest selection score (the validation AUC, smoothed when the settings say so); ties go to
+    the first configuration in grid order (deterministic)."""
+    usable = table.dropna(subset=["val_score"])
     if usable.empty:
         raise InputError("no configuration of the grid produced a validation AUC (every run diverged); "
                          "lower the learning rates")
-    return usable.loc[usable["val_auc"].idxmax()]
+    return usable.loc[usable["val_score"].idxmax()]
+
+
+def selection_rule(config: ClassifierConfig) -> str:
+    if config.selection_smoothing == 0:
+        rule = "highest validation AUC"
+    else:
+        rule = f"highest validation AUC smoothed over epochs (moving average, weight {config.selection_smoothing:g})"
+    if config.min_epochs:
+        rule += f" from epoch {config.min_epochs} on"
+    return rule + " (ties: first in grid order)"
 
 
 def run_grid(preprocessed: str | Path, out: str | Path, config: ClassifierConfig, guard: LabelGuard,
@@ -152,7 +163,7 @@ def run_grid(preprocessed: str | Path, out: str | Path, config: ClassifierConfig
     write_text_atomic(out / "grid.csv", table.to_csv(index=False))
     winner = select_winner(table)
     record = {**{k: _plain(winner[k]) for k in COLUMNS}, "run": str(Path("configs") / winner["name"]),
-              "rule": "highest validation AUC (ties: first in grid order)",
+              "rule": selection_rule(config),
               "n_train": len(train_ids)}
     write_json_atomic(out / WINNER_FILE, record)
     save_heatmap(table, out / "heatmap.png")
@@ -166,12 +177,12 @@ def _plain(value: Any) -> Any:
 
 
 def save_heatmap(table: pd.DataFrame, path: Path) -> Path:
-    """Validation AUC per configuration: depths as rows, optimiser x learning rate as columns."""
+    """Selection score per configuration: depths as rows, optimiser x learning rate as columns."""
     plt = pyplot()
     from matplotlib.patches import Rectangle
 
     frame = table.assign(column=[f"{o}\n{lr:g}" for o, lr in zip(table["optimizer"], table["learning_rate"])])
-    pivot = frame.pivot(index="depth", columns="column", values="val_auc")
+    pivot = frame.pivot(index="depth", columns="column", values="val_score")
     pivot = pivot.loc[list(dict.fromkeys(frame["depth"])), list(dict.fromkeys(frame["column"]))]  # grid order
     fig, ax = plt.subplots(figsize=(1.0 + 0.9 * pivot.shape[1], 1.2 + 0.6 * pivot.shape[0]), dpi=120)
     values = pivot.to_numpy(dtype=float)
@@ -185,7 +196,8 @@ def save_heatmap(table: pd.DataFrame, path: Path) -> Path:
                 color="white" if np.isnan(value) or value < 0.8 else "black")
     ax.set_xticks(range(pivot.shape[1]), pivot.columns, fontsize=7)
     ax.set_yticks(range(pivot.shape[0]), [f"ResNet{d}" for d in pivot.index], fontsize=8)
-    ax.set_title("validation AUC", fontsize=9)
+    smoothed = not np.allclose(table["val_score"], table["val_auc"], equal_nan=True)
+    ax.set_title("validation AUC, smoothed over epochs" if smoothed else "validation AUC", fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.05)
     return save_figure(fig, path, tight_bbox=True)
 

@@ -11,6 +11,11 @@ Labels come in as plain mappings that the caller took from a
 :class:`~osteomet.mri.classifier.labels.LabelGuard` (training labels to fit, validation
 labels to stop early), so this module never sees test or external labels.
 
+Selection: early stopping and the best checkpoint follow the validation AUC, optionally
+smoothed by an exponential moving average (``selection_smoothing``) and ignored for the first
+``min_epochs`` epochs. With ten validation patients one epoch's AUC moves by 0.1 between
+neighbouring epochs, and an unsmoothed rule keeps whichever early epoch happened to spike.
+
 Reproducibility: on CPU with the same thread count a rerun, and a run resumed from
 ``last.pt``, give the same weights and history (weights seeded before the network is built,
 shuffling and augmentation re-seeded per epoch).
@@ -42,6 +47,7 @@ from osteomet.utils.torch import (
     pick_device,
     refuse_existing_run,
     save_state,
+    seed_epoch,
     seed_weights,
     train_step,
     write_history,
@@ -129,6 +135,7 @@ class RunResult:
     epochs_run: int
     stopped_early: bool
     seconds: float
+    val_score: float = math.nan  # the (smoothed) validation AUC the best epoch was chosen by; the grid ranks by it
 
 
 def read_result(run_dir: str | Path) -> RunResult | None:
@@ -136,7 +143,9 @@ def read_result(run_dir: str | Path) -> RunResult | None:
     path = Path(run_dir) / RESULT_FILE
     if not path.exists():
         return None
-    return RunResult(**json.loads(path.read_text()))
+    data = json.loads(path.read_text())
+    data.setdefault("val_score", data["val_auc"])  # runs finished before smoothing existed ranked by the raw AUC
+    return RunResult(**data)
 
 
 def read_run(run_dir: str | Path) -> tuple[RunSpec, ClassifierConfig]:
@@ -179,7 +188,7 @@ def train_run(preprocessed: str | Path, run_dir: str | Path, config: ClassifierC
         pos_weight = torch.tensor([(targets == 0).sum() / (targets == 1).sum()], dtype=torch.float32, device=dev)
     loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
 
-    start_epoch, stopper, history = 0, EarlyStopping(config.patience), []
+    start_epoch, stopper, history, smoothed = 0, EarlyStopping(config.patience), [], math.nan
     if resume and last_path.exists():
         saved_spec, saved_config = read_run(run_dir)
         if saved_spec != spec or saved_config != config:
@@ -192,6 +201,7 @@ def train_run(preprocessed: str | Path, run_dir: str | Path, config: ClassifierC
             scheduler.load_state_dict(state["scheduler"])
         start_epoch, history = state["epoch"] + 1, list(state["history"])
         stopper = EarlyStopping(config.patience, state["best_auc"], state["best_epoch"], state["bad_epochs"])
+        smoothed = float(state.get("smoothed_auc", math.nan))
     else:
         refuse_existing_run(run_dir, f"a classifier run ({spec.name})", "pass --resume to continue it or use a new "
                             "folder", checkpoint="last.pt")
@@ -209,19 +219,21 @@ def train_run(preprocessed: str | Path, run_dir: str | Path, config: ClassifierC
                                              generator=epoch_generator(config.seed, epoch),
                                              num_workers=config.num_workers)
         model.train()
+        seed_epoch(config.seed, epoch)
         losses = [train_step(model, optimizer, loss_fn, x.to(dev), y.to(dev)) for x, y in loader]
         score = _validation_auc(val_y, predict_probabilities(model, val_set, dev, config.batch_size))
+        smoothed = smooth(smoothed, score, config.selection_smoothing)
         lr = optimizer.param_groups[0]["lr"]
         if scheduler is not None:
             scheduler.step(score) if config.scheduler == "plateau" else scheduler.step()
-        if stopper.update(score, epoch):
+        if epoch >= min(config.min_epochs, config.max_epochs - 1) and stopper.update(smoothed, epoch):
             save_state({"model": model.state_dict(), "epoch": epoch, "val_auc": score}, best_checkpoint(run_dir))
-        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_auc": score, "lr": lr,
-                        "seconds": round(time.perf_counter() - tick, 3)})
+        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_auc": score,
+                        "val_auc_smoothed": smoothed, "lr": lr, "seconds": round(time.perf_counter() - tick, 3)})
         save_state({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict() if scheduler is not None else {}, "epoch": epoch,
                     "best_auc": stopper.best, "best_epoch": stopper.best_epoch, "bad_epochs": stopper.bad_epochs,
-                    "history": history}, last_path)
+                    "smoothed_auc": smoothed, "history": history}, last_path)
         write_history(run_dir, history)
         if on_epoch:
             on_epoch(epoch, history[-1])
@@ -236,9 +248,17 @@ def train_run(preprocessed: str | Path, run_dir: str | Path, config: ClassifierC
     result = RunResult(name=spec.name, depth=spec.depth, optimizer=spec.optimizer, learning_rate=spec.learning_rate,
                        **summary, best_epoch=stopper.best_epoch, epochs_run=len(history),
                        stopped_early=stopper.exhausted,
-                       seconds=round(float(sum(h["seconds"] for h in history)), 3))
+                       seconds=round(float(sum(h["seconds"] for h in history)), 3),
+                       val_score=float(stopper.best) if math.isfinite(stopper.best) else math.nan)
     write_json_atomic(run_dir / RESULT_FILE, asdict(result))  # written last: marks the run finished
     return result
+
+
+def smooth(previous: float, score: float, weight: float) -> float:
+    """Exponential moving average of the validation AUC; starts at the first epoch's AUC."""
+    if weight == 0 or not math.isfinite(previous):
+        return score
+    return weight * previous + (1 - weight) * score
 
 
 def _validation_auc(labels: np.ndarray, probs: np.ndarray) -> float:
