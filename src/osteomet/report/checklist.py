@@ -5,8 +5,9 @@ manifest, settings from ``run.json`` and the stages' ``settings.yaml``, results 
 evaluation files) and a link to the report section that shows the table or figure. An item
 whose step is absent from the run says "not done in this run". The items only the authors can
 answer (title, ethics, eligibility, reference standard, discussion, ...) are listed at the end
-as "to write". Item numbers: CLEAR v1.0 (Kocak et al., Insights Imaging 2023) and TRIPOD+AI
-(Collins et al., BMJ 2024).
+as "to write". Item numbers: CLEAR v1.0 (Kocak et al., Insights Imaging 2023; checked against
+the authors' online checklist, clearchecklist.github.io/clear_checklist) and TRIPOD+AI (Collins
+et al., BMJ 2024; checked against transcriptions of the tripod-statement.org checklist).
 """
 
 from __future__ import annotations
@@ -343,7 +344,7 @@ ITEMS: tuple[Item, ...] = (
     Item("CLEAR 29; TRIPOD+AI 11", "Missing data", missing_answer),
     Item("CLEAR 19", "Segmentation strategy", segmentation_answer),
     Item("CLEAR 21, 22; TRIPOD+AI 7", "Image pre-processing and resampling", preprocessing_answer),
-    Item("CLEAR 21, 36; TRIPOD+AI 7, 12d", "Harmonization across centres", harmonization_answer),
+    Item("CLEAR 21, 32, 36; TRIPOD+AI 7, 12d", "Harmonization across centres", harmonization_answer),
     Item("CLEAR 23, 24", "Discretisation and image types", discretisation_answer),
     Item("CLEAR 25, 26, 27, 28", "Feature extraction, classes, number, default parameters", features_answer),
     Item("CLEAR 31, 46", "Feature stability (reproducibility)", stability_answer),
@@ -355,11 +356,11 @@ ITEMS: tuple[Item, ...] = (
     Item("CLEAR 38, 39, 40, 47; TRIPOD+AI 12e, 15, 23a", "Performance metrics, threshold, uncertainty",
          performance_answer),
     Item("CLEAR 41, 42; TRIPOD+AI 12e", "Statistical comparison of models", comparison_answer),
-    Item("CLEAR 39, 48; TRIPOD+AI 12e, 23a", "Calibration and clinical utility", calibration_answer),
-    Item("CLEAR 38; TRIPOD+AI 12d, 23b", "External validation", external_answer),
+    Item("CLEAR 39, 40, 42, 47, 48; TRIPOD+AI 12e, 23a", "Calibration and clinical utility", calibration_answer),
+    Item("CLEAR 38; TRIPOD+AI 12a, 23a", "External validation", external_answer),
     Item("CLEAR 43, 46", "Interpretability and explainability", explanation_answer),
     Item("CLEAR 55, 57; TRIPOD+AI 12g, 22", "Settings and final model files", model_files_answer),
-    Item("CLEAR 25, 56; TRIPOD+AI 18f", "Software versions", software_answer),
+    Item("CLEAR 25, 34, 41, 56; TRIPOD+AI 18f", "Software versions", software_answer),
 )
 
 #: Items only the authors can write (a run knows nothing of them).
@@ -375,10 +376,11 @@ TO_WRITE: tuple[tuple[str, str], ...] = (
     ("CLEAR 17; TRIPOD+AI 9a-9c", "Definition and measurement of the clinical predictors"),
     ("CLEAR 18; TRIPOD+AI 8a-8c", "Reference standard for bone metastasis, its assessment and blinding"),
     ("CLEAR 20", "Who drew or reviewed the tumour masks, and their experience"),
-    ("TRIPOD+AI 14", "Fairness: performance in relevant subgroups"),
+    ("TRIPOD+AI 14, 23a", "Fairness: performance in relevant subgroups"),
     ("TRIPOD+AI 16, 20c", "Differences between development and evaluation settings"),
     ("TRIPOD+AI 18a-18e, 19", "Funding, conflicts, protocol, registration, data sharing, patient involvement"),
-    ("CLEAR 49-52; TRIPOD+AI 24-27", "Interpretation, previous work, limitations, usability, next steps"),
+    ("TRIPOD+AI 12f, 24", "Model updating (e.g. recalibration) and its results, or that none was done"),
+    ("CLEAR 49-52; TRIPOD+AI 25, 26, 27a-27c", "Interpretation, previous work, limitations, usability, next steps"),
     ("CLEAR 53, 54, 58", "Sharing images, masks and feature data; a ready-to-use system"),
 )
 
