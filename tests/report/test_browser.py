@@ -50,7 +50,8 @@ def test_chromium_shows_every_section_and_image_without_errors(study_run: Path, 
                                     ".map(a => [a.getAttribute('href'), !!document.getElementById("
                                     "a.getAttribute('href').slice(1))])")
             page.locator("section#checklist a[href='#tuning']").first.click()
-            at_tuning = page.evaluate("location.hash === '#tuning' && (t => t >= 0 && t < innerHeight)("
+            # the section's top lands at 0 up to layout rounding (-0.23 px was seen)
+            at_tuning = page.evaluate("location.hash === '#tuning' && (t => t > -1 && t < innerHeight)("
                                       "document.getElementById('tuning').getBoundingClientRect().top)")
             shot = tmp_path / "report.png"
             page.screenshot(path=str(shot), full_page=True)
