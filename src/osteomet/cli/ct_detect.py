@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import typer
@@ -89,6 +90,6 @@ def predict(
         shown = metrics[metrics["metric"].isin(["auc", "precision", "recall", "f1"])]
         for row in shown.itertuples():
             console.print(f"  {name:16s} {row.level:7s} {row.split:8s} n={row.n:5d} {row.metric:9s} "
-                          f"{row.estimate:.3f} " + (f"(95% CI {row.ci_low:.3f}-{row.ci_high:.3f})" if row.ci_low == row.ci_low
-                                                    else "(no CI: too few patients to resample)"))
+                          f"{row.estimate:.3f} " + ("(no CI: too few patients to resample)" if math.isnan(row.ci_low)
+                                                    else f"(95% CI {row.ci_low:.3f}-{row.ci_high:.3f})"))
     console.print(f"-> [bold]{out}[/]")

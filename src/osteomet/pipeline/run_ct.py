@@ -11,6 +11,7 @@ unchanged) in the run directory's ``ct/`` folders::
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -179,7 +180,7 @@ def ct_headline(layout: RunLayout) -> dict[str, Any]:
         if len(row):
             values = [float(row[c].iloc[0]) for c in ("estimate", "ci_low", "ci_high")]
             # no CI (too few test patients for a cluster bootstrap) is None, which JSON can hold
-            out.setdefault("slice_auc", {})[metrics.parent.name] = [None if v != v else round(v, 3) for v in values]
+            out.setdefault("slice_auc", {})[metrics.parent.name] = [None if math.isnan(v) else round(v, 3) for v in values]
     lesion_metrics = layout.ct_lesions / "metrics.csv"
     if lesion_metrics.is_file():
         table = pd.read_csv(lesion_metrics)

@@ -196,9 +196,8 @@ def grid_section(layout: RunLayout) -> Section:
     winner = read_json(grid.parent / "winner.json")
     if winner:
         parts.append("<h3>Chosen configuration</h3>" + key_values(
-            (k, winner.get(k)) for k in ("name", "depth", "optimizer", "learning_rate", "val_auc", "val_score", "n_train",
-                                         "n_val",
-                                         "rule") if k in winner))
+            (k, winner.get(k)) for k in ("name", "depth", "optimizer", "learning_rate", "val_auc", "val_score",
+                                         "n_train", "n_val", "rule") if k in winner))
     parts.append("<h3>Every configuration</h3>" + table(frame, GRID_COLUMNS, labels={"val_auc": "validation AUC",
                                                                               "val_score": "selection score"}))
     section.body = "".join(parts)

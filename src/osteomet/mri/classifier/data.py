@@ -152,9 +152,10 @@ class RoiDataset(Dataset):
         shapes = {im.shape for im in self._images}
         if len(shapes) > 1:
             raise InputError(f"{root}: ROI crops differ in shape ({sorted(shapes)}); preprocess with one --roi-size")
-        self.transform = augmentations(config, next(iter(shapes), (3, 1, 1, 1))) if augment else None
-        if augment and config.rotate90_prob > 0 and shapes and next(iter(shapes))[2] != next(iter(shapes))[3]:
-            raise InputError(f"{root}: ROI crops {next(iter(shapes))} are not square in-plane; set rotate90_prob: 0")
+        shape = next(iter(shapes), None)  # None: no patients
+        if augment and config.rotate90_prob > 0 and shape and shape[2] != shape[3]:
+            raise InputError(f"{root}: ROI crops {shape} are not square in-plane; set rotate90_prob: 0")
+        self.transform = augmentations(config, shape) if augment and shape else None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
