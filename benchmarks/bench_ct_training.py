@@ -20,7 +20,7 @@ lesion status). ``--threads`` sets torch's CPU threads (1 by default: on a share
 machine two OpenMP threads competing with other jobs run many times slower than one).
 
 Usage: .venv/bin/python benchmarks/bench_ct_training.py --out DIR [--n 20] [--preset tiny] [--threads 1]
-       [--only segmentation|detection] [--models unet,resunet]
+       [--only segmentation|detection] [--models unet,resunet] [--max-epochs N]
 """
 
 from __future__ import annotations
@@ -50,7 +50,16 @@ def cohort(out: Path, n: int, seed: int, size: int) -> Path:
     return generate_ct_cohort(out / "cohort", n, seed=seed, config=CTSynthConfig(region="whole_body", inplane_size=size))
 
 
-def segmentation(manifest_path: Path, out: Path, preset: str, models: list[str] | None) -> list[dict]:
+def capped(config, max_epochs: int | None):
+    """The preset with fewer epochs (a GPU lease too short for the default's schedule); said in the output."""
+    if max_epochs is None or max_epochs >= config.max_epochs:
+        return config
+    print(f"max_epochs capped at {max_epochs} (preset: {config.max_epochs})")
+    return config.model_copy(update={"max_epochs": max_epochs, "patience": min(config.patience, max_epochs)})
+
+
+def segmentation(manifest_path: Path, out: Path, preset: str, models: list[str] | None,
+                 max_epochs: int | None = None) -> list[dict]:
     from osteomet.ct.segmentation.compare import compare_segmentations
     from osteomet.ct.segmentation.config import load_segmentation_config
     from osteomet.ct.segmentation.infer import predict_segmentation
@@ -61,7 +70,7 @@ def segmentation(manifest_path: Path, out: Path, preset: str, models: list[str] 
     from osteomet.evaluation.bootstrap import bootstrap_mean
 
     manifest = read_manifest(manifest_path, kind="ct")
-    config = load_segmentation_config(preset)
+    config = capped(load_segmentation_config(preset), max_epochs)
     run = out / "seg_run"
     (root, config), cache_s, _ = timed(lambda: prepare_slice_run(manifest, run, config, architectures=models,
                                                                  cache=out / "slices"))
@@ -90,7 +99,8 @@ def segmentation(manifest_path: Path, out: Path, preset: str, models: list[str] 
     return rows
 
 
-def detection(manifest_path: Path, out: Path, preset: str, models: list[str] | None) -> list[dict]:
+def detection(manifest_path: Path, out: Path, preset: str, models: list[str] | None,
+              max_epochs: int | None = None) -> list[dict]:
     from osteomet.ct.detection.config import load_detection_config
     from osteomet.ct.detection.infer import predict_detection
     from osteomet.ct.detection.train import train_detector
@@ -98,7 +108,7 @@ def detection(manifest_path: Path, out: Path, preset: str, models: list[str] | N
     from osteomet.data.manifest import read_manifest
 
     manifest = read_manifest(manifest_path, kind="ct")
-    config = load_detection_config(preset)
+    config = capped(load_detection_config(preset), max_epochs)
     run = out / "det_run"
     root, config = prepare_slice_run(manifest, run, config, architectures=models, cache=out / "slices")
     rows = []
@@ -155,17 +165,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--only", choices=("segmentation", "detection"))
     parser.add_argument("--models", help="comma-separated architectures (default: the preset's)")
+    parser.add_argument("--max-epochs", type=int, help="cap the preset's epochs (e.g. to fit a GPU lease); printed")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} CPU thread(s), preset {args.preset}, {args.n} patients, {args.size} x {args.size} matrix")
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU only"
+    print(f"{device}; torch {torch.__version__}, {args.threads} CPU thread(s), preset {args.preset}, {args.n} patients, {args.size} x {args.size} matrix")
     manifest, wall, _ = timed(lambda: cohort(args.out, args.n, args.seed, args.size))
     print(f"cohort: {manifest} ({wall:.1f} s)")
     models = args.models.split(",") if args.models else None
     rows = []
     if args.only in (None, "segmentation"):
-        rows += segmentation(manifest, args.out, args.preset, models if args.only else None)
+        rows += segmentation(manifest, args.out, args.preset, models if args.only else None, args.max_epochs)
     if args.only in (None, "detection"):
-        rows += detection(manifest, args.out, args.preset, models if args.only else None)
+        rows += detection(manifest, args.out, args.preset, models if args.only else None, args.max_epochs)
     print(markdown(rows))
     pd.DataFrame(rows).to_csv(args.out / f"bench_ct_training_{args.only or 'all'}.csv", index=False)
 
