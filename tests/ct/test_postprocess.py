@@ -1,15 +1,23 @@
-"""Post-processing of CT lesion masks: small components dropped by volume, the volume chosen on validation."""
+"""Post-processing of CT lesion probabilities: threshold, component confidence and volume, chosen on validation."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pytest
 
 from osteomet.ct.segmentation.postprocess import (
-    choose_min_volume,
-    read_min_volume,
+    Postprocessing,
+    as_probability,
+    candidates,
+    choose_postprocessing,
+    lesion_mask,
+    read_postprocessing,
     remove_small_components,
     write_postprocessing,
 )
+from osteomet.evaluation.segmentation import overlap
 
 
 def _blob(shape, corner, size):
@@ -34,25 +42,62 @@ def test_components_below_the_volume_are_removed_and_the_rest_kept_whole():
     assert not remove_small_components(mask, voxel_ml, 1.0).any()
 
 
-def test_the_volume_is_chosen_by_validation_dice_and_ties_go_to_the_smallest(tmp_path):
+def _case():
+    """A lesion patient (confident core, faint rim, a faint halo outside the lesion, a faint false blob) and a
+    lesion-free patient with the same false blob; voxels of 0.01 ml."""
     shape = (8, 30, 30)
-    lesion = _blob(shape, (2, 5, 5), (3, 6, 6))           # 108 voxels = 1.08 ml at 0.01 ml
-    false_blob = _blob(shape, (5, 20, 20), (2, 3, 3))     # 18 voxels = 0.18 ml
-    # patient 1: lesion found plus one false blob; patient 2: lesion-free with the same blob
-    predictions = [lesion | false_blob, false_blob]
-    references = [lesion, np.zeros(shape, bool)]
-    choice = choose_min_volume(predictions, references, [0.01, 0.01], candidates=(0.0, 0.1, 0.25, 0.5, 2.0))
-    # by hand: 0 and 0.1 ml keep the blob: Dice 2*108/(126+108) = 0.923 and 0 -> mean 0.4615;
-    # 0.25 and 0.5 ml drop it: 1 and 1; 2 ml drops the lesion too: 0 and 1
-    assert choice["candidates"]["0.0"] == round((2 * 108 / 234 + 0) / 2, 6)
-    assert choice["candidates"]["0.5"] == 1.0 and choice["candidates"]["2.0"] == 0.5
-    assert choice["min_lesion_ml"] == 0.25
-    # a gain below the tolerance does not buy a larger cut-off: the blob costs the lesion patient 0.077 Dice,
-    # and with only that patient (no lesion-free one) a tolerance of 0.1 keeps everything
-    lenient = choose_min_volume(predictions[:1], references[:1], [0.01], candidates=(0.0, 0.25), tolerance=0.1)
-    assert lenient["min_lesion_ml"] == 0.0
-    strict = choose_min_volume(predictions[:1], references[:1], [0.01], candidates=(0.0, 0.25), tolerance=0.005)
-    assert strict["min_lesion_ml"] == 0.25
+    core = _blob(shape, (2, 6, 6), (3, 4, 4))                 # 48 voxels at 0.9
+    lesion = _blob(shape, (2, 5, 5), (3, 6, 6))               # 108 voxels: the core and its rim
+    halo = _blob(shape, (2, 4, 4), (3, 8, 8)) & ~lesion       # 84 voxels at 0.35, outside the lesion
+    blob = _blob(shape, (5, 20, 20), (2, 3, 3))               # 18 voxels = 0.18 ml, peak 0.65
+    p1 = np.full(shape, 0.05, np.float32)
+    p1[halo], p1[lesion], p1[core], p1[blob] = 0.35, 0.45, 0.9, 0.65
+    p2 = np.full(shape, 0.05, np.float32)
+    p2[blob] = 0.65
+    return [p1, p2], [lesion, np.zeros(shape, bool)]
+
+
+def test_hysteresis_keeps_a_confident_lesion_with_its_faint_rim_and_drops_a_faint_blob():
+    (p1, _), (lesion, _) = _case()
+    kept = lesion_mask(p1, 0.01, Postprocessing(threshold=0.4, min_confidence=0.7))
+    assert np.array_equal(kept, lesion)                       # rim at 0.45 kept through the core's 0.9
+    assert lesion_mask(p1, 0.01, Postprocessing()).sum() == 48 + 18  # plain >= 0.5: core and blob
+    assert np.array_equal(lesion_mask(p1, 0.01, Postprocessing(0.5, 0.5, 0.25)), lesion_mask(p1, 0.01, Postprocessing(0.5, 0.8)))
+    assert not lesion_mask(p1, 0.01, Postprocessing(0.3, 0.95)).any()  # nothing reaches 0.95
+    soft = as_probability(p1, kept)
+    assert np.array_equal(soft >= 0.5, kept) and soft.dtype == np.float32
+
+
+def test_the_setting_is_chosen_by_validation_dice_and_ties_go_to_the_least_change(tmp_path):
+    probabilities, references = _case()
+    grid = candidates((0.5, 0.4, 0.3), (0.5, 0.6, 0.7, 0.8, 0.9), (0.0, 0.25))
+    assert all(s.min_confidence >= s.threshold for s in grid)
+    choice = choose_postprocessing(probabilities, references, [0.01, 0.01], settings=grid)
+    # every setting's mean Dice, recomputed with the project's overlap on the masks themselves
+    for s in grid:
+        expected = np.mean([overlap(lesion_mask(p, 0.01, s), r)["dice"] for p, r in zip(probabilities, references)])
+        assert choice["candidates"][s.key()] == pytest.approx(expected, abs=1e-6), s
+    # by hand: t=0.4 takes the rim (0.3 adds the halo), c>=0.7 or 0.25 ml drops the blob: Dice 1 and 1;
+    # plain >= 0.5 keeps core and blob: 2*48/(66+108) on the lesion patient, 0 on the other
+    assert choice["candidates"]["t=0.5,c=0.5,v=0"] == round((2 * 48 / (66 + 108)) / 2, 6)
+    assert choice["candidates"]["t=0.4,c=0.7,v=0"] == 1.0 and choice["candidates"]["t=0.4,c=0.5,v=0.25"] == 1.0
+    assert choice["candidates"]["t=0.3,c=0.7,v=0"] == round((2 * 108 / (192 + 108) + 1) / 2, 6)
+    # two perfect settings: removing by volume changes more than a confidence cut-off, so c=0.7 wins
+    assert (choice["threshold"], choice["min_confidence"], choice["min_lesion_ml"]) == (0.4, 0.7, 0.0)
     write_postprocessing(tmp_path, choice)
-    assert read_min_volume(tmp_path) == 0.25
-    assert read_min_volume(tmp_path / "missing") == 0.0
+    assert read_postprocessing(tmp_path) == Postprocessing(0.4, 0.7, 0.0)
+
+
+def test_a_small_gain_does_not_buy_a_change():
+    probabilities, references = _case()
+    grid = [Postprocessing(0.5, 0.5, 0.0), Postprocessing(0.5, 0.5, 0.25)]
+    # the lesion patient alone: the blob costs 2*48/(48+108) - 2*48/(66+108) = 0.064 Dice
+    lenient = choose_postprocessing(probabilities[:1], references[:1], [0.01], settings=grid, tolerance=0.1)
+    strict = choose_postprocessing(probabilities[:1], references[:1], [0.01], settings=grid, tolerance=0.005)
+    assert lenient["min_lesion_ml"] == 0.0 and strict["min_lesion_ml"] == 0.25
+
+
+def test_runs_recorded_before_the_threshold_and_confidence_read_as_plain_thresholding(tmp_path):
+    assert read_postprocessing(tmp_path / "missing") == Postprocessing()
+    (tmp_path / "postprocessing.json").write_text(json.dumps({"min_lesion_ml": 0.25, "candidates": {}}))
+    assert read_postprocessing(tmp_path) == Postprocessing(0.5, 0.5, 0.25)

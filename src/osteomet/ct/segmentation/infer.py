@@ -4,8 +4,8 @@ Every slice (with its neighbours as channels) is predicted by sliding windows of
 patch size over the patient's bone crop (MONAI ``sliding_window_inference``, Gaussian-weighted
 overlap), so the network sees at inference exactly the pixel size and context it was trained
 on; the probability is kept within ``bone_only_mm`` of bone (lesions are bone lesions), and
-connected components smaller than the volume chosen on validation at training are dropped
-(:mod:`osteomet.ct.segmentation.postprocess`). The probability stack is put back into the whole slice grid (0 outside the crop), resampled in
+the threshold, component confidence and smallest volume chosen on validation at training are
+applied (:mod:`osteomet.ct.segmentation.postprocess`). The probability stack is put back into the whole slice grid (0 outside the crop), resampled in
 physical space (linear, then >= 0.5) onto the original CT geometry, whatever its orientation or
 matrix (a DICOM series included), and written atomically to
 ``OUT/<architecture>/masks/<patient_id>.nii.gz``.
@@ -27,7 +27,7 @@ import SimpleITK as sitk
 
 from osteomet.ct import slice_run
 from osteomet.ct.segmentation.config import CTSegmentationConfig
-from osteomet.ct.segmentation.postprocess import read_min_volume, remove_small_components
+from osteomet.ct.segmentation.postprocess import as_probability, lesion_mask, read_postprocessing
 from osteomet.ct.segmentation.train import lesion_region, load_segmenter, volume_probabilities
 from osteomet.ct.slice_cache import load_case, to_ct_geometry, voxel_ml
 from osteomet.data.io import read_mask, write_image
@@ -64,7 +64,7 @@ def predict_segmentation(manifest: Manifest, run_dir: str | Path, out: str | Pat
     split_of = dict(zip(patients["patient_id"], patients["split"]))
     dev = pick_device(device)
     models = {a: load_segmenter(run_dir, a, config, dev) for a in architectures}
-    min_ml = {a: read_min_volume(run_dir / a) for a in architectures}
+    settings = {a: read_postprocessing(run_dir / a) for a in architectures}
     rows = []
     for record in manifest:
         arrays, meta = load_case(root, record.patient_id)
@@ -73,9 +73,9 @@ def predict_segmentation(manifest: Manifest, run_dir: str | Path, out: str | Pat
         reference = None
         for architecture, model in models.items():
             probability = volume_probabilities(model, arrays["image"], config, dev, region=region)
-            if min_ml[architecture] > 0:  # chosen on the validation patients at training (postprocess.py)
-                kept = remove_small_components(probability >= 0.5, voxel_ml(meta), min_ml[architecture])
-                probability = np.where(kept, probability, np.minimum(probability, 0.49)).astype(np.float32)
+            # threshold, component confidence and volume chosen on the validation patients at training
+            kept = lesion_mask(probability, voxel_ml(meta), settings[architecture])
+            probability = as_probability(probability, kept)
             mask = to_ct_geometry(probability, meta)
             path = write_image(mask, out / architecture / "masks" / f"{record.patient_id}.nii.gz")
             array = sitk.GetArrayViewFromImage(mask)

@@ -1,22 +1,34 @@
-"""Post-processing of predicted lesion masks: drop connected components below a volume chosen on validation.
+"""Post-processing of predicted lesion probabilities, chosen on validation: threshold, component confidence, volume.
 
 Why: a whole-body CT holds thousands of normal structures, and a segmenter that finds the
-lesions still leaves a few small blobs elsewhere (measured on synthetic whole-body CTs: most
-false-positive components are under 0.5 ml, at the skull base, the dens, the hip and
+lesions still leaves a few blobs elsewhere (measured on synthetic whole-body CTs: most
+false-positive components are small and faint, at the skull base, the dens, the hip and
 shoulder joints). Each blob costs precision on every patient and turns a lesion-free patient's
-Dice from 1 into 0. As nnU-Net decides its post-processing on validation predictions, the
-smallest kept volume is chosen here on the validation patients only, from a fixed list that
-starts at 0 (no removal) and stops at 0.5 ml (a 10 mm sphere, the smallest lesion RECIST 1.1
-measures: larger cut-offs would delete real lesions the per-lesion analysis counts), and
-recorded beside the weights, so inference applies exactly what validation chose. The
-smallest volume within ``TOLERANCE`` of the best validation Dice wins: a few validation
-patients cannot tell a 0.005 difference from noise, and removing less keeps small lesions.
-Volumes are in millilitres, so the choice does not depend on the pixel size.
+Dice from 1 into 0. As nnU-Net decides its post-processing on validation predictions, three
+settings are chosen here on the validation patients only and recorded beside the weights, so
+inference applies exactly what validation chose:
+
+- ``threshold``: the probability a voxel needs to be lesion (0.5, 0.4 or 0.3; small lesions
+  tend to be under-segmented, their rim sits below 0.5);
+- ``min_confidence``: a connected component (26-connected, of voxels above ``threshold``) is
+  kept only if its highest probability reaches this (0.5 .. 0.95): a hysteresis threshold, as
+  in edge detection, so a confident lesion keeps its faint rim while a blob the network was
+  never sure of goes;
+- ``min_lesion_ml``: components smaller than this go (0, 0.1, 0.25 or 0.5 ml; capped at
+  0.5 ml, a 10 mm sphere, the smallest lesion RECIST 1.1 measures: larger cut-offs would
+  delete real lesions the per-lesion analysis counts).
+
+Among the settings within ``TOLERANCE`` of the best mean validation Dice, the one that changes
+the raw prediction least wins (smallest volume, then lowest confidence, then the threshold
+nearest 0.5): a few validation patients cannot tell a 0.005 difference from noise. Volumes are
+in millilitres, so the choice does not depend on the pixel size.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -26,48 +38,123 @@ from osteomet.utils.files import write_json_atomic
 
 POSTPROCESSING = "postprocessing.json"
 CANDIDATE_ML = (0.0, 0.1, 0.25, 0.5)
+CANDIDATE_CONFIDENCE = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+CANDIDATE_THRESHOLD = (0.5, 0.4, 0.3)
 TOLERANCE = 0.005
+
+
+@dataclass(frozen=True)
+class Postprocessing:
+    """What turns a probability volume into a lesion mask (the defaults change nothing beyond >= 0.5)."""
+
+    threshold: float = 0.5
+    min_confidence: float = 0.5
+    min_lesion_ml: float = 0.0
+
+    def key(self) -> str:
+        return f"t={self.threshold:g},c={self.min_confidence:g},v={self.min_lesion_ml:g}"
+
+
+def _components(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    import cc3d
+
+    labels, n = cc3d.connected_components(np.asarray(mask, np.uint8), connectivity=26, return_N=True)
+    return labels, int(n)
 
 
 def remove_small_components(mask: np.ndarray, voxel_ml: float, min_ml: float) -> np.ndarray:
     """``mask`` (Z x H x W, bool) without the 26-connected components smaller than ``min_ml`` millilitres."""
-    import cc3d
-
     mask = np.asarray(mask, bool)
     if min_ml <= 0 or not mask.any():
         return mask
-    labels = cc3d.connected_components(mask.astype(np.uint8), connectivity=26)
+    labels, _ = _components(mask)
     sizes = np.bincount(labels.ravel()) * voxel_ml
     keep = sizes >= min_ml
     keep[0] = False
     return keep[labels]
 
 
-def choose_min_volume(predictions: Sequence[np.ndarray], references: Sequence[np.ndarray],
-                      voxel_ml: Sequence[float], candidates: Sequence[float] = CANDIDATE_ML,
-                      tolerance: float = TOLERANCE) -> dict:
-    """The smallest candidate within ``tolerance`` of the best mean per-patient Dice, and every candidate's Dice."""
-    from osteomet.evaluation.segmentation import overlap
+def lesion_mask(probability: np.ndarray, voxel_ml: float, settings: Postprocessing) -> np.ndarray:
+    """The kept lesion voxels (bool) of a probability volume under ``settings``."""
+    above = np.asarray(probability) >= settings.threshold
+    if not above.any() or (settings.min_confidence <= settings.threshold and settings.min_lesion_ml <= 0):
+        return above
+    labels, n = _components(above)
+    sizes = np.bincount(labels.ravel(), minlength=n + 1) * voxel_ml
+    peaks = np.zeros(n + 1)
+    np.maximum.at(peaks, labels.ravel(), np.asarray(probability, np.float64).ravel())
+    keep = (sizes >= settings.min_lesion_ml) & (peaks >= settings.min_confidence)
+    keep[0] = False
+    return keep[labels]
 
-    if not predictions:
-        return {"min_lesion_ml": 0.0, "candidates": {}, "n_patients": 0}
+
+def as_probability(probability: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """Probabilities re-expressed so that ``>= 0.5`` is exactly ``kept`` (for linear resampling to the CT grid)."""
+    return np.where(kept, np.maximum(probability, 0.5), np.minimum(probability, 0.49)).astype(np.float32)
+
+
+def _component_table(probability: np.ndarray, reference: np.ndarray, threshold: float,
+                     voxel_ml: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per component above ``threshold`` (label 0 excluded): voxels, volume in ml, peak probability, voxels in the reference."""
+    above = probability >= threshold
+    labels, n = _components(above)
+    flat = labels.ravel()
+    voxels = np.bincount(flat, minlength=n + 1).astype(np.float64)
+    hits = np.bincount(flat, weights=np.asarray(reference, bool).ravel().astype(np.float64), minlength=n + 1)
+    peaks = np.zeros(n + 1)
+    np.maximum.at(peaks, flat, np.asarray(probability, np.float64).ravel())
+    return voxels[1:], voxels[1:] * voxel_ml, peaks[1:], hits[1:]
+
+
+def candidates(thresholds: Sequence[float] = CANDIDATE_THRESHOLD, confidences: Sequence[float] = CANDIDATE_CONFIDENCE,
+               volumes: Sequence[float] = CANDIDATE_ML) -> list[Postprocessing]:
+    """Every valid setting, least change first (the tie-break order)."""
+    grid = [Postprocessing(t, c, v) for v, c, t in itertools.product(sorted(volumes), sorted(confidences),
+                                                                      sorted(thresholds, key=lambda t: abs(t - 0.5)))
+            if c >= t]
+    return grid
+
+
+def choose_postprocessing(probabilities: Sequence[np.ndarray], references: Sequence[np.ndarray],
+                          voxel_ml: Sequence[float], settings: Sequence[Postprocessing] | None = None,
+                          tolerance: float = TOLERANCE) -> dict:
+    """The least-changing setting within ``tolerance`` of the best mean per-patient Dice, and every setting's Dice.
+
+    Dice follows :func:`osteomet.evaluation.segmentation.overlap` (a lesion-free patient left empty scores 1).
+    """
+    settings = list(settings) if settings is not None else candidates()
+    if not probabilities:
+        return {**asdict(Postprocessing()), "candidates": {}, "n_patients": 0}
+    tables = {}
+    for i, (p, r, v) in enumerate(zip(probabilities, references, voxel_ml)):
+        for t in {s.threshold for s in settings}:
+            tables[i, t] = _component_table(np.asarray(p), np.asarray(r), t, v)
+    n_reference = [float(np.count_nonzero(r)) for r in references]
     scores = {}
-    for candidate in sorted(candidates):
-        dice = [overlap(remove_small_components(p, v, candidate), r)["dice"]
-                for p, r, v in zip(predictions, references, voxel_ml)]
-        scores[float(candidate)] = float(np.nanmean(dice))
+    for s in settings:
+        dice = []
+        for i in range(len(probabilities)):
+            voxels, ml, peaks, hits = tables[i, s.threshold]
+            keep = (ml >= s.min_lesion_ml) & (peaks >= s.min_confidence)
+            n_p, tp = voxels[keep].sum(), hits[keep].sum()
+            dice.append(1.0 if n_p + n_reference[i] == 0 else 2.0 * tp / (n_p + n_reference[i]))
+        scores[s] = float(np.mean(dice))
     top = max(scores.values())
-    best = min(c for c, s in scores.items() if s >= top - tolerance - 1e-12)
-    return {"min_lesion_ml": best, "candidates": {str(c): round(s, 6) for c, s in scores.items()},
-            "n_patients": len(predictions),
-            "rule": f"smallest volume within {tolerance} of the best mean validation Dice"}
+    best = next(s for s in settings if scores[s] >= top - tolerance - 1e-12)
+    return {**asdict(best), "candidates": {s.key(): round(d, 6) for s, d in scores.items()},
+            "n_patients": len(probabilities),
+            "rule": f"least-changing setting within {tolerance} of the best mean validation Dice"}
 
 
 def write_postprocessing(run_dir: str | Path, choice: dict) -> Path:
     return write_json_atomic(Path(run_dir) / POSTPROCESSING, choice)
 
 
-def read_min_volume(run_dir: str | Path) -> float:
-    """The chosen smallest lesion volume of a trained architecture (0: none recorded, nothing removed)."""
+def read_postprocessing(run_dir: str | Path) -> Postprocessing:
+    """The settings chosen for a trained architecture (defaults, i.e. >= 0.5 and nothing removed, if none recorded)."""
     path = Path(run_dir) / POSTPROCESSING
-    return float(json.loads(path.read_text())["min_lesion_ml"]) if path.exists() else 0.0
+    if not path.exists():
+        return Postprocessing()
+    record = json.loads(path.read_text())
+    return Postprocessing(float(record.get("threshold", 0.5)), float(record.get("min_confidence", 0.5)),
+                          float(record["min_lesion_ml"]))

@@ -11,8 +11,8 @@ averages the per-patient Dice (:func:`osteomet.evaluation.segmentation.overlap`)
 Run folder per architecture (``RUN/<architecture>/``): ``history.csv``,
 ``checkpoints/best.pt`` (weights of the best validation Dice; tensors only, loaded with
 ``weights_only=True``), ``checkpoints/last.pt`` (everything ``--resume`` needs) and
-``postprocessing.json`` (the smallest lesion volume kept, chosen on the validation patients
-with the best weights: :mod:`osteomet.ct.segmentation.postprocess`).
+``postprocessing.json`` (threshold, component confidence and smallest lesion volume, chosen on
+the validation patients with the best weights: :mod:`osteomet.ct.segmentation.postprocess`).
 """
 
 from __future__ import annotations
@@ -100,14 +100,14 @@ def patch_probabilities(model: torch.nn.Module, x: np.ndarray, batch_size: int, 
     return np.concatenate(out)
 
 
-def validation_masks(model: torch.nn.Module, store: SliceStore, patient_ids: list[str], config: CTSegmentationConfig,
-                     device: torch.device) -> list[np.ndarray]:
-    """The predicted masks (>= 0.5, before post-processing) of the validation patients on the cropped slice grid."""
-    masks = []
+def validation_probabilities(model: torch.nn.Module, store: SliceStore, patient_ids: list[str],
+                             config: CTSegmentationConfig, device: torch.device) -> list[np.ndarray]:
+    """The lesion probabilities of the validation patients on the cropped slice grid, as inference computes them."""
+    out = []
     for pid in patient_ids:
         region = lesion_region(store.array(pid, "bone"), store.spacing(pid), config)
-        masks.append(volume_probabilities(model, store.array(pid, "image"), config, device, region=region) >= 0.5)
-    return masks
+        out.append(volume_probabilities(model, store.array(pid, "image"), config, device, region=region))
+    return out
 
 
 def validation_dice(model: torch.nn.Module, store: SliceStore, patient_ids: list[str], config: CTSegmentationConfig,
@@ -115,21 +115,21 @@ def validation_dice(model: torch.nn.Module, store: SliceStore, patient_ids: list
     """Mean per-patient Dice of the stacked prediction on the cropped slice grid."""
     from osteomet.evaluation.segmentation import overlap
 
-    masks = validation_masks(model, store, patient_ids, config, device)
-    scores = [overlap(m, np.asarray(store.array(pid, "mask")))["dice"] for m, pid in zip(masks, patient_ids)]
+    probabilities = validation_probabilities(model, store, patient_ids, config, device)
+    scores = [overlap(p >= 0.5, np.asarray(store.array(pid, "mask")))["dice"] for p, pid in zip(probabilities, patient_ids)]
     return float(np.nanmean(scores))
 
 
 def choose_postprocessing(run_dir: Path, model: torch.nn.Module, store: SliceStore, val_ids: list[str],
                           config: CTSegmentationConfig, device: torch.device) -> dict:
-    """With the best weights, the smallest kept lesion volume that maximises validation Dice (recorded in the run)."""
-    from osteomet.ct.segmentation.postprocess import choose_min_volume, write_postprocessing
+    """With the best weights, the threshold, component confidence and volume that maximise validation Dice (recorded)."""
+    from osteomet.ct.segmentation import postprocess
 
     load_weights(model, best_checkpoint(run_dir), device)
-    masks = validation_masks(model, store, val_ids, config, device)
-    choice = choose_min_volume(masks, [np.asarray(store.array(p, "mask")) for p in val_ids],
-                               [store.voxel_ml(p) for p in val_ids])
-    write_postprocessing(run_dir, choice)
+    probabilities = validation_probabilities(model, store, val_ids, config, device)
+    choice = postprocess.choose_postprocessing(probabilities, [np.asarray(store.array(p, "mask")) for p in val_ids],
+                                               [store.voxel_ml(p) for p in val_ids])
+    postprocess.write_postprocessing(run_dir, choice)
     return choice
 
 
