@@ -23,6 +23,7 @@ from osteomet.utils.torch import (
     refuse_existing_run,
     save_state,
     seed_weights,
+    set_epoch_lr,
 )
 
 
@@ -101,3 +102,16 @@ def test_existing_run_is_refused_with_the_folder_named(tmp_path: Path) -> None:
     with pytest.raises(FileExistsError, match=re.escape(f"{tmp_path}: holds a trained unet already; use a new run folder")):
         refuse_existing_run(tmp_path, "a trained unet")
     refuse_existing_run(tmp_path, "a run", checkpoint="last.pt")  # only the named checkpoint counts
+
+
+def test_epoch_learning_rate_follows_torch_cosine_annealing_and_constant_stays():
+    model = torch.nn.Linear(2, 1)
+    ours = torch.optim.SGD(model.parameters(), lr=0.1)
+    reference = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(reference, T_max=7)
+    for epoch in range(7):
+        assert set_epoch_lr(ours, 0.1, epoch, 7, "cosine") == pytest.approx(reference.param_groups[0]["lr"], abs=1e-12)
+        assert ours.param_groups[0]["lr"] == pytest.approx(reference.param_groups[0]["lr"], abs=1e-12)
+        reference.step()
+        scheduler.step()
+    assert set_epoch_lr(ours, 0.1, 5, 7, "none") == 0.1 and ours.param_groups[0]["lr"] == 0.1

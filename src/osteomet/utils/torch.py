@@ -86,6 +86,19 @@ def seed_epoch(seed: int, epoch: int) -> None:
     torch.manual_seed(seed * 100_003 + epoch + 7_919)
 
 
+def set_epoch_lr(optimizer: torch.optim.Optimizer, base_lr: float, epoch: int, max_epochs: int,
+                 schedule: str) -> float:
+    """Set (and return) the learning rate of ``epoch``: constant, or cosine from ``base_lr`` towards 0.
+
+    A pure function of the epoch (CosineAnnealingLR's curve without its state), so a resumed run
+    continues on exactly the curve of an uninterrupted one.
+    """
+    lr = base_lr if schedule == "none" else 0.5 * base_lr * (1.0 + math.cos(math.pi * epoch / max(max_epochs, 1)))
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    return lr
+
+
 # --------------------------------------------------------------------------------------------
 # Checkpoints: plain tensors and Python values, never pickled objects.
 # --------------------------------------------------------------------------------------------

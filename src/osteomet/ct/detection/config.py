@@ -41,6 +41,8 @@ class DetectionConfig(BaseModel):
     patience: int = Field(8, ge=1, description="epochs without a better validation AUC before stopping")
     learning_rate: float = Field(1e-4, gt=0)
     weight_decay: float = Field(1e-5, ge=0)
+    scheduler: Literal["cosine", "none"] = Field("cosine", description="learning rate per epoch: cosine from "
+                                                  "learning_rate towards 0 over max_epochs, or constant")
     flip_prob: float = Field(0.5, ge=0, le=1, description="random left-right flip of training tiles")
     augment: bool = Field(False, description="random rotation (15 deg), zoom (15%) and shift (10%) of training tiles")
     gradcam_max: int = Field(8, ge=0, description="Grad-CAM overlays kept per kind (true / false positives)")

@@ -48,6 +48,7 @@ from osteomet.utils.torch import (
     pick_device,
     save_state,
     seed_weights,
+    set_epoch_lr,
     train_step,
     write_history,
 )
@@ -130,6 +131,7 @@ def train_detector(slices_root: str | Path, run_dir: str | Path, config: Detecti
     for epoch in stopper.epochs(start, config.max_epochs):
         tick = time.perf_counter()
         rng = epoch_rng(config.seed, epoch)
+        lr = set_epoch_lr(optimizer, config.learning_rate, epoch, config.max_epochs, config.scheduler)
         if config.hard_negatives and epoch > 0:  # mined with the weights this epoch starts from (resume-exact)
             model.eval()
             sampler.mine_hard_negatives(lambda x: tile_probabilities(model, x, config.batch_size, dev),
@@ -149,7 +151,7 @@ def train_detector(slices_root: str | Path, run_dir: str | Path, config: Detecti
             threshold = youden_threshold(val["label"].to_numpy(), probabilities)
             save_state({"model": model.state_dict(), "epoch": epoch, "val_auc": val_auc, "threshold": threshold},
                        best_checkpoint(run_dir))
-        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_auc": val_auc,
+        history.append({"epoch": epoch, "lr": lr, "train_loss": float(np.mean(losses)), "val_auc": val_auc,
                         "seconds": round(time.perf_counter() - tick, 3)})
         save_last(run_dir, model, optimizer, epoch, stopper, history)
         write_history(run_dir, history)

@@ -38,6 +38,8 @@ class CTSegmentationConfig(BaseModel):
     patience: int = Field(10, ge=1, description="epochs without a better validation Dice before stopping")
     learning_rate: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-5, ge=0)
+    scheduler: Literal["cosine", "none"] = Field("cosine", description="learning rate per epoch: cosine from "
+                                                  "learning_rate towards 0 over max_epochs, or constant")
     flip_prob: float = Field(0.5, ge=0, le=1, description="random left-right flip of training patches")
     foreground_prior: float = Field(0.01, gt=0, lt=1, description="initial lesion probability of the output layer")
     window_overlap: float = Field(0.25, ge=0, lt=1, description="overlap of the sliding windows at inference")

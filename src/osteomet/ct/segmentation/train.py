@@ -42,6 +42,7 @@ from osteomet.utils.torch import (
     pick_device,
     save_state,
     seed_weights,
+    set_epoch_lr,
     train_step,
     write_history,
 )
@@ -166,6 +167,7 @@ def train_segmenter(slices_root: str | Path, run_dir: str | Path, config: CTSegm
     for epoch in stopper.epochs(start, config.max_epochs):
         tick = time.perf_counter()
         rng = epoch_rng(config.seed, epoch)
+        lr = set_epoch_lr(optimizer, config.learning_rate, epoch, config.max_epochs, config.scheduler)
         if config.hard_negatives and epoch > 0:  # mined with the weights this epoch starts from (resume-exact)
             sampler.mine_hard_negatives(lambda x: patch_probabilities(model, x, config.batch_size, dev),
                                         epoch_rng(config.seed, epoch, 3), pool=4 * config.hard_negatives,
@@ -178,7 +180,7 @@ def train_segmenter(slices_root: str | Path, run_dir: str | Path, config: CTSegm
         dice = validation_dice(model, store, val_ids, config, dev)
         if stopper.update(dice, epoch):
             save_state({"model": model.state_dict(), "epoch": epoch, "val_dice": dice}, best_checkpoint(run_dir))
-        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_dice": dice,
+        history.append({"epoch": epoch, "lr": lr, "train_loss": float(np.mean(losses)), "val_dice": dice,
                         "patches": config.patches_per_epoch, "seconds": round(time.perf_counter() - tick, 3)})
         save_last(run_dir, model, optimizer, epoch, stopper, history)
         write_history(run_dir, history)
