@@ -30,7 +30,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, easy_lesions: CTSynthConfi
     """A tiny DenseNet121 trained once on a 14-patient synthetic cohort (4 short epochs)."""
     base = tmp_path_factory.mktemp("ct_detection")
     manifest_path = generate_ct_cohort(base / "cohort", 14, seed=7, config=easy_lesions)
-    config = load_detection_config("tiny").model_copy(update={"max_epochs": 4, "patience": 4, "slices_per_epoch": 256})
+    config = load_detection_config("tiny").model_copy(update={"max_epochs": 4, "patience": 4, "tiles_per_epoch": 1024})
     run = base / "run"
     root, config = prepare_slice_run(read_manifest(manifest_path), run, config, architectures=[ARCHITECTURE])
     baseline = untrained_val_auc(root, ARCHITECTURE, config)
@@ -164,6 +164,30 @@ def test_real_ct_nifti_and_dicom_go_through_detection_predict(trained: dict, rea
         assert (part["split"] == "new").all()  # patients unknown to the training run
         lesion = sitk.GetArrayFromImage(sitk.ReadImage(str(record.lesion_mask)))
         assert part["label"].sum() == int((lesion.reshape(n_slices, -1).sum(axis=1) > 0).sum()) > 0
+
+
+def test_bone_centred_negatives_sit_on_bone_within_the_lesion_tiles_jitter(trained: dict) -> None:
+    from osteomet.ct.detection.tiles import TileSampler
+    from osteomet.ct.detection.train import bone_tiles
+
+    tiles = bone_tiles(trained["root"], trained["config"])
+    index = pd.read_csv(trained["root"] / "index.csv", dtype={"patient_id": str})
+    ids = list(pd.unique(index.loc[index["split"] == "train", "patient_id"]))
+    sampler = TileSampler(tiles, ids, positive_fraction=0.2, bone_centred_fraction=1.0)
+    rng = np.random.default_rng(3)
+    on_bone_centre, on_grid_centre = [], []
+    for _ in range(200):
+        pid, k, cy, cx = sampler.bone_centred_tile(rng)
+        bone = np.asarray(tiles.store.array(pid, "bone")[k]) > 0
+        q = tiles.side_px(pid) // 4
+        assert bone[max(cy - q, 0):cy + q + 1, max(cx - q, 0):cx + q + 1].any(), (pid, k, cy, cx)  # jitter <= q
+        on_bone_centre.append(bone[min(max(cy, 0), bone.shape[0] - 1), min(max(cx, 0), bone.shape[1] - 1)])
+        gp, gk, gy, gx = sampler.grid_tile(rng)
+        on_grid_centre.append(bool(np.asarray(tiles.store.array(gp, "bone")[gk])[gy, gx] > 0))
+    # the point of them: bone at the centre far more often than the inference grid's tiles have it
+    assert np.mean(on_bone_centre) > np.mean(on_grid_centre) + 0.1, (np.mean(on_bone_centre), np.mean(on_grid_centre))
+    x, y = sampler.draw(32, rng, flip_prob=0.5)
+    assert x.shape[0] == 32 and set(np.unique(y)) <= {0.0, 1.0}
 
 
 def test_training_refuses_an_index_that_splits_a_patient(trained: dict, tmp_path: Path) -> None:

@@ -33,6 +33,9 @@ class DetectionConfig(BaseModel):
         "made the tile classifier call the lesion-free slices beside every lesion"))
     tiles_per_epoch: int = Field(4096, ge=2, description="training tiles drawn per epoch")
     positive_fraction: float = Field(0.5, gt=0, lt=1, description="share of lesion-centred tiles among those drawn")
+    bone_centred_fraction: float = Field(0.5, ge=0, le=1, description=(
+        "share of the other (not mined) tiles centred on a random bone voxel, jittered as lesion tiles are; "
+        "the rest are random tiles of the inference grid"))
     hard_negatives: int = Field(256, ge=0, description=(
         "lesion-free tiles the network scores highest (out of 4x as many random ones), mined each epoch and drawn "
         "as half of the negatives; 0 turns mining off"))

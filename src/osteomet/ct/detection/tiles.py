@@ -114,12 +114,16 @@ def _positions(lo: int, hi: int, side: int, step: int) -> list[int]:
 
 
 class TileSampler:
-    """Training tiles: lesion-centred with probability ``positive_fraction``, else a random tile of the inference grid."""
+    """Training tiles: lesion-centred with probability ``positive_fraction``; else a mined hard negative, a tile
+    centred on random bone (``bone_centred_fraction`` of the rest) or a random tile of the inference grid."""
 
-    def __init__(self, tiles: BoneTiles, patient_ids: list[str], positive_fraction: float):
+    def __init__(self, tiles: BoneTiles, patient_ids: list[str], positive_fraction: float,
+                 bone_centred_fraction: float = 0.0):
         self.tiles, self.ids, self.positive_fraction = tiles, list(patient_ids), positive_fraction
+        self.bone_centred_fraction = bone_centred_fraction
         store = tiles.store
         self.lesion_voxels = {p: np.argwhere(np.asarray(store.array(p, "mask")) > 0) for p in self.ids}
+        self._bone: dict[str, np.ndarray] = {}
         self.with_lesion = [p for p in self.ids if len(self.lesion_voxels[p])]
         if not self.with_lesion:
             raise InputError("no training patient has a lesion voxel in the slice cache; detection needs some")
@@ -149,19 +153,46 @@ class TileSampler:
         order = np.argsort(-scores, kind="stable")[:keep]
         self.hard = [candidates[i] for i in order]
 
+    def bone_voxels(self, patient_id: str) -> np.ndarray:
+        """Flat indices of a training patient's bone voxels (kept once computed)."""
+        if patient_id not in self._bone:
+            self._bone[patient_id] = np.flatnonzero(np.asarray(self.tiles.store.array(patient_id, "bone")) > 0)
+        return self._bone[patient_id]
+
+    def _jittered(self, rng: np.random.Generator, pid: str, k: int, cy: int, cx: int) -> tuple[str, int, int, int]:
+        quarter = self.tiles.side_px(pid) // 4
+        jitter = rng.integers(-quarter, quarter + 1, size=2)
+        return pid, int(k), int(cy + jitter[0]), int(cx + jitter[1])
+
+    def bone_centred_tile(self, rng: np.random.Generator) -> tuple[str, int, int, int]:
+        """A tile centred (with the lesion tiles' jitter) on a random bone voxel of a random training patient.
+
+        Why: lesion tiles have their bone near the centre, grid tiles rarely do; a classifier
+        trained on those two alone learned "bone in the middle means lesion" and scored normal
+        vertebral bodies as high as lesions (measured: median lesion-free test slice 0.54).
+        Centred bone without a lesion breaks that shortcut.
+        """
+        pid = self.ids[rng.integers(len(self.ids))]
+        voxels = self.bone_voxels(pid)
+        if not len(voxels):
+            return self.grid_tile(rng)
+        shape = self.tiles.store.array(pid, "bone").shape
+        k, cy, cx = np.unravel_index(int(voxels[rng.integers(len(voxels))]), shape)
+        return self._jittered(rng, pid, int(k), int(cy), int(cx))
+
     def _centre(self, rng: np.random.Generator) -> tuple[str, int, int, int]:
         if rng.random() < self.positive_fraction:
             pid = self.with_lesion[rng.integers(len(self.with_lesion))]
             voxels = self.lesion_voxels[pid]
             k, cy, cx = voxels[rng.integers(len(voxels))]
-            quarter = self.tiles.side_px(pid) // 4
-            jitter = rng.integers(-quarter, quarter + 1, size=2)
-            return pid, int(k), int(cy + jitter[0]), int(cx + jitter[1])
+            return self._jittered(rng, pid, int(k), int(cy), int(cx))
         # the other tiles are drawn exactly as inference cuts them (a tile of the grid over a random
         # slice's bone), so the classifier learns the tiles it will be asked about, bone edges included;
         # half of them, once mined, are the hardest lesion-free tiles of the current network
         if self.hard and rng.random() < 0.5:
             return self.hard[rng.integers(len(self.hard))]
+        if self.bone_centred_fraction and rng.random() < self.bone_centred_fraction:
+            return self.bone_centred_tile(rng)
         return self.grid_tile(rng)
 
     def draw(self, n: int, rng: np.random.Generator, flip_prob: float) -> tuple[np.ndarray, np.ndarray]:

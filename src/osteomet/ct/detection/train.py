@@ -120,7 +120,8 @@ def train_detector(slices_root: str | Path, run_dir: str | Path, config: Detecti
     check_patient_split(index)
     train, val = _labelled(index, "train"), _labelled(index, "val")
     tiles = bone_tiles(slices_root, config)
-    sampler = TileSampler(tiles, list(pd.unique(train["patient_id"])), config.positive_fraction)
+    sampler = TileSampler(tiles, list(pd.unique(train["patient_id"])), config.positive_fraction,
+                          config.bone_centred_fraction)
     dev = pick_device(device)
     seed_weights(config.seed)
     model = build_classifier(architecture, config.in_channels, config.width).to(dev)
