@@ -168,7 +168,26 @@ def test_tiny_unet_learns(trained: dict) -> None:
                     np.asarray(store.array(p, "mask")))["dice"]
             for p in index.loc[index["split"] == "val", "patient_id"].unique()]
     assert result.best_dice >= np.mean(rule) + 0.2, (result.best_dice, np.mean(rule))
+    # the tiny preset keeps the final epoch's weights (nnU-Net's choice): the whole schedule ran
+    assert trained["config"].weights == "final"
+    assert result.epochs_run == trained["config"].max_epochs == len(history)
+    assert result.best_epoch == int(history["epoch"].iloc[-1])
+    state = torch.load(trained["run"] / ARCHITECTURE / "checkpoints" / "best.pt", weights_only=True)
+    assert state["epoch"] == result.best_epoch and state["val_dice"] == pytest.approx(history["val_dice"].iloc[-1])
+
+
+def test_best_weights_are_those_of_the_highest_validation_dice(trained: dict, tmp_path: Path) -> None:
+    config = trained["config"].model_copy(update={"patches_per_epoch": 48, "max_epochs": 3, "weights": "best"})
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = train_segmenter(trained["root"], tmp_path, config, ARCHITECTURE)
+    finally:
+        torch.set_num_threads(threads)
+    history = pd.read_csv(tmp_path / ARCHITECTURE / "history.csv")
     assert result.best_epoch == int(history["val_dice"].to_numpy().argmax())
+    state = torch.load(tmp_path / ARCHITECTURE / "checkpoints" / "best.pt", weights_only=True)
+    assert state["epoch"] == result.best_epoch
 
 
 def test_predict_writes_masks_on_the_ct_grid_with_independent_metrics(trained: dict, tmp_path: Path) -> None:

@@ -36,6 +36,10 @@ class CTSegmentationConfig(BaseModel):
     batch_size: int = Field(16, ge=1)
     max_epochs: int = Field(100, ge=1)
     patience: int = Field(10, ge=1, description="epochs without a better validation Dice before stopping")
+    weights: Literal["best", "final"] = Field("best", description=(
+        "weights kept for inference: the epoch of best validation Dice (early stopping with patience), or the "
+        "final epoch of the full schedule, as nnU-Net keeps (validation then only monitors); with 3-4 validation "
+        "patients the best epoch is picked by noise"))
     learning_rate: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-5, ge=0)
     scheduler: Literal["cosine", "none"] = Field("cosine", description="learning rate per epoch: cosine from "

@@ -9,8 +9,8 @@ bone crop, probability kept within ``bone_only_mm`` of bone), stacks them to a v
 averages the per-patient Dice (:func:`osteomet.evaluation.segmentation.overlap`).
 
 Run folder per architecture (``RUN/<architecture>/``): ``history.csv``,
-``checkpoints/best.pt`` (weights of the best validation Dice; tensors only, loaded with
-``weights_only=True``), ``checkpoints/last.pt`` (everything ``--resume`` needs) and
+``checkpoints/best.pt`` (the weights inference uses: of the best validation Dice, or of the final
+epoch with ``weights: final``; tensors only, loaded with ``weights_only=True``), ``checkpoints/last.pt`` (everything ``--resume`` needs) and
 ``postprocessing.json`` (threshold, component confidence and smallest lesion volume, chosen on
 the validation patients with the best weights: :mod:`osteomet.ct.segmentation.postprocess`).
 """
@@ -160,8 +160,9 @@ def train_segmenter(slices_root: str | Path, run_dir: str | Path, config: CTSegm
     seed_weights(config.seed)
     model = build_segmenter(architecture, config).to(dev)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    start, stopper, history = start_or_resume(run_dir, model, optimizer, config.patience, resume=resume,
-                                              what=f"a {architecture} training run", device=dev)
+    final = config.weights == "final"  # the whole schedule runs; the last epoch's weights are kept
+    start, stopper, history = start_or_resume(run_dir, model, optimizer, config.max_epochs if final else config.patience,
+                                              resume=resume, what=f"a {architecture} training run", device=dev)
     # batch=True: Dice over the whole batch, so lesion-free patches do not each add a 0/0 term
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
     for epoch in stopper.epochs(start, config.max_epochs):
@@ -178,7 +179,7 @@ def train_segmenter(slices_root: str | Path, run_dir: str | Path, config: CTSegm
             x, y = sampler.draw(min(config.batch_size, config.patches_per_epoch - first), rng, config.flip_prob)
             losses.append(train_step(model, optimizer, loss_fn, torch.from_numpy(x).to(dev), torch.from_numpy(y).to(dev)))
         dice = validation_dice(model, store, val_ids, config, dev)
-        if stopper.update(dice, epoch):
+        if stopper.update(dice, epoch) or final:
             save_state({"model": model.state_dict(), "epoch": epoch, "val_dice": dice}, best_checkpoint(run_dir))
         history.append({"epoch": epoch, "lr": lr, "train_loss": float(np.mean(losses)), "val_dice": dice,
                         "patches": config.patches_per_epoch, "seconds": round(time.perf_counter() - tick, 3)})
@@ -187,7 +188,9 @@ def train_segmenter(slices_root: str | Path, run_dir: str | Path, config: CTSegm
         if progress:
             progress()
     choose_postprocessing(run_dir, model, store, val_ids, config, dev)
-    return SegmenterResult(run_dir, architecture, stopper.best, stopper.best_epoch, len(history),
+    kept_dice, kept_epoch = ((history[-1]["val_dice"], history[-1]["epoch"]) if final and history
+                             else (stopper.best, stopper.best_epoch))
+    return SegmenterResult(run_dir, architecture, kept_dice, kept_epoch, len(history),
                            stopper.exhausted, pd.DataFrame(history), round(time.perf_counter() - started, 2))
 
 
