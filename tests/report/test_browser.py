@@ -26,9 +26,9 @@ def _browser_or_skip() -> str:
 
 
 def test_chromium_shows_every_section_and_image_without_errors(study_run: Path, tmp_path: Path) -> None:
+    chromium = _browser_or_skip()  # before the import, so a machine without playwright skips
     from playwright.sync_api import sync_playwright
 
-    chromium = _browser_or_skip()
     report = build_report(study_run, tmp_path / "report.html")
     problems: list[str] = []
     with sync_playwright() as p:
