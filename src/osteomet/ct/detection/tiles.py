@@ -168,9 +168,9 @@ class TileSampler:
         """A tile centred (with the lesion tiles' jitter) on a random bone voxel of a random training patient.
 
         Why: lesion tiles have their bone near the centre, grid tiles rarely do; a classifier
-        trained on those two alone learned "bone in the middle means lesion" and scored normal
-        vertebral bodies as high as lesions (measured: median lesion-free test slice 0.54).
-        Centred bone without a lesion breaks that shortcut.
+        trained on those two alone scored normal vertebral bodies as high as lesions (measured,
+        20 synthetic CTs: a tenth of the lesion-free test slices above 0.83, 0.32 with these
+        tiles). Centred bone without a lesion breaks that shortcut.
         """
         pid = self.ids[rng.integers(len(self.ids))]
         voxels = self.bone_voxels(pid)
