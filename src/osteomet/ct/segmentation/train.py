@@ -9,10 +9,11 @@ bone crop, probability kept within ``bone_only_mm`` of bone), stacks them to a v
 averages the per-patient Dice (:func:`osteomet.evaluation.segmentation.overlap`).
 
 Run folder per architecture (``RUN/<architecture>/``): ``history.csv``,
-``checkpoints/best.pt`` (the weights inference uses: of the best validation Dice, or of the final
-epoch with ``weights: final``; tensors only, loaded with ``weights_only=True``), ``checkpoints/last.pt`` (everything ``--resume`` needs) and
-``postprocessing.json`` (threshold, component confidence and smallest lesion volume, chosen on
-the validation patients with the best weights: :mod:`osteomet.ct.segmentation.postprocess`).
+``checkpoints/best.pt`` (the weights inference uses: of the best validation Dice, or of the
+final epoch with ``weights: final``; tensors only, loaded with ``weights_only=True``),
+``checkpoints/last.pt`` (everything ``--resume`` needs) and ``postprocessing.json`` (threshold,
+component confidence and smallest lesion volume, chosen on the validation patients with the
+kept weights: :mod:`osteomet.ct.segmentation.postprocess`).
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ def validation_dice(model: torch.nn.Module, store: SliceStore, patient_ids: list
 
 def choose_postprocessing(run_dir: Path, model: torch.nn.Module, store: SliceStore, val_ids: list[str],
                           config: CTSegmentationConfig, device: torch.device) -> dict:
-    """With the best weights, the threshold, component confidence and volume that maximise validation Dice (recorded)."""
+    """With the kept weights, the threshold, component confidence and volume that maximise validation Dice (recorded)."""
     from osteomet.ct.segmentation import postprocess
 
     load_weights(model, best_checkpoint(run_dir), device)
