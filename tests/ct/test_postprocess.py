@@ -14,7 +14,6 @@ from osteomet.ct.segmentation.postprocess import (
     choose_postprocessing,
     lesion_mask,
     read_postprocessing,
-    remove_small_components,
     write_postprocessing,
 )
 from osteomet.evaluation.segmentation import overlap
@@ -35,11 +34,14 @@ def test_components_below_the_volume_are_removed_and_the_rest_kept_whole():
     diagonal[8, 10, 10] = diagonal[9, 11, 11] = True
     mask = big | small | diagonal
     voxel_ml = 0.01  # 10 mm^3 voxels: big 0.75 ml, small 0.04 ml, diagonal 0.02 ml
-    kept = remove_small_components(mask, voxel_ml, 0.03)
+    def by_volume(min_ml: float) -> np.ndarray:  # a binary mask: plain thresholding, volume only
+        return lesion_mask(mask.astype(np.float32), voxel_ml, Postprocessing(0.5, 0.5, min_ml))
+
+    kept = by_volume(0.03)
     assert np.array_equal(kept, big | small)
-    assert np.array_equal(remove_small_components(mask, voxel_ml, 0.05), big)
-    assert np.array_equal(remove_small_components(mask, voxel_ml, 0.0), mask)
-    assert not remove_small_components(mask, voxel_ml, 1.0).any()
+    assert np.array_equal(by_volume(0.05), big)
+    assert np.array_equal(by_volume(0.0), mask)
+    assert not by_volume(1.0).any()
 
 
 def _case():

@@ -55,35 +55,28 @@ class Postprocessing:
         return f"t={self.threshold:g},c={self.min_confidence:g},v={self.min_lesion_ml:g}"
 
 
-def _components(mask: np.ndarray) -> tuple[np.ndarray, int]:
+def _component_stats(probability: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """26-connected components of ``probability >= threshold``: labels, voxels per label and peak probability
+    per label (index 0 is the background)."""
     import cc3d
 
-    labels, n = cc3d.connected_components(np.asarray(mask, np.uint8), connectivity=26, return_N=True)
-    return labels, int(n)
-
-
-def remove_small_components(mask: np.ndarray, voxel_ml: float, min_ml: float) -> np.ndarray:
-    """``mask`` (Z x H x W, bool) without the 26-connected components smaller than ``min_ml`` millilitres."""
-    mask = np.asarray(mask, bool)
-    if min_ml <= 0 or not mask.any():
-        return mask
-    labels, _ = _components(mask)
-    sizes = np.bincount(labels.ravel()) * voxel_ml
-    keep = sizes >= min_ml
-    keep[0] = False
-    return keep[labels]
+    probability = np.asarray(probability)
+    labels, n = cc3d.connected_components((probability >= threshold).astype(np.uint8), connectivity=26,
+                                          return_N=True)
+    flat = labels.ravel()
+    voxels = np.bincount(flat, minlength=n + 1).astype(np.float64)
+    peaks = np.zeros(n + 1)
+    np.maximum.at(peaks, flat, probability.astype(np.float64, copy=False).ravel())
+    return labels, voxels, peaks
 
 
 def lesion_mask(probability: np.ndarray, voxel_ml: float, settings: Postprocessing) -> np.ndarray:
-    """The kept lesion voxels (bool) of a probability volume under ``settings``."""
+    """The kept lesion voxels (bool) of a probability volume (or a binary mask) under ``settings``."""
     above = np.asarray(probability) >= settings.threshold
     if not above.any() or (settings.min_confidence <= settings.threshold and settings.min_lesion_ml <= 0):
         return above
-    labels, n = _components(above)
-    sizes = np.bincount(labels.ravel(), minlength=n + 1) * voxel_ml
-    peaks = np.zeros(n + 1)
-    np.maximum.at(peaks, labels.ravel(), np.asarray(probability, np.float64).ravel())
-    keep = (sizes >= settings.min_lesion_ml) & (peaks >= settings.min_confidence)
+    labels, voxels, peaks = _component_stats(probability, settings.threshold)
+    keep = (voxels * voxel_ml >= settings.min_lesion_ml) & (peaks >= settings.min_confidence)
     keep[0] = False
     return keep[labels]
 
@@ -96,13 +89,9 @@ def as_probability(probability: np.ndarray, kept: np.ndarray) -> np.ndarray:
 def _component_table(probability: np.ndarray, reference: np.ndarray, threshold: float,
                      voxel_ml: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per component above ``threshold`` (label 0 excluded): voxels, volume in ml, peak probability, voxels in the reference."""
-    above = probability >= threshold
-    labels, n = _components(above)
-    flat = labels.ravel()
-    voxels = np.bincount(flat, minlength=n + 1).astype(np.float64)
-    hits = np.bincount(flat, weights=np.asarray(reference, bool).ravel().astype(np.float64), minlength=n + 1)
-    peaks = np.zeros(n + 1)
-    np.maximum.at(peaks, flat, np.asarray(probability, np.float64).ravel())
+    labels, voxels, peaks = _component_stats(probability, threshold)
+    hits = np.bincount(labels.ravel(), weights=np.asarray(reference, bool).ravel().astype(np.float64),
+                       minlength=len(voxels))
     return voxels[1:], voxels[1:] * voxel_ml, peaks[1:], hits[1:]
 
 
