@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import SimpleITK as sitk
+from scipy import ndimage
 
 from osteomet.data.io import Geometry, read_image, read_label_map, read_mask
 from osteomet.data.manifest import read_manifest
@@ -24,6 +25,8 @@ from osteomet.data.synth.ct import (
     render_ct_phantom,
     synthesize_ct_patient,
 )
+from osteomet.data.synth.ct.materials import VERTEBRA_IDS
+from osteomet.data.synth.ct.render import _sub_slices
 from osteomet.data.totalsegmentator import TOTALSEG_BONES, ids_in_group
 
 TINY = CTSynthConfig(inplane_size=64, region="abdomen_pelvis")
@@ -280,3 +283,35 @@ def test_focal_lesion_sizes_at_the_demo_matrix_follow_the_domain_facts():
     assert diameters.min() >= 6.0 and diameters.max() <= 32.0, diameters
     assert 10.0 <= np.median(diameters) <= 22.0, diameters
     assert max(counts) <= config.max_lesions
+
+
+def test_sub_slices_resolve_the_widened_cortex():
+    """Each slice is rendered as the mean of sub-slices no thicker than the widened cortex (0.6 voxel)."""
+    assert _sub_slices(CTSynthConfig()) == 3  # 3.9 mm voxels, 5 mm slices: 1.67 mm sub-slices < 2.34 mm
+    assert _sub_slices(CTSynthConfig(inplane_size=64)) == 3
+    assert _sub_slices(CTSynthConfig(slice_thickness_mm=2.0)) == 1
+    assert _sub_slices(CTSynthConfig(inplane_size=512)) == 5  # capped: memory
+
+
+def test_healthy_vertebral_slices_do_not_look_sclerotic(phantoms):
+    """A 5 mm slab holding a ~1 mm endplate averages a few hundred HU, far below a sclerotic lesion.
+
+    Sampling only the slice centre made every slice that happened to cut an endplate uniformly
+    cortical (660-930 HU across the vertebral body): healthy vertebrae that look like metastases.
+    Measured on the body's interior (the label eroded in-plane), away from any lesion.
+    """
+    medians = []
+    for p in phantoms:
+        for vid in VERTEBRA_IDS:
+            in_bone = p.bones == vid
+            lesion_slices = np.flatnonzero((in_bone & (p.lesions > 0)).any(axis=(1, 2)))
+            for z in np.flatnonzero(in_bone.sum(axis=(1, 2)) >= 50):
+                if lesion_slices.size and np.min(np.abs(lesion_slices - z)) <= 1:
+                    continue
+                interior = ndimage.binary_erosion(in_bone[z], np.ones((3, 3), bool))
+                if interior.sum() >= 20:
+                    medians.append(float(np.median(p.ct[z][interior])))
+    medians = np.array(medians)
+    assert medians.size > 100
+    assert medians.max() < 650, np.sort(medians)[-5:]  # two endplates when a slab spans a thin disc
+    assert np.percentile(medians, 90) < 520, np.percentile(medians, 90)  # centre sampling: ~1000

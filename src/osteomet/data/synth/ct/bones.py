@@ -30,7 +30,9 @@ def _build_bones(canvas: Canvas, anatomy: Anatomy) -> None:
             for s in (-1, 1):
                 add(Ellipsoid((s * 17, yc + 4, zc), (8, 10, 7)), v.label, 1.2)
             continue
-        add(ZCylinder((0, yc), (0, yc), zc - h / 2, zc + h / 2, a, b), v.label, 1.5)
+        # the vertebral body's shell and endplates are thin (~1 mm); thicker, every 5 mm slab holding an
+        # endplate would average like a sclerotic vertebra
+        add(ZCylinder((0, yc), (0, yc), zc - h / 2, zc + h / 2, a, b), v.label, 1.0)
         if v.label == 49:  # C2 dens
             add(Capsule((0, yc, zc), (0, yc + 2, zc + h / 2 + 12), 5.0), v.label, 1.2)
         r_ped = 6.0 if lumbar else (3.5 if cervical else 4.5)
