@@ -16,8 +16,15 @@ from osteomet.ct.detection.config import load_detection_config
 from osteomet.ct.detection.gradcam import gradcam_map
 from osteomet.ct.detection.infer import predict_detection
 from osteomet.ct.detection.models import build_classifier
-from osteomet.ct.detection.train import train_detector, untrained_val_auc
-from osteomet.ct.slice_run import prepare_slice_run
+from osteomet.ct.detection.train import (
+    bone_tiles,
+    load_detector,
+    slice_probabilities,
+    train_detector,
+    untrained_val_auc,
+)
+from osteomet.ct.slice_dataset import read_index
+from osteomet.ct.slice_run import labelled_split, prepare_slice_run
 from osteomet.data.io import read_image
 from osteomet.data.manifest import read_manifest
 from osteomet.data.synth.ct import CTSynthConfig, generate_ct_cohort
@@ -97,6 +104,33 @@ def test_tiny_detector_learns_and_keeps_the_best_epoch(trained: dict) -> None:
     assert result.best_epoch == int(history["val_auc"].to_numpy().argmax())
     state = torch.load(trained["run"] / ARCHITECTURE / "checkpoints" / "best.pt", weights_only=True)
     assert state["epoch"] == result.best_epoch
+
+
+def test_final_weights_keep_the_last_epoch_and_its_threshold(trained: dict, tmp_path: Path) -> None:
+    """``weights: final`` runs the whole schedule and keeps the last epoch's weights and Youden threshold."""
+    from osteomet.evaluation.roc import youden_threshold
+
+    config = trained["config"].model_copy(update={"tiles_per_epoch": 64, "max_epochs": 3, "patience": 1,
+                                                  "weights": "final"})
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = train_detector(trained["root"], tmp_path, config, ARCHITECTURE)
+    finally:
+        torch.set_num_threads(threads)
+    history = pd.read_csv(tmp_path / ARCHITECTURE / "history.csv")
+    assert result.epochs_run == 3 == len(history) and not result.stopped_early  # patience 1 did not stop it
+    assert result.best_epoch == 2 and result.best_auc == pytest.approx(history["val_auc"].iloc[-1])
+    state = torch.load(tmp_path / ARCHITECTURE / "checkpoints" / "best.pt", weights_only=True)
+    assert state["epoch"] == 2
+    # the threshold is the Youden cut of the final weights' own validation probabilities
+    model, threshold = load_detector(tmp_path, ARCHITECTURE, config, torch.device("cpu"))
+    val = labelled_split(read_index(trained["root"]), "val")
+    probabilities = slice_probabilities(model, bone_tiles(trained["root"], config), val, config.batch_size,
+                                        torch.device("cpu"))
+    assert threshold == pytest.approx(youden_threshold(val["label"].to_numpy(), probabilities))
+    saved = json.loads((tmp_path / ARCHITECTURE / "threshold.json").read_text())
+    assert saved["weights"] == "final" and saved["best_epoch"] == 2 and saved["threshold"] == pytest.approx(threshold)
 
 
 def test_predict_metrics_match_sklearn_and_threshold_comes_from_validation(trained: dict, tmp_path: Path) -> None:

@@ -42,6 +42,10 @@ class DetectionConfig(BaseModel):
     batch_size: int = Field(32, ge=1)
     max_epochs: int = Field(60, ge=1)
     patience: int = Field(8, ge=1, description="epochs without a better validation AUC before stopping")
+    weights: Literal["best", "final"] = Field("best", description=(
+        "weights (and threshold) kept for inference: the epoch of best validation AUC (early stopping with "
+        "patience), or the final epoch of the full schedule; with a few validation patients the best epoch is "
+        "picked by noise, often one of the first"))
     learning_rate: float = Field(1e-4, gt=0)
     weight_decay: float = Field(1e-5, ge=0)
     scheduler: Literal["cosine", "none"] = Field("cosine", description="learning rate per epoch: cosine from "

@@ -8,12 +8,13 @@ in that proportion learns "no lesion". Validation scores every validation slice 
 does: the highest probability of the tiles covering its bone.
 
 Run folder per architecture (``RUN/<architecture>/``): ``history.csv`` (per epoch: loss,
-validation AUC, seconds), ``checkpoints/best.pt`` (weights at the best validation AUC;
-tensors only, loaded with ``weights_only=True``), ``checkpoints/last.pt`` (everything
-``--resume`` needs) and ``threshold.json``: the Youden threshold of the best epoch's
-validation slice probabilities. It is chosen on validation patients only and applied
-unchanged to the test patients, at slice level and at patient level (patient score = max
-over its slices, so a patient is positive exactly when one of its slices is).
+validation AUC, seconds), ``checkpoints/best.pt`` (the weights inference uses: of the best
+validation AUC, or of the final epoch with ``weights: final``; tensors only, loaded with
+``weights_only=True``), ``checkpoints/last.pt`` (everything ``--resume`` needs) and
+``threshold.json``: the Youden threshold of the kept epoch's validation slice probabilities.
+It is chosen on validation patients only and applied unchanged to the test patients, at slice
+level and at patient level (patient score = max over its slices, so a patient is positive
+exactly when one of its slices is).
 
 Determinism: the slices drawn and the flips depend only on seed and epoch, so a CPU rerun
 (or a resumed run) gives the same weights.
@@ -126,8 +127,9 @@ def train_detector(slices_root: str | Path, run_dir: str | Path, config: Detecti
     seed_weights(config.seed)
     model = build_classifier(architecture, config.in_channels, config.width).to(dev)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    start, stopper, history = start_or_resume(run_dir, model, optimizer, config.patience, resume=resume,
-                                              what=f"a {architecture} training run", device=dev)
+    final = config.weights == "final"  # the whole schedule runs; the last epoch's weights and threshold are kept
+    start, stopper, history = start_or_resume(run_dir, model, optimizer, config.max_epochs if final else config.patience,
+                                              resume=resume, what=f"a {architecture} training run", device=dev)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     for epoch in stopper.epochs(start, config.max_epochs):
         tick = time.perf_counter()
@@ -148,7 +150,7 @@ def train_detector(slices_root: str | Path, run_dir: str | Path, config: Detecti
             losses.append(train_step(model, optimizer, loss_fn, x_t, torch.from_numpy(y)[:, None].to(dev)))
         probabilities = slice_probabilities(model, tiles, val, config.batch_size, dev)
         val_auc = auc(val["label"].to_numpy(), probabilities)
-        if stopper.update(val_auc, epoch):
+        if stopper.update(val_auc, epoch) or final:
             threshold = youden_threshold(val["label"].to_numpy(), probabilities)
             save_state({"model": model.state_dict(), "epoch": epoch, "val_auc": val_auc, "threshold": threshold},
                        best_checkpoint(run_dir))
@@ -159,10 +161,12 @@ def train_detector(slices_root: str | Path, run_dir: str | Path, config: Detecti
         if progress:
             progress()
     threshold = _best_threshold(run_dir)
+    kept_auc, kept_epoch = ((history[-1]["val_auc"], history[-1]["epoch"]) if final and history
+                            else (stopper.best, stopper.best_epoch))
     write_json_atomic(run_dir / "threshold.json", {
         "architecture": architecture, "threshold": threshold, "chosen_on": "validation slices (Youden)",
-        "best_epoch": stopper.best_epoch, "val_auc": stopper.best})
-    return DetectorResult(run_dir, architecture, stopper.best, stopper.best_epoch, threshold, len(history),
+        "weights": config.weights, "best_epoch": kept_epoch, "val_auc": kept_auc})
+    return DetectorResult(run_dir, architecture, kept_auc, kept_epoch, threshold, len(history),
                           stopper.exhausted, pd.DataFrame(history), round(time.perf_counter() - started, 2))
 
 
