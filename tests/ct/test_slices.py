@@ -223,3 +223,30 @@ def test_class_balance_counts() -> None:
     row = class_balance(index).iloc[0]
     assert (row.patients, row.patients_with_lesion, row.slices, row.lesion_slices) == (2, 1, 5, 2)
     assert row.lesion_fraction == pytest.approx(0.4)
+
+
+def test_paired_affine_moves_labels_with_their_image() -> None:
+    import torch
+
+    from osteomet.ct.slice_inputs import random_affine_pair, random_intensity
+
+    labels = np.zeros((4, 1, 32, 32), np.int64)
+    labels[:, :, 8:20, 10:24] = 1
+    image = torch.from_numpy(np.repeat(labels.astype(np.float32), 3, axis=1))  # 3 channels equal to the mask
+    y = torch.from_numpy(labels)
+    same_x, same_y = random_affine_pair(image, y, np.random.default_rng(0), degrees=0.0, scale=0.0, shift=0.0)
+    assert torch.allclose(same_x, image, atol=1e-6) and torch.equal(same_y, y)  # no transform: unchanged
+    moved_x, moved_y = random_affine_pair(image, y, np.random.default_rng(1), degrees=30.0, scale=0.2, shift=0.2)
+    assert moved_y.dtype == y.dtype and set(torch.unique(moved_y).tolist()) <= {0, 1}
+    assert not torch.equal(moved_y, y)  # it did move
+    agree = ((moved_x[:, 0] > 0.5).long() == moved_y[:, 0]).float().mean()
+    assert agree > 0.97  # bilinear image and nearest labels differ only at the edge
+    # the same seed gives the same transform (reruns and resumed runs see the same patches)
+    again_x, again_y = random_affine_pair(image, y, np.random.default_rng(1), degrees=30.0, scale=0.2, shift=0.2)
+    assert torch.equal(again_y, moved_y) and torch.equal(again_x, moved_x)
+    jittered = random_intensity(image, np.random.default_rng(2), contrast=0.1, brightness=0.03)
+    for i in range(4):  # one contrast and one brightness per image: x * c + b
+        inside, outside = jittered[i][image[i] == 1], jittered[i][image[i] == 0]
+        assert torch.allclose(inside, inside[0]) and torch.allclose(outside, outside[0])
+        c, b = float(inside[0] - outside[0]), float(outside[0])
+        assert 0.9 <= c <= 1.1 and -0.03 <= b <= 0.03

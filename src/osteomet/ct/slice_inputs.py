@@ -59,6 +59,19 @@ def resize_square(x: np.ndarray, size: int, *, binary: bool = False) -> np.ndarr
     return out[0].numpy()
 
 
+def _affine_grid(shape: torch.Size, rng: np.random.Generator, degrees: float, scale: float, shift: float,
+                 dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Sampling grid of a random rotation, zoom and shift per image of a (N, C, H, W) batch."""
+    n = shape[0]
+    angle = np.deg2rad(rng.uniform(-degrees, degrees, n))
+    zoom = rng.uniform(1 - scale, 1 + scale, n)
+    t = rng.uniform(-shift, shift, (n, 2)) * 2
+    cos, sin = np.cos(angle) / zoom, np.sin(angle) / zoom
+    theta = torch.tensor(np.stack([np.stack([cos, -sin, t[:, 0]], 1), np.stack([sin, cos, t[:, 1]], 1)], 1),
+                         dtype=dtype, device=device)
+    return F.affine_grid(theta, list(shape), align_corners=False)
+
+
 def random_affine(x: torch.Tensor, rng: np.random.Generator, *, degrees: float, scale: float,
                   shift: float) -> torch.Tensor:
     """Random rotation (+/- ``degrees``), zoom (1 +/- ``scale``) and shift (+/- ``shift`` of the side) per image.
@@ -67,12 +80,27 @@ def random_affine(x: torch.Tensor, rng: np.random.Generator, *, degrees: float, 
     other angles, sizes and positions is what makes a classifier generalise to new patients.
     Draws come from ``rng`` (seeded per epoch), so reruns and resumed runs see the same inputs.
     """
-    n = x.shape[0]
-    angle = np.deg2rad(rng.uniform(-degrees, degrees, n))
-    zoom = rng.uniform(1 - scale, 1 + scale, n)
-    t = rng.uniform(-shift, shift, (n, 2)) * 2
-    cos, sin = np.cos(angle) / zoom, np.sin(angle) / zoom
-    theta = torch.tensor(np.stack([np.stack([cos, -sin, t[:, 0]], 1), np.stack([sin, cos, t[:, 1]], 1)], 1),
-                         dtype=x.dtype, device=x.device)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    grid = _affine_grid(x.shape, rng, degrees, scale, shift, x.dtype, x.device)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def random_affine_pair(x: torch.Tensor, y: torch.Tensor, rng: np.random.Generator, *, degrees: float, scale: float,
+                       shift: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`random_affine` of images and, with the same transform, of their label maps (nearest, so labels stay labels)."""
+    grid = _affine_grid(x.shape, rng, degrees, scale, shift, x.dtype, x.device)
+    moved = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    labels = F.grid_sample(y.to(x.dtype), grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    return moved, labels.round().to(y.dtype)
+
+
+def random_intensity(x: torch.Tensor, rng: np.random.Generator, *, contrast: float, brightness: float) -> torch.Tensor:
+    """Per image ``x * c + b`` with c in 1 +/- ``contrast``, b in +/- ``brightness`` (window units).
+
+    Why: bone density differs between patients and scanners (trabecular bone 100-300 HU, lower
+    with age); a segmenter that learned one patient group's absolute brightness calls denser
+    normal bone a lesion.
+    """
+    n = x.shape[0]
+    c = torch.tensor(rng.uniform(1 - contrast, 1 + contrast, n), dtype=x.dtype, device=x.device).view(n, 1, 1, 1)
+    b = torch.tensor(rng.uniform(-brightness, brightness, n), dtype=x.dtype, device=x.device).view(n, 1, 1, 1)
+    return x * c + b

@@ -45,6 +45,8 @@ class CTSegmentationConfig(BaseModel):
     scheduler: Literal["cosine", "none"] = Field("cosine", description="learning rate per epoch: cosine from "
                                                   "learning_rate towards 0 over max_epochs, or constant")
     flip_prob: float = Field(0.5, ge=0, le=1, description="random left-right flip of training patches")
+    augment: bool = Field(False, description="random rotation (15 degrees), zoom (15%) and shift of each training "
+                          "patch with its labels, and contrast (10%) and brightness (3% of the window) jitter")
     foreground_prior: float = Field(0.01, gt=0, lt=1, description="initial lesion probability of the output layer")
     window_overlap: float = Field(0.25, ge=0, lt=1, description="overlap of the sliding windows at inference")
     seed: int = 0

@@ -32,7 +32,7 @@ from osteomet.ct.segmentation.models import build_segmenter
 from osteomet.ct.segmentation.patches import PatchSampler
 from osteomet.ct.slice_cache import SliceStore
 from osteomet.ct.slice_dataset import check_patient_split, read_index
-from osteomet.ct.slice_inputs import bone_neighbourhood, with_context
+from osteomet.ct.slice_inputs import bone_neighbourhood, random_affine_pair, random_intensity, with_context
 from osteomet.ct.slice_run import labelled_split, prepare_slice_run
 from osteomet.ct.train_state import save_last, start_or_resume
 from osteomet.errors import InputError
@@ -178,7 +178,11 @@ def train_segmenter(slices_root: str | Path, run_dir: str | Path, config: CTSegm
         losses = []
         for first in range(0, config.patches_per_epoch, config.batch_size):
             x, y = sampler.draw(min(config.batch_size, config.patches_per_epoch - first), rng, config.flip_prob)
-            losses.append(train_step(model, optimizer, loss_fn, torch.from_numpy(x).to(dev), torch.from_numpy(y).to(dev)))
+            x_t, y_t = torch.from_numpy(x).to(dev), torch.from_numpy(y).to(dev)
+            if config.augment:
+                x_t, y_t = random_affine_pair(x_t, y_t, rng, degrees=15.0, scale=0.15, shift=0.1)
+                x_t = random_intensity(x_t, rng, contrast=0.1, brightness=0.03)
+            losses.append(train_step(model, optimizer, loss_fn, x_t, y_t))
         dice = validation_dice(model, store, val_ids, config, dev)
         if stopper.update(dice, epoch) or final:
             save_state({"model": model.state_dict(), "epoch": epoch, "val_dice": dice}, best_checkpoint(run_dir))
