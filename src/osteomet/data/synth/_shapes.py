@@ -5,7 +5,7 @@ distance to its surface near the surface). Depth rather than a boolean lets one 
 the bone label, the cortex shell (depth below the cortical thickness) and the marrow, and
 makes the union of primitives of one bone a simple maximum. Everything is vectorised on
 the voxel-centre axes of the sub-block that the primitive's bounding box covers, which is
-what keeps a whole-body phantom at a fraction of a second.
+what keeps a whole-body phantom at about a second.
 """
 
 from __future__ import annotations
