@@ -24,7 +24,10 @@ lesion status). ``--threads`` sets torch's CPU threads (1 by default: on a share
 machine two OpenMP threads competing with other jobs run many times slower than one).
 
 Usage: .venv/bin/python benchmarks/bench_ct_training.py --out DIR [--n 20] [--preset tiny] [--threads 1]
-       [--only segmentation|detection] [--models unet,resunet] [--max-epochs N]
+       [--only segmentation|detection] [--models unet,resunet] [--max-epochs N] [--seed 0]
+
+One cohort of 20 is a weak measure (4-5 test patients): run several ``--seed`` values into their
+own ``--out`` folders and summarise them with ``benchmarks/summarise_ct_training.py DIR...``.
 """
 
 from __future__ import annotations
