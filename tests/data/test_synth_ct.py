@@ -287,10 +287,12 @@ def test_focal_lesion_sizes_at_the_demo_matrix_follow_the_domain_facts():
 
 def test_sub_slices_resolve_the_widened_cortex():
     """Each slice is rendered as the mean of sub-slices no thicker than the widened cortex (0.6 voxel)."""
-    assert _sub_slices(CTSynthConfig()) == 3  # 3.9 mm voxels, 5 mm slices: 1.67 mm sub-slices < 2.34 mm
-    assert _sub_slices(CTSynthConfig(inplane_size=64)) == 3
-    assert _sub_slices(CTSynthConfig(slice_thickness_mm=2.0)) == 1
-    assert _sub_slices(CTSynthConfig(inplane_size=512)) == 5  # capped: memory
+    assert _sub_slices(CTSynthConfig(), 250) == 3  # 3.9 mm voxels, 5 mm slices: 1.67 mm sub-slices < 2.34 mm
+    assert _sub_slices(CTSynthConfig(inplane_size=64), 100) == 3
+    assert _sub_slices(CTSynthConfig(slice_thickness_mm=2.0), 600) == 1
+    assert _sub_slices(CTSynthConfig(inplane_size=256), 250) == 3  # memory: 256^2 x 250 x 5 is too many voxels
+    assert _sub_slices(CTSynthConfig(inplane_size=512), 40) == 5  # capped at 5
+    assert _sub_slices(CTSynthConfig(inplane_size=512), 250) == 1  # a 512 whole body: slice centres only
 
 
 def test_healthy_vertebral_slices_do_not_look_sclerotic(phantoms):

@@ -36,7 +36,8 @@ in about a second (128 x 128, sub-slices included).
   skull and humeri). The mask is the lesion inside its bone only; lesions never touch, so
   each is one 26-connected component and the truth table matches the mask exactly.
 * **Image formation**: each slice is the mean of its slab. The HU map is rendered on up to
-  five sub-slices per slice (none thicker than the widened cortex), averaged, blurred by about
+  five sub-slices per slice (none thicker than the widened cortex; fewer where memory
+  would not allow), averaged, blurred by about
   half a voxel (partial volume), then Gaussian noise is added and the result stored as int16.
   The label maps are those at the slice centre, and a lesion is labelled where it fills most of
   a slab (its HU is painted only there). Rendering only the slice centre made a 5 mm slice that

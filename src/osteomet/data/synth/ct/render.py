@@ -57,25 +57,30 @@ def _z_range(anatomy: Anatomy, region: str) -> tuple[float, float]:
     return -75.0, verts[31].zc + verts[31].h / 2 + 20
 
 
-def _sub_slices(config: CTSynthConfig) -> int:
+#: Most voxels rendered at once (sub-slices included): ~2.5 GB of working arrays.
+_MAX_RENDER_VOXELS = 64 * 2**20
+
+
+def _sub_slices(config: CTSynthConfig, n_slices: int) -> int:
     """Sub-slices rendered per CT slice (odd, so one lies at the slice centre).
 
     A CT slice is the average of its slab. Sampling only the slice centre turned a 1 mm
     vertebral endplate into a whole 5 mm slice of cortex (660-850 HU across the vertebra,
     where a real slab averages ~400 HU), which looks like a sclerotic vertebra. Sub-slices
-    no thicker than the widened cortex (0.6 in-plane voxel) see every endplate; capped at 5
-    to bound memory at fine matrices.
+    no thicker than the widened cortex (0.6 in-plane voxel) see every endplate. Capped at 5,
+    and at what keeps the render within :data:`_MAX_RENDER_VOXELS` (a 512 x 512 whole body
+    renders its slice centres only, as before).
     """
     sp_xy, _, sp_z = config.spacing
-    k = int(np.ceil(sp_z / (0.6 * sp_xy) - 1e-6))
-    return min(k + 1 - k % 2, 5) if k > 1 else 1
+    need = int(np.ceil(sp_z / (0.6 * sp_xy) - 1e-6))
+    k = min(need + 1 - need % 2, 5, _MAX_RENDER_VOXELS // max(n_slices * config.inplane_size**2, 1))
+    return max(k - (1 - k % 2), 1)  # odd: up to what the cortex needs, down to what memory allows
 
 
-def _make_grid(anatomy: Anatomy, config: CTSynthConfig, rng: np.random.Generator,
-               sub: int = 1) -> tuple[Grid, tuple, tuple]:
-    """World axes of the scan (centred in-plane, z range from landmarks) and their anatomical twins.
+def _make_grid(anatomy: Anatomy, config: CTSynthConfig, rng: np.random.Generator) -> tuple[Grid, tuple, tuple, int]:
+    """World axes of the scan (centred in-plane, z range from landmarks), their anatomical twins and the sub-slices.
 
-    With ``sub`` > 1 the z axis holds ``sub`` evenly spaced sub-slices per slice, centred on it;
+    The z axis holds :func:`_sub_slices` evenly spaced sub-slices per slice, centred on it;
     spacing and origin are those of the slices.
     """
     sp_xy, _, sp_z = config.spacing
@@ -88,10 +93,11 @@ def _make_grid(anatomy: Anatomy, config: CTSynthConfig, rng: np.random.Generator
     z0 = float(np.round(z_lo / sp_z * 2) / 2 * sp_z)  # table positions on a half-slice raster
     xw = -config.fov_mm / 2 + sp_xy / 2 + sp_xy * np.arange(n)
     zw = z0 + sp_z * np.arange(nz)
+    sub = _sub_slices(config, nz)
     zf = (zw[:, None] + sp_z / sub * (np.arange(sub) - (sub - 1) / 2)).ravel()
     anat = Grid(((xw - shift[0]) / s).astype(np.float32), ((xw - shift[1]) / s).astype(np.float32),
                 ((zf - shift[2]) / s).astype(np.float32))
-    return anat, (sp_xy, sp_xy, sp_z), (float(xw[0]), float(xw[0]), float(zw[0]))
+    return anat, (sp_xy, sp_xy, sp_z), (float(xw[0]), float(xw[0]), float(zw[0])), sub
 
 
 
@@ -106,8 +112,7 @@ def render_ct_phantom(rng_or_seed: np.random.Generator | np.random.SeedSequence 
     config = config or CTSynthConfig()
     rng = rng_or_seed if isinstance(rng_or_seed, np.random.Generator) else np.random.default_rng(rng_or_seed)
     anatomy = _sample_anatomy(rng)
-    sub = _sub_slices(config)
-    grid, spacing, origin = _make_grid(anatomy, config, rng, sub)
+    grid, spacing, origin, sub = _make_grid(anatomy, config, rng)
     s = anatomy.scale
     canvas = Canvas(grid)
     _build_bones(canvas, anatomy)
