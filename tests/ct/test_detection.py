@@ -112,12 +112,7 @@ def test_final_weights_keep_the_last_epoch_and_its_threshold(trained: dict, tmp_
 
     config = trained["config"].model_copy(update={"tiles_per_epoch": 64, "max_epochs": 3, "patience": 1,
                                                   "weights": "final"})
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        result = train_detector(trained["root"], tmp_path, config, ARCHITECTURE)
-    finally:
-        torch.set_num_threads(threads)
+    result = train_detector(trained["root"], tmp_path, config, ARCHITECTURE)
     history = pd.read_csv(tmp_path / ARCHITECTURE / "history.csv")
     assert result.epochs_run == 3 == len(history) and not result.stopped_early  # patience 1 did not stop it
     assert result.best_epoch == 2 and result.best_auc == pytest.approx(history["val_auc"].iloc[-1])
