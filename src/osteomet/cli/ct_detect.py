@@ -58,7 +58,7 @@ def train(
         root, settings = prepare_ct_run(manifest, out, settings, model, cache)
         console.print(pd.read_csv(out / "class_balance.csv").to_string(index=False))
         train_each_architecture(root, out, settings, partial(train_detector, resume=resume), device, lambda result: (
-            f"{'final' if settings.weights == 'final' else 'best'} validation AUC {result.best_auc:.3f} at epoch "
+            f"{settings.weights} validation AUC {result.best_auc:.3f} at epoch "
             f"{result.best_epoch}, threshold {result.threshold:.3g} "
             f"({result.epochs_run} epochs{', stopped early' if result.stopped_early else ''})"))
     console.print(f"-> [bold]{out}[/]")

@@ -54,7 +54,7 @@ def train(
             settings = resumed_settings(out, settings, max_epochs)
         root, settings = prepare_ct_run(manifest, out, settings, model, cache)
         train_each_architecture(root, out, settings, partial(train_segmenter, resume=resume), device, lambda result: (
-            f"{'final' if settings.weights == 'final' else 'best'} validation Dice {result.best_dice:.3f} "
+            f"{settings.weights} validation Dice {result.best_dice:.3f} "
             f"at epoch {result.best_epoch} "
             f"({result.epochs_run} epochs{', stopped early' if result.stopped_early else ''})"))
     console.print(f"-> [bold]{out}[/]")

@@ -4,6 +4,10 @@
 early-stopping counters and the history; every random draw of an epoch is a function of
 (seed, epoch) only, so a run interrupted and resumed draws the same patches and slices as an
 uninterrupted one and (on CPU) ends with the same weights.
+
+Which weights inference uses (``weights: best|final`` in both CT configs) is decided here once:
+the epoch of the best validation score with early stopping, or the last epoch of the whole
+schedule (validation then only monitors).
 """
 
 from __future__ import annotations
@@ -14,6 +18,23 @@ from typing import Any
 import torch
 
 from osteomet.utils.torch import EarlyStopping, last_checkpoint, load_state, refuse_existing_run, save_state
+
+
+def stopping_patience(config: Any) -> int:
+    """Early-stopping patience: the config's, or the whole schedule with ``weights: final``."""
+    return config.max_epochs if config.weights == "final" else config.patience
+
+
+def keeps_epoch(stopper: EarlyStopping, score: float, epoch: int, weights: str) -> bool:
+    """Record an epoch's validation score; True when its weights become the kept ones (``best.pt``)."""
+    return stopper.update(score, epoch) or weights == "final"
+
+
+def kept_score(stopper: EarlyStopping, history: list[dict[str, Any]], key: str, weights: str) -> tuple[float, int]:
+    """(validation score, epoch) of the kept weights."""
+    if weights == "final" and history:
+        return history[-1][key], history[-1]["epoch"]
+    return stopper.best, stopper.best_epoch
 
 
 def start_or_resume(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, patience: int, *,

@@ -39,7 +39,7 @@ from osteomet.ct.slice_cache import SliceStore
 from osteomet.ct.slice_dataset import check_patient_split, read_index
 from osteomet.ct.slice_inputs import random_affine
 from osteomet.ct.slice_run import labelled_split, prepare_slice_run
-from osteomet.ct.train_state import save_last, start_or_resume
+from osteomet.ct.train_state import keeps_epoch, kept_score, save_last, start_or_resume, stopping_patience
 from osteomet.errors import InputError
 from osteomet.utils.files import write_json_atomic
 from osteomet.utils.torch import (
@@ -127,8 +127,7 @@ def train_detector(slices_root: str | Path, run_dir: str | Path, config: Detecti
     seed_weights(config.seed)
     model = build_classifier(architecture, config.in_channels, config.width).to(dev)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    final = config.weights == "final"  # the whole schedule runs; the last epoch's weights and threshold are kept
-    start, stopper, history = start_or_resume(run_dir, model, optimizer, config.max_epochs if final else config.patience,
+    start, stopper, history = start_or_resume(run_dir, model, optimizer, stopping_patience(config),
                                               resume=resume, what=f"a {architecture} training run", device=dev)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     for epoch in stopper.epochs(start, config.max_epochs):
@@ -150,7 +149,7 @@ def train_detector(slices_root: str | Path, run_dir: str | Path, config: Detecti
             losses.append(train_step(model, optimizer, loss_fn, x_t, torch.from_numpy(y)[:, None].to(dev)))
         probabilities = slice_probabilities(model, tiles, val, config.batch_size, dev)
         val_auc = auc(val["label"].to_numpy(), probabilities)
-        if stopper.update(val_auc, epoch) or final:
+        if keeps_epoch(stopper, val_auc, epoch, config.weights):
             threshold = youden_threshold(val["label"].to_numpy(), probabilities)
             save_state({"model": model.state_dict(), "epoch": epoch, "val_auc": val_auc, "threshold": threshold},
                        best_checkpoint(run_dir))
@@ -161,8 +160,7 @@ def train_detector(slices_root: str | Path, run_dir: str | Path, config: Detecti
         if progress:
             progress()
     threshold = _best_threshold(run_dir)
-    kept_auc, kept_epoch = ((history[-1]["val_auc"], history[-1]["epoch"]) if final and history
-                            else (stopper.best, stopper.best_epoch))
+    kept_auc, kept_epoch = kept_score(stopper, history, "val_auc", config.weights)
     write_json_atomic(run_dir / "threshold.json", {
         "architecture": architecture, "threshold": threshold, "chosen_on": "validation slices (Youden)",
         "weights": config.weights, "best_epoch": kept_epoch, "val_auc": kept_auc})

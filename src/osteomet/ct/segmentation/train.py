@@ -34,7 +34,7 @@ from osteomet.ct.slice_cache import SliceStore
 from osteomet.ct.slice_dataset import check_patient_split, read_index
 from osteomet.ct.slice_inputs import bone_neighbourhood, random_affine_pair, random_intensity, with_context
 from osteomet.ct.slice_run import labelled_split, prepare_slice_run
-from osteomet.ct.train_state import save_last, start_or_resume
+from osteomet.ct.train_state import keeps_epoch, kept_score, save_last, start_or_resume, stopping_patience
 from osteomet.errors import InputError
 from osteomet.utils.torch import (
     best_checkpoint,
@@ -161,8 +161,7 @@ def train_segmenter(slices_root: str | Path, run_dir: str | Path, config: CTSegm
     seed_weights(config.seed)
     model = build_segmenter(architecture, config).to(dev)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    final = config.weights == "final"  # the whole schedule runs; the last epoch's weights are kept
-    start, stopper, history = start_or_resume(run_dir, model, optimizer, config.max_epochs if final else config.patience,
+    start, stopper, history = start_or_resume(run_dir, model, optimizer, stopping_patience(config),
                                               resume=resume, what=f"a {architecture} training run", device=dev)
     # batch=True: Dice over the whole batch, so lesion-free patches do not each add a 0/0 term
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
@@ -184,7 +183,7 @@ def train_segmenter(slices_root: str | Path, run_dir: str | Path, config: CTSegm
                 x_t = random_intensity(x_t, rng, contrast=0.1, brightness=0.03)
             losses.append(train_step(model, optimizer, loss_fn, x_t, y_t))
         dice = validation_dice(model, store, val_ids, config, dev)
-        if stopper.update(dice, epoch) or final:
+        if keeps_epoch(stopper, dice, epoch, config.weights):
             save_state({"model": model.state_dict(), "epoch": epoch, "val_dice": dice}, best_checkpoint(run_dir))
         history.append({"epoch": epoch, "lr": lr, "train_loss": float(np.mean(losses)), "val_dice": dice,
                         "patches": config.patches_per_epoch, "seconds": round(time.perf_counter() - tick, 3)})
@@ -193,8 +192,7 @@ def train_segmenter(slices_root: str | Path, run_dir: str | Path, config: CTSegm
         if progress:
             progress()
     choose_postprocessing(run_dir, model, store, val_ids, config, dev)
-    kept_dice, kept_epoch = ((history[-1]["val_dice"], history[-1]["epoch"]) if final and history
-                             else (stopper.best, stopper.best_epoch))
+    kept_dice, kept_epoch = kept_score(stopper, history, "val_dice", config.weights)
     return SegmenterResult(run_dir, architecture, kept_dice, kept_epoch, len(history),
                            stopper.exhausted, pd.DataFrame(history), round(time.perf_counter() - started, 2))
 
