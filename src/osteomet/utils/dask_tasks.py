@@ -10,7 +10,9 @@ an existing cluster, whose workers must see the same paths.
 Results are yielded as tasks finish. Closing the generator (or Ctrl-C while iterating) closes
 the client and the local cluster. Local workers ignore SIGINT (they inherit an ignored signal
 at start-up), so a Ctrl-C in a terminal, which reaches the whole process group, is handled by
-this process alone, and the heartbeat errors of workers stopped mid-task are silenced.
+this process alone, and the heartbeat errors of workers stopped mid-task are silenced, as is the
+``NameError`` traceback that ``distributed.utils.sync`` logs when Ctrl-C lands before its coroutine
+has started (its ``cancel`` callback reads a variable not yet assigned; distributed 2026.8).
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ def dask_map(func: Callable[[Task], Result], tasks: Sequence[Task], *, jobs: int
                                    dashboard_address=None, silence_logs=logging.ERROR)
     client = Client(scheduler if scheduler is not None else cluster)
     stopped = False
+    bug_filter = _DistributedCancelBug()
+    tornado_log = logging.getLogger("tornado.application")
+    tornado_log.addFilter(bug_filter)
     try:
         futures = client.map(func, list(tasks), pure=False)
         for future in as_completed(futures):
@@ -58,10 +63,28 @@ def dask_map(func: Callable[[Task], Result], tasks: Sequence[Task], *, jobs: int
         stopped = True
         raise
     finally:
-        with _quiet_shutdown(client if stopped and cluster is not None else None):
-            client.close()
-            if cluster is not None:
-                cluster.close()
+        try:
+            with _quiet_shutdown(client if stopped and cluster is not None else None):
+                client.close()
+                if cluster is not None:
+                    cluster.close()
+        finally:
+            tornado_log.removeFilter(bug_filter)  # after close: its sync calls run after any queued cancel
+
+
+class _DistributedCancelBug(logging.Filter):
+    """Drop the one traceback distributed logs for its own bug, not any other error in a callback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, NameError) or exc.__traceback__ is None:
+            return True
+        tb = exc.__traceback__
+        while tb.tb_next is not None:
+            tb = tb.tb_next
+        code = tb.tb_frame.f_code
+        where = code.co_filename.replace("\\", "/")
+        return not (code.co_name == "cancel" and where.endswith("distributed/utils.py"))
 
 
 @contextlib.contextmanager
