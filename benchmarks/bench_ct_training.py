@@ -15,9 +15,8 @@ Measured in one run and printed (plus a Markdown table for the README):
    patients), patient-level sensitivity and specificity, and the share of true-positive test slices whose
    Grad-CAM maximum lies within 10 mm of a lesion; the comparison table in ``OUT/det_pred``.
 
-Each task caches its slices in its own folder (``OUT/slices_segmentation``, ``OUT/slices_detection``):
-their windows differ, and a slice cache holds one version per patient, so two tasks sharing one
-would re-cache each other's patients (and, run at once, train on each other's window).
+Both tasks cache their slices in ``OUT/slices``, each in the folder of its own window
+(:func:`osteomet.ct.slice_cache.settings_root`), so they can run at once.
 
 The patient split is the slice dataset's (80:20 train/test, val from train, stratified by
 lesion status). ``--threads`` sets torch's CPU threads (1 by default: on a shared 2-core
@@ -80,7 +79,7 @@ def segmentation(manifest_path: Path, out: Path, preset: str, models: list[str] 
     config = capped(load_segmentation_config(preset), max_epochs)
     run = out / "seg_run"
     (root, config), cache_s, _ = timed(lambda: prepare_slice_run(manifest, run, config, architectures=models,
-                                                                 cache=out / "slices_segmentation"))
+                                                                 cache=out / "slices"))
     print(f"slice cache: {cache_s:.1f} s")
     rows = []
     for architecture in config.architectures:
@@ -89,7 +88,7 @@ def segmentation(manifest_path: Path, out: Path, preset: str, models: list[str] 
               f"best val Dice {result.best_dice:.3f} (epoch {result.best_epoch})", flush=True)
         rows.append({"task": "segmentation", "model": architecture, "train_s": wall, "train_cpu_s": cpu,
                      "epochs": result.epochs_run, "val": result.best_dice})
-    table, wall, _ = timed(lambda: predict_segmentation(manifest, run, out / "seg_pred", cache=out / "slices_segmentation"))
+    table, wall, _ = timed(lambda: predict_segmentation(manifest, run, out / "seg_pred", cache=out / "slices"))
     print(f"predict (all patients, all models): {wall:.1f} s")
     test = table[table["split"] == "test"]
     index = read_index(root)
@@ -117,7 +116,7 @@ def detection(manifest_path: Path, out: Path, preset: str, models: list[str] | N
     manifest = read_manifest(manifest_path, kind="ct")
     config = capped(load_detection_config(preset), max_epochs)
     run = out / "det_run"
-    root, config = prepare_slice_run(manifest, run, config, architectures=models, cache=out / "slices_detection")
+    root, config = prepare_slice_run(manifest, run, config, architectures=models, cache=out / "slices")
     rows = []
     for architecture in config.architectures:
         result, wall, cpu = timed(lambda: train_detector(root, run, config, architecture))
@@ -125,7 +124,7 @@ def detection(manifest_path: Path, out: Path, preset: str, models: list[str] | N
               f"best val AUC {result.best_auc:.3f} (epoch {result.best_epoch})", flush=True)
         rows.append({"task": "detection", "model": architecture, "train_s": wall, "train_cpu_s": cpu,
                      "epochs": result.epochs_run, "val": result.best_auc})
-    _, wall, _ = timed(lambda: predict_detection(manifest, run, out / "det_pred", cache=out / "slices_detection",
+    _, wall, _ = timed(lambda: predict_detection(manifest, run, out / "det_pred", cache=out / "slices",
                                                     n_resamples=1000))
     print(f"predict (all patients, all models, Grad-CAM): {wall:.1f} s")
     comparison = pd.read_csv(out / "det_pred" / "comparison.csv")

@@ -56,6 +56,7 @@ CHECKPOINTS = "checkpoints"
 BEST_CHECKPOINT = "best.pt"
 LAST_CHECKPOINT = "last.pt"
 HISTORY = "history.csv"
+SLICE_CACHE = "slices"  # CT slice models: the default slice cache folder (one settings folder inside per window)
 
 # ---- segmentation masks (automatic and reviewed) -----------------------------------------------
 AUTO_DIR = "auto"

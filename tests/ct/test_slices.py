@@ -180,6 +180,35 @@ def test_dataset_cache_index_and_class_balance(cohort: Path, tmp_path: Path) -> 
     assert meta["config"]["window_level"] == 300.0
 
 
+def test_detection_and_segmentation_windows_share_one_cache_folder(cohort: Path, tmp_path: Path) -> None:
+    """Two windows in one ``--cache`` folder: each keeps its own arrays, neither re-caches the other's patients."""
+    from osteomet.ct.segmentation.config import load_segmentation_config
+    from osteomet.ct.slice_cache import SliceStore, cache_cohort, settings_root
+    from osteomet.ct.slice_run import cache_for_prediction, prepare_slice_run
+
+    manifest = read_manifest(cohort)
+    detection = SliceConfig(window_level=400, window_width=1800)
+    segmentation = load_segmentation_config("tiny")
+    assert segmentation.slices.window_level != detection.window_level
+    cache = tmp_path / "shared_cache"
+    # training: the segmentation run's slices; prediction: the detection run's, then the segmentation run's again
+    root, _ = prepare_slice_run(manifest, tmp_path / "run", segmentation, cache=cache)
+    assert root == settings_root(cache, segmentation.slices) and root.parent == cache
+    det_root, _, det_patients = cache_for_prediction(manifest, tmp_path / "run", tmp_path / "pred", detection, cache=cache)
+    assert det_root != root and (det_patients["status"] == "processed").all()
+    again_root, _, again = cache_for_prediction(manifest, tmp_path / "run", tmp_path / "pred", segmentation.slices,
+                                                cache=cache)
+    assert again_root == root and (again["status"] == "cached").all()
+    seg_image = np.asarray(SliceStore(root).array("CT001", "image"), np.float32)
+    det_image = np.asarray(SliceStore(det_root).array("CT001", "image"), np.float32)
+    assert seg_image.shape == det_image.shape and not np.allclose(seg_image, det_image)
+    # a new split is not a new version of the arrays; a new window is
+    assert settings_root(cache, segmentation.slices.model_copy(update={"split_seed": 7})) == root
+    assert settings_root(cache, segmentation.slices.model_copy(update={"window_width": 2000.0})) != root
+    _, rerun = cache_cohort(manifest, det_root, detection)
+    assert (rerun["status"] == "cached").all()
+
+
 # ---------------------------------------------------------------------------------------------
 # splits
 # ---------------------------------------------------------------------------------------------

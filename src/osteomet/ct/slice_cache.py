@@ -14,6 +14,12 @@ Per patient (cached, so training never re-reads volumes):
 4. the lesion mask labels each slice: lesion when the original mask's slice holds at least
    ``min_lesion_voxels`` lesion voxels.
 
+A cache folder given by the user (``--cache``, default ``OUT/slices``) holds one *settings
+folder* per version of the arrays (:func:`settings_root`: window, pixel size, crop margin,
+bone threshold, lesion-voxel minimum), so detection and segmentation, whose windows differ,
+can share one cache folder without re-caching each other's patients or, run at once,
+training on each other's window.
+
 Files: ``ROOT/cases/<patient_id>/image.npy`` (float16, Z x H x W), ``mask.npy`` (uint8, the
 lesions), ``bone.npy`` (uint8, the bone region used for patch sampling) and
 ``slices.json`` (geometries, crop, labels, settings and the cache key: content hash of the
@@ -43,6 +49,12 @@ from osteomet.utils.case_cache import CaseCache
 from osteomet.utils.files import sha256_path
 
 SLICES_VERSION = "2"
+
+
+def settings_root(cache: str | Path, config: SliceConfig) -> Path:
+    """The folder, inside a cache folder, of the slices made with ``config`` (named by window and a settings digest)."""
+    digest = hashlib.sha256(f"{config.cache_settings()};slices={SLICES_VERSION}".encode()).hexdigest()[:10]
+    return Path(cache) / f"window{config.window_level:g}_{config.window_width:g}-{digest}"
 
 
 def slice_grid(oriented: sitk.Image, spacing_mm: float | None) -> Geometry:

@@ -17,7 +17,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from osteomet.errors import InputError, MissingInputError
-from osteomet.layout import SETTINGS, open_run_dir
+from osteomet.layout import SETTINGS, SLICE_CACHE, open_run_dir
 from osteomet.utils.files import write_text_atomic
 
 Config = TypeVar("Config", bound=BaseModel)
@@ -31,10 +31,11 @@ def prepare_slice_run(manifest, run_dir: str | Path, config: Config, *, architec
     ``config`` is a detection or segmentation config: it has ``slices`` and ``architectures``.
     """
     from osteomet.config import dump_config
+    from osteomet.ct.slice_cache import settings_root
     from osteomet.ct.slice_dataset import build_slice_dataset
 
     run_dir = open_run_dir(run_dir, "ct-slice-models")  # never a folder of the user's
-    root = Path(cache) if cache is not None else run_dir / "slices"
+    root = settings_root(cache if cache is not None else run_dir / SLICE_CACHE, config.slices)
     build_slice_dataset(manifest, root, config.slices, progress=on_patient)
     config = config.model_copy(update={"architectures": list(architectures or config.architectures)})
     write_text_atomic(run_dir / SETTINGS, dump_config(config))
@@ -80,14 +81,14 @@ def trained_architectures(run_dir: str | Path, model: type[BaseModel], what: str
 def cache_for_prediction(manifest, run_dir: str | Path, out: str | Path, slice_config, *,
                          cache: str | Path | None = None,
                          on_cached: Callable[[], None] | None = None) -> tuple[Path, pd.DataFrame, pd.DataFrame]:
-    """Cache the cohort's slices with the run's slice settings (in ``cache``, default ``OUT/slices``).
+    """Cache the cohort's slices with the run's slice settings (under ``cache``, default ``OUT/slices``).
 
     Returns (slice root, slice table, patient table); each patient carries the training
     run's split where the run knows it (:func:`assign_known_splits`).
     """
-    from osteomet.ct.slice_cache import cache_cohort
+    from osteomet.ct.slice_cache import cache_cohort, settings_root
 
-    root = Path(cache) if cache is not None else Path(out) / "slices"
+    root = settings_root(cache if cache is not None else Path(out) / SLICE_CACHE, slice_config)
     slices, patients = cache_cohort(manifest, root, slice_config, progress=on_cached)
     patients["split"] = assign_known_splits(patients, Path(run_dir))
     return root, slices, patients

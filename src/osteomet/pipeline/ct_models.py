@@ -37,9 +37,13 @@ def train_each_architecture(root: Path, out: Path, settings: Settings, train: Ca
 
 
 def cache_ct_slices(cohort: Manifest, cache: Path, slice_config) -> Path:
-    """Cache the slices of every patient with the run's slice settings (progress bar); returns ``cache``."""
-    from osteomet.ct.slice_cache import cache_cohort
+    """Cache the slices of every patient with the run's slice settings (progress bar); returns ``cache``.
+
+    The slices go into the cache's folder for these settings (:func:`osteomet.ct.slice_cache.settings_root`),
+    where prediction, given the same ``cache``, finds them.
+    """
+    from osteomet.ct.slice_cache import cache_cohort, settings_root
 
     with progress_bar("slices", len(cohort)) as advance:
-        cache_cohort(cohort, cache, slice_config, progress=advance)
+        cache_cohort(cohort, settings_root(cache, slice_config), slice_config, progress=advance)
     return cache
