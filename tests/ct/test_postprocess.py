@@ -103,3 +103,26 @@ def test_runs_recorded_before_the_threshold_and_confidence_read_as_plain_thresho
     assert read_postprocessing(tmp_path / "missing") == Postprocessing()
     (tmp_path / "postprocessing.json").write_text(json.dumps({"min_lesion_ml": 0.25, "candidates": {}}))
     assert read_postprocessing(tmp_path) == Postprocessing(0.5, 0.5, 0.25)
+
+
+def test_components_on_too_few_slices_go_and_validation_keeps_the_rule_only_when_it_helps():
+    shape = (8, 30, 30)
+    lesion = _blob(shape, (2, 5, 5), (3, 5, 5))        # 3 slices, 75 voxels
+    flat = _blob(shape, (6, 20, 20), (1, 6, 6))        # one slice, 36 voxels, as confident as the lesion
+    step = np.zeros(shape, bool)                       # 2 voxels on 2 slices, touching at a corner: 2 slices
+    step[0, 0, 0] = step[1, 1, 1] = True
+    p = np.full(shape, 0.02, np.float32)
+    p[lesion | flat | step] = 0.97
+    assert np.array_equal(lesion_mask(p, 0.01, Postprocessing(min_slices=2)), lesion | step)
+    assert np.array_equal(lesion_mask(p, 0.01, Postprocessing(min_slices=3)), lesion)
+    assert lesion_mask(p, 0.01, Postprocessing()).sum() == 75 + 36 + 2
+    assert Postprocessing(min_slices=2).key() == "t=0.5,c=0.5,v=0,s=2" and Postprocessing().key() == "t=0.5,c=0.5,v=0"
+    # no confidence or volume cut-off separates the flat blob from the lesion: only the slice rule does
+    choice = choose_postprocessing([p], [lesion | step], [0.01])
+    assert choice["min_slices"] == 2 and choice["candidates"]["t=0.5,c=0.5,v=0,s=2"] == 1.0
+    assert choice["candidates"]["t=0.5,c=0.95,v=0.25"] == round(2 * 75 / (75 + 36 + 77), 6)
+    # a lesion on one slice only: the rule would delete it, so validation keeps every component
+    thin = _blob(shape, (4, 5, 5), (1, 8, 8))
+    q = np.full(shape, 0.02, np.float32)
+    q[thin] = 0.9
+    assert choose_postprocessing([q], [thin], [0.01])["min_slices"] == 1
