@@ -185,6 +185,28 @@ def test_best_weights_are_those_of_the_highest_validation_dice(trained: dict, tm
     assert state["epoch"] == result.best_epoch
 
 
+def test_validating_every_few_epochs_trains_the_same_weights(trained: dict, tmp_path: Path) -> None:
+    """Validation only monitors with weights: final, so skipping it changes the history, not the network."""
+    config = trained["config"].model_copy(update={"patches_per_epoch": 32, "max_epochs": 3, "hard_negatives": 8,
+                                                  "weights": "final"})
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        every = train_segmenter(trained["root"], tmp_path / "every", config, ARCHITECTURE)
+        sparse = train_segmenter(trained["root"], tmp_path / "sparse", config.model_copy(update={"validate_every": 2}),
+                                 ARCHITECTURE)
+    finally:
+        torch.set_num_threads(threads)
+    history = pd.read_csv(tmp_path / "sparse" / ARCHITECTURE / "history.csv")
+    assert history["val_dice"].isna().tolist() == [True, False, False]  # epoch 2 (every 2nd) is also the last
+    assert sparse.best_epoch == 2 and sparse.best_dice == pytest.approx(every.best_dice)
+    a = torch.load(tmp_path / "every" / ARCHITECTURE / "checkpoints" / "best.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "sparse" / ARCHITECTURE / "checkpoints" / "best.pt", weights_only=True)["model"]
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    with pytest.raises(ValueError, match="needs weights: final"):  # pydantic wraps it; YAML loading names the file
+        type(config).model_validate({**config.model_dump(), "weights": "best", "validate_every": 2})
+
+
 def test_predict_writes_masks_on_the_ct_grid_with_independent_metrics(trained: dict, tmp_path: Path) -> None:
     manifest = read_manifest(trained["manifest"])
     table = predict_segmentation(manifest, trained["run"], tmp_path, cache=trained["root"])

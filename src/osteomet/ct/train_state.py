@@ -7,7 +7,7 @@ uninterrupted one and (on CPU) ends with the same weights.
 
 Which weights inference uses (``weights: best|final`` in both CT configs) is decided here once:
 the epoch of the best validation score with early stopping, or the last epoch of the whole
-schedule (validation then only monitors).
+schedule (validation then only monitors, and may run every few epochs: :func:`validates`).
 """
 
 from __future__ import annotations
@@ -23,6 +23,13 @@ from osteomet.utils.torch import EarlyStopping, last_checkpoint, load_state, ref
 def stopping_patience(config: Any) -> int:
     """Early-stopping patience: the config's, or the whole schedule with ``weights: final``."""
     return config.max_epochs if config.weights == "final" else config.patience
+
+
+def validates(epoch: int, config: Any) -> bool:
+    """Whether an epoch ends with a validation pass: every epoch, or with ``weights: final`` every
+    ``validate_every`` epochs and always the last (whose score is reported for the kept weights)."""
+    every = getattr(config, "validate_every", 1)
+    return config.weights != "final" or every <= 1 or (epoch + 1) % every == 0 or epoch == config.max_epochs - 1
 
 
 def keeps_epoch(stopper: EarlyStopping, score: float, epoch: int, weights: str) -> bool:

@@ -40,6 +40,9 @@ class CTSegmentationConfig(BaseModel):
         "weights kept for inference: the epoch of best validation Dice (early stopping with patience), or the "
         "final epoch of the full schedule, as nnU-Net keeps (validation then only monitors); with 3-4 validation "
         "patients the best epoch is picked by noise"))
+    validate_every: int = Field(1, ge=1, description=(
+        "with weights: final, validate every this many epochs and at the last (validation then only draws the "
+        "curve in history.csv; a whole-body pass over the validation patients costs ~40% of a CPU epoch)"))
     learning_rate: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-5, ge=0)
     scheduler: Literal["cosine", "none"] = Field("cosine", description="learning rate per epoch: cosine from "
@@ -53,6 +56,9 @@ class CTSegmentationConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> "CTSegmentationConfig":
+        if self.validate_every > 1 and self.weights != "final":
+            raise InputError(f"validate_every: {self.validate_every} needs weights: final (early stopping on the best "
+                             "validation Dice validates every epoch)")
         if len(self.strides) != len(self.channels) - 1:
             raise InputError(f"strides needs one entry fewer than channels, got {len(self.strides)} and {len(self.channels)}")
         factor = 1

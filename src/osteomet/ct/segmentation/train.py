@@ -34,7 +34,7 @@ from osteomet.ct.slice_cache import SliceStore
 from osteomet.ct.slice_dataset import check_patient_split, read_index
 from osteomet.ct.slice_inputs import bone_neighbourhood, random_affine_pair, random_intensity, with_context
 from osteomet.ct.slice_run import labelled_split, prepare_slice_run
-from osteomet.ct.train_state import keeps_epoch, kept_score, save_last, start_or_resume, stopping_patience
+from osteomet.ct.train_state import keeps_epoch, kept_score, save_last, start_or_resume, stopping_patience, validates
 from osteomet.errors import InputError
 from osteomet.utils.torch import (
     best_checkpoint,
@@ -182,7 +182,7 @@ def train_segmenter(slices_root: str | Path, run_dir: str | Path, config: CTSegm
                 x_t, y_t = random_affine_pair(x_t, y_t, rng, degrees=15.0, scale=0.15, shift=0.1)
                 x_t = random_intensity(x_t, rng, contrast=0.1, brightness=0.03)
             losses.append(train_step(model, optimizer, loss_fn, x_t, y_t))
-        dice = validation_dice(model, store, val_ids, config, dev)
+        dice = validation_dice(model, store, val_ids, config, dev) if validates(epoch, config) else float("nan")
         if keeps_epoch(stopper, dice, epoch, config.weights):
             save_state({"model": model.state_dict(), "epoch": epoch, "val_dice": dice}, best_checkpoint(run_dir))
         history.append({"epoch": epoch, "lr": lr, "train_loss": float(np.mean(losses)), "val_dice": dice,
