@@ -37,8 +37,10 @@ ModelsToTrainOption = Annotated[Optional[List[str]], typer.Option(
 TrainedArchitecturesOption = Annotated[Optional[List[str]], typer.Option(
     "--architecture", "-a", help="Only these trained architectures.")]
 TrainCacheOption = Annotated[Optional[Path], typer.Option(
-    help="Slice cache folder (default OUT/slices; share it between runs).")]
-PredictCacheOption = Annotated[Optional[Path], typer.Option(help="Slice cache folder (default OUT/slices).")]
+    help="Slice cache folder (default OUT/slices; share it between runs, detection and segmentation alike: "
+         "each window gets its own folder inside).")]
+PredictCacheOption = Annotated[Optional[Path], typer.Option(
+    help="Slice cache folder (default OUT/slices; the training run's --cache reuses its slices).")]
 
 
 @contextlib.contextmanager
