@@ -32,8 +32,8 @@ inference applies exactly what validation chose:
 
 Among the settings within ``TOLERANCE`` of the best mean validation Dice, the one that changes
 the raw prediction least wins (fewest slices, then smallest volume, then lowest confidence, then
-the threshold nearest 0.5): a few validation patients cannot tell a 0.005 difference from noise. Volumes are
-in millilitres, so the choice does not depend on the pixel size.
+the threshold nearest 0.5): a few validation patients cannot tell a 0.005 difference from noise.
+Volumes are in millilitres, so the choice does not depend on the pixel size.
 """
 
 from __future__ import annotations
@@ -71,6 +71,7 @@ class Postprocessing:
         return key + (f",s={self.min_slices}" if self.min_slices > 1 else "")
 
     def changes_components(self) -> bool:
+        """Whether any component is removed (else the mask is plain thresholding, no labelling needed)."""
         return self.min_confidence > self.threshold or self.min_lesion_ml > 0 or self.min_slices > 1
 
 
