@@ -17,7 +17,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from osteomet.layout import RunLayout, open_run_dir
+from osteomet.layout import EXTRACTION_LOG, RunLayout, open_run_dir
 from osteomet.utils.files import read_json, write_json_atomic, write_text_atomic
 from osteomet.utils.progress import progress_bar
 
@@ -117,13 +117,20 @@ def _demo_ct(task: str) -> Any:
 
 
 def _predict_held_out(run: Path, layout: RunLayout, log: Callable[[str], None]) -> dict[str, Any]:
-    """`predict mri` on the first external patient, as a user would on a new one."""
+    """`predict mri` on the first external patient with a usable automatic mask, as a user would on a new one."""
     from osteomet.pipeline.predict_mri import CLINICAL, predict_mri
 
     manifest = pd.read_csv(layout.manifest, dtype={"patient_id": str})
     held = manifest[manifest["split"] == "external"]
     if held.empty:
         held = manifest[manifest["split"] == "test"]
+    # a patient whose automatic mask the study could extract radiomics from: predict mri segments it the
+    # same way, and a mask of a few voxels (UNETR misses a tumour now and then) would need a radiologist's review
+    log_path = layout.radiomics / EXTRACTION_LOG
+    if log_path.is_file():
+        status = pd.read_csv(log_path, dtype={"patient_id": str}).set_index("patient_id")["status"]
+        usable = held[held["patient_id"].map(status).ne("failed")]
+        held = usable if not usable.empty else held
     row = held.iloc[0]
     base = layout.manifest.parent
     clinical = {k: float(row[k]) for k in CLINICAL if k in row and pd.notna(row[k])}

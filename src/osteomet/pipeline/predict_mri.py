@@ -105,6 +105,7 @@ def predict_mri(run: str | Path, out: str | Path, *, t2: str | Path, dwi: str | 
                 log: Callable[[str], None] = print) -> dict[str, Any]:
     """Segmentation, ROI crop, radiomics, deep features, each model's probability and the fused decision."""
     from osteomet.data.manifest import read_manifest
+    from osteomet.data.masks import auto_mask_path
     from osteomet.models.clinical import ClinicalModel
     from osteomet.models.fusion import FusionModel, fusion_inputs
     from osteomet.models.radiomics import RadiomicsModel
@@ -158,6 +159,11 @@ def predict_mri(run: str | Path, out: str | Path, *, t2: str | Path, dwi: str | 
         raise InputError(f"{patient_id}: no tumour ROI could be cut (the mask is empty); check the images or give "
                          f"a mask with --mask")
     features = read_feature_table(work / "radiomics" / FEATURES)
+    failed = features["error"].dropna() if "error" in features.columns else pd.Series(dtype=object)
+    if len(failed):
+        where = f"the automatic mask {auto_mask_path(segdir, patient_id)}" if segdir is not None else f"the mask {mask}"
+        raise InputError(f"{patient_id}: radiomics could not be extracted from {where}: {failed.iloc[0]}. Review the "
+                         f"mask (e.g. in 3D Slicer) and predict again with --mask")
     if combat is not None:
         features = combat.apply(features, [centre])
 
@@ -186,8 +192,6 @@ def predict_mri(run: str | Path, out: str | Path, *, t2: str | Path, dwi: str | 
              "gradcam_png": str(out / "gradcam" / "png" / f"{patient_id}.png")}
     if segdir is not None:
         import shutil
-
-        from osteomet.data.masks import auto_mask_path
 
         target = out / f"{patient_id}_mask.nii.gz"
         shutil.copyfile(auto_mask_path(segdir, patient_id), target)
