@@ -193,6 +193,32 @@ def test_rigour_stages_filter_unstable_features_and_map_the_external_centre_onto
     assert ComBat.load(tmp_path / "mf" / "combat_deep.json").reference == "C1"
 
 
+def test_predict_names_the_patient_and_mask_when_radiomics_fails_on_it(study, tmp_path):
+    """A mask of a few voxels (what UNETR gives for a missed tumour) is refused with pyradiomics' reason."""
+    import SimpleITK as sitk
+
+    from osteomet.errors import InputError
+    from osteomet.pipeline.predict_mri import predict_mri
+
+    run, _ = study
+    layout = RunLayout(run)
+    row = pd.read_csv(layout.manifest, dtype={"patient_id": str}).iloc[0]
+    base = layout.manifest.parent
+    t2 = sitk.ReadImage(str(base / row["t2"]))
+    tiny = sitk.Image(t2.GetSize(), sitk.sitkUInt8)
+    tiny.CopyInformation(t2)
+    centre = [n // 2 for n in t2.GetSize()]
+    for dx in range(2):  # a 2 x 2 square: below pyradiomics' minimum ROI size of 5 voxels
+        for dy in range(2):
+            tiny[centre[0] + dx, centre[1] + dy, centre[2]] = 1
+    mask = tmp_path / "tiny_mask.nii.gz"
+    sitk.WriteImage(tiny, str(mask))
+    with pytest.raises(InputError, match=r"P1: radiomics could not be extracted from the mask .*tiny_mask\.nii\.gz: "
+                                         r".*ROI is too small.*--mask"):
+        predict_mri(run, tmp_path / "pred", t2=base / row["t2"], dwi=base / row["dwi"], adc=base / row["adc"],
+                    mask=mask, patient_id="P1", centre=row["centre"], log=lambda _line: None)
+
+
 def test_predict_refuses_a_centre_the_study_never_saw(study, tmp_path):
     from osteomet.pipeline.predict_mri import predict_mri
     from osteomet.radiomics.harmonize import UnknownCentreError
