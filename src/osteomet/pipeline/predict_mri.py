@@ -150,8 +150,8 @@ def predict_mri(run: str | Path, out: str | Path, *, t2: str | Path, dwi: str | 
         timed("roi", lambda: preprocess.preprocess_mri(manifest, roi, seg_config=seg_config, segdir=segdir))
     params = work / "radiomics_params.yaml"
     write_text_atomic(params, _yaml(read_settings(layout.radiomics)["params"]))
-    timed("radiomics", lambda: radiomics.extract_features(manifest, work / "radiomics", params=str(params),
-                                                          segdir=segdir))
+    _, extraction = timed("radiomics", lambda: radiomics.extract_features(manifest, work / "radiomics",
+                                                                        params=str(params), segdir=segdir))
     cohort = read_manifest(manifest, kind="mri")
     frame = cohort.to_frame()
     patients = roi_patients(roi, cohort, segdir)
@@ -159,11 +159,10 @@ def predict_mri(run: str | Path, out: str | Path, *, t2: str | Path, dwi: str | 
         raise InputError(f"{patient_id}: no tumour ROI could be cut (the mask is empty); check the images or give "
                          f"a mask with --mask")
     features = read_feature_table(work / "radiomics" / FEATURES)
-    failed = features["error"].dropna() if "error" in features.columns else pd.Series(dtype=object)
-    if len(failed):
+    if extraction.failures:
         where = f"the automatic mask {auto_mask_path(segdir, patient_id)}" if segdir is not None else f"the mask {mask}"
-        raise InputError(f"{patient_id}: radiomics could not be extracted from {where}: {failed.iloc[0]}. Review the "
-                         f"mask (e.g. in 3D Slicer) and predict again with --mask")
+        raise InputError(f"{patient_id}: radiomics could not be extracted from {where}: {extraction.failures[0][1]}. "
+                         f"Review the mask (e.g. in 3D Slicer) and predict again with --mask")
     if combat is not None:
         features = combat.apply(features, [centre])
 

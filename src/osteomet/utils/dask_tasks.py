@@ -52,24 +52,31 @@ def dask_map(func: Callable[[Task], Result], tasks: Sequence[Task], *, jobs: int
                                    dashboard_address=None, silence_logs=logging.ERROR)
     client = Client(scheduler if scheduler is not None else cluster)
     stopped = False
-    bug_filter = _DistributedCancelBug()
-    tornado_log = logging.getLogger("tornado.application")
-    tornado_log.addFilter(bug_filter)
-    try:
-        futures = client.map(func, list(tasks), pure=False)
-        for future in as_completed(futures):
-            yield future.result()
-    except (KeyboardInterrupt, GeneratorExit):
-        stopped = True
-        raise
-    finally:
+    # removed only after closing: the close's sync calls run after any cancel callback a Ctrl-C queued
+    with _log_filter("tornado.application", _DistributedCancelBug()):
         try:
+            futures = client.map(func, list(tasks), pure=False)
+            for future in as_completed(futures):
+                yield future.result()
+        except (KeyboardInterrupt, GeneratorExit):
+            stopped = True
+            raise
+        finally:
             with _quiet_shutdown(client if stopped and cluster is not None else None):
                 client.close()
                 if cluster is not None:
                     cluster.close()
-        finally:
-            tornado_log.removeFilter(bug_filter)  # after close: its sync calls run after any queued cancel
+
+
+@contextlib.contextmanager
+def _log_filter(logger: str, log_filter: logging.Filter) -> Iterator[None]:
+    """``log_filter`` on ``logger`` while the block runs."""
+    target = logging.getLogger(logger)
+    target.addFilter(log_filter)
+    try:
+        yield
+    finally:
+        target.removeFilter(log_filter)
 
 
 class _DistributedCancelBug(logging.Filter):
