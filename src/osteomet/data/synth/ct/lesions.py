@@ -34,6 +34,9 @@ _DIFFUSE_OK = set(VERTEBRA_IDS) | {25, 26, 75, 76, 77, 78, 69, 70, 116, 71, 72} 
 # and the CT's voxels (in ribs, claviculae, scapulae, sternum and skull the lucency would be a voxel or
 # two between two cortices and vanish in partial volume); a lytic draw elsewhere becomes sclerotic.
 _LYTIC_OK = set(range(27, 44)) | {25, 26, 75, 76, 77, 78, 69, 70}
+#: A sclerotic lesion shows where it turns marrow bright; one that would lie mostly in (widened) cortex, as
+#: in the skull, ribs or scapulae on a coarse grid, would leave the image unchanged, and is drawn elsewhere.
+MAX_CORTEX_SHARE = 0.5
 
 
 @dataclass
@@ -76,8 +79,9 @@ def _place_lesions(bones: np.ndarray, tissue: np.ndarray, spacing: tuple[float, 
     weights = np.array([_site_weight(i) for i in present])
     weights /= weights.sum()
     # smallest nodule that still covers min_lesion_voxels on average
-    d_min = max(config.focal_diameter_mm[0], (6 * 1.5 * config.min_lesion_voxels * voxel_ml * 1000 / np.pi) ** (1 / 3))
-    d_max = max(config.focal_diameter_mm[1], 1.4 * d_min)
+    d_min = max(config.focal_diameter_mm[0], (6 * 1.5 * config.min_lesion_voxels * voxel_ml * 1000 / np.pi) ** (1 / 3),
+                config.min_focal_width_voxels * float(sp[1:].min()))
+    d_max = max(config.focal_diameter_mm[1], 2.0 * d_min)
     lesion_mask = np.zeros(bones.shape, bool)
     placed: list[_Lesion] = []
     slice_counts: dict[int, np.ndarray] = {}
@@ -147,6 +151,8 @@ def _try_lesion(bone_id: int, kind: str, ltype: str, bones: np.ndarray, tissue: 
             sizes[0] = 0
             mask = labels == int(np.argmax(sizes))
         n = int(mask.sum())
+        if n and ltype == "sclerotic" and (tissue[crop][mask] == CORTICAL).mean() > MAX_CORTEX_SHARE:
+            return None  # a thin bone that is all cortex at this voxel size: sclerosis would not change it
         per_slice = mask.sum(axis=(1, 2))
         coverage = float(np.max(per_slice / np.maximum(counts[lo[0]:hi[0]], 1))) if n else 0.0
         if kind == "focal":
@@ -154,6 +160,8 @@ def _try_lesion(bone_id: int, kind: str, ltype: str, bones: np.ndarray, tissue: 
                 r *= 1.25
                 continue
             if coverage > 0.45:
+                if 0.8 * r < d_min / 2:  # the bone is too small for a visible nodule at this resolution
+                    return None
                 r *= 0.8
                 continue
         else:
