@@ -17,7 +17,7 @@ from osteomet.ct.segmentation.config import load_segmentation_config
 from osteomet.ct.segmentation.infer import predict_segmentation
 from osteomet.ct.segmentation.models import build_segmenter
 from osteomet.ct.segmentation.patches import PatchSampler
-from osteomet.ct.segmentation.train import train_segmenter, untrained_val_dice, volume_probabilities
+from osteomet.ct.segmentation.train import load_segmenter, train_segmenter, untrained_val_dice, volume_probabilities
 from osteomet.ct.slice_cache import SliceStore
 from osteomet.ct.slice_run import prepare_slice_run
 from osteomet.data.io import Geometry, read_image
@@ -59,6 +59,20 @@ def test_networks_give_two_class_maps_at_the_lesion_prior(architecture: str) -> 
     assert torch.softmax(out, 1)[:, 1].mean().item() < 0.1
     residual = any("residual" in name for name, _ in model.named_modules())
     assert residual == (architecture == "resunet")
+
+
+def test_an_architecture_trains_and_loads_with_its_own_width_and_patch_count(trained: dict, tmp_path: Path) -> None:
+    """per_architecture: one network's channels and patches per epoch, used by training and by loading for prediction."""
+    config = trained["config"].model_copy(update={
+        "max_epochs": 1, "hard_negatives": 0,
+        "per_architecture": {ARCHITECTURE: {"channels": (8, 16, 32), "patches_per_epoch": 16}}})
+    train_segmenter(trained["root"], tmp_path, config, ARCHITECTURE)
+    assert pd.read_csv(tmp_path / ARCHITECTURE / "history.csv")["patches"].tolist() == [16]
+    model = load_segmenter(tmp_path, ARCHITECTURE, config, torch.device("cpu"))
+    assert next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d)).out_channels == 8
+    assert config.channels == (16, 32, 64)  # the shared setting is left as it was
+    with pytest.raises(ValueError, match="per_architecture: attention_unet: strides needs one entry fewer"):
+        type(config).model_validate({**config.model_dump(), "per_architecture": {"attention_unet": {"channels": [8]}}})
 
 
 def test_patches_are_lesion_centred_or_in_bone_and_reproducible(trained: dict) -> None:

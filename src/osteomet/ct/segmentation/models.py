@@ -19,6 +19,7 @@ def build_segmenter(architecture: str, config: CTSegmentationConfig) -> torch.nn
     """
     from monai.networks.nets import AttentionUnet, UNet
 
+    config = config.for_architecture(architecture)
     common = dict(spatial_dims=2, in_channels=config.in_channels, out_channels=2, channels=config.channels, strides=config.strides)
     if architecture == "unet":
         model = UNet(**common, num_res_units=0)

@@ -150,6 +150,7 @@ def train_segmenter(slices_root: str | Path, run_dir: str | Path, config: CTSegm
     from monai.losses import DiceCELoss
 
     started = time.perf_counter()
+    config = config.for_architecture(architecture)
     run_dir = Path(run_dir) / architecture
     index = read_index(slices_root)
     check_patient_split(index)
