@@ -63,8 +63,8 @@ def test_networks_give_two_class_maps_at_the_lesion_prior(architecture: str) -> 
 
 def test_an_architecture_trains_and_loads_with_its_own_width_and_patch_count(trained: dict, tmp_path: Path) -> None:
     """per_architecture: one network's channels and patches per epoch, used by training and by loading for prediction."""
-    config = trained["config"].model_copy(update={
-        "max_epochs": 1, "hard_negatives": 0,
+    config = type(trained["config"]).model_validate({
+        **trained["config"].model_dump(), "max_epochs": 1, "hard_negatives": 0,
         "per_architecture": {ARCHITECTURE: {"channels": (8, 16, 32), "patches_per_epoch": 16}}})
     train_segmenter(trained["root"], tmp_path, config, ARCHITECTURE)
     assert pd.read_csv(tmp_path / ARCHITECTURE / "history.csv")["patches"].tolist() == [16]

@@ -41,7 +41,9 @@ def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from osteomet.data.synth.ct import CTSynthConfig, generate_ct_cohort
 
     out = tmp_path_factory.mktemp("ct_nnunet")
-    config = CTSynthConfig(inplane_size=48, region="abdomen_pelvis", slice_thickness_mm=10.0, lesion_free_fraction=0.0)
+    # at 10 mm pixels every bone is cortex through and through: keep the lesions the visibility rules would refuse
+    config = CTSynthConfig(inplane_size=48, region="abdomen_pelvis", slice_thickness_mm=10.0, lesion_free_fraction=0.0,
+                           min_focal_width_voxels=1.0, max_cortex_share=1.0)
     manifest = generate_ct_cohort(out / "cohort", 4, seed=5, config=config)
     table = pd.read_csv(manifest, dtype=str)
     table["split"] = table["patient_id"].map(SPLITS)

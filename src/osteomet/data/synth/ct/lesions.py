@@ -34,9 +34,6 @@ _DIFFUSE_OK = set(VERTEBRA_IDS) | {25, 26, 75, 76, 77, 78, 69, 70, 116, 71, 72} 
 # and the CT's voxels (in ribs, claviculae, scapulae, sternum and skull the lucency would be a voxel or
 # two between two cortices and vanish in partial volume); a lytic draw elsewhere becomes sclerotic.
 _LYTIC_OK = set(range(27, 44)) | {25, 26, 75, 76, 77, 78, 69, 70}
-#: A sclerotic lesion shows where it turns marrow bright; one that would lie mostly in (widened) cortex, as
-#: in the skull, ribs or scapulae on a coarse grid, would leave the image unchanged, and is drawn elsewhere.
-MAX_CORTEX_SHARE = 0.5
 
 
 @dataclass
@@ -151,7 +148,7 @@ def _try_lesion(bone_id: int, kind: str, ltype: str, bones: np.ndarray, tissue: 
             sizes[0] = 0
             mask = labels == int(np.argmax(sizes))
         n = int(mask.sum())
-        if n and ltype == "sclerotic" and (tissue[crop][mask] == CORTICAL).mean() > MAX_CORTEX_SHARE:
+        if n and ltype == "sclerotic" and (tissue[crop][mask] == CORTICAL).mean() > config.max_cortex_share:
             return None  # a thin bone that is all cortex at this voxel size: sclerosis would not change it
         per_slice = mask.sum(axis=(1, 2))
         coverage = float(np.max(per_slice / np.maximum(counts[lo[0]:hi[0]], 1))) if n else 0.0

@@ -54,6 +54,10 @@ class CTSynthConfig(BaseModel):
         "Smallest focal nodule diameter in in-plane voxels (raises the lower end of focal_diameter_mm on coarse "
         "grids): the study's 8 mm nodules are 11 voxels wide at its 0.7 mm pixels, while at the demo's 3.9 mm "
         "they would be 2, drawn like cortex and lost to a one-voxel boundary error."))
+    max_cortex_share: float = Field(0.5, gt=0, le=1, description=(
+        "A sclerotic lesion lying more than this share in cortex is drawn in another bone: on a coarse grid the "
+        "skull, ribs and scapulae are cortex through and through, and sclerosis there would not change the image "
+        "(1 keeps every draw)."))
 
     @model_validator(mode="after")
     def _check(self) -> "CTSynthConfig":
