@@ -37,7 +37,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory, easy_lesions: CTSynthConfi
     """A tiny DenseNet121 trained once on a 14-patient synthetic cohort (4 short epochs)."""
     base = tmp_path_factory.mktemp("ct_detection")
     manifest_path = generate_ct_cohort(base / "cohort", 14, seed=7, config=easy_lesions)
-    config = load_detection_config("tiny").model_copy(update={"max_epochs": 4, "patience": 4, "tiles_per_epoch": 1024})
+    # per_architecture cleared: the tests below change the shared tiles_per_epoch, which an own one would override
+    config = load_detection_config("tiny").model_copy(update={"max_epochs": 4, "patience": 4, "tiles_per_epoch": 1024,
+                                                              "per_architecture": {}})
     run = base / "run"
     root, config = prepare_slice_run(read_manifest(manifest_path), run, config, architectures=[ARCHITECTURE])
     baseline = untrained_val_auc(root, ARCHITECTURE, config)
@@ -104,6 +106,21 @@ def test_tiny_detector_learns_and_keeps_the_best_epoch(trained: dict) -> None:
     assert result.best_epoch == int(history["val_auc"].to_numpy().argmax())
     state = torch.load(trained["run"] / ARCHITECTURE / "checkpoints" / "best.pt", weights_only=True)
     assert state["epoch"] == result.best_epoch
+
+
+def test_an_architecture_trains_and_loads_with_its_own_width_and_tile_count(trained: dict, tmp_path: Path) -> None:
+    """per_architecture: one detector's width and tiles per epoch, used by training and by loading for prediction."""
+    config = type(trained["config"]).model_validate({
+        **trained["config"].model_dump(), "max_epochs": 1, "hard_negatives": 0,
+        "per_architecture": {ARCHITECTURE: {"width": 0.125, "tiles_per_epoch": 64}}})
+    train_detector(trained["root"], tmp_path, config, ARCHITECTURE)
+    assert pd.read_csv(tmp_path / ARCHITECTURE / "history.csv")["tiles"].tolist() == [64]
+    model, _ = load_detector(tmp_path, ARCHITECTURE, config, torch.device("cpu"))
+    narrow = build_classifier(ARCHITECTURE, config.in_channels, 0.125)
+    assert [p.shape for p in model.parameters()] == [p.shape for p in narrow.parameters()]
+    assert config.width == 0.25  # the shared setting is left as it was
+    with pytest.raises(ValueError, match="per_architecture.resnet34.width\n  Input should be less than or equal to 1"):
+        type(config).model_validate({**config.model_dump(), "per_architecture": {"resnet34": {"width": 2}}})
 
 
 def test_final_weights_keep_the_last_epoch_and_its_threshold(trained: dict, tmp_path: Path) -> None:

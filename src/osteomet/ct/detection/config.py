@@ -5,15 +5,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from osteomet.config import load_preset_or_file
+from osteomet.ct.architecture_settings import for_architecture
 from osteomet.ct.slice_config import SliceConfig
 
 if TYPE_CHECKING:
     from osteomet.ct.detection.tiles import TileSettings
 
 Architecture = Literal["efficientnet-b0", "resnet34", "densenet121"]
+
+
+class ArchitectureSettings(BaseModel):
+    """What one detector changes from the shared settings (:mod:`osteomet.ct.architecture_settings`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    width: float | None = Field(None, gt=0, le=1, description="channel width factor instead of the shared one")
+    tiles_per_epoch: int | None = Field(None, ge=2, description="training tiles per epoch instead of the shared")
+    hard_negatives: int | None = Field(None, ge=0, description="mined hard negatives per epoch instead of the shared")
 
 
 class DetectionConfig(BaseModel):
@@ -53,7 +64,19 @@ class DetectionConfig(BaseModel):
     flip_prob: float = Field(0.5, ge=0, le=1, description="random left-right flip of training tiles")
     augment: bool = Field(False, description="random rotation (15 deg), zoom (15%) and shift (10%) of training tiles")
     gradcam_max: int = Field(8, ge=0, description="Grad-CAM overlays kept per kind (true / false positives)")
+    per_architecture: dict[Architecture, ArchitectureSettings] = Field(default_factory=dict, description=(
+        "settings one architecture changes (width, tiles_per_epoch, hard_negatives)"))
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self) -> "DetectionConfig":
+        for architecture in self.per_architecture:
+            self.for_architecture(architecture)
+        return self
+
+    def for_architecture(self, architecture: str) -> "DetectionConfig":
+        """The settings one architecture trains and predicts with (the shared ones plus its own)."""
+        return for_architecture(self, architecture, ArchitectureSettings)
 
     @property
     def in_channels(self) -> int:

@@ -116,6 +116,7 @@ def train_detector(slices_root: str | Path, run_dir: str | Path, config: Detecti
     from osteomet.evaluation.roc import auc, youden_threshold
 
     started = time.perf_counter()
+    config = config.for_architecture(architecture)
     run_dir = Path(run_dir) / architecture
     index = read_index(slices_root)
     check_patient_split(index)
@@ -154,7 +155,7 @@ def train_detector(slices_root: str | Path, run_dir: str | Path, config: Detecti
             save_state({"model": model.state_dict(), "epoch": epoch, "val_auc": val_auc, "threshold": threshold},
                        best_checkpoint(run_dir))
         history.append({"epoch": epoch, "lr": lr, "train_loss": float(np.mean(losses)), "val_auc": val_auc,
-                        "seconds": round(time.perf_counter() - tick, 3)})
+                        "tiles": config.tiles_per_epoch, "seconds": round(time.perf_counter() - tick, 3)})
         save_last(run_dir, model, optimizer, epoch, stopper, history)
         write_history(run_dir, history)
         if progress:
@@ -182,6 +183,7 @@ def untrained_val_auc(slices_root: str | Path, architecture: str, config: Detect
     index = read_index(slices_root)
     val = _labelled(index, "val")
     seed_weights(config.seed)
+    config = config.for_architecture(architecture)
     model = build_classifier(architecture, config.in_channels, config.width)
     return auc(val["label"].to_numpy(), slice_probabilities(model, bone_tiles(slices_root, config), val,
                                                             config.batch_size, torch.device("cpu")))
@@ -190,6 +192,7 @@ def untrained_val_auc(slices_root: str | Path, architecture: str, config: Detect
 def load_detector(run_dir: str | Path, architecture: str, config: DetectionConfig,
                   device: torch.device) -> tuple[torch.nn.Module, float]:
     """Best weights and the validation threshold of a trained architecture."""
+    config = config.for_architecture(architecture)
     model = build_classifier(architecture, config.in_channels, config.width).to(device)
     state = load_weights(model, best_checkpoint(Path(run_dir) / architecture), device)
     return model.eval(), float(state["threshold"])

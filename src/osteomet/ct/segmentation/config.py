@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from osteomet.config import load_preset_or_file
+from osteomet.ct.architecture_settings import for_architecture
 from osteomet.ct.slice_config import SliceConfig
 from osteomet.errors import InputError
 
@@ -15,9 +16,7 @@ Architecture = Literal["unet", "resunet", "attention_unet"]
 
 
 class ArchitectureSettings(BaseModel):
-    """What one architecture changes from the shared settings: on a CPU the three networks cost 1 : 2.3 : 6
-    per patch (UNet, residual UNet, AttentionUnet at the tiny width), so one budget needs different widths
-    and patch counts. The epochs and their learning-rate schedule stay shared (``--max-epochs`` applies to all)."""
+    """What one segmentation network changes from the shared settings (:mod:`osteomet.ct.architecture_settings`)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -86,16 +85,7 @@ class CTSegmentationConfig(BaseModel):
 
     def for_architecture(self, architecture: str) -> "CTSegmentationConfig":
         """The settings one architecture trains and predicts with (the shared ones plus its own)."""
-        own = self.per_architecture.get(architecture)  # type: ignore[call-overload]
-        if own is None:
-            return self
-        try:
-            own = ArchitectureSettings.model_validate(own)  # also when set by model_copy(update=...)
-            return CTSegmentationConfig.model_validate(
-                {**self.model_dump(), **own.model_dump(exclude_none=True), "per_architecture": {}})
-        except ValidationError as err:
-            reasons = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in err.errors())
-            raise InputError(f"per_architecture: {architecture}: {reasons}") from None
+        return for_architecture(self, architecture, ArchitectureSettings)
 
     @property
     def in_channels(self) -> int:
