@@ -32,8 +32,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory, easy_lesions: CTSynthConfi
     """A tiny 2D UNet trained once on a 10-patient synthetic cohort."""
     base = tmp_path_factory.mktemp("ct_segmentation")
     manifest_path = generate_ct_cohort(base / "cohort", 10, seed=11, config=easy_lesions)
+    # per_architecture cleared: these tests change the shared patches_per_epoch, which an own one would override
     config = load_segmentation_config("tiny").model_copy(update={"max_epochs": 6, "patience": 6,
-                                                                 "patches_per_epoch": 256})
+                                                                 "patches_per_epoch": 256, "per_architecture": {}})
     run = base / "run"
     root, config = prepare_slice_run(read_manifest(manifest_path), run, config, architectures=[ARCHITECTURE])
     baseline = untrained_val_dice(root, ARCHITECTURE, config)
