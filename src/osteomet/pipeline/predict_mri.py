@@ -158,11 +158,11 @@ def predict_mri(run: str | Path, out: str | Path, *, t2: str | Path, dwi: str | 
     if not bool(patients["has_roi"].iloc[0]):
         raise InputError(f"{patient_id}: no tumour ROI could be cut (the mask is empty); check the images or give "
                          f"a mask with --mask")
-    features = read_feature_table(work / "radiomics" / FEATURES)
     if extraction.failures:
         where = f"the automatic mask {auto_mask_path(segdir, patient_id)}" if segdir is not None else f"the mask {mask}"
         raise InputError(f"{patient_id}: radiomics could not be extracted from {where}: {extraction.failures[0][1]}. "
                          f"Review the mask (e.g. in 3D Slicer) and predict again with --mask")
+    features = read_feature_table(work / "radiomics" / FEATURES)
     if combat is not None:
         features = combat.apply(features, [centre])
 
