@@ -75,7 +75,8 @@ def _place_lesions(bones: np.ndarray, tissue: np.ndarray, spacing: tuple[float, 
         return []
     weights = np.array([_site_weight(i) for i in present])
     weights /= weights.sum()
-    # smallest nodule that still covers min_lesion_voxels on average
+    # smallest nodule: the configured one, one that still covers min_lesion_voxels on average, and one
+    # min_focal_width_voxels wide in-plane (the largest of the three)
     d_min = max(config.focal_diameter_mm[0], (6 * 1.5 * config.min_lesion_voxels * voxel_ml * 1000 / np.pi) ** (1 / 3),
                 config.min_focal_width_voxels * float(sp[1:].min()))
     d_max = max(config.focal_diameter_mm[1], 2.0 * d_min)
