@@ -143,6 +143,15 @@ def test_final_weights_keep_the_last_epoch_and_its_threshold(trained: dict, tmp_
     assert threshold == pytest.approx(youden_threshold(val["label"].to_numpy(), probabilities))
     saved = json.loads((tmp_path / ARCHITECTURE / "threshold.json").read_text())
     assert saved["weights"] == "final" and saved["best_epoch"] == 2 and saved["threshold"] == pytest.approx(threshold)
+    # validation only monitors then, so running it every other epoch (and at the last) trains the same network
+    sparse = train_detector(trained["root"], tmp_path / "sparse", config.model_copy(update={"validate_every": 2}),
+                            ARCHITECTURE)
+    assert pd.read_csv(tmp_path / "sparse" / ARCHITECTURE / "history.csv")["val_auc"].isna().tolist() == [
+        True, False, False]
+    assert sparse.best_epoch == 2 and sparse.best_auc == pytest.approx(result.best_auc)
+    assert sparse.threshold == pytest.approx(threshold)
+    with pytest.raises(ValueError, match="needs weights: final"):
+        type(config).model_validate({**config.model_dump(), "weights": "best", "validate_every": 2})
 
 
 def test_predict_metrics_match_sklearn_and_threshold_comes_from_validation(trained: dict, tmp_path: Path) -> None:

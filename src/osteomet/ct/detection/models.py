@@ -32,14 +32,21 @@ def build_classifier(architecture: str, in_channels: int = 1, width: float = 1.0
     pooling), as the published ResNet34 does; MONAI's default stride-1 stem would quadruple
     its cost. EfficientNet's batch-norm momentum is 0.1 instead of MONAI's 0.01: with 0.01
     the running statistics that evaluation uses lag hundreds of batches behind the weights,
-    so a short training run is evaluated with the statistics of its first epochs.
+    so a short training run is evaluated with the statistics of its first epochs. Its final
+    linear layer starts at zero (every first logit 0): MONAI draws it from U(-1, 1) for one
+    output, which over 1280 (320 at quarter width) features gives first logits of about +-10;
+    the starting loss of 1.4 then took most of a short schedule to undo (training loss after
+    400 steps 0.74 against 0.41 from zero, where ResNet34 is at 0.31).
     """
     from monai.networks.nets import DenseNet, EfficientNet, ResNet
 
     if architecture == "efficientnet-b0":
-        return EfficientNet(_B0_BLOCKS, spatial_dims=2, in_channels=in_channels, num_classes=1, width_coefficient=width,
-                            depth_coefficient=1.0, dropout_rate=0.2, image_size=224, drop_connect_rate=0.2,
-                            norm=("batch", {"eps": 1e-3, "momentum": 0.1}))
+        net = EfficientNet(_B0_BLOCKS, spatial_dims=2, in_channels=in_channels, num_classes=1, width_coefficient=width,
+                           depth_coefficient=1.0, dropout_rate=0.2, image_size=224, drop_connect_rate=0.2,
+                           norm=("batch", {"eps": 1e-3, "momentum": 0.1}))
+        torch.nn.init.zeros_(net._fc.weight)
+        torch.nn.init.zeros_(net._fc.bias)
+        return net
     if architecture == "resnet34":
         return ResNet("basic", [3, 4, 6, 3], [64, 128, 256, 512], spatial_dims=2, n_input_channels=in_channels,
                       num_classes=1, conv1_t_stride=2, widen_factor=width)

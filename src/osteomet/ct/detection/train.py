@@ -39,7 +39,7 @@ from osteomet.ct.slice_cache import SliceStore
 from osteomet.ct.slice_dataset import check_patient_split, read_index
 from osteomet.ct.slice_inputs import random_affine
 from osteomet.ct.slice_run import labelled_split, prepare_slice_run
-from osteomet.ct.train_state import keeps_epoch, kept_score, save_last, start_or_resume, stopping_patience
+from osteomet.ct.train_state import keeps_epoch, kept_score, save_last, start_or_resume, stopping_patience, validates
 from osteomet.errors import InputError
 from osteomet.utils.files import write_json_atomic
 from osteomet.utils.torch import (
@@ -148,9 +148,10 @@ def train_detector(slices_root: str | Path, run_dir: str | Path, config: Detecti
             if config.augment:
                 x_t = random_affine(x_t, rng, degrees=15.0, scale=0.15, shift=0.1)
             losses.append(train_step(model, optimizer, loss_fn, x_t, torch.from_numpy(y)[:, None].to(dev)))
-        probabilities = slice_probabilities(model, tiles, val, config.batch_size, dev)
-        val_auc = auc(val["label"].to_numpy(), probabilities)
-        if keeps_epoch(stopper, val_auc, epoch, config.weights):
+        validated = validates(epoch, config)
+        probabilities = slice_probabilities(model, tiles, val, config.batch_size, dev) if validated else None
+        val_auc = auc(val["label"].to_numpy(), probabilities) if validated else float("nan")
+        if keeps_epoch(stopper, val_auc, epoch, config.weights) and validated:
             threshold = youden_threshold(val["label"].to_numpy(), probabilities)
             save_state({"model": model.state_dict(), "epoch": epoch, "val_auc": val_auc, "threshold": threshold},
                        best_checkpoint(run_dir))
