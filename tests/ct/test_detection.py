@@ -34,12 +34,13 @@ ARCHITECTURE = "densenet121"  # the fastest of the three on CPU
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, easy_lesions: CTSynthConfig) -> dict:
-    """A tiny DenseNet121 trained once on a 14-patient synthetic cohort (4 short epochs)."""
+    """A tiny DenseNet121 trained once on a 14-patient synthetic cohort (4 short epochs, best epoch kept)."""
     base = tmp_path_factory.mktemp("ct_detection")
     manifest_path = generate_ct_cohort(base / "cohort", 14, seed=7, config=easy_lesions)
     # per_architecture cleared: the tests below change the shared tiles_per_epoch, which an own one would override
     config = load_detection_config("tiny").model_copy(update={"max_epochs": 4, "patience": 4, "tiles_per_epoch": 1024,
-                                                              "per_architecture": {}})
+                                                              "per_architecture": {}, "weights": "best",
+                                                              "validate_every": 1})
     run = base / "run"
     root, config = prepare_slice_run(read_manifest(manifest_path), run, config, architectures=[ARCHITECTURE])
     baseline = untrained_val_auc(root, ARCHITECTURE, config)
