@@ -41,7 +41,7 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out from its last epoch, "
                                                         "with the settings recorded there (--config is ignored)."),
 ) -> None:
-    """Split by patient, cache the slices, train each classifier with early stopping on validation AUC."""
+    """Split by patient, cache the slices, train each classifier (best validation AUC or final epoch, as the config says)."""
     with user_errors():
         from functools import partial
 
