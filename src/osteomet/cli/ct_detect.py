@@ -79,12 +79,11 @@ def predict(
     with user_errors():
         from osteomet.ct.detection.infer import predict_detection, run_config, trained_architectures
         from osteomet.data.manifest import read_manifest
-        from osteomet.layout import SLICE_CACHE
         from osteomet.pipeline.ct_models import cache_ct_slices
 
         cohort = read_manifest(manifest, kind="ct")
         architecture = architecture or trained_architectures(model)
-        cache = cache_ct_slices(cohort, cache or out / SLICE_CACHE, run_config(model).slices)
+        cache = cache_ct_slices(cohort, out, run_config(model).slices, cache)
         with progress_bar("detect", len(cohort) * len(architecture)) as advance:
             results = predict_detection(cohort, model, out, cache=cache, architectures=architecture, device=device,
                                         gradcam=gradcam, n_resamples=n_boot, progress=advance)

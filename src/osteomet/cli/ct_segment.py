@@ -75,11 +75,10 @@ def predict(
         from osteomet.ct.segmentation.compare import compare_segmentations
         from osteomet.ct.segmentation.infer import predict_segmentation, run_config
         from osteomet.data.manifest import read_manifest
-        from osteomet.layout import SLICE_CACHE
         from osteomet.pipeline.ct_models import cache_ct_slices
 
         cohort = read_manifest(manifest, kind="ct")
-        cache = cache_ct_slices(cohort, cache or out / SLICE_CACHE, run_config(model).slices)
+        cache = cache_ct_slices(cohort, out, run_config(model).slices, cache)
         with progress_bar("segment", len(cohort)) as advance:
             table = predict_segmentation(cohort, model, out, cache=cache, architectures=architecture, device=device,
                                          progress=advance)

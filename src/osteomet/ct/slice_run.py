@@ -78,6 +78,11 @@ def trained_architectures(run_dir: str | Path, model: type[BaseModel], what: str
     return found
 
 
+def prediction_cache(out: str | Path, cache: str | Path | None = None) -> Path:
+    """Where prediction caches a cohort's slices: ``cache`` when given (shared with training), else ``OUT/slices``."""
+    return Path(cache) if cache is not None else Path(out) / SLICE_CACHE
+
+
 def cache_for_prediction(manifest, run_dir: str | Path, out: str | Path, slice_config, *,
                          cache: str | Path | None = None,
                          on_cached: Callable[[], None] | None = None) -> tuple[Path, pd.DataFrame, pd.DataFrame]:
@@ -88,7 +93,7 @@ def cache_for_prediction(manifest, run_dir: str | Path, out: str | Path, slice_c
     """
     from osteomet.ct.slice_cache import cache_cohort, settings_root
 
-    root = settings_root(cache if cache is not None else Path(out) / SLICE_CACHE, slice_config)
+    root = settings_root(prediction_cache(out, cache), slice_config)
     slices, patients = cache_cohort(manifest, root, slice_config, progress=on_cached)
     patients["split"] = assign_known_splits(patients, Path(run_dir))
     return root, slices, patients

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from osteomet.data.manifest import read_manifest
-from osteomet.layout import SLICE_CACHE, RunLayout
+from osteomet.layout import RunLayout
 from osteomet.pipeline.inputs import manifest_inputs
 from osteomet.stage import Stage, StageOutcome
 from osteomet.utils.progress import progress_bar
@@ -63,7 +63,7 @@ def predict_ct_detection(manifest: Path, model: Path, out: Path, *, device: str 
 
     def work() -> dict[str, Any]:
         architectures = trained_architectures(model)
-        cache = cache_ct_slices(cohort, out / SLICE_CACHE, run_config(model).slices)
+        cache = cache_ct_slices(cohort, out, run_config(model).slices)
         with progress_bar("detect", len(cohort) * len(architectures)) as advance:
             predict_detection(cohort, model, out, cache=cache, architectures=architectures, device=device,
                               gradcam=True, n_resamples=n_resamples, progress=advance)
@@ -82,7 +82,7 @@ def predict_ct_segmentation(manifest: Path, model: Path, out: Path, *, device: s
                   inputs={**manifest_inputs(cohort, manifest), "weights": _checkpoints(model)})
 
     def work() -> dict[str, Any]:
-        cache = cache_ct_slices(cohort, out / SLICE_CACHE, run_config(model).slices)
+        cache = cache_ct_slices(cohort, out, run_config(model).slices)
         with progress_bar("segment", len(cohort)) as advance:
             table = predict_segmentation(cohort, model, out, cache=cache, device=device, progress=advance)
         tested = table.dropna(subset=["dice"]) if "dice" in table else table.iloc[0:0]
