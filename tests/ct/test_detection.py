@@ -20,6 +20,7 @@ from osteomet.ct.detection.train import (
     bone_tiles,
     load_detector,
     slice_probabilities,
+    smooth_over_slices,
     train_detector,
     untrained_val_auc,
 )
@@ -65,6 +66,16 @@ def test_classifiers_give_one_logit_per_slice(architecture: str) -> None:
     assert heat.shape == (64, 64) and np.isfinite(heat).all() and heat.min() >= 0 and heat.max() <= 1
 
 
+def test_slice_scores_are_averaged_with_their_own_patients_neighbouring_slices() -> None:
+    table = pd.DataFrame({"patient_id": ["A", "A", "B", "A", "B", "A"], "slice": [0, 1, 0, 2, 1, 5]})
+    p = np.array([0.9, 0.3, 0.2, 0.6, 0.4, 0.8])
+    # by hand: A0 (A0, A1), A1 (A0..A2), B0 (B0, B1), A2 (A1, A2; A3 is not in the table), B1 (B0, B1), A5 alone
+    expected = [(0.9 + 0.3) / 2, (0.9 + 0.3 + 0.6) / 3, 0.3, (0.3 + 0.6) / 2, 0.3, 0.8]
+    assert smooth_over_slices(table, p, 1) == pytest.approx(expected)
+    assert smooth_over_slices(table, p, 0) == pytest.approx(p)
+    assert smooth_over_slices(table.set_index(pd.Index([7, 3, 9, 1, 0, 2])), p, 1) == pytest.approx(expected)
+
+
 def test_peak_to_lesion_distance_is_in_millimetres() -> None:
     from osteomet.ct.detection.gradcam import peak_to_lesion_mm
 
@@ -101,7 +112,9 @@ def test_tiny_detector_learns_and_keeps_the_best_epoch(trained: dict) -> None:
     cut = (500.0 - (window.window_level - window.window_width / 2)) / window.window_width
     bright = [int(((np.asarray(store.array(p, "image")[k]) >= cut) & (np.asarray(store.array(p, "bone")[k]) > 0)).sum())
               for p, k in zip(val["patient_id"], val["slice"])]
-    rule = auc(val["label"].to_numpy(), np.asarray(bright, float))
+    # scored as the model's slices are (averaged with their neighbours, slice_smoothing in the config)
+    rule = auc(val["label"].to_numpy(), smooth_over_slices(val, np.asarray(bright, float),
+                                                           trained["config"].slice_smoothing))
     assert result.best_auc >= rule + 0.02, (result.best_auc, rule)  # a strong rule on these large lesions
     # best checkpoint = the epoch of the highest validation AUC (first one on ties)
     assert result.best_epoch == int(history["val_auc"].to_numpy().argmax())
@@ -140,7 +153,7 @@ def test_final_weights_keep_the_last_epoch_and_its_threshold(trained: dict, tmp_
     model, threshold = load_detector(tmp_path, ARCHITECTURE, config, torch.device("cpu"))
     val = labelled_split(read_index(trained["root"]), "val")
     probabilities = slice_probabilities(model, bone_tiles(trained["root"], config), val, config.batch_size,
-                                        torch.device("cpu"))
+                                        torch.device("cpu"), config.slice_smoothing)
     assert threshold == pytest.approx(youden_threshold(val["label"].to_numpy(), probabilities))
     saved = json.loads((tmp_path / ARCHITECTURE / "threshold.json").read_text())
     assert saved["weights"] == "final" and saved["best_epoch"] == 2 and saved["threshold"] == pytest.approx(threshold)

@@ -67,6 +67,9 @@ class DetectionConfig(BaseModel):
                                                   "learning_rate towards 0 over max_epochs, or constant")
     flip_prob: float = Field(0.5, ge=0, le=1, description="random left-right flip of training tiles")
     augment: bool = Field(False, description="random rotation (15 deg), zoom (15%) and shift (10%) of training tiles")
+    slice_smoothing: int = Field(0, ge=0, le=4, description=(
+        "neighbouring slices on each side whose scores are averaged into a slice's (same patient); 0 scores each "
+        "slice alone, as the method does. The threshold is chosen on the smoothed validation scores"))
     gradcam_max: int = Field(8, ge=0, description="Grad-CAM overlays kept per kind (true / false positives)")
     per_architecture: dict[Architecture, ArchitectureSettings] = Field(default_factory=dict, description=(
         "settings one architecture changes (width, tiles_per_epoch, hard_negatives)"))

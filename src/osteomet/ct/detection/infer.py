@@ -103,7 +103,8 @@ def predict_detection(manifest: Manifest, run_dir: str | Path, out: str | Path, 
         parts = []
         for _, part in slices.groupby("patient_id", sort=False):
             part = part.copy()
-            part["probability"] = slice_probabilities(model, inputs, part, config.batch_size, dev)
+            part["probability"] = slice_probabilities(model, inputs, part, config.batch_size, dev,
+                                                      config.slice_smoothing)
             parts.append(part)
             if progress:
                 progress()

@@ -83,9 +83,30 @@ def tile_probabilities(model: torch.nn.Module, x: np.ndarray, batch_size: int, d
     return np.concatenate(out) if out else np.zeros(0)
 
 
+def smooth_over_slices(table: pd.DataFrame, probabilities: np.ndarray, neighbours: int) -> np.ndarray:
+    """Each row's probability averaged with those of its patient's slices up to ``neighbours`` away (the ones in
+    ``table``; fewer at the ends of a scan).
+
+    Why: a lesion spans several 5 mm slices (16-31 mm nodules on the demo grid), while a false-positive tile
+    is mostly a slice on its own, as a 2D segmenter's false blobs are (``min_slices`` in segmentation).
+    """
+    probabilities = np.asarray(probabilities, float)
+    if neighbours <= 0 or not len(probabilities):
+        return probabilities
+    out = np.empty_like(probabilities)
+    for _, rows in table.reset_index(drop=True).groupby("patient_id", sort=False).indices.items():
+        ks = table["slice"].to_numpy()[rows].astype(int)
+        by_slice = dict(zip(ks, probabilities[rows]))
+        for row, k in zip(rows, ks):
+            near = [by_slice[j] for j in range(k - neighbours, k + neighbours + 1) if j in by_slice]
+            out[row] = float(np.mean(near))
+    return out
+
+
 def slice_probabilities(model: torch.nn.Module, tiles: BoneTiles, table: pd.DataFrame, batch_size: int,
-                        device: torch.device) -> np.ndarray:
-    """Lesion probability of every (patient_id, slice) row of ``table``, in its order: the highest of its tiles."""
+                        device: torch.device, neighbours: int = 0) -> np.ndarray:
+    """Lesion probability of every (patient_id, slice) row of ``table``, in its order: the highest of its tiles,
+    averaged with the neighbouring slices' (:func:`smooth_over_slices`, ``slice_smoothing`` in the config)."""
     model.eval()
     stacks, owners = [], []
     for i, (pid, k) in enumerate(zip(table["patient_id"], table["slice"])):
@@ -97,7 +118,7 @@ def slice_probabilities(model: torch.nn.Module, tiles: BoneTiles, table: pd.Data
     probabilities = tile_probabilities(model, np.concatenate(stacks), batch_size, device)
     out = np.zeros(len(table))
     np.maximum.at(out, np.concatenate(owners), probabilities)
-    return out
+    return smooth_over_slices(table, out, neighbours)
 
 
 def _labelled(index: pd.DataFrame, split: str) -> pd.DataFrame:
@@ -149,7 +170,8 @@ def train_detector(slices_root: str | Path, run_dir: str | Path, config: Detecti
                 x_t = random_affine(x_t, rng, degrees=15.0, scale=0.15, shift=0.1)
             losses.append(train_step(model, optimizer, loss_fn, x_t, torch.from_numpy(y)[:, None].to(dev)))
         validated = validates(epoch, config)
-        probabilities = slice_probabilities(model, tiles, val, config.batch_size, dev) if validated else None
+        probabilities = (slice_probabilities(model, tiles, val, config.batch_size, dev, config.slice_smoothing)
+                         if validated else None)
         val_auc = auc(val["label"].to_numpy(), probabilities) if validated else float("nan")
         if keeps_epoch(stopper, val_auc, epoch, config.weights) and validated:
             threshold = youden_threshold(val["label"].to_numpy(), probabilities)
@@ -187,7 +209,8 @@ def untrained_val_auc(slices_root: str | Path, architecture: str, config: Detect
     config = config.for_architecture(architecture)
     model = build_classifier(architecture, config.in_channels, config.width)
     return auc(val["label"].to_numpy(), slice_probabilities(model, bone_tiles(slices_root, config), val,
-                                                            config.batch_size, torch.device("cpu")))
+                                                            config.batch_size, torch.device("cpu"),
+                                                            config.slice_smoothing))
 
 
 def load_detector(run_dir: str | Path, architecture: str, config: DetectionConfig,
