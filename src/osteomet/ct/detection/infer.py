@@ -1,4 +1,5 @@
-"""Detection inference: slice probabilities (max over bone tiles), patient scores (max over slices), metrics.
+"""Detection inference: slice probabilities (max over bone tiles, averaged with ``slice_smoothing`` neighbouring
+slices when the run set it), patient scores (max over slices), metrics.
 
 Outputs per architecture in ``OUT/<architecture>/``: ``slice_scores.csv`` (patient_id, slice,
 split, label, probability, predicted), ``patient_scores.csv`` (patient score = the maximum

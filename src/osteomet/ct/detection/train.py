@@ -1,11 +1,12 @@
-"""Training of one slice classifier on bone tiles; early stopping on the validation slices' AUC.
+"""Training of one slice classifier on bone tiles; the best or the final epoch's weights (``weights``).
 
 Inputs (:mod:`osteomet.ct.detection.tiles`): square tiles of bone at a fixed physical size,
 ``context_slices`` neighbours as extra channels. Each epoch draws ``tiles_per_epoch``
 training tiles, ``positive_fraction`` of them centred (with jitter) on a lesion voxel and the
 rest on random bone: lesion slices are about 4% of a whole-body scan, and a classifier fed them
 in that proportion learns "no lesion". Validation scores every validation slice as inference
-does: the highest probability of the tiles covering its bone.
+does: the highest probability of the tiles covering its bone, averaged with its neighbouring
+slices' when ``slice_smoothing`` is set (:func:`smooth_over_slices`).
 
 Run folder per architecture (``RUN/<architecture>/``): ``history.csv`` (per epoch: loss,
 validation AUC, seconds), ``checkpoints/best.pt`` (the weights inference uses: of the best
