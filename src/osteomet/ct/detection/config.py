@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from osteomet.config import load_preset_or_file
 from osteomet.ct.architecture_settings import for_architecture
 from osteomet.ct.slice_config import SliceConfig
-from osteomet.errors import InputError
+from osteomet.ct.validation_schedule import check_validate_every
 
 if TYPE_CHECKING:
     from osteomet.ct.detection.tiles import TileSettings
@@ -77,9 +77,7 @@ class DetectionConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> "DetectionConfig":
-        if self.validate_every > 1 and self.weights != "final":
-            raise InputError(f"validate_every: {self.validate_every} needs weights: final (early stopping on the best "
-                             "validation AUC validates every epoch)")
+        check_validate_every(self.validate_every, self.weights, "validation AUC")
         for architecture in self.per_architecture:
             self.for_architecture(architecture)
         return self

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from osteomet.config import load_preset_or_file
 from osteomet.ct.architecture_settings import for_architecture
 from osteomet.ct.slice_config import SliceConfig
+from osteomet.ct.validation_schedule import check_validate_every
 from osteomet.errors import InputError
 
 Architecture = Literal["unet", "resunet", "attention_unet"]
@@ -69,9 +70,7 @@ class CTSegmentationConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> "CTSegmentationConfig":
-        if self.validate_every > 1 and self.weights != "final":
-            raise InputError(f"validate_every: {self.validate_every} needs weights: final (early stopping on the best "
-                             "validation Dice validates every epoch)")
+        check_validate_every(self.validate_every, self.weights, "validation Dice")
         if len(self.strides) != len(self.channels) - 1:
             raise InputError(f"strides needs one entry fewer than channels, got {len(self.strides)} and {len(self.channels)}")
         factor = 1
