@@ -95,8 +95,9 @@ def smooth_over_slices(table: pd.DataFrame, probabilities: np.ndarray, neighbour
     if neighbours <= 0 or not len(probabilities):
         return probabilities
     out = np.empty_like(probabilities)
-    for _, rows in table.reset_index(drop=True).groupby("patient_id", sort=False).indices.items():
-        ks = table["slice"].to_numpy()[rows].astype(int)
+    slices = table["slice"].to_numpy().astype(int)
+    for rows in table.reset_index(drop=True).groupby("patient_id", sort=False).indices.values():
+        ks = slices[rows]
         by_slice = dict(zip(ks, probabilities[rows]))
         for row, k in zip(rows, ks):
             near = [by_slice[j] for j in range(k - neighbours, k + neighbours + 1) if j in by_slice]
@@ -170,11 +171,11 @@ def train_detector(slices_root: str | Path, run_dir: str | Path, config: Detecti
             if config.augment:
                 x_t = random_affine(x_t, rng, degrees=15.0, scale=0.15, shift=0.1)
             losses.append(train_step(model, optimizer, loss_fn, x_t, torch.from_numpy(y)[:, None].to(dev)))
-        validated = validates(epoch, config)
-        probabilities = (slice_probabilities(model, tiles, val, config.batch_size, dev, config.slice_smoothing)
-                         if validated else None)
-        val_auc = auc(val["label"].to_numpy(), probabilities) if validated else float("nan")
-        if keeps_epoch(stopper, val_auc, epoch, config.weights) and validated:
+        probabilities, val_auc = None, float("nan")
+        if validates(epoch, config):
+            probabilities = slice_probabilities(model, tiles, val, config.batch_size, dev, config.slice_smoothing)
+            val_auc = auc(val["label"].to_numpy(), probabilities)
+        if keeps_epoch(stopper, val_auc, epoch, config.weights) and probabilities is not None:
             threshold = youden_threshold(val["label"].to_numpy(), probabilities)
             save_state({"model": model.state_dict(), "epoch": epoch, "val_auc": val_auc, "threshold": threshold},
                        best_checkpoint(run_dir))
