@@ -11,6 +11,7 @@ import SimpleITK as sitk
 from typer.testing import CliRunner
 
 from osteomet.cli.main import app
+from osteomet.ct import slice_cache
 from osteomet.data.io import write_image
 from osteomet.data.manifest import write_manifest
 from osteomet.data.synth.ct import CTSynthConfig, generate_ct_cohort
@@ -56,12 +57,18 @@ def test_detect_train_then_predict(cohort: Path, tmp_path: Path) -> None:
     assert (pred / "comparison.csv").is_file() and (pred / "densenet121" / "gradcam" / "localisation.json").is_file()
 
 
-def test_segment_train_predict_compare(cohort: Path, tmp_path: Path) -> None:
+def test_segment_train_predict_compare(cohort: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     run, pred = tmp_path / "run", tmp_path / "pred"
     output = _run("ct", "segment", "train", "-m", cohort, "-o", run, "--config", "tiny", "--model", "unet",
                   "--model", "resunet", "--max-epochs", "2")
     assert "unet: final validation Dice" in output and "resunet: final validation Dice" in output  # tiny: weights final
+    visits: list[str] = []
+    cache_case = slice_cache.cache_case
+    monkeypatch.setattr(slice_cache, "cache_case", lambda root, record, config: visits.append(record.patient_id)
+                        or cache_case(root, record, config))
     _run("ct", "segment", "predict", "-m", cohort, "--model", run, "-o", pred, "--compare-split", "all")
+    assert sorted(visits) == sorted(set(visits)) and len(visits) == 8  # the cohort is cached in one pass, into OUT/slices
+    assert len(list((pred / "slices").glob("*/cases/*/slices.json"))) == 8
     table = pd.read_csv(pred / "metrics.csv")
     assert set(table["model"]) == {"unet", "resunet"} and table["dice"].between(0, 1).all()
     for mask in table["mask"]:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Callable, Iterator, List, Optional,
 
 import typer
 
-from osteomet.utils.progress import console, err_console, progress_bar  # noqa: F401  (re-exported)
+from osteomet.utils.progress import console, err_console, progress_bar, progress_bars  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
     from pydantic import BaseModel

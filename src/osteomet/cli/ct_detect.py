@@ -20,7 +20,7 @@ from osteomet.cli._common import (
     TrainedArchitecturesOption,
     console,
     load_settings,
-    progress_bar,
+    progress_bars,
     user_errors,
 )
 
@@ -77,16 +77,14 @@ def predict(
 ) -> None:
     """Slice and patient (max over slices) scores; precision, recall, F1, AUC with bootstrap CIs per split."""
     with user_errors():
-        from osteomet.ct.detection.infer import predict_detection, run_config, trained_architectures
+        from osteomet.ct.detection.infer import predict_detection, trained_architectures
         from osteomet.data.manifest import read_manifest
-        from osteomet.pipeline.ct_models import cache_ct_slices
 
         cohort = read_manifest(manifest, kind="ct")
         architecture = architecture or trained_architectures(model)
-        cache = cache_ct_slices(cohort, out, run_config(model).slices, cache)
-        with progress_bar("detect", len(cohort) * len(architecture)) as advance:
+        with progress_bars(("slices", len(cohort)), ("detect", len(cohort) * len(architecture))) as (cached, scored):
             results = predict_detection(cohort, model, out, cache=cache, architectures=architecture, device=device,
-                                        gradcam=gradcam, n_resamples=n_boot, progress=advance)
+                                        gradcam=gradcam, n_resamples=n_boot, on_cached=cached, progress=scored)
     for name, metrics in results.items():
         shown = metrics[metrics["metric"].isin(["auc", "precision", "recall", "f1"])]
         for row in shown.itertuples():

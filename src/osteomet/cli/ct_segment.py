@@ -20,7 +20,7 @@ from osteomet.cli._common import (
     TrainedArchitecturesOption,
     console,
     load_settings,
-    progress_bar,
+    progress_bars,
     user_errors,
 )
 
@@ -73,15 +73,13 @@ def predict(
     """Masks as NIfTI on each CT's grid; per-patient Dice/precision/recall; paired model comparison (Holm)."""
     with user_errors():
         from osteomet.ct.segmentation.compare import compare_segmentations
-        from osteomet.ct.segmentation.infer import predict_segmentation, run_config
+        from osteomet.ct.segmentation.infer import predict_segmentation
         from osteomet.data.manifest import read_manifest
-        from osteomet.pipeline.ct_models import cache_ct_slices
 
         cohort = read_manifest(manifest, kind="ct")
-        cache = cache_ct_slices(cohort, out, run_config(model).slices, cache)
-        with progress_bar("segment", len(cohort)) as advance:
+        with progress_bars(("slices", len(cohort)), ("segment", len(cohort))) as (cached, segmented):
             table = predict_segmentation(cohort, model, out, cache=cache, architectures=architecture, device=device,
-                                         progress=advance)
+                                         on_cached=cached, progress=segmented)
         results = None
         if "dice" in table and table["dice"].notna().any():
             split = None if compare_split == "all" else compare_split

@@ -7,7 +7,6 @@ from typing import Any, Callable, TypeVar
 
 from pydantic import BaseModel
 
-from osteomet.data.manifest import Manifest
 from osteomet.utils.progress import console, progress_bar
 
 Settings = TypeVar("Settings", bound=BaseModel)
@@ -35,18 +34,3 @@ def train_each_architecture(root: Path, out: Path, settings: Settings, train: Ca
             result = train(root, out, settings, architecture, device=device, progress=advance)
         console.print(f"{architecture}: {describe(result)}")
 
-
-def cache_ct_slices(cohort: Manifest, out: Path, slice_config, cache: Path | None = None) -> Path:
-    """Cache the slices of every patient with the run's slice settings (progress bar); returns the cache folder:
-    ``cache``, or by default ``OUT/slices`` beside the predictions.
-
-    The slices go into the cache's folder for these settings (:func:`osteomet.ct.slice_cache.settings_root`),
-    where prediction, given the same ``cache``, finds them.
-    """
-    from osteomet.ct.slice_cache import cache_cohort, settings_root
-    from osteomet.ct.slice_run import prediction_cache
-
-    cache = prediction_cache(out, cache)
-    with progress_bar("slices", len(cohort)) as advance:
-        cache_cohort(cohort, settings_root(cache, slice_config), slice_config, progress=advance)
-    return cache

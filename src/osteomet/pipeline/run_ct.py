@@ -22,7 +22,7 @@ from osteomet.data.manifest import read_manifest
 from osteomet.layout import RunLayout
 from osteomet.pipeline.inputs import manifest_inputs
 from osteomet.stage import Stage, StageOutcome
-from osteomet.utils.progress import progress_bar
+from osteomet.utils.progress import progress_bar, progress_bars
 
 
 def _checkpoints(model: Path) -> list[Path]:
@@ -54,8 +54,7 @@ def train_ct_models(task: str, manifest: Path, out: Path, settings, *, device: s
 
 def predict_ct_detection(manifest: Path, model: Path, out: Path, *, device: str | None = None,
                          n_resamples: int = 1000) -> StageOutcome:
-    from osteomet.ct.detection.infer import predict_detection, run_config, trained_architectures
-    from osteomet.pipeline.ct_models import cache_ct_slices
+    from osteomet.ct.detection.infer import predict_detection, trained_architectures
 
     cohort = read_manifest(manifest, kind="ct")
     stage = Stage("ct-detection-predict", out, settings={"n_resamples": n_resamples},
@@ -63,10 +62,9 @@ def predict_ct_detection(manifest: Path, model: Path, out: Path, *, device: str 
 
     def work() -> dict[str, Any]:
         architectures = trained_architectures(model)
-        cache = cache_ct_slices(cohort, out, run_config(model).slices)
-        with progress_bar("detect", len(cohort) * len(architectures)) as advance:
-            predict_detection(cohort, model, out, cache=cache, architectures=architectures, device=device,
-                              gradcam=True, n_resamples=n_resamples, progress=advance)
+        with progress_bars(("slices", len(cohort)), ("detect", len(cohort) * len(architectures))) as (cached, scored):
+            predict_detection(cohort, model, out, architectures=architectures, device=device, gradcam=True,
+                              n_resamples=n_resamples, on_cached=cached, progress=scored)
         return {"architectures": architectures}
 
     return stage.run(work)
@@ -74,17 +72,15 @@ def predict_ct_detection(manifest: Path, model: Path, out: Path, *, device: str 
 
 def predict_ct_segmentation(manifest: Path, model: Path, out: Path, *, device: str | None = None) -> StageOutcome:
     from osteomet.ct.segmentation.compare import compare_segmentations
-    from osteomet.ct.segmentation.infer import predict_segmentation, run_config
-    from osteomet.pipeline.ct_models import cache_ct_slices
+    from osteomet.ct.segmentation.infer import predict_segmentation
 
     cohort = read_manifest(manifest, kind="ct")
     stage = Stage("ct-segmentation-predict", out, settings={},
                   inputs={**manifest_inputs(cohort, manifest), "weights": _checkpoints(model)})
 
     def work() -> dict[str, Any]:
-        cache = cache_ct_slices(cohort, out, run_config(model).slices)
-        with progress_bar("segment", len(cohort)) as advance:
-            table = predict_segmentation(cohort, model, out, cache=cache, device=device, progress=advance)
+        with progress_bars(("slices", len(cohort)), ("segment", len(cohort))) as (cached, segmented):
+            table = predict_segmentation(cohort, model, out, device=device, on_cached=cached, progress=segmented)
         tested = table.dropna(subset=["dice"]) if "dice" in table else table.iloc[0:0]
         if (tested["split"] == "test").any():
             compare_segmentations(tested, out / "comparison", split="test")

@@ -8,6 +8,7 @@ so ``osteomet --help`` stays instant.
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Callable, Iterator
 
 from rich.console import Console
@@ -23,8 +24,19 @@ def progress_bar(description: str, total: int, *, transient: bool = False) -> It
 
     ``transient`` bars vanish when done (for steps that may turn out to have nothing to do).
     """
+    with progress_bars((description, total), transient=transient) as (advance,):
+        yield advance
+
+
+@contextlib.contextmanager
+def progress_bars(*steps: tuple[str, int], transient: bool = False) -> Iterator[tuple[Callable[[], None], ...]]:
+    """One bar per ``(description, total)`` step of a single call, in one display; yields their ``advance`` callbacks.
+
+    For a library call with two loops (cache the cohort, then predict it): rich shows one live
+    display at a time, so the caller cannot open a second bar inside the first.
+    """
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
     with Progress(*columns, console=err_console, transient=transient) as progress:
-        task = progress.add_task(description, total=total)
-        yield lambda: progress.advance(task)
+        tasks = [progress.add_task(description, total=total) for description, total in steps]
+        yield tuple(functools.partial(progress.advance, task) for task in tasks)
