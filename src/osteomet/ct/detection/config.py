@@ -9,8 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from osteomet.config import load_preset_or_file
 from osteomet.ct.architecture_settings import for_architecture
-from osteomet.ct.slice_config import SliceConfig
-from osteomet.ct.validation_schedule import check_validate_every
+from osteomet.ct.training_schedule import TrainingSchedule
 
 if TYPE_CHECKING:
     from osteomet.ct.detection.tiles import TileSettings
@@ -28,12 +27,11 @@ class ArchitectureSettings(BaseModel):
     hard_negatives: int | None = Field(None, ge=0, description="mined hard negatives per epoch instead of the shared")
 
 
-class DetectionConfig(BaseModel):
+class DetectionConfig(TrainingSchedule):
     """Everything a detection run depends on; saved beside its checkpoints."""
 
-    model_config = ConfigDict(extra="forbid")
+    score = "validation AUC"
 
-    slices: SliceConfig = Field(default_factory=SliceConfig)
     architectures: list[Architecture] = Field(["efficientnet-b0", "resnet34", "densenet121"], min_length=1)
     width: float = Field(1.0, gt=0, le=1, description="channel width factor (1.0 = the published network)")
     tile_mm: float = Field(128.0, gt=0, description="side of the square bone tiles the classifiers see (mm)")
@@ -54,18 +52,7 @@ class DetectionConfig(BaseModel):
     batch_size: int = Field(32, ge=1)
     max_epochs: int = Field(60, ge=1)
     patience: int = Field(8, ge=1, description="epochs without a better validation AUC before stopping")
-    weights: Literal["best", "final"] = Field("best", description=(
-        "weights (and threshold) kept for inference: the epoch of best validation AUC (early stopping with "
-        "patience), or the final epoch of the full schedule; with a few validation patients the best epoch is "
-        "picked by noise, often one of the first"))
-    validate_every: int = Field(1, ge=1, description=(
-        "with weights: final, validate every this many epochs and at the last (whose validation slices set the "
-        "threshold); scoring every tile of the validation slices costs about a third of a CPU epoch"))
     learning_rate: float = Field(1e-4, gt=0)
-    weight_decay: float = Field(1e-5, ge=0)
-    scheduler: Literal["cosine", "none"] = Field("cosine", description="learning rate per epoch: cosine from "
-                                                  "learning_rate towards 0 over max_epochs, or constant")
-    flip_prob: float = Field(0.5, ge=0, le=1, description="random left-right flip of training tiles")
     augment: bool = Field(False, description="random rotation (15 deg), zoom (15%) and shift (10%) of training tiles")
     slice_smoothing: int = Field(0, ge=0, le=4, description=(
         "neighbouring slices on each side whose scores are averaged into a slice's (same patient); 0 scores each "
@@ -73,11 +60,9 @@ class DetectionConfig(BaseModel):
     gradcam_max: int = Field(8, ge=0, description="Grad-CAM overlays kept per kind (true / false positives)")
     per_architecture: dict[Architecture, ArchitectureSettings] = Field(default_factory=dict, description=(
         "settings one architecture changes (width, tiles_per_epoch, hard_negatives)"))
-    seed: int = 0
 
     @model_validator(mode="after")
     def _check(self) -> "DetectionConfig":
-        check_validate_every(self.validate_every, self.weights, "validation AUC")
         for architecture in self.per_architecture:
             self.for_architecture(architecture)
         return self

@@ -9,8 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from osteomet.config import load_preset_or_file
 from osteomet.ct.architecture_settings import for_architecture
-from osteomet.ct.slice_config import SliceConfig
-from osteomet.ct.validation_schedule import check_validate_every
+from osteomet.ct.training_schedule import TrainingSchedule
 from osteomet.errors import InputError
 
 Architecture = Literal["unet", "resunet", "attention_unet"]
@@ -26,12 +25,11 @@ class ArchitectureSettings(BaseModel):
     hard_negatives: int | None = Field(None, ge=0, description="mined hard negatives per epoch instead of the shared")
 
 
-class CTSegmentationConfig(BaseModel):
+class CTSegmentationConfig(TrainingSchedule):
     """Everything a CT segmentation run depends on; saved beside its checkpoints."""
 
-    model_config = ConfigDict(extra="forbid")
+    score = "validation Dice"
 
-    slices: SliceConfig = Field(default_factory=SliceConfig)
     architectures: list[Architecture] = Field(["unet", "resunet", "attention_unet"], min_length=1)
     channels: tuple[int, ...] = Field((32, 64, 128, 256, 512), description="feature maps per UNet level")
     strides: tuple[int, ...] = Field((2, 2, 2, 2), description="down-sampling between levels")
@@ -45,32 +43,16 @@ class CTSegmentationConfig(BaseModel):
     bone_only_mm: float | None = Field(5.0, gt=0, description="lesion probability set to 0 farther than this from "
                                        "bone (lesions are in bone; null keeps the whole crop)")
     patches_per_epoch: int = Field(2000, ge=1, description="training patches drawn per epoch")
-    batch_size: int = Field(16, ge=1)
-    max_epochs: int = Field(100, ge=1)
     patience: int = Field(10, ge=1, description="epochs without a better validation Dice before stopping")
-    weights: Literal["best", "final"] = Field("best", description=(
-        "weights kept for inference: the epoch of best validation Dice (early stopping with patience), or the "
-        "final epoch of the full schedule, as nnU-Net keeps (validation then only monitors); with 3-4 validation "
-        "patients the best epoch is picked by noise"))
-    validate_every: int = Field(1, ge=1, description=(
-        "with weights: final, validate every this many epochs and at the last (validation then only draws the "
-        "curve in history.csv; a whole-body pass over the validation patients costs ~40% of a CPU epoch)"))
-    learning_rate: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(1e-5, ge=0)
-    scheduler: Literal["cosine", "none"] = Field("cosine", description="learning rate per epoch: cosine from "
-                                                  "learning_rate towards 0 over max_epochs, or constant")
-    flip_prob: float = Field(0.5, ge=0, le=1, description="random left-right flip of training patches")
     augment: bool = Field(False, description="random rotation (15 degrees), zoom (15%) and shift of each training "
                           "patch with its labels, and contrast (10%) and brightness (3% of the window) jitter")
     per_architecture: dict[Architecture, ArchitectureSettings] = Field(default_factory=dict, description=(
         "settings one architecture changes (channels, patches_per_epoch, hard_negatives)"))
     foreground_prior: float = Field(0.01, gt=0, lt=1, description="initial lesion probability of the output layer")
     window_overlap: float = Field(0.25, ge=0, lt=1, description="overlap of the sliding windows at inference")
-    seed: int = 0
 
     @model_validator(mode="after")
     def _check(self) -> "CTSegmentationConfig":
-        check_validate_every(self.validate_every, self.weights, "validation Dice")
         if len(self.strides) != len(self.channels) - 1:
             raise InputError(f"strides needs one entry fewer than channels, got {len(self.strides)} and {len(self.channels)}")
         factor = 1
