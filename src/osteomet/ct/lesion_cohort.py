@@ -28,6 +28,7 @@ from osteomet.ct.lesions import LesionAnalysis, analyse_lesions
 from osteomet.ct.matching import check_criterion
 from osteomet.errors import InputError, MissingInputError
 from osteomet.utils.files import write_text_atomic
+from osteomet.utils.tables import stack_rows
 
 if TYPE_CHECKING:
     from osteomet.data.manifest import Manifest
@@ -141,17 +142,15 @@ def write_results(result: LesionResult, out: PathLike) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
     if result.evaluations:
-        lesions = pd.concat([e.predicted for e in result.evaluations], ignore_index=True)
-        paths["reference_lesions"] = _csv(out / "reference_lesions.csv",
-                                          pd.concat([e.reference for e in result.evaluations], ignore_index=True))
-        paths["bones"] = _csv(out / "bones.csv", pd.concat([e.bones for e in result.evaluations], ignore_index=True))
+        lesions = stack_rows([e.predicted for e in result.evaluations])
+        paths["reference_lesions"] = _csv(out / "reference_lesions.csv", stack_rows([e.reference for e in result.evaluations]))
+        paths["bones"] = _csv(out / "bones.csv", stack_rows([e.bones for e in result.evaluations]))
         s = result.settings
         paths["metrics"] = _csv(out / "metrics.csv", lesion_metrics(result.evaluations, level=s.level,
                                                                     n_resamples=s.n_resamples, seed=s.seed))
         patients = pd.DataFrame([{**a.summary(), **e.summary()} for a, e in zip(result.analyses, result.evaluations)])
     else:
-        tables = [a.table for a in result.analyses]
-        lesions = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+        lesions = stack_rows([a.table for a in result.analyses])
         patients = pd.DataFrame([a.summary() for a in result.analyses])
     paths["lesions"] = _csv(out / "lesions.csv", lesions)
     paths["patients"] = _csv(out / "patients.csv", patients)

@@ -39,6 +39,7 @@ from osteomet.data.totalsegmentator import TOTALSEG_BONES
 from osteomet.errors import InputError
 from osteomet.evaluation.bootstrap import bootstrap_mean
 from osteomet.evaluation.proportions import wilson_interval
+from osteomet.utils.tables import stack_rows
 
 METRIC_COLUMNS = ["metric", "breakdown", "subgroup", "estimate", "ci_low", "ci_high", "numerator", "denominator",
                   "n_patients", "ci_method"]
@@ -121,9 +122,9 @@ def lesion_metrics(evaluations: list[PatientEvaluation], *, level: float = 0.95,
     if not evaluations:
         raise InputError("no patients to evaluate")
     n_pat = len(evaluations)
-    ref = pd.concat([e.reference for e in evaluations], ignore_index=True)
-    pred = pd.concat([e.predicted for e in evaluations], ignore_index=True)
-    bones = pd.concat([e.bones for e in evaluations], ignore_index=True)
+    ref = stack_rows([e.reference for e in evaluations])
+    pred = stack_rows([e.predicted for e in evaluations])
+    bones = stack_rows([e.bones for e in evaluations])
     pids = [e.patient_id for e in evaluations]
     rows = []
 
