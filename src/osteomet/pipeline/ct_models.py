@@ -27,10 +27,14 @@ def prepare_ct_run(manifest: Path, out: Path, settings: Settings, architectures:
 
 
 def train_each_architecture(root: Path, out: Path, settings: Settings, train: Callable, device: str | None,
-                            describe: Callable[[Any], str]) -> None:
-    """Train the run's architectures in turn, each with its epoch progress bar and a one-line result."""
+                            describe: Callable[[Any], str] | None = None) -> dict[str, Any]:
+    """Train the run's architectures in turn, each with its epoch progress bar (and a one-line result when
+    ``describe`` is given); returns each architecture's training result."""
+    results = {}
     for architecture in settings.architectures:
         with progress_bar(f"train {architecture}", settings.max_epochs) as advance:
-            result = train(root, out, settings, architecture, device=device, progress=advance)
-        console.print(f"{architecture}: {describe(result)}")
+            results[architecture] = train(root, out, settings, architecture, device=device, progress=advance)
+        if describe is not None:
+            console.print(f"{architecture}: {describe(results[architecture])}")
+    return results
 

@@ -22,7 +22,7 @@ from osteomet.data.manifest import read_manifest
 from osteomet.layout import RunLayout
 from osteomet.pipeline.inputs import manifest_inputs
 from osteomet.stage import Stage, StageOutcome
-from osteomet.utils.progress import progress_bar, progress_bars
+from osteomet.utils.progress import progress_bars
 
 
 def _checkpoints(model: Path) -> list[Path]:
@@ -31,7 +31,7 @@ def _checkpoints(model: Path) -> list[Path]:
 
 def train_ct_models(task: str, manifest: Path, out: Path, settings, *, device: str | None = None) -> StageOutcome:
     """Train every architecture of ``settings`` (``task``: detection or segmentation) as one stage."""
-    from osteomet.pipeline.ct_models import prepare_ct_run
+    from osteomet.pipeline.ct_models import prepare_ct_run, train_each_architecture
 
     if task == "detection":
         from osteomet.ct.detection.train import train_detector as train
@@ -42,12 +42,9 @@ def train_ct_models(task: str, manifest: Path, out: Path, settings, *, device: s
 
     def work() -> dict[str, Any]:
         root, chosen = prepare_ct_run(manifest, out, settings, None, None)
-        results = {}
-        for architecture in chosen.architectures:
-            with progress_bar(f"train {architecture}", chosen.max_epochs) as advance:
-                result = train(root, out, chosen, architecture, device=device, progress=advance)
-            results[architecture] = {"best_epoch": result.best_epoch, "epochs_run": result.epochs_run}
-        return results
+        results = train_each_architecture(root, out, chosen, train, device)
+        return {architecture: {"best_epoch": result.best_epoch, "epochs_run": result.epochs_run}
+                for architecture, result in results.items()}
 
     return stage.run(work)
 
