@@ -43,7 +43,6 @@ class CTSegmentationConfig(TrainingSchedule):
     bone_only_mm: float | None = Field(5.0, gt=0, description="lesion probability set to 0 farther than this from "
                                        "bone (lesions are in bone; null keeps the whole crop)")
     patches_per_epoch: int = Field(2000, ge=1, description="training patches drawn per epoch")
-    patience: int = Field(10, ge=1, description="epochs without a better validation Dice before stopping")
     augment: bool = Field(False, description="random rotation (15 degrees), zoom (15%) and shift of each training "
                           "patch with its labels, and contrast (10%) and brightness (3% of the window) jitter")
     per_architecture: dict[Architecture, ArchitectureSettings] = Field(default_factory=dict, description=(
