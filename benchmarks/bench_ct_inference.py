@@ -34,7 +34,7 @@ from osteomet.ct.detection.models import build_classifier
 from osteomet.ct.segmentation.config import load_segmentation_config
 from osteomet.ct.segmentation.models import build_segmenter
 from osteomet.ct.segmentation.train import volume_probabilities
-from osteomet.ct.slice_cache import prepare_ct, to_ct_geometry
+from osteomet.ct.slices.cache import prepare_ct, to_ct_geometry
 from osteomet.data.case import CTCase
 from osteomet.data.io import write_image
 

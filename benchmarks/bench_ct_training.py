@@ -16,7 +16,7 @@ Measured in one run and printed (plus a Markdown table for the README):
    Grad-CAM maximum lies within 10 mm of a lesion; the comparison table in ``OUT/det_pred``.
 
 Both tasks cache their slices in ``OUT/slices``, each in the folder of its own window
-(:func:`osteomet.ct.slice_cache.settings_root`), so they can run at once.
+(:func:`osteomet.ct.slices.cache.settings_root`), so they can run at once.
 
 The patient split is the slice dataset's (80:20 train/test, val from train, stratified by
 lesion status). ``--threads`` sets torch's CPU threads (1 by default: on a shared 2-core
@@ -70,8 +70,8 @@ def segmentation(manifest_path: Path, out: Path, preset: str, models: list[str] 
     from osteomet.ct.segmentation.config import load_segmentation_config
     from osteomet.ct.segmentation.infer import predict_segmentation
     from osteomet.ct.segmentation.train import train_segmenter
-    from osteomet.ct.slice_dataset import read_index
-    from osteomet.ct.slice_run import prepare_slice_run
+    from osteomet.ct.slices.dataset import read_index
+    from osteomet.ct.slices.run import prepare_slice_run
     from osteomet.data.manifest import read_manifest
     from osteomet.evaluation.bootstrap import bootstrap_mean
 
@@ -110,7 +110,7 @@ def detection(manifest_path: Path, out: Path, preset: str, models: list[str] | N
     from osteomet.ct.detection.config import load_detection_config
     from osteomet.ct.detection.infer import predict_detection
     from osteomet.ct.detection.train import train_detector
-    from osteomet.ct.slice_run import prepare_slice_run
+    from osteomet.ct.slices.run import prepare_slice_run
     from osteomet.data.manifest import read_manifest
 
     manifest = read_manifest(manifest_path, kind="ct")

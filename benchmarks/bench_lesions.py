@@ -23,8 +23,8 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from osteomet.ct.lesion_metrics import evaluate_patient
-from osteomet.ct.lesions import LESION_STRUCTURE, analyse_lesions
+from osteomet.ct.lesions.analysis import LESION_STRUCTURE, analyse_lesions
+from osteomet.ct.lesions.metrics import evaluate_patient
 from osteomet.data.totalsegmentator import TOTALSEG_BONES
 
 SHAPE = (300, 512, 512)  # z, y, x

@@ -45,7 +45,7 @@ def study_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     stability and harmonization, CT lesions, ICC."""
     import torch
 
-    from osteomet.ct.lesion_cohort import LesionSettings
+    from osteomet.ct.lesions.cohort import LesionSettings
     from osteomet.data.manifest import read_manifest
     from osteomet.data.synth.ct import CTSynthConfig, generate_ct_cohort
     from osteomet.data.synth.mri import MRISynthConfig, generate_mri_cohort

@@ -49,7 +49,7 @@ def train(
 
         from osteomet.ct.detection.config import load_detection_config
         from osteomet.ct.detection.train import train_detector
-        from osteomet.ct.slice_run import resumed_settings
+        from osteomet.ct.slices.run import resumed_settings
         from osteomet.pipeline.ct_models import prepare_ct_run, train_each_architecture
 
         settings = load_settings(load_detection_config, config, max_epochs)

@@ -22,7 +22,7 @@ _SEED = typer.Option(0, help="Seed of the bootstrap over patients.")
 
 def _settings(diffuse_fraction: float, cluster_gap: float, cluster_unit: str, criterion: str, iou_threshold: float,
               seed: int):
-    from osteomet.ct.lesion_cohort import LesionSettings
+    from osteomet.ct.lesions.cohort import LesionSettings
 
     return LesionSettings(diffuse_fraction=diffuse_fraction, cluster_gap=cluster_gap, cluster_unit=cluster_unit,
                           criterion=criterion, iou_threshold=iou_threshold, seed=seed)

@@ -46,7 +46,7 @@ def train(
 
         from osteomet.ct.segmentation.config import load_segmentation_config
         from osteomet.ct.segmentation.train import train_segmenter
-        from osteomet.ct.slice_run import resumed_settings
+        from osteomet.ct.slices.run import resumed_settings
         from osteomet.pipeline.ct_models import prepare_ct_run, train_each_architecture
 
         settings = load_settings(load_segmentation_config, config, max_epochs)

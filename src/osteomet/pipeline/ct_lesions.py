@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from osteomet.ct.lesion_cohort import LesionResult, LesionSettings
+from osteomet.ct.lesions.cohort import LesionResult, LesionSettings
 from osteomet.pipeline.inputs import manifest_inputs
 from osteomet.stage import Stage, StageOutcome
 from osteomet.utils.progress import progress_bar
@@ -16,7 +16,7 @@ OUTPUTS = ("lesions.csv", "patients.csv", "metrics.csv", "bones.csv", "reference
 def analyse_lesion_files(mask: Path, bones: Path, out: Path, *, settings: LesionSettings, ct: Path | None = None,
                          reference: Path | None = None, patient_id: str) -> tuple[StageOutcome, LesionResult | None]:
     """Lesions of one mask; with ``reference``, the matched lesion-level evaluation."""
-    from osteomet.ct.lesion_cohort import analyse_files, write_results
+    from osteomet.ct.lesions.cohort import analyse_files, write_results
 
     stage = Stage("ct-lesions", out, settings={**asdict(settings), "patient_id": patient_id},
                   inputs={"mask": mask, "bones": bones, "ct": ct, "reference": reference}, outputs=OUTPUTS)
@@ -35,7 +35,7 @@ def analyse_lesion_files(mask: Path, bones: Path, out: Path, *, settings: Lesion
 def analyse_lesion_cohort(manifest: Path, out: Path, *, settings: LesionSettings,
                           predictions: Path | None = None) -> StageOutcome:
     """Per-lesion analysis over a CT manifest; with ``predictions``, statistics against the manifest's masks."""
-    from osteomet.ct.lesion_cohort import LESION_COLUMNS, analyse_cohort, write_results
+    from osteomet.ct.lesions.cohort import LESION_COLUMNS, analyse_cohort, write_results
     from osteomet.data.manifest import read_manifest
 
     cohort = read_manifest(manifest, kind="ct", require=LESION_COLUMNS)

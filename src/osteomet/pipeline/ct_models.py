@@ -18,7 +18,7 @@ def prepare_ct_run(manifest: Path, out: Path, settings: Settings, architectures:
 
     Returns (slice root, settings with the architectures to train).
     """
-    from osteomet.ct.slice_run import prepare_slice_run
+    from osteomet.ct.slices.run import prepare_slice_run
     from osteomet.data.manifest import read_manifest
 
     cohort = read_manifest(manifest, kind="ct", require=("lesion_mask",))

@@ -124,7 +124,7 @@ def run_ct(manifest: Path, run: Path, *, detection: Any = "tiny", segmentation: 
     ``detection`` and ``segmentation`` are presets, YAML files or config objects.
     """
     from osteomet.ct.detection.config import load_detection_config
-    from osteomet.ct.lesion_cohort import LesionSettings
+    from osteomet.ct.lesions.cohort import LesionSettings
     from osteomet.ct.segmentation.config import load_segmentation_config
     from osteomet.pipeline.ct_lesions import analyse_lesion_cohort
 

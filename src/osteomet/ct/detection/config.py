@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from osteomet.config import load_preset_or_file
-from osteomet.ct.architecture_settings import for_architecture
-from osteomet.ct.training_schedule import TrainingSchedule
+from osteomet.ct.training.architectures import ArchitectureSettings, for_architecture
+from osteomet.ct.training.schedule import TrainingSchedule
 
 if TYPE_CHECKING:
     from osteomet.ct.detection.tiles import TileSettings
@@ -17,14 +17,11 @@ if TYPE_CHECKING:
 Architecture = Literal["efficientnet-b0", "resnet34", "densenet121"]
 
 
-class ArchitectureSettings(BaseModel):
-    """What one detector changes from the shared settings (:mod:`osteomet.ct.architecture_settings`)."""
-
-    model_config = ConfigDict(extra="forbid")
+class DetectorSettings(ArchitectureSettings):
+    """What one detector changes from the shared settings."""
 
     width: float | None = Field(None, gt=0, le=1, description="channel width factor instead of the shared one")
     tiles_per_epoch: int | None = Field(None, ge=2, description="training tiles per epoch instead of the shared")
-    hard_negatives: int | None = Field(None, ge=0, description="mined hard negatives per epoch instead of the shared")
 
 
 class DetectionConfig(TrainingSchedule):
@@ -58,7 +55,7 @@ class DetectionConfig(TrainingSchedule):
         "neighbouring slices on each side whose scores are averaged into a slice's (same patient); 0 scores each "
         "slice alone, as the method does. The threshold is chosen on the smoothed validation scores"))
     gradcam_max: int = Field(8, ge=0, description="Grad-CAM overlays kept per kind (true / false positives)")
-    per_architecture: dict[Architecture, ArchitectureSettings] = Field(default_factory=dict, description=(
+    per_architecture: dict[Architecture, DetectorSettings] = Field(default_factory=dict, description=(
         "settings one architecture changes (width, tiles_per_epoch, hard_negatives)"))
 
     @model_validator(mode="after")
@@ -69,7 +66,7 @@ class DetectionConfig(TrainingSchedule):
 
     def for_architecture(self, architecture: str) -> "DetectionConfig":
         """The settings one architecture trains and predicts with (the shared ones plus its own)."""
-        return for_architecture(self, architecture, ArchitectureSettings)
+        return for_architecture(self, architecture, DetectorSettings)
 
     @property
     def in_channels(self) -> int:
@@ -83,4 +80,4 @@ class DetectionConfig(TrainingSchedule):
 
 def load_detection_config(source: str | Path | None = None) -> DetectionConfig:
     """A preset name ('default', 'tiny') or a YAML file."""
-    return load_preset_or_file(source, DetectionConfig, package="osteomet.ct", filename="detection_{}.yaml")
+    return load_preset_or_file(source, DetectionConfig, package="osteomet.ct.detection", filename="{}.yaml")

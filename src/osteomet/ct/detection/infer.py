@@ -24,11 +24,11 @@ from typing import Callable
 
 import pandas as pd
 
-from osteomet.ct import slice_run
 from osteomet.ct.detection.compare import write_comparison
 from osteomet.ct.detection.config import DetectionConfig
 from osteomet.ct.detection.gradcam import localisation_summary, write_gradcam_overlays
 from osteomet.ct.detection.train import bone_tiles, load_detector, slice_probabilities
+from osteomet.ct.slices import run as slice_run
 from osteomet.data.manifest import Manifest
 from osteomet.utils.files import write_json_atomic, write_text_atomic
 from osteomet.utils.torch import pick_device

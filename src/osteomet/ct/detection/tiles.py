@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from osteomet.ct.slice_cache import SliceStore
-from osteomet.ct.slice_inputs import bone_neighbourhood, context_indices, extract, resize_square
+from osteomet.ct.slices.cache import SliceStore
+from osteomet.ct.slices.inputs import bone_neighbourhood, context_indices, extract, resize_square
 from osteomet.errors import InputError
 
 

@@ -36,11 +36,11 @@ import torch
 from osteomet.ct.detection.config import DetectionConfig
 from osteomet.ct.detection.models import build_classifier
 from osteomet.ct.detection.tiles import BoneTiles, TileSampler
-from osteomet.ct.slice_cache import SliceStore
-from osteomet.ct.slice_dataset import check_patient_split, read_index
-from osteomet.ct.slice_inputs import random_affine
-from osteomet.ct.slice_run import labelled_split, prepare_slice_run
-from osteomet.ct.train_state import keeps_epoch, kept_score, save_last, start_or_resume, stopping_patience, validates
+from osteomet.ct.slices.cache import SliceStore
+from osteomet.ct.slices.dataset import check_patient_split, read_index
+from osteomet.ct.slices.inputs import random_affine
+from osteomet.ct.slices.run import labelled_split, prepare_slice_run
+from osteomet.ct.training.state import keeps_epoch, kept_score, save_last, start_or_resume, stopping_patience, validates
 from osteomet.errors import InputError
 from osteomet.utils.files import write_json_atomic
 from osteomet.utils.torch import (

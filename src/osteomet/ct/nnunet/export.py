@@ -22,7 +22,7 @@ import SimpleITK as sitk
 
 from osteomet import __version__
 from osteomet.ct.nnunet.layout import CHANNEL_SUFFIX, EXPORT_RECORD, FILE_ENDING, NnunetLayout
-from osteomet.ct.slice_config import SliceConfig
+from osteomet.ct.slices.config import SliceConfig
 from osteomet.data.case import check_hounsfield
 from osteomet.data.io import read_image, read_mask, write_image
 from osteomet.data.manifest import Manifest, ManifestError, read_manifest
@@ -98,7 +98,7 @@ def patient_splits(manifest: Manifest, splits: Mapping[str, str] | None = None,
                    config: SliceConfig | None = None) -> dict[str, str]:
     """Split per patient: ``splits`` when given, else the one the slice dataset (MONAI models) would draw.
 
-    Without a table this is :func:`osteomet.ct.slice_dataset.patient_splits` on the same patients,
+    Without a table this is :func:`osteomet.ct.slices.dataset.patient_splits` on the same patients,
     in manifest order, with the same lesion labels and settings: the manifest's split column
     when complete (validation drawn from train when it has none), else 80:20 train/test
     stratified by lesion status with validation from train.
@@ -106,7 +106,7 @@ def patient_splits(manifest: Manifest, splits: Mapping[str, str] | None = None,
     if splits is None:
         import pandas as pd
 
-        from osteomet.ct.slice_dataset import patient_splits as slice_splits
+        from osteomet.ct.slices.dataset import patient_splits as slice_splits
 
         config = config or SliceConfig()
         table = pd.DataFrame({"patient_id": manifest.patient_ids, "split": [r.split for r in manifest],

@@ -5,24 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from osteomet.config import load_preset_or_file
-from osteomet.ct.architecture_settings import for_architecture
-from osteomet.ct.training_schedule import TrainingSchedule
+from osteomet.ct.training.architectures import ArchitectureSettings, for_architecture
+from osteomet.ct.training.schedule import TrainingSchedule
 from osteomet.errors import InputError
 
 Architecture = Literal["unet", "resunet", "attention_unet"]
 
 
-class ArchitectureSettings(BaseModel):
-    """What one segmentation network changes from the shared settings (:mod:`osteomet.ct.architecture_settings`)."""
-
-    model_config = ConfigDict(extra="forbid")
+class SegmenterSettings(ArchitectureSettings):
+    """What one segmentation network changes from the shared settings."""
 
     channels: tuple[int, ...] | None = Field(None, description="feature maps per level instead of the shared ones")
     patches_per_epoch: int | None = Field(None, ge=1, description="training patches per epoch instead of the shared")
-    hard_negatives: int | None = Field(None, ge=0, description="mined hard negatives per epoch instead of the shared")
 
 
 class CTSegmentationConfig(TrainingSchedule):
@@ -45,7 +42,7 @@ class CTSegmentationConfig(TrainingSchedule):
     patches_per_epoch: int = Field(2000, ge=1, description="training patches drawn per epoch")
     augment: bool = Field(False, description="random rotation (15 degrees), zoom (15%) and shift of each training "
                           "patch with its labels, and contrast (10%) and brightness (3% of the window) jitter")
-    per_architecture: dict[Architecture, ArchitectureSettings] = Field(default_factory=dict, description=(
+    per_architecture: dict[Architecture, SegmenterSettings] = Field(default_factory=dict, description=(
         "settings one architecture changes (channels, patches_per_epoch, hard_negatives)"))
     foreground_prior: float = Field(0.01, gt=0, lt=1, description="initial lesion probability of the output layer")
     window_overlap: float = Field(0.25, ge=0, lt=1, description="overlap of the sliding windows at inference")
@@ -65,7 +62,7 @@ class CTSegmentationConfig(TrainingSchedule):
 
     def for_architecture(self, architecture: str) -> "CTSegmentationConfig":
         """The settings one architecture trains and predicts with (the shared ones plus its own)."""
-        return for_architecture(self, architecture, ArchitectureSettings)
+        return for_architecture(self, architecture, SegmenterSettings)
 
     @property
     def in_channels(self) -> int:
@@ -74,4 +71,4 @@ class CTSegmentationConfig(TrainingSchedule):
 
 def load_segmentation_config(source: str | Path | None = None) -> CTSegmentationConfig:
     """A preset name ('default', 'tiny') or a YAML file."""
-    return load_preset_or_file(source, CTSegmentationConfig, package="osteomet.ct", filename="segmentation_{}.yaml")
+    return load_preset_or_file(source, CTSegmentationConfig, package="osteomet.ct.segmentation", filename="{}.yaml")

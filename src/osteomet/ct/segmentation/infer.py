@@ -25,11 +25,11 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
-from osteomet.ct import slice_run
 from osteomet.ct.segmentation.config import CTSegmentationConfig
 from osteomet.ct.segmentation.postprocess import as_probability, lesion_mask, read_postprocessing
 from osteomet.ct.segmentation.train import lesion_region, load_segmenter, volume_probabilities
-from osteomet.ct.slice_cache import load_case, to_ct_geometry, voxel_ml
+from osteomet.ct.slices import run as slice_run
+from osteomet.ct.slices.cache import load_case, to_ct_geometry, voxel_ml
 from osteomet.data.io import read_mask, write_image
 from osteomet.data.manifest import Manifest
 from osteomet.utils.files import write_text_atomic

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from osteomet.ct.slice_cache import SliceStore
-from osteomet.ct.slice_inputs import context_indices, extract
+from osteomet.ct.slices.cache import SliceStore
+from osteomet.ct.slices.inputs import context_indices, extract
 from osteomet.errors import InputError
 
 

@@ -30,11 +30,11 @@ import torch
 from osteomet.ct.segmentation.config import CTSegmentationConfig
 from osteomet.ct.segmentation.models import build_segmenter
 from osteomet.ct.segmentation.patches import PatchSampler
-from osteomet.ct.slice_cache import SliceStore
-from osteomet.ct.slice_dataset import check_patient_split, read_index
-from osteomet.ct.slice_inputs import bone_neighbourhood, random_affine_pair, random_intensity, with_context
-from osteomet.ct.slice_run import labelled_split, prepare_slice_run
-from osteomet.ct.train_state import keeps_epoch, kept_score, save_last, start_or_resume, stopping_patience, validates
+from osteomet.ct.slices.cache import SliceStore
+from osteomet.ct.slices.dataset import check_patient_split, read_index
+from osteomet.ct.slices.inputs import bone_neighbourhood, random_affine_pair, random_intensity, with_context
+from osteomet.ct.slices.run import labelled_split, prepare_slice_run
+from osteomet.ct.training.state import keeps_epoch, kept_score, save_last, start_or_resume, stopping_patience, validates
 from osteomet.errors import InputError
 from osteomet.utils.torch import (
     best_checkpoint,

@@ -18,8 +18,8 @@ from osteomet.ct.segmentation.infer import predict_segmentation
 from osteomet.ct.segmentation.models import build_segmenter
 from osteomet.ct.segmentation.patches import PatchSampler
 from osteomet.ct.segmentation.train import load_segmenter, train_segmenter, untrained_val_dice, volume_probabilities
-from osteomet.ct.slice_cache import SliceStore
-from osteomet.ct.slice_run import prepare_slice_run
+from osteomet.ct.slices.cache import SliceStore
+from osteomet.ct.slices.run import prepare_slice_run
 from osteomet.data.io import Geometry, read_image
 from osteomet.data.manifest import read_manifest
 from osteomet.data.synth.ct import CTSynthConfig, generate_ct_cohort

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from osteomet.ct.clusters import assign_clusters, count_clusters
-from osteomet.ct.lesions import analyse_lesions
+from osteomet.ct.lesions.analysis import analyse_lesions
+from osteomet.ct.lesions.clusters import assign_clusters, count_clusters
 
 
 def _mask_with_blobs(ranges: list[tuple[int, int]], depth: int = 40) -> sitk.Image:

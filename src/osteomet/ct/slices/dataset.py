@@ -1,7 +1,7 @@
 """The slice dataset of a CT cohort: every patient cached, split by patient, indexed slice by slice.
 
 ``ROOT/index.csv`` (patient_id, slice, label, lesion_voxels, split), ``patients.csv`` and
-``class_balance.csv`` beside the slice cache (:mod:`osteomet.ct.slice_cache`).
+``class_balance.csv`` beside the slice cache (:mod:`osteomet.ct.slices.cache`).
 
 Splits are by patient only, drawn by the project's one split policy
 (:func:`osteomet.data.splits.assign_splits`): 80:20 train/test by default, stratified by
@@ -18,8 +18,8 @@ from typing import Callable
 
 import pandas as pd
 
-from osteomet.ct.slice_cache import cache_cohort
-from osteomet.ct.slice_config import SliceConfig
+from osteomet.ct.slices.cache import cache_cohort
+from osteomet.ct.slices.config import SliceConfig
 from osteomet.data.manifest import Manifest
 from osteomet.data.splits import assign_splits
 from osteomet.errors import LeakageError, MissingInputError

@@ -37,8 +37,8 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
-from osteomet.ct.slice_config import SliceConfig
-from osteomet.ct.window import bone_window
+from osteomet.ct.slices.config import SliceConfig
+from osteomet.ct.slices.window import bone_window
 from osteomet.data.case import CTCase, load_ct_case
 from osteomet.data.grids import array_on, mask_to, resample_to, same_extent_grid
 from osteomet.data.io import Geometry

@@ -10,14 +10,22 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from osteomet.errors import InputError
 
 Config = TypeVar("Config", bound=BaseModel)
 
 
-def for_architecture(config: Config, architecture: str, own_model: type[BaseModel]) -> Config:
+class ArchitectureSettings(BaseModel):
+    """What one network changes from the shared settings; each task adds its own fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hard_negatives: int | None = Field(None, ge=0, description="mined hard negatives per epoch instead of the shared")
+
+
+def for_architecture(config: Config, architecture: str, own_model: type[ArchitectureSettings]) -> Config:
     """``config`` with ``config.per_architecture[architecture]`` applied (itself when it has none)."""
     own = config.per_architecture.get(architecture)  # type: ignore[attr-defined]
     if own is None:

@@ -7,8 +7,8 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from osteomet.ct.lesion_labels import LESION_STRUCTURE, label_lesions, lesion_geometry
-from osteomet.ct.lesions import analyse_lesions
+from osteomet.ct.lesions.analysis import analyse_lesions
+from osteomet.ct.lesions.labels import LESION_STRUCTURE, label_lesions, lesion_geometry
 from osteomet.data.io import GeometryMismatchError
 
 

@@ -31,8 +31,8 @@ def prepare_slice_run(manifest, run_dir: str | Path, config: Config, *, architec
     ``config`` is a detection or segmentation config: it has ``slices`` and ``architectures``.
     """
     from osteomet.config import dump_config
-    from osteomet.ct.slice_cache import settings_root
-    from osteomet.ct.slice_dataset import build_slice_dataset
+    from osteomet.ct.slices.cache import settings_root
+    from osteomet.ct.slices.dataset import build_slice_dataset
 
     run_dir = open_run_dir(run_dir, "ct-slice-models")  # never a folder of the user's
     root = settings_root(cache if cache is not None else run_dir / SLICE_CACHE, config.slices)
@@ -91,7 +91,7 @@ def cache_for_prediction(manifest, run_dir: str | Path, out: str | Path, slice_c
     Returns (slice root, slice table, patient table); each patient carries the training
     run's split where the run knows it (:func:`assign_known_splits`).
     """
-    from osteomet.ct.slice_cache import cache_cohort, settings_root
+    from osteomet.ct.slices.cache import cache_cohort, settings_root
 
     root = settings_root(prediction_cache(out, cache), slice_config)
     slices, patients = cache_cohort(manifest, root, slice_config, progress=on_cached)

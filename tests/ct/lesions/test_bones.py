@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-from osteomet.ct.bones import UnknownBoneLabelError, assign_bones, validate_bone_map
-from osteomet.ct.lesion_cohort import LesionSettings, analyse_cohort, analyse_files
-from osteomet.ct.lesion_labels import label_lesions
-from osteomet.ct.lesions import analyse_lesions
+from osteomet.ct.lesions.analysis import analyse_lesions
+from osteomet.ct.lesions.bones import UnknownBoneLabelError, assign_bones, validate_bone_map
+from osteomet.ct.lesions.cohort import LesionSettings, analyse_cohort, analyse_files
+from osteomet.ct.lesions.labels import label_lesions
 from tests.conftest import shared_path
 
 L3, L4, HIP_LEFT, RIB, LIVER = 29, 28, 77, 110, 5

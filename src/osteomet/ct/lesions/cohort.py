@@ -11,7 +11,7 @@ Files written to the output folder (all CSV, atomically):
   match columns); ``patients.csv``: one row per patient (counts, clusters, groups);
 * with a reference: ``reference_lesions.csv`` (with ``detected``), ``bones.csv`` (one row
   per patient and bone with the bone-level calls), ``metrics.csv``
-  (:mod:`osteomet.ct.lesion_metrics`); the settings go to ``settings.yaml`` (:mod:`osteomet.stage`).
+  (:mod:`osteomet.ct.lesions.metrics`); the settings go to ``settings.yaml`` (:mod:`osteomet.stage`).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Callable
 
 import pandas as pd
 
-from osteomet.ct.lesion_metrics import PatientEvaluation, evaluate_patient, lesion_metrics
-from osteomet.ct.lesions import LesionAnalysis, analyse_lesions
-from osteomet.ct.matching import check_criterion
+from osteomet.ct.lesions.analysis import LesionAnalysis, analyse_lesions
+from osteomet.ct.lesions.matching import check_criterion
+from osteomet.ct.lesions.metrics import PatientEvaluation, evaluate_patient, lesion_metrics
 from osteomet.errors import InputError, MissingInputError
 from osteomet.utils.files import write_text_atomic
 from osteomet.utils.tables import stack_rows

@@ -24,8 +24,8 @@ from osteomet.ct.detection.train import (
     train_detector,
     untrained_val_auc,
 )
-from osteomet.ct.slice_dataset import read_index
-from osteomet.ct.slice_run import labelled_split, prepare_slice_run
+from osteomet.ct.slices.dataset import read_index
+from osteomet.ct.slices.run import labelled_split, prepare_slice_run
 from osteomet.data.io import read_image
 from osteomet.data.manifest import read_manifest
 from osteomet.data.synth.ct import CTSynthConfig, generate_ct_cohort
@@ -102,7 +102,7 @@ def test_tiny_detector_learns_and_keeps_the_best_epoch(trained: dict) -> None:
     assert result.best_auc >= trained["baseline"] + 0.05, (result.best_auc, trained["baseline"])
     assert result.best_auc > 0.85
     # and beats the trivial rule "the more sclerotic-bright bone (>= 500 HU) on a slice, the likelier a lesion"
-    from osteomet.ct.slice_cache import SliceStore
+    from osteomet.ct.slices.cache import SliceStore
     from osteomet.evaluation.roc import auc
 
     store = SliceStore(trained["root"])
@@ -260,7 +260,7 @@ def test_bone_centred_negatives_sit_on_bone_within_the_lesion_tiles_jitter(train
 
 
 def test_training_refuses_an_index_that_splits_a_patient(trained: dict, tmp_path: Path) -> None:
-    from osteomet.ct.slice_dataset import SplitLeakageError
+    from osteomet.ct.slices.dataset import SplitLeakageError
 
     index = pd.read_csv(trained["root"] / "index.csv")
     pid = index.loc[index["split"] == "train", "patient_id"].iloc[0]

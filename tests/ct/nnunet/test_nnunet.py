@@ -132,8 +132,8 @@ def test_export_never_writes_into_an_existing_dataset(cohort: Path, tmp_path: Pa
 
 def test_without_a_split_the_export_draws_the_slice_dataset_split(cohort: Path, tmp_path: Path) -> None:
     """A manifest without splits: nnU-Net gets exactly the patients the MONAI slice dataset puts in each split."""
-    from osteomet.ct.slice_config import SliceConfig
-    from osteomet.ct.slice_dataset import build_slice_dataset
+    from osteomet.ct.slices.config import SliceConfig
+    from osteomet.ct.slices.dataset import build_slice_dataset
     from osteomet.data.manifest import read_manifest
 
     table = pd.read_csv(cohort, dtype=str).drop(columns="split")

@@ -32,7 +32,7 @@ from osteomet.data.totalsegmentator import TOTALSEG_BONES
 from osteomet.errors import InputError
 
 if TYPE_CHECKING:
-    from osteomet.ct.lesion_labels import LesionLabels
+    from osteomet.ct.lesions.labels import LesionLabels
 
 #: Highest class id of TotalSegmentator v2's ``total`` task.
 MAX_TOTAL_ID = 117

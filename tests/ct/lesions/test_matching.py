@@ -8,10 +8,10 @@ import pytest
 import SimpleITK as sitk
 from scipy.stats import binomtest
 
-from osteomet.ct.lesion_labels import label_lesions
-from osteomet.ct.lesion_metrics import evaluate_patient, lesion_metrics
-from osteomet.ct.lesions import analyse_lesions
-from osteomet.ct.matching import match_lesions, overlap_counts
+from osteomet.ct.lesions.analysis import analyse_lesions
+from osteomet.ct.lesions.labels import label_lesions
+from osteomet.ct.lesions.matching import match_lesions, overlap_counts
+from osteomet.ct.lesions.metrics import evaluate_patient, lesion_metrics
 from osteomet.evaluation.bootstrap import bootstrap_mean
 from osteomet.evaluation.proportions import wilson_interval
 

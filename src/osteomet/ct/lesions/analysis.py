@@ -1,4 +1,4 @@
-"""Per-lesion analysis of one CT lesion mask: lesions (:mod:`osteomet.ct.lesion_labels`), bone, diffuse/focal, clusters."""
+"""Per-lesion analysis of one CT lesion mask: lesions (:mod:`osteomet.ct.lesions.labels`), bone, diffuse/focal, clusters."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
-from osteomet.ct.bones import assign_bones, validate_bone_map
-from osteomet.ct.clusters import assign_clusters
-from osteomet.ct.lesion_labels import LesionLabels, label_lesions, lesion_geometry
+from osteomet.ct.lesions.bones import assign_bones, validate_bone_map
+from osteomet.ct.lesions.clusters import assign_clusters
+from osteomet.ct.lesions.labels import LesionLabels, label_lesions, lesion_geometry
 from osteomet.data.io import check_same_geometry
 from osteomet.errors import InputError
 
@@ -52,7 +52,7 @@ def analyse_lesions(mask: sitk.Image, bones: sitk.Image | None = None, ct: sitk.
 
     The three images must share one grid (a :class:`GeometryMismatchError` names what
     differs). ``diffuse_fraction`` and the cluster settings are documented in
-    :mod:`osteomet.ct.bones` and :mod:`osteomet.ct.clusters`.
+    :mod:`osteomet.ct.lesions.bones` and :mod:`osteomet.ct.lesions.clusters`.
     """
     mask_name, bones_name, ct_name = names
     who = f"patient {patient_id!r}: " if patient_id else ""

@@ -9,16 +9,16 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-from osteomet.ct.slice_cache import cache_case, crop_box, load_case, prepare_ct, to_ct_geometry
-from osteomet.ct.slice_config import SliceConfig
-from osteomet.ct.slice_dataset import (
+from osteomet.ct.slices.cache import cache_case, crop_box, load_case, prepare_ct, to_ct_geometry
+from osteomet.ct.slices.config import SliceConfig
+from osteomet.ct.slices.dataset import (
     SplitLeakageError,
     build_slice_dataset,
     check_patient_split,
     class_balance,
     patient_splits,
 )
-from osteomet.ct.window import bone_window
+from osteomet.ct.slices.window import bone_window
 from osteomet.data.case import CaseError, CTCase
 from osteomet.data.io import Geometry, write_image
 from osteomet.data.manifest import CTRecord, read_manifest
@@ -183,8 +183,8 @@ def test_dataset_cache_index_and_class_balance(cohort: Path, tmp_path: Path) -> 
 def test_detection_and_segmentation_windows_share_one_cache_folder(cohort: Path, tmp_path: Path) -> None:
     """Two windows in one ``--cache`` folder: each keeps its own arrays, neither re-caches the other's patients."""
     from osteomet.ct.segmentation.config import load_segmentation_config
-    from osteomet.ct.slice_cache import SliceStore, cache_cohort, settings_root
-    from osteomet.ct.slice_run import cache_for_prediction, prepare_slice_run
+    from osteomet.ct.slices.cache import SliceStore, cache_cohort, settings_root
+    from osteomet.ct.slices.run import cache_for_prediction, prepare_slice_run
 
     manifest = read_manifest(cohort)
     detection = SliceConfig(window_level=400, window_width=1800)
@@ -257,7 +257,7 @@ def test_class_balance_counts() -> None:
 def test_paired_affine_moves_labels_with_their_image() -> None:
     import torch
 
-    from osteomet.ct.slice_inputs import random_affine_pair, random_intensity
+    from osteomet.ct.slices.inputs import random_affine_pair, random_intensity
 
     labels = np.zeros((4, 1, 32, 32), np.int64)
     labels[:, :, 8:20, 10:24] = 1

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import linear_sum_assignment
 
-from osteomet.ct.lesion_labels import LesionLabels
+from osteomet.ct.lesions.labels import LesionLabels
 from osteomet.errors import InputError
 
 Criterion = Literal["iou", "any"]

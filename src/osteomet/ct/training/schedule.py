@@ -4,7 +4,7 @@ How long and how fast a network trains, which epoch's weights inference keeps an
 validation runs mean the same for a tile classifier and a patch segmenter, so they are
 declared and checked once; each task keeps its own defaults (detection: a 1e-4
 learning rate over 60 epochs, segmentation: 1e-3 over 100) and its own data settings. How the
-trainers apply them is in :mod:`osteomet.ct.train_state`.
+trainers apply them is in :mod:`osteomet.ct.training.state`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from osteomet.ct.slice_config import SliceConfig
+from osteomet.ct.slices.config import SliceConfig
 from osteomet.errors import InputError
 
 

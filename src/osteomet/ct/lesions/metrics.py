@@ -3,7 +3,7 @@
 Definitions (per patient, then pooled over the cohort):
 
 * **Lesion sensitivity**: detected reference lesions / reference lesions (matching in
-  :mod:`osteomet.ct.matching`). Wilson score interval. Lesions of one patient are not
+  :mod:`osteomet.ct.lesions.matching`). Wilson score interval. Lesions of one patient are not
   independent, so the interval is optimistic when patients have many lesions; the
   per-patient table lets a study use a cluster bootstrap instead.
 * **False positives per patient**: unmatched predicted lesions / patients; percentile
@@ -15,7 +15,7 @@ Definitions (per patient, then pooled over the cohort):
   lesion / positive patients. Wilson intervals.
 * **Bone level**: every (patient, bone) pair of the bones present in the patient's bone map
   is a unit. It is positive when a reference lesion is assigned to that bone and called
-  positive when a predicted lesion is (bone assignment in :mod:`osteomet.ct.bones`;
+  positive when a predicted lesion is (bone assignment in :mod:`osteomet.ct.lesions.bones`;
   lesions outside bone or tied between bones call no bone). Specificity = negative pairs
   without a prediction / negative pairs; sensitivity likewise. Wilson intervals.
 
@@ -33,8 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from osteomet.ct.lesions import LesionAnalysis
-from osteomet.ct.matching import match_lesions
+from osteomet.ct.lesions.analysis import LesionAnalysis
+from osteomet.ct.lesions.matching import match_lesions
 from osteomet.data.totalsegmentator import TOTALSEG_BONES
 from osteomet.errors import InputError
 from osteomet.evaluation.bootstrap import bootstrap_mean

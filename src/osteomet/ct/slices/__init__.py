@@ -1,0 +1,1 @@
+"""CT slice data: the cached, windowed axial slices both slice models train on."""
