@@ -85,9 +85,9 @@ def segmentation(manifest_path: Path, out: Path, preset: str, models: list[str] 
     for architecture in config.architectures:
         result, wall, cpu = timed(lambda: train_segmenter(root, run, config, architecture))
         print(f"train {architecture}: {wall:.1f} s wall, {cpu:.1f} s CPU, {result.epochs_run} epochs, "
-              f"best val Dice {result.best_dice:.3f} (epoch {result.best_epoch})", flush=True)
+              f"best val Dice {result.best_score:.3f} (epoch {result.best_epoch})", flush=True)
         rows.append({"task": "segmentation", "model": architecture, "train_s": wall, "train_cpu_s": cpu,
-                     "epochs": result.epochs_run, "val": result.best_dice})
+                     "epochs": result.epochs_run, "val": result.best_score})
     table, wall, _ = timed(lambda: predict_segmentation(manifest, run, out / "seg_pred", cache=out / "slices"))
     print(f"predict (all patients, all models): {wall:.1f} s")
     test = table[table["split"] == "test"]
@@ -121,9 +121,9 @@ def detection(manifest_path: Path, out: Path, preset: str, models: list[str] | N
     for architecture in config.architectures:
         result, wall, cpu = timed(lambda: train_detector(root, run, config, architecture))
         print(f"train {architecture}: {wall:.1f} s wall, {cpu:.1f} s CPU, {result.epochs_run} epochs, "
-              f"best val AUC {result.best_auc:.3f} (epoch {result.best_epoch})", flush=True)
+              f"best val AUC {result.best_score:.3f} (epoch {result.best_epoch})", flush=True)
         rows.append({"task": "detection", "model": architecture, "train_s": wall, "train_cpu_s": cpu,
-                     "epochs": result.epochs_run, "val": result.best_auc})
+                     "epochs": result.epochs_run, "val": result.best_score})
     _, wall, _ = timed(lambda: predict_detection(manifest, run, out / "det_pred", cache=out / "slices",
                                                     n_resamples=1000))
     print(f"predict (all patients, all models, Grad-CAM): {wall:.1f} s")

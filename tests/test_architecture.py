@@ -11,6 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "osteomet"
 LAYERS: list[set[str]] = [
     {"errors", "utils", "layout", "stage", "config", "__init__"},
     {"data"},
+    {"training"},
     {"evaluation"},
     {"radiomics"},
     {"models"},

@@ -8,17 +8,11 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Callable, Iterator, List, Optional, TypeVar
+from typing import Annotated, Iterator, List, Optional
 
 import typer
 
 from osteomet.utils.progress import console, err_console, progress_bar, progress_bars  # noqa: F401  (re-exported)
-
-if TYPE_CHECKING:
-    from pydantic import BaseModel
-
-
-Settings = TypeVar("Settings", bound="BaseModel")
 
 # Options of the model-training commands (MRI UNETR, CT detection, CT segmentation).
 ConfigOption = Annotated[str, typer.Option(help="Preset ('default', 'tiny') or YAML file.")]
@@ -65,9 +59,28 @@ def interruptible(out: Path, hint: str = "continue with the same command plus --
         raise typer.Exit(130) from None
 
 
-def load_settings(loader: Callable[[str], Settings], source: str, max_epochs: int | None) -> Settings:
-    """A training config from its preset or YAML file, with ``--max-epochs`` applied."""
-    settings = loader(source)
-    if max_epochs is not None:
-        settings = settings.model_copy(update={"max_epochs": max_epochs})
-    return settings
+ResumeOption = Annotated[bool, typer.Option(
+    "--resume", help="Continue an interrupted run in --out from its last epoch, with the settings recorded there "
+                     "(--config is ignored).")]
+
+
+def add_ct_train_command(app: typer.Typer, task: str, summary: str) -> None:
+    """Register ``train`` on a CT slice-model group (``ct detect``, ``ct segment``): both take the same options."""
+
+    @app.command("train", help=summary)
+    def train(
+        manifest: CTTrainManifestOption,
+        out: CTRunOption,
+        config: ConfigOption = "default",
+        model: ModelsToTrainOption = None,
+        cache: TrainCacheOption = None,
+        device: DeviceOption = None,
+        max_epochs: MaxEpochsOption = None,
+        resume: ResumeOption = False,
+    ) -> None:
+        with user_errors():
+            from osteomet.pipeline.ct_models import train_ct_task
+
+            train_ct_task(task, manifest, out, config, models=model, cache=cache, device=device,
+                          max_epochs=max_epochs, resume=resume)
+        console.print(f"-> [bold]{out}[/]")

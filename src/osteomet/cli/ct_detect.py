@@ -8,18 +8,12 @@ from pathlib import Path
 import typer
 
 from osteomet.cli._common import (
-    ConfigOption,
     CTPredictManifestOption,
-    CTRunOption,
-    CTTrainManifestOption,
     DeviceOption,
-    MaxEpochsOption,
-    ModelsToTrainOption,
     PredictCacheOption,
-    TrainCacheOption,
     TrainedArchitecturesOption,
+    add_ct_train_command,
     console,
-    load_settings,
     progress_bars,
     user_errors,
 )
@@ -29,39 +23,8 @@ app = typer.Typer(help="CT slice detection: MONAI 2D EfficientNet-B0, ResNet34 a
                        "highest tile.", no_args_is_help=True)
 
 
-@app.command("train")
-def train(
-    manifest: CTTrainManifestOption,
-    out: CTRunOption,
-    config: ConfigOption = "default",
-    model: ModelsToTrainOption = None,
-    cache: TrainCacheOption = None,
-    device: DeviceOption = None,
-    max_epochs: MaxEpochsOption = None,
-    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out from its last epoch, "
-                                                        "with the settings recorded there (--config is ignored)."),
-) -> None:
-    """Split by patient, cache the slices, train each classifier (best validation AUC or final epoch, as the config says)."""
-    with user_errors():
-        from functools import partial
-
-        import pandas as pd
-
-        from osteomet.ct.detection.config import load_detection_config
-        from osteomet.ct.detection.train import train_detector
-        from osteomet.ct.slices.run import resumed_settings
-        from osteomet.pipeline.ct_models import prepare_ct_run, train_each_architecture
-
-        settings = load_settings(load_detection_config, config, max_epochs)
-        if resume:
-            settings = resumed_settings(out, settings, max_epochs)
-        root, settings = prepare_ct_run(manifest, out, settings, model, cache)
-        console.print(pd.read_csv(out / "class_balance.csv").to_string(index=False))
-        train_each_architecture(root, out, settings, partial(train_detector, resume=resume), device, lambda result: (
-            f"{settings.weights} validation AUC {result.best_auc:.3f} at epoch "
-            f"{result.best_epoch}, threshold {result.threshold:.3g} "
-            f"({result.epochs_run} epochs{', stopped early' if result.stopped_early else ''})"))
-    console.print(f"-> [bold]{out}[/]")
+add_ct_train_command(app, "detection", "Split by patient, cache the slices, train each classifier (best validation AUC "
+                                         "or final epoch, as the config says).")
 
 
 @app.command("predict")

@@ -8,18 +8,12 @@ from typing import List
 import typer
 
 from osteomet.cli._common import (
-    ConfigOption,
     CTPredictManifestOption,
-    CTRunOption,
-    CTTrainManifestOption,
     DeviceOption,
-    MaxEpochsOption,
-    ModelsToTrainOption,
     PredictCacheOption,
-    TrainCacheOption,
     TrainedArchitecturesOption,
+    add_ct_train_command,
     console,
-    load_settings,
     progress_bars,
     user_errors,
 )
@@ -28,36 +22,8 @@ app = typer.Typer(help="CT lesion segmentation: MONAI 2D UNet, residual UNet and
                        "masks in each CT's own geometry, models compared per patient.", no_args_is_help=True)
 
 
-@app.command("train")
-def train(
-    manifest: CTTrainManifestOption,
-    out: CTRunOption,
-    config: ConfigOption = "default",
-    model: ModelsToTrainOption = None,
-    cache: TrainCacheOption = None,
-    device: DeviceOption = None,
-    max_epochs: MaxEpochsOption = None,
-    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out from its last epoch, "
-                                                        "with the settings recorded there (--config is ignored)."),
-) -> None:
-    """Split by patient, cache the slices, train each network with early stopping on validation Dice."""
-    with user_errors():
-        from functools import partial
-
-        from osteomet.ct.segmentation.config import load_segmentation_config
-        from osteomet.ct.segmentation.train import train_segmenter
-        from osteomet.ct.slices.run import resumed_settings
-        from osteomet.pipeline.ct_models import prepare_ct_run, train_each_architecture
-
-        settings = load_settings(load_segmentation_config, config, max_epochs)
-        if resume:
-            settings = resumed_settings(out, settings, max_epochs)
-        root, settings = prepare_ct_run(manifest, out, settings, model, cache)
-        train_each_architecture(root, out, settings, partial(train_segmenter, resume=resume), device, lambda result: (
-            f"{settings.weights} validation Dice {result.best_dice:.3f} "
-            f"at epoch {result.best_epoch} "
-            f"({result.epochs_run} epochs{', stopped early' if result.stopped_early else ''})"))
-    console.print(f"-> [bold]{out}[/]")
+add_ct_train_command(app, "segmentation", "Split by patient, cache the slices, train each network with early stopping "
+                                         "on validation Dice.")
 
 
 @app.command("predict")

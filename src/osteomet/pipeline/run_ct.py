@@ -19,7 +19,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from osteomet.data.manifest import read_manifest
-from osteomet.layout import RunLayout
+from osteomet.layout import FEATURES, ICC, METRICS, RunLayout
 from osteomet.pipeline.inputs import manifest_inputs
 from osteomet.stage import Stage, StageOutcome
 from osteomet.utils.progress import progress_bars
@@ -31,12 +31,9 @@ def _checkpoints(model: Path) -> list[Path]:
 
 def train_ct_models(task: str, manifest: Path, out: Path, settings, *, device: str | None = None) -> StageOutcome:
     """Train every architecture of ``settings`` (``task``: detection or segmentation) as one stage."""
-    from osteomet.pipeline.ct_models import prepare_ct_run, train_each_architecture
+    from osteomet.pipeline.ct_models import prepare_ct_run, task_trainer, train_each_architecture
 
-    if task == "detection":
-        from osteomet.ct.detection.train import train_detector as train
-    else:
-        from osteomet.ct.segmentation.train import train_segmenter as train
+    _, train = task_trainer(task)
     cohort = read_manifest(manifest, kind="ct", require=("lesion_mask",))
     stage = Stage(f"ct-{task}-train", out, settings=settings, inputs=manifest_inputs(cohort, manifest))
 
@@ -106,12 +103,12 @@ def radiomics_icc(manifest: Path, masks: Path, out: Path, *, params: str = "tiny
     extract_features(manifest, out / "manual", params=params)
     extract_features(manifest, out / "predicted", params=params, masks=masks)
     stage = Stage("ct-icc", out / "icc", settings={"model": "2,1"},
-                  inputs={"manual": out / "manual" / "features.parquet",
-                          "predicted": out / "predicted" / "features.parquet"}, outputs=("icc.csv",))
+                  inputs={"manual": out / "manual" / FEATURES,
+                          "predicted": out / "predicted" / FEATURES}, outputs=(ICC,))
 
     def work() -> dict[str, Any]:
-        report, _ = run_icc(out / "manual" / "features.parquet", out / "predicted" / "features.parquet",
-                            out / "icc" / "icc.csv", model="2,1")
+        report, _ = run_icc(out / "manual" / FEATURES, out / "predicted" / FEATURES,
+                            out / "icc" / ICC, model="2,1")
         return {"cases": report.n_cases, "features": len(report.per_feature)}
 
     return stage.run(work)
@@ -174,7 +171,7 @@ def ct_headline(layout: RunLayout) -> dict[str, Any]:
             values = [float(row[c].iloc[0]) for c in ("estimate", "ci_low", "ci_high")]
             # no CI (too few test patients for a cluster bootstrap) is None, which JSON can hold
             out.setdefault("slice_auc", {})[metrics.parent.name] = [None if math.isnan(v) else round(v, 3) for v in values]
-    lesion_metrics = layout.ct_lesions / "metrics.csv"
+    lesion_metrics = layout.ct_lesions / METRICS
     if lesion_metrics.is_file():
         table = pd.read_csv(lesion_metrics)
         sens = table[table["metric"].astype(str).str.contains("sensitivity")] if "metric" in table else table.iloc[0:0]

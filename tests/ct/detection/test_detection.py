@@ -26,7 +26,7 @@ from osteomet.ct.detection.train import (
 )
 from osteomet.ct.slices.dataset import read_index
 from osteomet.ct.slices.run import labelled_split, prepare_slice_run
-from osteomet.data.io import read_image
+from osteomet.data.images import read_image
 from osteomet.data.manifest import read_manifest
 from osteomet.data.synth.ct import CTSynthConfig, generate_ct_cohort
 
@@ -99,8 +99,8 @@ def test_tiny_detector_learns_and_keeps_the_best_epoch(trained: dict) -> None:
     history = pd.read_csv(trained["run"] / ARCHITECTURE / "history.csv")
     # the network learned: validation AUC above the untrained network's (a strong baseline here: on
     # bone-only squares, random features already track how much bright bone a slice holds)
-    assert result.best_auc >= trained["baseline"] + 0.05, (result.best_auc, trained["baseline"])
-    assert result.best_auc > 0.85
+    assert result.best_score >= trained["baseline"] + 0.05, (result.best_score, trained["baseline"])
+    assert result.best_score > 0.85
     # and beats the trivial rule "the more sclerotic-bright bone (>= 500 HU) on a slice, the likelier a lesion"
     from osteomet.ct.slices.cache import SliceStore
     from osteomet.evaluation.roc import auc
@@ -115,7 +115,7 @@ def test_tiny_detector_learns_and_keeps_the_best_epoch(trained: dict) -> None:
     # scored as the model's slices are (averaged with their neighbours, slice_smoothing in the config)
     rule = auc(val["label"].to_numpy(), smooth_over_slices(val, np.asarray(bright, float),
                                                            trained["config"].slice_smoothing))
-    assert result.best_auc >= rule + 0.02, (result.best_auc, rule)  # a strong rule on these large lesions
+    assert result.best_score >= rule + 0.02, (result.best_score, rule)  # a strong rule on these large lesions
     # best checkpoint = the epoch of the highest validation AUC (first one on ties)
     assert result.best_epoch == int(history["val_auc"].to_numpy().argmax())
     state = torch.load(trained["run"] / ARCHITECTURE / "checkpoints" / "best.pt", weights_only=True)
@@ -146,7 +146,7 @@ def test_final_weights_keep_the_last_epoch_and_its_threshold(trained: dict, tmp_
     result = train_detector(trained["root"], tmp_path, config, ARCHITECTURE)
     history = pd.read_csv(tmp_path / ARCHITECTURE / "history.csv")
     assert result.epochs_run == 3 == len(history) and not result.stopped_early  # patience 1 did not stop it
-    assert result.best_epoch == 2 and result.best_auc == pytest.approx(history["val_auc"].iloc[-1])
+    assert result.best_epoch == 2 and result.best_score == pytest.approx(history["val_auc"].iloc[-1])
     state = torch.load(tmp_path / ARCHITECTURE / "checkpoints" / "best.pt", weights_only=True)
     assert state["epoch"] == 2
     # the threshold is the Youden cut of the final weights' own validation probabilities
@@ -162,7 +162,7 @@ def test_final_weights_keep_the_last_epoch_and_its_threshold(trained: dict, tmp_
                             ARCHITECTURE)
     assert pd.read_csv(tmp_path / "sparse" / ARCHITECTURE / "history.csv")["val_auc"].isna().tolist() == [
         True, False, False]
-    assert sparse.best_epoch == 2 and sparse.best_auc == pytest.approx(result.best_auc)
+    assert sparse.best_epoch == 2 and sparse.best_score == pytest.approx(result.best_score)
     assert sparse.threshold == pytest.approx(threshold)
     with pytest.raises(ValueError, match="needs weights: final"):
         type(config).model_validate({**config.model_dump(), "weights": "best", "validate_every": 2})
@@ -260,7 +260,7 @@ def test_bone_centred_negatives_sit_on_bone_within_the_lesion_tiles_jitter(train
 
 
 def test_training_refuses_an_index_that_splits_a_patient(trained: dict, tmp_path: Path) -> None:
-    from osteomet.ct.slices.dataset import SplitLeakageError
+    from osteomet.data.splits import SplitLeakageError
 
     index = pd.read_csv(trained["root"] / "index.csv")
     pid = index.loc[index["split"] == "train", "patient_id"].iloc[0]

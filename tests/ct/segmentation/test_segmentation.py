@@ -20,7 +20,8 @@ from osteomet.ct.segmentation.patches import PatchSampler
 from osteomet.ct.segmentation.train import load_segmenter, train_segmenter, untrained_val_dice, volume_probabilities
 from osteomet.ct.slices.cache import SliceStore
 from osteomet.ct.slices.run import prepare_slice_run
-from osteomet.data.io import Geometry, read_image
+from osteomet.data.geometry import Geometry
+from osteomet.data.images import read_image
 from osteomet.data.manifest import read_manifest
 from osteomet.data.synth.ct import CTSynthConfig, generate_ct_cohort
 
@@ -173,7 +174,7 @@ def test_tiny_unet_learns(trained: dict) -> None:
 
     result = trained["result"]
     history = pd.read_csv(trained["run"] / ARCHITECTURE / "history.csv")
-    assert result.best_dice >= trained["baseline"] + 0.25, (result.best_dice, trained["baseline"])
+    assert result.best_score >= trained["baseline"] + 0.25, (result.best_score, trained["baseline"])
     # and beats the trivial rule "sclerotic = bone voxel at >= 500 HU" (cortex included) on the same patients
     store = SliceStore(trained["root"])
     index = pd.read_csv(trained["root"] / "index.csv", dtype={"patient_id": str})
@@ -182,7 +183,7 @@ def test_tiny_unet_learns(trained: dict) -> None:
     rule = [overlap((np.asarray(store.array(p, "image")) >= cut) & (np.asarray(store.array(p, "bone")) > 0),
                     np.asarray(store.array(p, "mask")))["dice"]
             for p in index.loc[index["split"] == "val", "patient_id"].unique()]
-    assert result.best_dice >= np.mean(rule) + 0.2, (result.best_dice, np.mean(rule))
+    assert result.best_score >= np.mean(rule) + 0.2, (result.best_score, np.mean(rule))
     # the tiny preset keeps the final epoch's weights (nnU-Net's choice): the whole schedule ran
     assert trained["config"].weights == "final"
     assert result.epochs_run == trained["config"].max_epochs == len(history)
@@ -214,7 +215,7 @@ def test_validating_every_few_epochs_trains_the_same_weights(trained: dict, tmp_
         torch.set_num_threads(threads)
     history = pd.read_csv(tmp_path / "sparse" / ARCHITECTURE / "history.csv")
     assert history["val_dice"].isna().tolist() == [True, False, False]  # epoch 2 (every 2nd) is also the last
-    assert sparse.best_epoch == 2 and sparse.best_dice == pytest.approx(every.best_dice)
+    assert sparse.best_epoch == 2 and sparse.best_score == pytest.approx(every.best_score)
     a = torch.load(tmp_path / "every" / ARCHITECTURE / "checkpoints" / "best.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "sparse" / ARCHITECTURE / "checkpoints" / "best.pt", weights_only=True)["model"]
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)

@@ -12,7 +12,7 @@ from osteomet.mri.classifier.config import ClassifierConfig, ResNetConfig
 from osteomet.mri.classifier.data import augmentations, roi_patients, split_ids
 from osteomet.mri.classifier.grid import select_winner
 from osteomet.mri.classifier.model import build_resnet, logits_and_features
-from osteomet.mri.classifier.train import RunSpec, smooth, train_run
+from osteomet.mri.classifier.train import RunSpec, train_run
 
 from .conftest import GRID
 
@@ -64,13 +64,6 @@ def test_noise_sd_is_drawn_up_to_the_configured_sd():
         sds.append(float(np.asarray(transform(torch.from_numpy(crop.copy()))).std()))
     assert max(sds) < 0.5 * 1.01 and min(sds) > 0
     assert np.mean(sds) == pytest.approx(0.25, abs=0.07)  # uniform on 0..0.5
-
-
-def test_smoothing_by_hand():
-    assert smooth(math.nan, 0.5, 0.8) == 0.5  # starts at the first AUC
-    assert smooth(0.5, 1.0, 0.8) == pytest.approx(0.6)
-    assert smooth(0.6, 0.0, 0.8) == pytest.approx(0.48)
-    assert smooth(0.6, 0.9, 0.0) == 0.9  # no smoothing: the epoch's own AUC
 
 
 def test_selection_starts_at_min_epochs_and_follows_the_smoothed_auc(roi_cohort, tmp_path):

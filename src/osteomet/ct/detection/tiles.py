@@ -24,6 +24,7 @@ import numpy as np
 from osteomet.ct.slices.cache import SliceStore
 from osteomet.ct.slices.inputs import bone_neighbourhood, context_indices, extract, resize_square
 from osteomet.errors import InputError
+from osteomet.training.hard_negatives import HardNegatives
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,7 @@ class TileSampler:
         self.with_lesion = [p for p in self.ids if len(self.lesion_voxels[p])]
         if not self.with_lesion:
             raise InputError("no training patient has a lesion voxel in the slice cache; detection needs some")
-        self.hard: list[tuple[str, int, int, int]] = []
+        self.hard: HardNegatives[tuple[str, int, int, int]] = HardNegatives()
 
     def grid_tile(self, rng: np.random.Generator) -> tuple[str, int, int, int]:
         """A random tile of the inference grid: random patient, slice and tile over its bone."""
@@ -144,14 +145,8 @@ class TileSampler:
         (a rib crossing, the sternum, a femoral head) makes a false-positive slice; random
         tiles rarely show the network those, the mined ones do in every batch.
         """
-        candidates = [self.grid_tile(rng) for _ in range(pool)]
-        candidates = [c for c in candidates if not self.tiles.has_lesion(*c)]
-        if not candidates:
-            self.hard = []
-            return
-        scores = score(np.stack([self.tiles.tile(*c) for c in candidates]))
-        order = np.argsort(-scores, kind="stable")[:keep]
-        self.hard = [candidates[i] for i in order]
+        candidates = [c for c in (self.grid_tile(rng) for _ in range(pool)) if not self.tiles.has_lesion(*c)]
+        self.hard.mine(candidates, lambda chosen: score(np.stack([self.tiles.tile(*c) for c in chosen])), keep)
 
     def bone_voxels(self, patient_id: str) -> np.ndarray:
         """Flat indices of a training patient's bone voxels (kept once computed)."""
@@ -189,8 +184,9 @@ class TileSampler:
         # the other tiles are drawn exactly as inference cuts them (a tile of the grid over a random
         # slice's bone), so the classifier learns the tiles it will be asked about, bone edges included;
         # half of them, once mined, are the hardest lesion-free tiles of the current network
-        if self.hard and rng.random() < 0.5:
-            return self.hard[rng.integers(len(self.hard))]
+        hard = self.hard.draw(rng)
+        if hard is not None:
+            return hard
         if self.bone_centred_fraction and rng.random() < self.bone_centred_fraction:
             return self.bone_centred_tile(rng)
         return self.grid_tile(rng)

@@ -18,14 +18,14 @@ level and at patient level (patient score = max over its slices, so a patient is
 exactly when one of its slices is).
 
 Determinism: the slices drawn and the flips depend only on seed and epoch, so a CPU rerun
-(or a resumed run) gives the same weights.
+(or a resumed run) gives the same weights; only a resumed EfficientNet-B0 differs, as its
+dropout draws from torch's global generator, which this trainer does not re-seed per epoch.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -37,36 +37,19 @@ from osteomet.ct.detection.config import DetectionConfig
 from osteomet.ct.detection.models import build_classifier
 from osteomet.ct.detection.tiles import BoneTiles, TileSampler
 from osteomet.ct.slices.cache import SliceStore
-from osteomet.ct.slices.dataset import check_patient_split, read_index
+from osteomet.ct.slices.dataset import read_index
 from osteomet.ct.slices.inputs import random_affine
 from osteomet.ct.slices.run import labelled_split, prepare_slice_run
-from osteomet.ct.training.state import keeps_epoch, kept_score, save_last, start_or_resume, stopping_patience, validates
 from osteomet.errors import InputError
+from osteomet.layout import THRESHOLD
+from osteomet.training.checkpoint import best_checkpoint, load_state, load_weights, run_started
+from osteomet.training.loop import EpochResult, Plan, TrainingRun
+from osteomet.training.result import TrainingResult
+from osteomet.training.sampling import sampled_epoch
+from osteomet.training.seeds import seed_weights
+from osteomet.training.step import train_step
 from osteomet.utils.files import write_json_atomic
-from osteomet.utils.torch import (
-    best_checkpoint,
-    epoch_rng,
-    load_weights,
-    pick_device,
-    save_state,
-    seed_weights,
-    set_epoch_lr,
-    train_step,
-    write_history,
-)
-
-
-@dataclass
-class DetectorResult:
-    run_dir: Path
-    architecture: str
-    best_auc: float
-    best_epoch: int
-    threshold: float
-    epochs_run: int
-    stopped_early: bool
-    history: pd.DataFrame
-    seconds: float
+from osteomet.utils.torch import pick_device
 
 
 def bone_tiles(slices_root: str | Path, config: DetectionConfig) -> BoneTiles:
@@ -134,16 +117,20 @@ def _labelled(index: pd.DataFrame, split: str) -> pd.DataFrame:
 
 def train_detector(slices_root: str | Path, run_dir: str | Path, config: DetectionConfig, architecture: str, *,
                    device: str | None = None, resume: bool = False,
-                   progress: Callable[[], None] | None = None) -> DetectorResult:
-    """Train ``architecture`` on the training patients' slices; early stopping on validation AUC."""
+                   progress: Callable[[], None] | None = None) -> TrainingResult:
+    """Train ``architecture`` on the training patients' slices; early stopping on validation AUC.
+
+    With ``resume`` an architecture the run had started continues from its ``last.pt``; one it had not
+    reached starts afresh.
+    """
     from osteomet.evaluation.roc import auc, youden_threshold
 
     started = time.perf_counter()
     config = config.for_architecture(architecture)
     run_dir = Path(run_dir) / architecture
     index = read_index(slices_root)
-    check_patient_split(index)
     train, val = _labelled(index, "train"), _labelled(index, "val")
+    labels = val["label"].to_numpy()
     tiles = bone_tiles(slices_root, config)
     sampler = TileSampler(tiles, list(pd.unique(train["patient_id"])), config.positive_fraction,
                           config.bone_centred_fraction)
@@ -151,52 +138,41 @@ def train_detector(slices_root: str | Path, run_dir: str | Path, config: Detecti
     seed_weights(config.seed)
     model = build_classifier(architecture, config.in_channels, config.width).to(dev)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    start, stopper, history = start_or_resume(run_dir, model, optimizer, stopping_patience(config),
-                                              resume=resume, what=f"a {architecture} training run", device=dev)
+    # not re-seeded per epoch: EfficientNet-B0's dropout has always drawn from the generator as seeded for its
+    # weights, and re-seeding would change every trained detector (a resumed EfficientNet-B0 run draws other dropout)
+    run = TrainingRun(run_dir, model, optimizer, Plan.of(config, reseed_epochs=False), score="val_auc",
+                      columns=("epoch", "lr", "train_loss", "val_auc", "tiles", "seconds"),
+                      what=f"a {architecture} training run", resume=resume and run_started(run_dir), device=dev)
     loss_fn = torch.nn.BCEWithLogitsLoss()
-    for epoch in stopper.epochs(start, config.max_epochs):
-        tick = time.perf_counter()
-        rng = epoch_rng(config.seed, epoch)
-        lr = set_epoch_lr(optimizer, config.learning_rate, epoch, config.max_epochs, config.scheduler)
-        if config.hard_negatives and epoch > 0:  # mined with the weights this epoch starts from (resume-exact)
-            model.eval()
-            sampler.mine_hard_negatives(lambda x: tile_probabilities(model, x, config.batch_size, dev),
-                                        epoch_rng(config.seed, epoch, 3), pool=4 * config.hard_negatives,
-                                        keep=config.hard_negatives)
-        model.train()
+
+    def epoch(index: int, validate: bool) -> EpochResult:
         losses = []
-        for first in range(0, config.tiles_per_epoch, config.batch_size):
-            x, y = sampler.draw(min(config.batch_size, config.tiles_per_epoch - first), rng, config.flip_prob)
+        for x, y, rng in sampled_epoch(sampler, model, lambda x: tile_probabilities(model, x, config.batch_size, dev),
+                                       seed=config.seed, epoch=index, samples=config.tiles_per_epoch,
+                                       batch_size=config.batch_size, flip_prob=config.flip_prob,
+                                       hard_negatives=config.hard_negatives):
             x_t = torch.from_numpy(x).to(dev)
             if config.augment:
                 x_t = random_affine(x_t, rng, degrees=15.0, scale=0.15, shift=0.1)
             losses.append(train_step(model, optimizer, loss_fn, x_t, torch.from_numpy(y)[:, None].to(dev)))
-        probabilities, val_auc = None, float("nan")
-        if validates(epoch, config):
-            probabilities = slice_probabilities(model, tiles, val, config.batch_size, dev, config.slice_smoothing)
-            val_auc = auc(val["label"].to_numpy(), probabilities)
-        if keeps_epoch(stopper, val_auc, epoch, config.weights) and probabilities is not None:
-            threshold = youden_threshold(val["label"].to_numpy(), probabilities)
-            save_state({"model": model.state_dict(), "epoch": epoch, "val_auc": val_auc, "threshold": threshold},
-                       best_checkpoint(run_dir))
-        history.append({"epoch": epoch, "lr": lr, "train_loss": float(np.mean(losses)), "val_auc": val_auc,
-                        "tiles": config.tiles_per_epoch, "seconds": round(time.perf_counter() - tick, 3)})
-        save_last(run_dir, model, optimizer, epoch, stopper, history)
-        write_history(run_dir, history)
-        if progress:
-            progress()
+        columns = {"tiles": config.tiles_per_epoch}
+        if not validate:
+            return EpochResult(float(np.mean(losses)), columns=columns)
+        probabilities = slice_probabilities(model, tiles, val, config.batch_size, dev, config.slice_smoothing)
+        return EpochResult(float(np.mean(losses)), auc(labels, probabilities), columns,
+                           kept=lambda: {"threshold": youden_threshold(labels, probabilities)})
+
+    run.train(epoch, (lambda _index, _row: progress()) if progress else None)
     threshold = _best_threshold(run_dir)
-    kept_auc, kept_epoch = kept_score(stopper, history, "val_auc", config.weights)
-    write_json_atomic(run_dir / "threshold.json", {
+    kept_auc, kept_epoch = run.kept_score()
+    write_json_atomic(run_dir / THRESHOLD, {
         "architecture": architecture, "threshold": threshold, "chosen_on": "validation slices (Youden)",
         "weights": config.weights, "best_epoch": kept_epoch, "val_auc": kept_auc})
-    return DetectorResult(run_dir, architecture, kept_auc, kept_epoch, threshold, len(history),
-                          stopper.exhausted, pd.DataFrame(history), round(time.perf_counter() - started, 2))
+    return TrainingResult(run_dir, architecture, "AUC", kept_auc, kept_epoch, len(run.history), run.stopped_early,
+                          pd.DataFrame(run.history), round(time.perf_counter() - started, 2), threshold)
 
 
 def _best_threshold(run_dir: Path) -> float:
-    from osteomet.utils.torch import load_state
-
     path = best_checkpoint(run_dir)
     return float(load_state(path)["threshold"]) if path.is_file() else math.nan
 
@@ -226,7 +202,7 @@ def load_detector(run_dir: str | Path, architecture: str, config: DetectionConfi
 
 def train_detection(manifest, run_dir: str | Path, config: DetectionConfig, *, architectures: list[str] | None = None,
                     cache: str | Path | None = None, device: str | None = None,
-                    resume: bool = False) -> list[DetectorResult]:
+                    resume: bool = False) -> list[TrainingResult]:
     """Prepare the run and train every architecture in turn (the programmatic one-call version)."""
     root, config = prepare_slice_run(manifest, run_dir, config, architectures=architectures, cache=cache)
     return [train_detector(root, run_dir, config, a, device=device, resume=resume) for a in config.architectures]

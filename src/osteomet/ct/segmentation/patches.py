@@ -19,6 +19,7 @@ import numpy as np
 from osteomet.ct.slices.cache import SliceStore
 from osteomet.ct.slices.inputs import context_indices, extract
 from osteomet.errors import InputError
+from osteomet.training.hard_negatives import HardNegatives
 
 
 class PatchSampler:
@@ -33,7 +34,7 @@ class PatchSampler:
         self.with_lesion = [p for p in self.ids if len(self.lesion_voxels[p])]
         if not self.with_lesion:
             raise InputError("no training patient has a lesion voxel in the slice cache; segmentation needs some")
-        self.hard: list[tuple[str, int, int, int]] = []
+        self.hard: HardNegatives[tuple[str, int, int, int]] = HardNegatives()
 
     def _other(self, rng: np.random.Generator) -> tuple[str, int, int, int]:
         """A patch centre not chosen for a lesion: on bone, or anywhere in the crop (``anywhere_fraction``)."""
@@ -59,12 +60,11 @@ class PatchSampler:
         the network still marks costs false-positive voxels on every patient. ``score`` maps
         images (n, channels, size, size) to lesion probabilities (n, size, size).
         """
-        centres = [self._other(rng) for _ in range(pool)]
-        images, labels = zip(*(self.patch(*c) for c in centres))
-        probability = score(np.stack(images))
-        false = (probability * (np.stack(labels)[:, 0] == 0)).sum(axis=(1, 2))
-        order = np.argsort(-false, kind="stable")[:keep]
-        self.hard = [centres[i] for i in order if false[i] > 0]
+        def false_positive(centres: list[tuple[str, int, int, int]]) -> np.ndarray:
+            images, labels = zip(*(self.patch(*c) for c in centres))
+            return (score(np.stack(images)) * (np.stack(labels)[:, 0] == 0)).sum(axis=(1, 2))
+
+        self.hard.mine([self._other(rng) for _ in range(pool)], false_positive, keep)
 
     def _centre(self, rng: np.random.Generator) -> tuple[str, int, int, int]:
         if rng.random() < self.lesion_fraction:
@@ -73,9 +73,8 @@ class PatchSampler:
             k, cy, cx = voxels[rng.integers(len(voxels))]
             jitter = rng.integers(-(self.size // 4), self.size // 4 + 1, size=2)
             return pid, int(k), int(cy + jitter[0]), int(cx + jitter[1])
-        if self.hard and rng.random() < 0.5:  # half of the others, once mined, are the current hardest
-            return self.hard[rng.integers(len(self.hard))]
-        return self._other(rng)
+        hard = self.hard.draw(rng)  # half of the others, once mined, are the current hardest
+        return hard if hard is not None else self._other(rng)
 
     def draw(self, n: int, rng: np.random.Generator, flip_prob: float) -> tuple[np.ndarray, np.ndarray]:
         """``n`` patches: images (n, channels, size, size) float32 and labels (n, 1, size, size) int64."""

@@ -19,7 +19,6 @@ kept weights: :mod:`osteomet.ct.segmentation.postprocess`).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -31,34 +30,17 @@ from osteomet.ct.segmentation.config import CTSegmentationConfig
 from osteomet.ct.segmentation.models import build_segmenter
 from osteomet.ct.segmentation.patches import PatchSampler
 from osteomet.ct.slices.cache import SliceStore
-from osteomet.ct.slices.dataset import check_patient_split, read_index
+from osteomet.ct.slices.dataset import read_index
 from osteomet.ct.slices.inputs import bone_neighbourhood, random_affine_pair, random_intensity, with_context
 from osteomet.ct.slices.run import labelled_split, prepare_slice_run
-from osteomet.ct.training.state import keeps_epoch, kept_score, save_last, start_or_resume, stopping_patience, validates
 from osteomet.errors import InputError
-from osteomet.utils.torch import (
-    best_checkpoint,
-    epoch_rng,
-    load_weights,
-    pick_device,
-    save_state,
-    seed_weights,
-    set_epoch_lr,
-    train_step,
-    write_history,
-)
-
-
-@dataclass
-class SegmenterResult:
-    run_dir: Path
-    architecture: str
-    best_dice: float
-    best_epoch: int
-    epochs_run: int
-    stopped_early: bool
-    history: pd.DataFrame
-    seconds: float
+from osteomet.training.checkpoint import best_checkpoint, load_weights, run_started
+from osteomet.training.loop import EpochResult, Plan, TrainingRun
+from osteomet.training.result import TrainingResult
+from osteomet.training.sampling import sampled_epoch
+from osteomet.training.seeds import seed_weights
+from osteomet.training.step import train_step
+from osteomet.utils.torch import pick_device
 
 
 def lesion_region(bone: np.ndarray, spacing: tuple[float, float], config: CTSegmentationConfig) -> np.ndarray | None:
@@ -145,15 +127,18 @@ def _patients(index: pd.DataFrame, split: str) -> list[str]:
 
 def train_segmenter(slices_root: str | Path, run_dir: str | Path, config: CTSegmentationConfig, architecture: str, *,
                     device: str | None = None, resume: bool = False,
-                    progress: Callable[[], None] | None = None) -> SegmenterResult:
-    """Train ``architecture`` on training patients' patches; early stopping on validation patients' Dice."""
+                    progress: Callable[[], None] | None = None) -> TrainingResult:
+    """Train ``architecture`` on training patients' patches; early stopping on validation patients' Dice.
+
+    With ``resume`` an architecture the run had started continues from its ``last.pt``; one it had not
+    reached starts afresh.
+    """
     from monai.losses import DiceCELoss
 
     started = time.perf_counter()
     config = config.for_architecture(architecture)
     run_dir = Path(run_dir) / architecture
     index = read_index(slices_root)
-    check_patient_split(index)
     train_ids, val_ids = _patients(index, "train"), _patients(index, "val")
     store = SliceStore(slices_root)
     sampler = PatchSampler(store, train_ids, size=config.patch_size, context=config.context_slices,
@@ -162,40 +147,31 @@ def train_segmenter(slices_root: str | Path, run_dir: str | Path, config: CTSegm
     seed_weights(config.seed)
     model = build_segmenter(architecture, config).to(dev)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    start, stopper, history = start_or_resume(run_dir, model, optimizer, stopping_patience(config),
-                                              resume=resume, what=f"a {architecture} training run", device=dev)
+    run = TrainingRun(run_dir, model, optimizer, Plan.of(config), score="val_dice",
+                      columns=("epoch", "lr", "train_loss", "val_dice", "patches", "seconds"),
+                      what=f"a {architecture} training run", resume=resume and run_started(run_dir), device=dev)
     # batch=True: Dice over the whole batch, so lesion-free patches do not each add a 0/0 term
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
-    for epoch in stopper.epochs(start, config.max_epochs):
-        tick = time.perf_counter()
-        rng = epoch_rng(config.seed, epoch)
-        lr = set_epoch_lr(optimizer, config.learning_rate, epoch, config.max_epochs, config.scheduler)
-        if config.hard_negatives and epoch > 0:  # mined with the weights this epoch starts from (resume-exact)
-            sampler.mine_hard_negatives(lambda x: patch_probabilities(model, x, config.batch_size, dev),
-                                        epoch_rng(config.seed, epoch, 3), pool=4 * config.hard_negatives,
-                                        keep=config.hard_negatives)
-        model.train()
+
+    def epoch(index: int, validate: bool) -> EpochResult:
         losses = []
-        for first in range(0, config.patches_per_epoch, config.batch_size):
-            x, y = sampler.draw(min(config.batch_size, config.patches_per_epoch - first), rng, config.flip_prob)
+        for x, y, rng in sampled_epoch(sampler, model, lambda x: patch_probabilities(model, x, config.batch_size, dev),
+                                       seed=config.seed, epoch=index, samples=config.patches_per_epoch,
+                                       batch_size=config.batch_size, flip_prob=config.flip_prob,
+                                       hard_negatives=config.hard_negatives):
             x_t, y_t = torch.from_numpy(x).to(dev), torch.from_numpy(y).to(dev)
             if config.augment:
                 x_t, y_t = random_affine_pair(x_t, y_t, rng, degrees=15.0, scale=0.15, shift=0.1)
                 x_t = random_intensity(x_t, rng, contrast=0.1, brightness=0.03)
             losses.append(train_step(model, optimizer, loss_fn, x_t, y_t))
-        dice = validation_dice(model, store, val_ids, config, dev) if validates(epoch, config) else float("nan")
-        if keeps_epoch(stopper, dice, epoch, config.weights):
-            save_state({"model": model.state_dict(), "epoch": epoch, "val_dice": dice}, best_checkpoint(run_dir))
-        history.append({"epoch": epoch, "lr": lr, "train_loss": float(np.mean(losses)), "val_dice": dice,
-                        "patches": config.patches_per_epoch, "seconds": round(time.perf_counter() - tick, 3)})
-        save_last(run_dir, model, optimizer, epoch, stopper, history)
-        write_history(run_dir, history)
-        if progress:
-            progress()
+        dice = validation_dice(model, store, val_ids, config, dev) if validate else float("nan")
+        return EpochResult(float(np.mean(losses)), dice, {"patches": config.patches_per_epoch})
+
+    run.train(epoch, (lambda _index, _row: progress()) if progress else None)
     choose_postprocessing(run_dir, model, store, val_ids, config, dev)
-    kept_dice, kept_epoch = kept_score(stopper, history, "val_dice", config.weights)
-    return SegmenterResult(run_dir, architecture, kept_dice, kept_epoch, len(history),
-                           stopper.exhausted, pd.DataFrame(history), round(time.perf_counter() - started, 2))
+    kept_dice, kept_epoch = run.kept_score()
+    return TrainingResult(run_dir, architecture, "Dice", kept_dice, kept_epoch, len(run.history), run.stopped_early,
+                          pd.DataFrame(run.history), round(time.perf_counter() - started, 2))
 
 
 def untrained_val_dice(slices_root: str | Path, architecture: str, config: CTSegmentationConfig) -> float:
@@ -216,7 +192,7 @@ def load_segmenter(run_dir: str | Path, architecture: str, config: CTSegmentatio
 
 def train_segmentation(manifest, run_dir: str | Path, config: CTSegmentationConfig, *,
                        architectures: list[str] | None = None, cache: str | Path | None = None,
-                       device: str | None = None, resume: bool = False) -> list[SegmenterResult]:
+                       device: str | None = None, resume: bool = False) -> list[TrainingResult]:
     """Prepare the run and train every architecture in turn (the programmatic one-call version)."""
     root, config = prepare_slice_run(manifest, run_dir, config, architectures=architectures, cache=cache)
     return [train_segmenter(root, run_dir, config, a, device=device, resume=resume) for a in config.architectures]

@@ -4,7 +4,7 @@ How long and how fast a network trains, which epoch's weights inference keeps an
 validation runs mean the same for a tile classifier and a patch segmenter, so they are
 declared and checked once; each task keeps its own defaults (detection: a 1e-4
 learning rate over 60 epochs, segmentation: 1e-3 over 100) and its own data settings. How the
-trainers apply them is in :mod:`osteomet.ct.training.state`.
+trainers apply them is in :mod:`osteomet.training.loop`.
 """
 
 from __future__ import annotations

@@ -27,18 +27,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from osteomet.config import dump_config
+from osteomet.config import dump_config, write_settings
 from osteomet.errors import InputError, OutputExistsError
-from osteomet.layout import SETTINGS
+from osteomet.layout import GRID_TABLE, PATIENTS, SETTINGS, WINNER
 from osteomet.mri.classifier.config import ClassifierConfig
 from osteomet.mri.classifier.data import split_ids
 from osteomet.mri.classifier.labels import LabelGuard
 from osteomet.mri.classifier.train import RunSpec, read_result, train_run
+from osteomet.training.checkpoint import run_started
 from osteomet.utils.figures import pyplot, save_figure
 from osteomet.utils.files import write_json_atomic, write_text_atomic
 
-CONFIG_FILE = SETTINGS
-WINNER_FILE = "winner.json"
 COLUMNS = ["name", "depth", "optimizer", "learning_rate", "val_auc", "val_auc_low", "val_auc_high", "val_acc",
            "val_score", "n_val", "n_val_positive", "best_epoch", "epochs_run", "stopped_early", "seconds"]
 
@@ -69,7 +68,7 @@ def _train_task(task: dict[str, Any]) -> dict[str, Any]:
         run_dir = Path(task["run_dir"])
         result = train_run(task["preprocessed"], run_dir, ClassifierConfig.model_validate(task["config"]),
                            RunSpec(**task["spec"]), train_labels=task["train_labels"], val_labels=task["val_labels"],
-                           resume=(run_dir / "checkpoints" / "last.pt").exists(), device=task["device"],
+                           resume=run_started(run_dir), device=task["device"],
                            on_epoch=task.get("on_epoch"))
     finally:
         torch.set_num_threads(previous)
@@ -88,7 +87,7 @@ def _run(tasks: list[dict[str, Any]], jobs: int, scheduler: str | None) -> Itera
 def open_grid(out: str | Path, config: ClassifierConfig, *, resume: bool) -> Path:
     """Create the grid folder, or reopen it with ``resume`` when it was started with the same settings."""
     out = Path(out)
-    saved = out / CONFIG_FILE
+    saved = out / SETTINGS
     text = dump_config(config)
     if saved.exists():
         if not resume:
@@ -100,7 +99,7 @@ def open_grid(out: str | Path, config: ClassifierConfig, *, resume: bool) -> Pat
     elif out.exists() and any(out.iterdir()):
         raise OutputExistsError(f"{out}: folder is not empty and holds no classifier grid; choose a new --out")
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(saved, text)
+    write_settings(out, config)
     return out
 
 
@@ -135,7 +134,7 @@ def run_grid(preprocessed: str | Path, out: str | Path, config: ClassifierConfig
     after every epoch.
     """
     out = open_grid(out, config, resume=resume)
-    write_text_atomic(out / "patients.csv", patients.to_csv(index=False))
+    write_text_atomic(out / PATIENTS, patients.to_csv(index=False))
     train_ids, val_ids = split_ids(patients, "train"), split_ids(patients, "val")
     if not train_ids or not val_ids:
         raise InputError(f"{preprocessed}: need training and validation patients with ROI crops "
@@ -160,12 +159,12 @@ def run_grid(preprocessed: str | Path, out: str | Path, config: ClassifierConfig
         if on_config:
             on_config(result)
     table = pd.DataFrame([results[s.name] for s in specs], columns=COLUMNS)
-    write_text_atomic(out / "grid.csv", table.to_csv(index=False))
+    write_text_atomic(out / GRID_TABLE, table.to_csv(index=False))
     winner = select_winner(table)
     record = {**{k: _plain(winner[k]) for k in COLUMNS}, "run": str(Path("configs") / winner["name"]),
               "rule": selection_rule(config),
               "n_train": len(train_ids)}
-    write_json_atomic(out / WINNER_FILE, record)
+    write_json_atomic(out / WINNER, record)
     save_heatmap(table, out / "heatmap.png")
     return table, record
 

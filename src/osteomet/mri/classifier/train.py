@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,27 +33,16 @@ import numpy as np
 import torch
 
 from osteomet.errors import InputError, MissingInputError
+from osteomet.layout import RESULT, RUN_RECORD
 from osteomet.mri.classifier.config import ClassifierConfig
 from osteomet.mri.classifier.data import RoiDataset
 from osteomet.mri.classifier.model import build_resnet
+from osteomet.training.checkpoint import best_checkpoint, load_state, run_started
+from osteomet.training.loop import EpochResult, Plan, TrainingRun
+from osteomet.training.seeds import epoch_generator, seed_weights
+from osteomet.training.step import train_step
 from osteomet.utils.files import write_json_atomic
-from osteomet.utils.torch import (
-    EarlyStopping,
-    best_checkpoint,
-    epoch_generator,
-    last_checkpoint,
-    load_state,
-    pick_device,
-    refuse_existing_run,
-    save_state,
-    seed_epoch,
-    seed_weights,
-    train_step,
-    write_history,
-)
-
-RUN_FILE = "run.json"
-RESULT_FILE = "result.json"
+from osteomet.utils.torch import pick_device
 
 
 @dataclass(frozen=True)
@@ -81,14 +69,6 @@ def make_optimizer(model: torch.nn.Module, spec: RunSpec, config: ClassifierConf
     if spec.optimizer == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr, weight_decay=wd)
     raise InputError(f"unknown optimiser {spec.optimizer!r}; choose sgd, adam, adamw or rmsprop")
-
-
-def _scheduler(optimizer: torch.optim.Optimizer, config: ClassifierConfig):
-    if config.scheduler == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.max_epochs)
-    if config.scheduler == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=3)
-    return None
 
 
 def predict_probabilities(model: torch.nn.Module, dataset: RoiDataset, device: torch.device,
@@ -140,7 +120,7 @@ class RunResult:
 
 def read_result(run_dir: str | Path) -> RunResult | None:
     """The result of a finished run, or None while it is unfinished."""
-    path = Path(run_dir) / RESULT_FILE
+    path = Path(run_dir) / RESULT
     if not path.exists():
         return None
     data = json.loads(path.read_text())
@@ -150,9 +130,9 @@ def read_result(run_dir: str | Path) -> RunResult | None:
 
 def read_run(run_dir: str | Path) -> tuple[RunSpec, ClassifierConfig]:
     """The configuration and settings a run folder was trained with."""
-    path = Path(run_dir) / RUN_FILE
+    path = Path(run_dir) / RUN_RECORD
     if not path.exists():
-        raise MissingInputError(f"{run_dir}: not a classifier run folder (no {RUN_FILE}); give the folder of "
+        raise MissingInputError(f"{run_dir}: not a classifier run folder (no {RUN_RECORD}); give the folder of "
                                 f"`osteomet deep train` or `osteomet deep grid`")
     data = json.loads(path.read_text())
     return RunSpec(**data["spec"]), ClassifierConfig.model_validate(data["config"])
@@ -163,8 +143,8 @@ def train_run(preprocessed: str | Path, run_dir: str | Path, config: ClassifierC
               device: str | None = None, on_epoch: Callable[[int, dict], None] | None = None) -> RunResult:
     """Train ``spec`` on ``train_labels``' patients, stop early on ``val_labels``' AUC.
 
-    With ``resume`` a finished run returns its result and an unfinished one continues from
-    ``last.pt``; without it an existing run is refused.
+    With ``resume`` a finished run returns its result, an unfinished one continues from ``last.pt``
+    and a folder without one is an error; without it an existing run is refused.
     """
     root, run_dir = Path(preprocessed), Path(run_dir)
     for split, labels in (("training", train_labels), ("validation", val_labels)):
@@ -176,67 +156,44 @@ def train_run(preprocessed: str | Path, run_dir: str | Path, config: ClassifierC
         done = read_result(run_dir)
         if done is not None:
             return done
-    last_path = last_checkpoint(run_dir)
     dev = pick_device(device)
     seed_weights(config.seed)
     model = build_resnet(spec.depth, config.resnet).to(dev)
     optimizer = make_optimizer(model, spec, config)
-    scheduler = _scheduler(optimizer, config)
     targets = np.array(list(train_labels.values()), dtype=np.float32)
     pos_weight = None
     if config.class_weighting:
         pos_weight = torch.tensor([(targets == 0).sum() / (targets == 1).sum()], dtype=torch.float32, device=dev)
     loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
 
-    start_epoch, stopper, history, smoothed = 0, EarlyStopping(config.patience), [], math.nan
-    if resume and last_path.exists():
+    if resume and run_started(run_dir):
         saved_spec, saved_config = read_run(run_dir)
         if saved_spec != spec or saved_config != config:
             raise InputError(f"{run_dir}: was started as {saved_spec.name} with other settings than given now; "
                              f"resume it with the same configuration or use a new folder")
-        state = load_state(last_path, dev)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None and state.get("scheduler"):
-            scheduler.load_state_dict(state["scheduler"])
-        start_epoch, history = state["epoch"] + 1, list(state["history"])
-        stopper = EarlyStopping(config.patience, state["best_auc"], state["best_epoch"], state["bad_epochs"])
-        smoothed = float(state.get("smoothed_auc", math.nan))
-    else:
-        refuse_existing_run(run_dir, f"a classifier run ({spec.name})", "pass --resume to continue it or use a new "
-                            "folder", checkpoint="last.pt")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(run_dir / RUN_FILE, {"spec": asdict(spec), "name": spec.name,
+    plan = Plan.of(config, learning_rate=spec.learning_rate, chained_cosine=True)
+    run = TrainingRun(run_dir, model, optimizer, plan, score="val_auc",
+                      columns=("epoch", "train_loss", "val_auc", "val_auc_smoothed", "lr", "seconds"),
+                      what=f"a classifier run ({spec.name})", resume=resume, device=dev)
+    write_json_atomic(run_dir / RUN_RECORD, {"spec": asdict(spec), "name": spec.name,
                                            "config": config.model_dump(mode="json")})
 
     train_set = RoiDataset(root, list(train_labels), targets.tolist(), config, augment=True)
     val_set = RoiDataset(root, list(val_labels), None, config, augment=False)
     val_y = np.array(list(val_labels.values()), dtype=int)
-    for epoch in stopper.epochs(start_epoch, config.max_epochs):
-        tick = time.perf_counter()
-        train_set.set_epoch(epoch)
+
+    def epoch(index: int, _validate: bool) -> EpochResult:
+        train_set.set_epoch(index)
         loader = torch.utils.data.DataLoader(train_set, batch_size=config.batch_size, shuffle=True,
-                                             generator=epoch_generator(config.seed, epoch),
+                                             generator=epoch_generator(config.seed, index),
                                              num_workers=config.num_workers)
         model.train()
-        seed_epoch(config.seed, epoch)
         losses = [train_step(model, optimizer, loss_fn, x.to(dev), y.to(dev)) for x, y in loader]
         score = _validation_auc(val_y, predict_probabilities(model, val_set, dev, config.batch_size))
-        smoothed = smooth(smoothed, score, config.selection_smoothing)
-        lr = optimizer.param_groups[0]["lr"]
-        if scheduler is not None:
-            scheduler.step(score) if config.scheduler == "plateau" else scheduler.step()
-        if epoch >= min(config.min_epochs, config.max_epochs - 1) and stopper.update(smoothed, epoch):
-            save_state({"model": model.state_dict(), "epoch": epoch, "val_auc": score}, best_checkpoint(run_dir))
-        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_auc": score,
-                        "val_auc_smoothed": smoothed, "lr": lr, "seconds": round(time.perf_counter() - tick, 3)})
-        save_state({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict() if scheduler is not None else {}, "epoch": epoch,
-                    "best_auc": stopper.best, "best_epoch": stopper.best_epoch, "bad_epochs": stopper.bad_epochs,
-                    "smoothed_auc": smoothed, "history": history}, last_path)
-        write_history(run_dir, history)
-        if on_epoch:
-            on_epoch(epoch, history[-1])
+        return EpochResult(float(np.mean(losses)), score)
+
+    run.train(epoch, on_epoch)
+    stopper, history = run.stopper, run.history
 
     if best_checkpoint(run_dir).exists():
         model.load_state_dict(load_state(best_checkpoint(run_dir), dev)["model"])
@@ -250,15 +207,8 @@ def train_run(preprocessed: str | Path, run_dir: str | Path, config: ClassifierC
                        stopped_early=stopper.exhausted,
                        seconds=round(float(sum(h["seconds"] for h in history)), 3),
                        val_score=float(stopper.best) if math.isfinite(stopper.best) else math.nan)
-    write_json_atomic(run_dir / RESULT_FILE, asdict(result))  # written last: marks the run finished
+    write_json_atomic(run_dir / RESULT, asdict(result))  # written last: marks the run finished
     return result
-
-
-def smooth(previous: float, score: float, weight: float) -> float:
-    """Exponential moving average of the validation AUC; starts at the first epoch's AUC."""
-    if weight == 0 or not math.isfinite(previous):
-        return score
-    return weight * previous + (1 - weight) * score
 
 
 def _validation_auc(labels: np.ndarray, probs: np.ndarray) -> float:

@@ -1,4 +1,4 @@
-"""The 3-channel UNETR (MONAI); its checkpoints go through :mod:`osteomet.utils.torch`."""
+"""The 3-channel UNETR (MONAI); its checkpoints go through :mod:`osteomet.training.checkpoint`."""
 
 from __future__ import annotations
 

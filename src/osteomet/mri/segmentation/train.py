@@ -14,7 +14,6 @@ differences of the order of float rounding that can grow over epochs.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -22,37 +21,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from osteomet.config import dump_config
-from osteomet.errors import InputError, MissingInputError
+from osteomet.config import write_settings
+from osteomet.errors import InputError
 from osteomet.evaluation.segmentation import overlap
-from osteomet.layout import SETTINGS
 from osteomet.mri.segmentation.config import SegmentationConfig
 from osteomet.mri.segmentation.data import PatchDataset, collate_patches, full_volume
 from osteomet.mri.segmentation.model import build_unetr
-from osteomet.utils.files import write_text_atomic
-from osteomet.utils.torch import (
-    EarlyStopping,
-    best_checkpoint,
-    epoch_generator,
-    last_checkpoint,
-    load_state,
-    pick_device,
-    refuse_existing_run,
-    save_state,
-    seed_weights,
-    train_step,
-    write_history,
-)
-
-
-@dataclass
-class TrainResult:
-    run_dir: Path
-    best_dice: float
-    best_epoch: int
-    epochs_run: int
-    stopped_early: bool
-    history: pd.DataFrame
+from osteomet.training.loop import EpochResult, Plan, TrainingRun
+from osteomet.training.result import TrainingResult
+from osteomet.training.seeds import epoch_generator, seed_weights
+from osteomet.training.step import train_step
+from osteomet.utils.torch import pick_device
 
 
 def sliding_window_probabilities(model: torch.nn.Module, image: torch.Tensor, config: SegmentationConfig,
@@ -79,85 +58,46 @@ def validation_dice(model: torch.nn.Module, root: Path, patient_ids: list[str], 
     return float(np.mean(scores))
 
 
-def _scheduler(optimizer: torch.optim.Optimizer, config: SegmentationConfig):
-    if config.scheduler == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(config.max_epochs, 1))
-    if config.scheduler == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=3)
-    return None
-
-
 def train_unetr(preprocessed: str | Path, run_dir: str | Path, config: SegmentationConfig, *, train_ids: list[str],
                 val_ids: list[str], resume: bool = False, device: str | None = None,
                 on_epoch_end: Callable[[int, dict], None] | None = None,
-                progress: Callable[[], None] | None = None) -> TrainResult:
+                progress: Callable[[], None] | None = None) -> TrainingResult:
     """Train on ``train_ids``, stop early on ``val_ids`` Dice; continue a previous run with ``resume``."""
     from monai.losses import DiceCELoss
 
+    started = time.perf_counter()
     root, run_dir = Path(preprocessed), Path(run_dir)
     if not train_ids or not val_ids:
         raise InputError(f"need training and validation patients with masks (got {len(train_ids)} and {len(val_ids)})")
-    last_path = last_checkpoint(run_dir)
     dev = pick_device(device)
     seed_weights(config.seed)
     model = build_unetr(config).to(dev)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    scheduler = _scheduler(optimizer, config)
-    use_amp = config.amp and dev.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=config.amp and dev.type == "cuda")
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, include_background=config.dice_include_background)
-
-    start_epoch, stopper, history = 0, EarlyStopping(config.patience), []
-    if resume:
-        if not last_path.exists():
-            raise MissingInputError(f"{last_path}: nothing to resume (no checkpoint from an earlier run)")
-        state = load_state(last_path, dev)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None and state.get("scheduler"):
-            scheduler.load_state_dict(state["scheduler"])
-        if state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        start_epoch, history = state["epoch"] + 1, list(state["history"])
-        stopper = EarlyStopping(config.patience, state["best_dice"], state["best_epoch"], state["bad_epochs"])
-    else:
-        refuse_existing_run(run_dir, "a training run", "pass --resume to continue it or use a new folder",
-                            checkpoint="last.pt")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run_dir / SETTINGS, dump_config(config))
+    run = TrainingRun(run_dir, model, optimizer, Plan.of(config, chained_cosine=True), score="val_dice",
+                      columns=("epoch", "train_loss", "val_dice", "lr", "seconds"), what="a training run",
+                      resume=resume, device=dev, scaler=scaler)
+    write_settings(run_dir, config)
 
     dataset = PatchDataset(root, train_ids, config)
-    for epoch in stopper.epochs(start_epoch, config.max_epochs):
-        tick = time.perf_counter()
-        dataset.set_epoch(epoch)
+
+    def epoch(index: int, _validate: bool) -> EpochResult:
+        dataset.set_epoch(index)
         loader = torch.utils.data.DataLoader(dataset, batch_size=max(1, config.batch_size // config.samples_per_case),
-                                             shuffle=True, generator=epoch_generator(config.seed, epoch),
-                                             collate_fn=collate_patches,
-                                             num_workers=config.num_workers)
+                                             shuffle=True, generator=epoch_generator(config.seed, index),
+                                             collate_fn=collate_patches, num_workers=config.num_workers)
         model.train()
-        losses = []
-        for batch in loader:
-            image, label = batch["image"].to(dev), batch["label"].to(dev)
-            losses.append(train_step(model, optimizer, loss_fn, image, label, scaler=scaler))
-        dice = validation_dice(model, root, val_ids, config, dev)
-        lr = optimizer.param_groups[0]["lr"]
-        if scheduler is not None:
-            scheduler.step(dice) if config.scheduler == "plateau" else scheduler.step()
-        if stopper.update(dice, epoch):
-            save_state({"model": model.state_dict(), "epoch": epoch, "val_dice": dice}, best_checkpoint(run_dir))
-        row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "val_dice": dice, "lr": lr,
-               "seconds": round(time.perf_counter() - tick, 3)}
-        history.append(row)
-        save_state({
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict() if scheduler is not None else {},
-            "scaler": scaler.state_dict() if use_amp else {}, "epoch": epoch, "best_dice": stopper.best,
-            "best_epoch": stopper.best_epoch, "bad_epochs": stopper.bad_epochs, "history": history,
-        }, last_path)
-        write_history(run_dir, history)
+        losses = [train_step(model, optimizer, loss_fn, batch["image"].to(dev), batch["label"].to(dev), scaler=scaler)
+                  for batch in loader]
+        return EpochResult(float(np.mean(losses)), validation_dice(model, root, val_ids, config, dev))
+
+    def after(index: int, row: dict) -> None:
         if progress:
             progress()
         if on_epoch_end:
-            on_epoch_end(epoch, row)
-    # stopped early = patience used up, also when that happened on the last allowed epoch
-    return TrainResult(run_dir, stopper.best, stopper.best_epoch, len(history), stopper.exhausted, pd.DataFrame(history))
+            on_epoch_end(index, row)
+
+    run.train(epoch, after)
+    return TrainingResult(run_dir, "unetr", "Dice", run.stopper.best, run.stopper.best_epoch, len(run.history),
+                          run.stopped_early, pd.DataFrame(run.history), round(time.perf_counter() - started, 2))
