@@ -10,16 +10,9 @@ import pytest
 import SimpleITK as sitk
 
 from osteomet.data.case import CaseError, load_mri_case
-from osteomet.data.io import (
-    GEOMETRY_TOLERANCE_VOXELS,
-    Geometry,
-    GeometryMismatchError,
-    check_same_geometry,
-    read_image,
-    read_label_map,
-    read_lesion_labels,
-    read_mask,
-)
+from osteomet.data.geometry import GEOMETRY_TOLERANCE_VOXELS, Geometry, GeometryMismatchError, check_same_geometry
+from osteomet.data.images import read_image
+from osteomet.data.label_masks import read_label_map, read_lesion_labels, read_mask
 from osteomet.data.manifest import validate_frame
 from tests.data.annotations import corner_displacement_mm, picai_like_labels, rotation, write_nifti_mask
 
@@ -38,7 +31,7 @@ def test_real_t2_with_picai_like_mask_a_few_1e4_off_loads(prostatex: Path, tmp_p
     assert moved < GEOMETRY_TOLERANCE_VOXELS * min(t2.GetSpacing())  # about 0.11 mm, under a quarter of 0.5 mm
     record = validate_frame(pd.DataFrame([{"patient_id": case, "t2": str(folder / "t2w"), "dwi": str(folder / "hbv"),
                                            "adc": str(folder / "adc"), "mask": str(mask_path)}]), base_dir=folder).records[0]
-    with caplog.at_level(logging.INFO, logger="osteomet.data.io"):
+    with caplog.at_level(logging.INFO, logger="osteomet.data.geometry"):
         loaded = load_mri_case(record, require_mask=True)
     assert Geometry.of(loaded.mask) == Geometry.of(loaded.t2)  # the T2 header, exactly
     assert "copied the reference geometry" in caplog.text and f"{moved:.3g} mm" in caplog.text

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from osteomet.data.io import MaskError
+from osteomet.data.label_masks import MaskError
 from osteomet.data.manifest import Manifest, ManifestError, read_manifest
 from osteomet.data.masks import (
     apply_masks,

@@ -86,3 +86,16 @@ def test_the_same_image_in_two_cohorts_is_a_leak(mri_cohort, tmp_path):
     frame.loc[other, "patient_id"] = frame.loc[0, "patient_id"]
     with pytest.raises(LeakageError, match="appear more than once"):
         check_no_leakage(frame, kind="mri")
+
+
+def test_a_patient_in_two_splits_is_refused_naming_the_patient() -> None:
+    """The one leakage check: a slice index (many rows per patient) may repeat a patient only within one split."""
+    from osteomet.data.splits import SplitLeakageError, check_no_leakage
+
+    table = pd.DataFrame({"patient_id": ["A", "A", "B", "B", "C"], "slice": [0, 1, 0, 1, 0],
+                          "split": ["train", "train", "train", "test", "val"]})
+    with pytest.raises(SplitLeakageError, match=r"1 patient\(s\) appear in more than one split: B \(test/train\)"):
+        check_no_leakage(table)
+    check_no_leakage(table[table["patient_id"] != "B"])  # clean table passes
+    with pytest.raises(SplitLeakageError, match="A"):  # a missing split counts as another split
+        check_no_leakage(table.assign(split=["train", None, "train", "train", "val"]))

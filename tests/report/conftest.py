@@ -26,7 +26,7 @@ def _predicted_ct_masks(manifest: Path, out: Path) -> Path:
     import cc3d
     import SimpleITK as sitk
 
-    from osteomet.data.io import write_image
+    from osteomet.data.images import write_image
     from osteomet.data.manifest import read_manifest
 
     for record in read_manifest(manifest):

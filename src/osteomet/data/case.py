@@ -4,7 +4,7 @@ bpMRI: DWI and ADC are resampled onto the T2 grid in physical space (linear
 interpolation, 0 outside their field of view); the tumour mask must already be on the T2
 grid, since a mask drawn on T2 that does not match it points at a wrong file (header
 round-off below a quarter voxel is accepted and the T2 header copied, see
-``osteomet.data.io.GEOMETRY_TOLERANCE_VOXELS``). The mask's integer labels are kept beside
+``osteomet.data.geometry.GEOMETRY_TOLERANCE_VOXELS``). The mask's integer labels are kept beside
 the 0/1 mask (PI-CAI masks carry each lesion's ISUP grade), for choosing the index lesion.
 A DICOM folder with several series is read with the record's ``<image>_series_uid``.
 Errors are re-raised with the patient id in front, so a cohort-wide run says who failed.
@@ -17,14 +17,10 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
-from osteomet.data.io import (
-    ImageError,
-    read_image,
-    read_label_map,
-    read_lesion_labels,
-    read_mask,
-    resample_to_reference,
-)
+from osteomet.data.geometry import MIN_OVERLAP, Geometry, resample_to
+from osteomet.data.image_errors import ImageError
+from osteomet.data.images import read_image
+from osteomet.data.label_masks import read_label_map, read_lesion_labels, read_mask
 from osteomet.data.manifest import CTRecord, MRIRecord
 
 #: A CT in Hounsfield units always contains air (about -1000 HU) somewhere in the field of view.
@@ -73,10 +69,10 @@ class CTCase:
 def load_mri_case(record: MRIRecord, *, require_mask: bool = False) -> MRICase:
     try:
         t2 = read_image(record.t2, pixel_type=sitk.sitkFloat32, series_uid=record.t2_series_uid)
-        dwi = resample_to_reference(read_image(record.dwi, pixel_type=sitk.sitkFloat32, series_uid=record.dwi_series_uid),
-                                    t2, name=record.dwi, reference_name=record.t2)
-        adc = resample_to_reference(read_image(record.adc, pixel_type=sitk.sitkFloat32, series_uid=record.adc_series_uid),
-                                    t2, name=record.adc, reference_name=record.t2)
+        dwi = resample_to(read_image(record.dwi, pixel_type=sitk.sitkFloat32, series_uid=record.dwi_series_uid),
+                          Geometry.of(t2), min_overlap=MIN_OVERLAP, name=record.dwi, reference_name=record.t2)
+        adc = resample_to(read_image(record.adc, pixel_type=sitk.sitkFloat32, series_uid=record.adc_series_uid),
+                          Geometry.of(t2), min_overlap=MIN_OVERLAP, name=record.adc, reference_name=record.t2)
         if record.mask is None:
             if require_mask:
                 raise CaseError("no tumour mask in the manifest, but this step needs one")

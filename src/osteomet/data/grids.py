@@ -15,7 +15,8 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from osteomet.data.io import Geometry
+from osteomet.data.geometry import Geometry, resample_to
+from osteomet.data.lesions import label_components
 from osteomet.errors import InputError
 
 
@@ -38,12 +39,6 @@ def centred_grid(reference: sitk.Image, centre_mm: Sequence[float], size: Sequen
     half = (np.asarray(size, float) - 1.0) / 2.0 * spacing_v
     origin = np.asarray(centre_mm, float) - direction @ half
     return Geometry(tuple(int(s) for s in size), tuple(spacing_v), tuple(origin), tuple(direction.ravel()))
-
-
-def resample_to(image: sitk.Image, geometry: Geometry, *, interpolator: int = sitk.sitkLinear,
-                default: float = 0.0) -> sitk.Image:
-    pixel = sitk.sitkFloat32 if interpolator != sitk.sitkNearestNeighbor else image.GetPixelID()
-    return sitk.Resample(image, geometry.blank(pixel), sitk.Transform(), interpolator, default, pixel)
 
 
 def mask_to(mask: sitk.Image, geometry: Geometry) -> sitk.Image:
@@ -98,14 +93,16 @@ class Lesion:
 
 
 def split_lesions(labels: sitk.Image) -> tuple[sitk.Image, list[Lesion]]:
-    """Connected lesions (non-zero voxels, 26-connected) of a label mask, and their component image.
+    """Lesions (non-zero voxels, :func:`osteomet.data.lesions.label_components`) of a label mask, and their
+    component image.
 
     Lesions are listed largest first. A lesion's label is the highest label inside it, so
     two touching lesions of different grade count as one of the higher grade.
     """
-    components = sitk.ConnectedComponent(sitk.Cast(labels > 0, sitk.sitkUInt8), True)
-    component_array = sitk.GetArrayViewFromImage(components)
     label_array = sitk.GetArrayViewFromImage(labels)
+    component_array = label_components(label_array > 0)[0].astype(np.uint32)
+    components = sitk.GetImageFromArray(component_array)
+    components.CopyInformation(labels)
     lesions = []
     for number, box in enumerate(ndimage.find_objects(component_array), start=1):
         if box is None:

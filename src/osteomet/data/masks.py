@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from osteomet.data.io import MaskError
+from osteomet.data.label_masks import MaskError
 from osteomet.data.manifest import Manifest, ManifestError, check_patient_id
 from osteomet.errors import InputError
 from osteomet.layout import AUTO_DIR, MASK_SUFFIX, PROVENANCE, REVIEWED_DIR

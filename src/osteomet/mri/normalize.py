@@ -29,13 +29,6 @@ def body_mask(t2: sitk.Image, fraction: float = 0.05) -> sitk.Image:
     return sitk.BinaryFillhole(largest)
 
 
-def coverage_mask(source: sitk.Image, reference: sitk.Image) -> sitk.Image:
-    """Voxels of ``reference``'s grid that lie inside ``source``'s field of view."""
-    ones = sitk.Image(source.GetSize(), sitk.sitkUInt8) + 1
-    ones.CopyInformation(source)
-    return sitk.Resample(ones, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
-
-
 def zscore_clip(array: np.ndarray, region: np.ndarray, clip_sd: float = 3.0) -> tuple[np.ndarray, dict[str, float]]:
     """(array - mean) / SD over ``region``, clipped to +/-clip_sd; 0 outside ``region``'s coverage is left to the caller."""
     values = array[region]

@@ -18,11 +18,23 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 
-from osteomet.layout import CALIBRATION, DELONG, FEATURES, METRICS, STAGE_RECORD, RunLayout
+from osteomet.layout import (
+    CALIBRATION,
+    DELONG,
+    EXTRACTION_LOG,
+    FEATURES,
+    HARMONIZATION_SUMMARY,
+    ICC_BY_CLASS,
+    METRICS,
+    PREDICTIONS,
+    STABILITY_FILTER,
+    STAGE_RECORD,
+    RunLayout,
+)
 from osteomet.report.html import Section, esc, table
 from osteomet.report.models_sections import model_tuning
+from osteomet.report.run_files import read_csv
 from osteomet.report.run_record import read_settings, versions
-from osteomet.report.sections import read_csv
 from osteomet.utils.files import read_json
 
 NOT_DONE = "not done in this run"
@@ -105,7 +117,7 @@ def missing_answer(ctx: Context) -> Answer | None:
         return None
     clinical = [c for c in ("age", "psa", "gleason", "isup", "hematuria", "leukocyturia") if c in ctx.manifest]
     missing = ", ".join(f"{c} {int(ctx.manifest[c].isna().sum())}" for c in clinical if ctx.manifest[c].isna().any())
-    log = read_csv(ctx.layout.radiomics / "extraction_log.csv")
+    log = read_csv(ctx.layout.radiomics / EXTRACTION_LOG)
     failed = int((log["status"] == "failed").sum()) if log is not None and "status" in log else 0
     extraction = (f"{failed} patient(s) failed radiomics extraction and are left out of the radiomics model's "
                   f"evaluation (its n per cohort in the metrics table)." if failed else
@@ -175,10 +187,10 @@ def _rigour_links(ctx: Context) -> list[str]:
 
 def stability_answer(ctx: Context) -> Answer | None:
     root = ctx.layout.root
-    by_class = read_csv(root / "stability" / "icc_by_class.csv")
+    by_class = read_csv(root / "stability" / ICC_BY_CLASS)
     if by_class is None:
         return None
-    kept = read_csv(root / "model_features" / "stability_filter.csv")
+    kept = read_csv(root / "model_features" / STABILITY_FILTER)
     summary = (ctx.stage(root / "model_features") or {}).get("summary", {})
     threshold = summary.get("icc_threshold")
     if kept is not None and "kept" in kept:
@@ -203,7 +215,7 @@ def harmonization_answer(ctx: Context) -> Answer | None:
         return f"Harmonization on, but {harmonized}.", _rigour_links(ctx)
     text = (f"Radiomics features mapped onto the training centre ({harmonized.get('reference')}) by reference-batch "
             f"ComBat, without labels; the training centre's features are unchanged")
-    effect = read_csv(root / "model_features" / "harmonization_summary.csv")
+    effect = read_csv(root / "model_features" / HARMONIZATION_SUMMARY)
     if effect is not None and {"centre", "smd_before", "smd_after"} <= set(effect.columns):
         text += "; median |SMD| from the reference " + ", ".join(
             f"{c} {b:.2f} -> {a:.2f}" for c, b, a in zip(effect["centre"], effect["smd_before"], effect["smd_after"]))
@@ -240,7 +252,7 @@ def algorithm_answer(ctx: Context) -> Answer | None:
                  "radiomics": "radiomics: selected features, XGBoost",
                  "deep": "deep: 3D ResNet chosen from a grid by validation AUC",
                  "fusion": f"fusion: XGBoost on {stacking}"}
-    present = [text for name, text in described.items() if (ctx.layout.model(name) / "predictions.csv").is_file()]
+    present = [text for name, text in described.items() if (ctx.layout.model(name) / PREDICTIONS).is_file()]
     if not present:
         return None
     return "Models: " + "; ".join(present) + ".", [s for s in ("grid", "tuning") if s in ctx.present]

@@ -62,6 +62,10 @@ def fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+#: Column labels of a 95% confidence interval, for :func:`table`'s ``labels``.
+CI_LABELS = {"ci_low": "95% CI low", "ci_high": "95% CI high"}
+
+
 def table(frame: pd.DataFrame, columns: Sequence[str], *, labels: Mapping[str, str] | None = None,
           max_rows: int | None = None, digits: int = 3) -> str:
     """An HTML table of ``columns`` (those present, in this order) of ``frame``; nothing else is shown."""

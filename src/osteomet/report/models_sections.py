@@ -6,20 +6,18 @@ import json
 
 import pandas as pd
 
-from osteomet.layout import MODEL_DIR, RunLayout
+from osteomet.layout import MODEL_DIR, TUNING, RunLayout, model_meta
 from osteomet.models.explain import EXPLAINED, shap_files
-from osteomet.models.tuning import TUNING_CSV
 from osteomet.report.html import Section, esc, key_values, note, table
-from osteomet.report.sections import _figures, read_csv
+from osteomet.report.run_files import png_figures, read_csv
 from osteomet.utils.files import read_json
 
 #: The saved model's metadata file, per model.
-META = {"clinical": "clinical_model.json", "radiomics": "radiomics_model.json", "fusion": "fusion_model.json"}
 
 
 def model_tuning(layout: RunLayout, name: str) -> dict | None:
     """The ``tuning`` record of a saved model (chosen values, CV AUC, settings); None when not tuned or absent."""
-    path = layout.model(name) / MODEL_DIR / META[name]
+    path = layout.model(name) / MODEL_DIR / model_meta(name)
     try:
         return json.loads(path.read_text(encoding="utf-8")).get("tuning") if path.is_file() else None
     except (OSError, ValueError):
@@ -47,7 +45,7 @@ def tuning_section(layout: RunLayout) -> Section:
              "<h3>Grid searched</h3>" + key_values((k, ", ".join(str(v) for v in values))
                                                    for k, values in settings.get("grid", {}).items())]
     for name in records:
-        grid = read_csv(layout.model(name) / TUNING_CSV)
+        grid = read_csv(layout.model(name) / TUNING)
         if grid is not None:
             columns = [c for c in grid.columns if not c.startswith("auc_fold")]
             parts.append(f"<details><summary>Every grid point, {esc(name)} model</summary>"
@@ -77,7 +75,7 @@ def explanations_section(layout: RunLayout) -> Section:
         files = shap_files(name)
         importance = read_csv(folder / files["importance"])
         parts.append(f"<h3>{esc(name)} model</h3>"
-                     + _figures([(folder / files["summary"], f"SHAP summary, {name} model")], width=760))
+                     + png_figures([(folder / files["summary"], f"SHAP summary, {name} model")], width=760))
         if importance is not None:
             parts.append(table(importance, ("rank", "feature", "mean_abs_shap", "mean_shap"),
                                labels={"mean_abs_shap": "mean |SHAP|", "mean_shap": "mean SHAP"}, max_rows=10))

@@ -1,4 +1,5 @@
-"""What a run did and with what: stage timings, package versions, seeds and settings, made safe to show.
+"""What a run did and with what: stage timings, package versions, seeds and settings, made safe to show,
+and the report section that shows them (:func:`run_section`, the page's last).
 
 Read from each stage folder's ``stage.json`` and ``settings.yaml`` (see :mod:`osteomet.stage`)
 and from ``run.json`` when the run wrote one. Settings are free-form, so before anything is
@@ -13,9 +14,11 @@ import re
 from pathlib import Path
 from typing import Any, Iterator
 
+import pandas as pd
 import yaml
 
-from osteomet.layout import MARKER, SETTINGS, STAGE_RECORD
+from osteomet.layout import MARKER, RUN_RECORD, SETTINGS, STAGE_RECORD, RunLayout
+from osteomet.report.html import Section, esc, key_values, note, table
 from osteomet.utils.files import read_json
 
 #: DICOM attributes that identify a person or a visit (keyword, compared without case and separators).
@@ -113,7 +116,7 @@ def timings(run: Path) -> list[dict[str, Any]]:
 
 def versions(run: Path) -> dict[str, str]:
     """Package versions: ``run.json``'s when recorded, else those of the most recent finished stage."""
-    record = read_json(run / "run.json") or {}
+    record = read_json(run / RUN_RECORD) or {}
     found = record.get("versions") or record.get("package_versions")
     if isinstance(found, dict) and found:
         return {str(k): str(v) for k, v in found.items()}
@@ -129,7 +132,7 @@ def versions(run: Path) -> dict[str, str]:
 def seeds(run: Path) -> list[tuple[str, Any]]:
     """Every recorded seed: ``run.json``'s and each stage's settings keys named ``seed``."""
     found: list[tuple[str, Any]] = []
-    record = read_json(run / "run.json") or {}
+    record = read_json(run / RUN_RECORD) or {}
     found += [(f"run.json: {k}", v) for k, v in flatten(record, run) if k.split(".")[-1] in ("seed", "seeds")
               or k.startswith("seeds.")]
     for folder in settings_folders(run):
@@ -141,3 +144,35 @@ def seeds(run: Path) -> list[tuple[str, Any]]:
 
 def run_kind(run: Path) -> str | None:
     return (read_json(run / MARKER) or {}).get("kind")
+
+
+def run_section(layout: RunLayout) -> Section:
+    section = Section("run", "Versions, seeds, settings and timings")
+    run = layout.root
+    rows = timings(run)
+    record = read_json(run / RUN_RECORD)
+    if not rows and record is None:
+        section.note = "no stage.json in any stage folder and no run.json"
+        return section
+    parts = ["<h3>Package versions</h3>" + key_values(sorted(versions(run).items())),
+             "<h3>Seeds</h3>" + key_values(seeds(run))]
+    if rows:
+        frame = pd.DataFrame(rows)
+        total = pd.to_numeric(frame["seconds"], errors="coerce").sum()
+        parts.append("<h3>Stage timings</h3>" + table(frame, ("folder", "stage", "status", "started", "finished",
+                                                               "seconds"))
+                     + note(f"Total over the stages: {total:.1f} s."))
+    if record is not None:
+        parts.append("<details><summary>run.json</summary>" + key_values(list(flatten(record, run))[:400])
+                     + "</details>")
+    parts.append("<h3>Settings per stage</h3>")
+    for folder in settings_folders(run):
+        settings = read_settings(folder)
+        if settings:
+            parts.append(f"<details><summary>{esc(folder.relative_to(run))}</summary>"
+                         + key_values(list(flatten(settings, run))[:400]) + "</details>")
+    kind = run_kind(run)
+    if kind:
+        parts.insert(0, note(f"Run kind: {kind}."))
+    section.body = "".join(parts)
+    return section

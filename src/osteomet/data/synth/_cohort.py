@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from osteomet import __version__
 from osteomet.errors import InputError, OutputExistsError
+from osteomet.layout import MANIFEST, SYNTH_RECORD
 from osteomet.utils.files import write_json_atomic
 
 
@@ -22,7 +23,7 @@ def start_cohort(out: str | Path, n: int, *, overwrite: bool) -> tuple[Path, Pat
     if n < 1:
         raise InputError(f"n must be at least 1, got {n}")
     out = Path(out)
-    manifest_path = out / "manifest.csv"
+    manifest_path = out / MANIFEST
     if manifest_path.exists() and not overwrite:
         raise OutputExistsError(f"{manifest_path}: a cohort already exists here; choose another --out or pass --overwrite")
     out.mkdir(parents=True, exist_ok=True)
@@ -35,4 +36,4 @@ def write_synth_record(out: Path, kind: str, *, n: int, seed: int, config: BaseM
         "kind": kind, "n": n, "seed": seed, "config": config.model_dump(), "osteomet": __version__,
         "seconds": round(time.perf_counter() - started, 3),
     }
-    return write_json_atomic(out / "synth.json", record)
+    return write_json_atomic(out / SYNTH_RECORD, record)

@@ -9,11 +9,12 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from osteomet.data.io import write_image
+from osteomet.data.images import write_image
 from osteomet.data.manifest import write_manifest
 from osteomet.data.synth._cohort import start_cohort, write_synth_record
 from osteomet.data.synth.ct.materials import CTSynthConfig
 from osteomet.data.synth.ct.render import synthesize_ct_patient
+from osteomet.layout import CT_TRUTH
 from osteomet.utils.files import write_text_atomic
 from osteomet.utils.parallel import map_tasks
 
@@ -57,7 +58,7 @@ def generate_ct_cohort(out: str | Path, n: int, *, seed: int = 0, config: CTSynt
     results = map_tasks(_patient_task, tasks, jobs=jobs, progress=progress)
     manifest = pd.DataFrame([r["manifest"] for r in results])
     truth = pd.DataFrame([row for r in results for row in r["truth"]], columns=TRUTH_COLUMNS)
-    write_text_atomic(out / "lesions_truth.csv", truth.to_csv(index=False))
+    write_text_atomic(out / CT_TRUTH, truth.to_csv(index=False))
     write_synth_record(out, "ct", n=n, seed=seed, config=config, started=start)
     write_manifest(manifest, manifest_path, kind="ct", overwrite=overwrite)
     return manifest_path

@@ -10,7 +10,9 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from osteomet.data.io import Geometry, read_image, read_label_map, read_mask
+from osteomet.data.geometry import Geometry
+from osteomet.data.images import read_image
+from osteomet.data.label_masks import read_label_map, read_mask
 from osteomet.data.manifest import read_manifest
 from osteomet.data.synth.ct import (
     BRAIN,

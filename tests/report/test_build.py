@@ -1,11 +1,10 @@
-"""The study report: every section a run produced, notes for the rest, embedded figures, numbers from the run."""
+"""The study report page: every section a run produced, notes for the rest, embedded figures, numbers from the run."""
 
 from __future__ import annotations
 
 import base64
 import io
 import shutil
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pandas as pd
@@ -14,45 +13,13 @@ from typer.testing import CliRunner
 
 from osteomet.cli.main import app
 from osteomet.report import build_report
+from tests.report.pages import Page, copy_results
 
 runner = CliRunner()
 
 PRODUCED = ["cohort", "roc", "delong", "calibration", "grid", "gradcam", "segmentation", "rigour", "ct-lesions",
             "ct-sensitivity", "icc", "tuning", "explanations", "checklist", "run"]
 NOT_PRODUCED = ["ct-detection", "ct-segmentation"]
-
-
-class Page(HTMLParser):
-    """Section ids, list-item ids, image sources and table cells of a report."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.sections: list[str] = []
-        self.items: list[str] = []
-        self.images: list[dict[str, str]] = []
-        self.links: list[str] = []
-        self.cells: list[str] = []
-        self._cell = False
-        self.feed(text)
-
-    def handle_starttag(self, tag: str, attrs: list) -> None:
-        attrs = dict(attrs)
-        if tag == "section":
-            self.sections.append(attrs.get("id", ""))
-        elif tag == "li" and "id" in attrs:
-            self.items.append(attrs["id"])
-        elif tag == "img":
-            self.images.append(attrs)
-        elif tag in ("a", "link", "script", "iframe"):
-            self.links.append(attrs.get("href") or attrs.get("src") or tag)
-        self._cell = tag == "td"
-
-    def handle_data(self, data: str) -> None:
-        if self._cell:
-            self.cells.append(data)
-
-    def handle_endtag(self, tag: str) -> None:
-        self._cell = False
 
 
 @pytest.fixture(scope="module")
@@ -115,15 +82,8 @@ def test_numbers_match_an_independent_computation(study_run: Path, report) -> No
     assert (merged["lesions"] == merged["denominator"]).all()
 
 
-def _copy_results(run: Path, dest: Path, parts: list[str]) -> Path:
-    shutil.copy(run / "osteomet-run.json", dest / "osteomet-run.json")
-    for part in parts:
-        shutil.copytree(run / part, dest / part)
-    return dest
-
-
 def test_identifiers_planted_in_the_run_never_reach_the_page(study_run: Path, tmp_path: Path) -> None:
-    run = _copy_results(study_run, tmp_path, ["evaluation", "ct/lesions", "models/clinical"])
+    run = copy_results(study_run, tmp_path, ["evaluation", "ct/lesions", "models/clinical"])
     lesions = pd.read_csv(run / "ct" / "lesions" / "lesions.csv")
     lesions["patient_name"] = "DOE^JOHN"
     lesions["PatientBirthDate"] = "19450101"
@@ -146,7 +106,7 @@ def test_identifiers_planted_in_the_run_never_reach_the_page(study_run: Path, tm
 
 
 def test_a_partial_run_leaves_out_what_it_did_not_produce(study_run: Path, tmp_path: Path) -> None:
-    run = _copy_results(study_run, tmp_path, ["evaluation"])
+    run = copy_results(study_run, tmp_path, ["evaluation"])
     (run / "evaluation" / "roc_val.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)  # damaged figure
     page = Page(build_report(run).read_text(encoding="utf-8"))
     assert [s for s in page.sections if s != "not-in-this-run"] == ["cohort", "roc", "delong", "calibration",
@@ -181,34 +141,3 @@ def test_cli_writes_the_report_and_refuses_what_is_not_a_run(study_run: Path, tm
     shutil.copy(study_run / "osteomet-run.json", empty)
     assert "nothing to report" in refused([str(empty)])
     assert not (empty / "report.html").exists()
-
-
-def test_ct_model_comparisons_are_shown_from_the_files_their_commands_write(study_run: Path, tmp_path: Path) -> None:
-    import numpy as np
-
-    from osteomet.ct.detection.compare import write_comparison
-    from osteomet.ct.segmentation.compare import compare_segmentations
-
-    run = _copy_results(study_run, tmp_path, ["ct/lesions"])
-    rng = np.random.default_rng(0)
-    ids = [f"CT{i:03d}" for i in range(8)]
-    per_patient = pd.concat([pd.DataFrame({"patient_id": ids, "model": model, "split": "test",
-                                           "dice": rng.uniform(low, low + 0.3, 8), "precision": rng.uniform(0.4, 1, 8),
-                                           "recall": rng.uniform(0.4, 1, 8)}) for model, low in (("unet", 0.5),
-                                                                                                ("attention_unet", 0.6))])
-    compare_segmentations(per_patient, run / "ct" / "segmentation" / "comparison")
-    metrics, patients = {}, {}
-    for architecture in ("densenet121", "resnet34"):
-        rows = [{"level": "patient", "split": "test", "n": 8, "n_positive": 4, "threshold": 0.5, "metric": m,
-                 "estimate": e, "ci_low": e - 0.2, "ci_high": min(1.0, e + 0.1)}
-                for m, e in (("auc", 0.81), ("recall", 0.75), ("specificity", 0.5))]
-        metrics[architecture] = pd.DataFrame(rows)
-        patients[architecture] = pd.DataFrame({"patient_id": ids, "split": "test", "label": [0, 1] * 4,
-                                               "score": rng.uniform(0, 1, 8)})
-    write_comparison(metrics, patients, {"densenet121": 0.5, "resnet34": 0.5}, run / "ct" / "detection")
-    page = Page(build_report(run).read_text(encoding="utf-8"))
-    assert {"ct-detection", "ct-segmentation"} <= set(page.sections)
-    captions = [image["alt"] for image in page.images]
-    assert "Patient scores by reference label" in captions and "dice by model" in captions
-    assert {"densenet121", "resnet34", "unet", "attention_unet", "0.810"} <= set(page.cells)
-    assert f"{per_patient[per_patient['model'] == 'unet']['dice'].mean():.3f}" in page.cells
