@@ -36,7 +36,7 @@ from osteomet.ct.segmentation.models import build_segmenter
 from osteomet.ct.segmentation.train import volume_probabilities
 from osteomet.ct.slices.cache import prepare_ct, to_ct_geometry
 from osteomet.data.case import CTCase
-from osteomet.data.io import write_image
+from osteomet.data.images import write_image
 
 
 def synthetic_ct(depth: int, seed: int = 0) -> sitk.Image:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Callable, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from osteomet.errors import InputError
+from osteomet.errors import InputError, MissingInputError
+from osteomet.layout import LEGACY_SETTINGS, SETTINGS
+from osteomet.utils.files import write_text_atomic
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -41,9 +44,51 @@ def load_config(path: str | os.PathLike[str], model: type[Model]) -> Model:
         raise ConfigError(f"{path}: invalid {model.__name__}: {problems}") from None
 
 
-def dump_config(config: BaseModel) -> str:
+def dump_config(config: BaseModel | Mapping[str, Any]) -> str:
     """YAML text of a config, so a run directory records exactly what it ran with."""
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    data = config.model_dump(mode="json") if isinstance(config, BaseModel) else dict(config)
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def write_settings(folder: str | os.PathLike[str], config: BaseModel | Mapping[str, Any]) -> Path:
+    """Record the settings a folder's outputs were made with (``settings.yaml``, re-usable as ``--config``).
+
+    Every stage and training run records its settings through here, so there is one file name
+    and one YAML form to read back.
+    """
+    return write_text_atomic(Path(folder) / SETTINGS, dump_config(config))
+
+
+def settings_path(folder: str | os.PathLike[str]) -> Path:
+    """``settings.yaml``, or ``config.yaml`` in a folder written before settings were recorded one way."""
+    folder = Path(folder)
+    current, legacy = folder / SETTINGS, folder / LEGACY_SETTINGS
+    return legacy if not current.is_file() and legacy.is_file() else current
+
+
+def read_settings(folder: str | os.PathLike[str], model: type[Model], *, what: str = "run") -> Model:
+    """The validated settings a folder was made with; a clear error when it has none."""
+    path = settings_path(folder)
+    if not path.is_file():
+        raise MissingInputError(f"{folder}: not a {what} folder (no {SETTINGS})")
+    return load_config(path, model)
+
+
+def recorded_settings(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """A folder's recorded settings as a mapping; None when missing or unreadable (reports describe what exists)."""
+    path = settings_path(folder)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def load_training_config(loader: Callable[[Any], Model], source: str | os.PathLike[str] | None,
+                         max_epochs: int | None) -> Model:
+    """A training config from its preset or YAML file, with ``--max-epochs`` applied."""
+    settings = loader(source)
+    return settings.model_copy(update={"max_epochs": max_epochs}) if max_epochs is not None else settings
 
 
 def load_preset_or_file(source: str | os.PathLike[str] | None, model: type[Model], *, package: str,

@@ -45,6 +45,15 @@ from osteomet.utils.files import write_json_atomic
 MARKER = "osteomet-run.json"
 STAGE_RECORD = "stage.json"
 SETTINGS = "settings.yaml"
+LEGACY_SETTINGS = "config.yaml"  # what run folders written before settings.yaml recorded their settings in
+
+# ---- cohorts and splits ----------------------------------------------------------------------
+MANIFEST = "manifest.csv"
+PATIENTS = "patients.csv"  # one row per patient with its split (CT slice runs, classifier grids)
+CLASS_BALANCE = "class_balance.csv"
+SYNTH_RECORD = "synth.json"  # a synthetic cohort's generator settings
+MRI_TRUTH = "truth.csv"  # a synthetic bpMRI cohort's per-patient truth
+CT_TRUTH = "lesions_truth.csv"  # a synthetic CT cohort's per-lesion truth
 
 # ---- preprocessing (MRI) --------------------------------------------------------------------
 INDEX = "index.csv"
@@ -56,12 +65,27 @@ CHECKPOINTS = "checkpoints"
 BEST_CHECKPOINT = "best.pt"
 LAST_CHECKPOINT = "last.pt"
 HISTORY = "history.csv"
+RESULT = "result.json"  # a finished training run's (or prediction's) result, written last
+GRID_TABLE = "grid.csv"
+WINNER = "winner.json"  # the 3D-ResNet grid's chosen configuration
+DEEP_FEATURES_META = "features.json"
+GRADCAM_TABLE = "gradcam.csv"
+GRADCAM_LOCALISATION = "localisation.json"
+THRESHOLD = "threshold.json"  # a CT detector's decision threshold
+POSTPROCESSING = "postprocessing.json"  # a CT segmenter's post-processing chosen on validation
+SLICE_RECORD = "slices.json"  # one CT's cached slices
+SLICE_SCORES = "slice_scores.csv"
+PATIENT_SCORES = "patient_scores.csv"
+PER_PATIENT = "per_patient.csv"
+COMPARISON = "comparison.csv"
 SLICE_CACHE = "slices"  # CT slice models: the default slice cache folder (one settings folder inside per window)
 
 # ---- segmentation masks (automatic and reviewed) -----------------------------------------------
 AUTO_DIR = "auto"
 REVIEWED_DIR = "reviewed"
 PROVENANCE = "provenance.json"
+REVIEW_SHEET = "review_sheet.csv"
+REVIEW_EXPORT = "export.json"
 MASK_SUFFIX = ".nii.gz"
 
 # ---- radiomics --------------------------------------------------------------------------------
@@ -69,9 +93,26 @@ FEATURES = "features.parquet"
 FEATURES_CSV = "features.csv"
 EXTRACTION_LOG = "extraction_log.csv"
 FEATURE_CACHE = "cache"
+ICC = "icc.csv"
+ICC_BY_CLASS = "icc_by_class.csv"
+STABILITY_FILTER = "stability_filter.csv"
+COMBAT = "combat.json"
+COMBAT_DEEP = "combat_deep.json"
+DEEP_FEATURES = "deep_features.parquet"
+HARMONIZATION = "harmonization.csv"
+HARMONIZATION_SUMMARY = "harmonization_summary.csv"
+RADIOMICS_PARAMS = "radiomics_params.yaml"
+
+# ---- CT per-lesion analysis -------------------------------------------------------------------
+LESIONS = "lesions.csv"
+REFERENCE_LESIONS = "reference_lesions.csv"
+LESION_BONES = "bones.csv"
 
 # ---- models, predictions, evaluation -------------------------------------------------------------
 MODEL_DIR = "model"
+XGBOOST_MODEL = "xgboost.json"
+TUNING = "tuning.csv"
+TUNING_OUT_OF_FOLD = "tuning_out_of_fold.csv"
 PREDICTIONS = "predictions.csv"
 METRICS = "metrics.csv"
 SUMMARY = "summary.csv"
@@ -80,6 +121,12 @@ CALIBRATION = "calibration.csv"
 COHORT_TABLE = "cohort_characteristics.csv"
 REPORT = "report.html"
 RUN_RECORD = "run.json"
+DEMO_SUMMARY = "summary.json"
+
+
+def model_meta(model: str) -> str:
+    """The JSON beside an XGBoost model that says what it is (``clinical_model.json``)."""
+    return f"{model}_model.json"
 
 
 def roc_figure(cohort: str) -> str:

@@ -26,12 +26,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-import yaml
-
 from osteomet import __version__
+from osteomet.config import write_settings
 from osteomet.errors import OsteometError, OutputExistsError
 from osteomet.layout import SETTINGS, STAGE_RECORD, is_osteomet_dir
-from osteomet.utils.files import read_json, write_json_atomic, write_text_atomic
+from osteomet.utils.files import read_json, write_json_atomic
 
 PathLike = str | os.PathLike[str]
 Inputs = Mapping[str, PathLike | Sequence[PathLike] | None]
@@ -176,7 +175,7 @@ class Stage:
         """Check, create the folder, record the settings and mark the stage running; returns the fingerprint."""
         self.check()
         self.out.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(self.out / SETTINGS, yaml.safe_dump(self._settings, sort_keys=False))
+        write_settings(self.out, self._settings)
         key = self.fingerprint
         write_json_atomic(self.out / STAGE_RECORD, {"stage": self.name, "status": "running", "fingerprint": key,
                                                     "started": _now(), "osteomet": __version__})

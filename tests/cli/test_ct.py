@@ -11,7 +11,7 @@ import SimpleITK as sitk
 from typer.testing import CliRunner
 
 from osteomet.cli.main import app
-from osteomet.data.io import write_image
+from osteomet.data.images import write_image
 from osteomet.data.manifest import write_manifest
 
 runner = CliRunner()

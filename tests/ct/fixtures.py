@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-from osteomet.data.io import read_image, resample_to_reference, write_image
+from osteomet.data.geometry import MIN_OVERLAP, Geometry, resample_to
+from osteomet.data.images import read_image, write_image
 from osteomet.data.manifest import write_manifest
 from osteomet.data.synth.ct import CTSynthConfig
 from tests.conftest import shared_path
@@ -55,8 +56,8 @@ def real_ct_manifest(tmp_path: Path) -> Path:
          shared_path("ct", "totalseg_dicom", "labels_totalsegmentator.nii.gz")),
     ):
         ct = read_image(ct_path)
-        bones = resample_to_reference(read_image(labels_path), ct, interpolator=sitk.sitkNearestNeighbor,
-                                      name=labels_path, reference_name=ct_path)
+        bones = resample_to(read_image(labels_path), Geometry.of(ct), interpolator=sitk.sitkNearestNeighbor,
+                            min_overlap=MIN_OVERLAP, name=labels_path, reference_name=ct_path)
         with_lesion, mask, _ = insert_sclerotic_lesion(ct, bones)
         if ct_path.is_dir():
             image_path = write_dicom_series(with_lesion, tmp_path / f"{pid}_dicom")
@@ -88,14 +89,16 @@ def insert_sclerotic_lesion(ct: sitk.Image, bones: sitk.Image, *, radius_mm: flo
     return out, lesion, bone_id
 
 
-def write_dicom_series(image: sitk.Image, folder: Path) -> Path:
-    """Write an int16 HU volume as a CT DICOM series (one file per slice, rescale 1/0)."""
+def write_dicom_series(image: sitk.Image, folder: Path, *, series_uid: str = "1.2.826.0.1.3680043.2.1125.1.99.1",
+                       prefix: str = "slice") -> Path:
+    """Write an int16 HU volume as a CT DICOM series (one file per slice, rescale 1/0); another ``series_uid`` and
+    ``prefix`` add a second series to the same folder."""
     folder.mkdir(parents=True, exist_ok=True)
     image = sitk.Cast(image, sitk.sitkInt16)
     direction = image.GetDirection()
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
-    series_uid, study_uid = "1.2.826.0.1.3680043.2.1125.1.99.1", "1.2.826.0.1.3680043.2.1125.1.99.2"
+    study_uid = "1.2.826.0.1.3680043.2.1125.1.99.2"
     orientation = "\\".join(f"{v:.6f}" for v in (direction[0], direction[3], direction[6],
                                                    direction[1], direction[4], direction[7]))
     for k in range(image.GetDepth()):
@@ -106,6 +109,6 @@ def write_dicom_series(image: sitk.Image, folder: Path) -> Path:
                            ("0020|0032", "\\".join(f"{v:.4f}" for v in position)), ("0020|0037", orientation),
                            ("0018|0050", f"{image.GetSpacing()[2]:.4f}"), ("0028|1052", "0"), ("0028|1053", "1")):
             item.SetMetaData(tag, value)
-        writer.SetFileName(str(folder / f"slice{k:04d}.dcm"))
+        writer.SetFileName(str(folder / f"{prefix}{k:04d}.dcm"))
         writer.Execute(item)
     return folder

@@ -79,3 +79,24 @@ def test_compare_models_errors() -> None:
         compare_models(pd.concat([frame, frame.head(1)]))
     with pytest.raises(EvaluationInputError, match="two models"):
         compare_models(frame[frame["model"] == "unetr"])
+
+
+def test_summarise_overlap_per_group_with_undefined_cases_counted() -> None:
+    """The one per-patient Dice summary (MRI per split, CT per model): bootstrap CI of the mean over cases."""
+    from osteomet.evaluation.bootstrap import bootstrap_mean
+    from osteomet.evaluation.segmentation import summarise_overlap
+
+    table = pd.DataFrame({"model": ["b", "b", "b", "a", "a"], "dice": [0.2, 0.4, 0.9, 0.5, 0.7],
+                          "precision": [np.nan, 0.5, 1.0, 0.6, 0.8], "recall": [np.nan] * 3 + [0.1, 0.3]})
+    summary = summarise_overlap(table, "model", n_resamples=500, seed=3)
+    assert list(summary.columns) == ["model", "metric", "n", "n_undefined", "mean", "ci_low", "ci_high", "sd",
+                                     "median", "q1", "q3"]
+    assert summary[["model", "metric"]].values.tolist() == [["b", "dice"], ["b", "precision"], ["b", "recall"],
+                                                            ["a", "dice"], ["a", "precision"], ["a", "recall"]]
+    row = summary.set_index(["model", "metric"]).loc[("b", "precision")]
+    ci = bootstrap_mean([0.5, 1.0], 500, 3)
+    assert (row["n"], row["n_undefined"]) == (2, 1)
+    assert (row["mean"], row["ci_low"], row["ci_high"]) == pytest.approx((0.75, ci.low, ci.high))
+    assert row["median"] == pytest.approx(0.75) and row["sd"] == pytest.approx(np.std([0.5, 1.0], ddof=1))
+    empty = summary.set_index(["model", "metric"]).loc[("b", "recall")]
+    assert empty["n"] == 0 and empty["n_undefined"] == 3 and np.isnan(empty["mean"]) and np.isnan(empty["ci_low"])

@@ -7,8 +7,10 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
+from osteomet.data.geometry import Geometry
 from osteomet.data.grids import mask_bbox_centre, mask_to, same_extent_grid
-from osteomet.data.io import Geometry, read_image, read_mask, write_image
+from osteomet.data.images import read_image, write_image
+from osteomet.data.label_masks import read_mask
 from osteomet.data.manifest import read_manifest, validate_frame
 from osteomet.mri.preprocess import PreprocessConfig, load_case, preprocess_case, preprocess_cohort, to_t2_geometry
 
@@ -72,7 +74,7 @@ def test_roi_is_padded_at_the_border(records, tmp_path):
     array[array.shape[0] // 2, 1:4, 1:4] = 1  # corner of the T2 field of view
     edge = sitk.GetImageFromArray(array)
     edge.CopyInformation(mask)
-    from osteomet.data.io import write_image
+    from osteomet.data.images import write_image
 
     edited = record.model_copy(update={"mask": write_image(edge, tmp_path / "edge.nii.gz")})
     arrays, _ = preprocess_case(edited, PreprocessConfig(seg_size=(64, 64, 16)))
@@ -93,6 +95,45 @@ def test_cache_skips_unchanged_cases_and_redoes_changed_ones(records, tmp_path):
     assert preprocess_cohort(manifest, tmp_path, changed)["status"].tolist() == ["processed"] * 3
     arrays, transform = load_case(tmp_path, records[0].patient_id)
     assert transform["config"]["clip_sd"] == 2.5 and np.abs(arrays["seg_image"].astype(float)).max() <= 2.5 + 1e-3
+
+
+def test_cache_key_keeps_its_value_across_the_shared_key_function(tmp_path):
+    """The key is osteomet.utils.case_cache.cache_key now; caches written before keep being found (value pinned)."""
+    from osteomet.data.manifest import MRIRecord
+    from osteomet.mri.preprocess import cache_key
+
+    for name in ("t2", "dwi", "adc"):
+        (tmp_path / f"{name}.nii.gz").write_bytes(f"{name} bytes".encode())
+    record = MRIRecord(patient_id="P1", t2=tmp_path / "t2.nii.gz", dwi=tmp_path / "dwi.nii.gz",
+                       adc=tmp_path / "adc.nii.gz")
+    assert cache_key(record, PreprocessConfig()) == "052da0c7407ed861cc225403ab68d1bab23eaebb20a239a71259db050540752a"
+
+
+def test_choosing_another_series_of_a_folder_invalidates_the_case(prostatex: Path, tmp_path: Path):
+    """A folder holding two series (real T2 and ADC): changing ``adc_series_uid`` recomputes the case."""
+    import shutil
+
+    from osteomet.data.manifest import Manifest, MRIRecord
+    from osteomet.mri.preprocess import cache_key
+
+    case = prostatex / "ProstateX-0000"
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for kind in ("t2w", "adc"):
+        for file in (case / kind).iterdir():
+            shutil.copy(file, mixed / f"{kind}-{file.name}")
+    uids = {kind: sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(case / kind))[0] for kind in ("t2w", "adc")}
+    chosen = MRIRecord(patient_id="P1", t2=case / "t2w", dwi=case / "hbv", adc=mixed, adc_series_uid=uids["adc"])
+    other = chosen.model_copy(update={"adc_series_uid": uids["t2w"]})
+    config = PreprocessConfig(seg_size=(48, 48, 12))
+    assert cache_key(chosen, config) != cache_key(other, config)
+    out = tmp_path / "out"
+    assert preprocess_cohort(Manifest(kind="mri", records=[chosen]), out, config)["status"].tolist() == ["processed"]
+    assert preprocess_cohort(Manifest(kind="mri", records=[chosen]), out, config)["status"].tolist() == ["cached"]
+    before = np.array(load_case(out, "P1")[0]["seg_image"][2], np.float32)
+    assert preprocess_cohort(Manifest(kind="mri", records=[other]), out, config)["status"].tolist() == ["processed"]
+    after = np.array(load_case(out, "P1")[0]["seg_image"][2], np.float32)
+    assert not np.allclose(before, after)
 
 
 def test_failing_case_is_reported_by_patient(records, tmp_path):

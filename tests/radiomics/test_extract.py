@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-from osteomet.data.io import write_image
+from osteomet.data.images import write_image
 from osteomet.data.manifest import read_manifest
 from osteomet.radiomics.params import load_params
 from osteomet.radiomics.runner import extract_cohort, write_features
@@ -177,3 +177,39 @@ def test_largest_masks_go_first_by_their_true_voxel_count(cohort, tmp_path):
     path = write_image(empty, tmp_path / "empty.nii.gz")
     assert {_mask_voxels(path) for _ in range(20)} == {0}
     assert _mask_voxels(tmp_path / "missing.nii.gz") == 0
+
+
+def test_choosing_another_series_of_a_folder_invalidates_the_cached_features(params, tmp_path):
+    """A CT folder holding two series: the cache key includes ``ct_series_uid``, so choosing the other series
+    extracts again (different features) instead of returning the first series' cached ones."""
+    from osteomet.data.manifest import CTRecord, Manifest
+    from osteomet.radiomics.cache import cache_key
+    from osteomet.radiomics.extract import record_files
+    from tests.ct.fixtures import write_dicom_series
+
+    first, second = "1.2.826.0.1.3680043.2.1125.1.99.1", "1.2.826.0.1.3680043.2.1125.1.99.3"
+    hu = np.full((8, 24, 24), -1000, np.int16)
+    hu[:, 4:20, 4:20] = 40
+    hu[2:6, 8:16, 8:16] = 700  # the lesion
+    mask = (hu == 700).astype(np.uint8)
+    images = []
+    for array in (hu, np.where(mask == 1, 1100, hu).astype(np.int16), mask):
+        image = sitk.GetImageFromArray(array)
+        image.SetSpacing((1.0, 1.0, 2.0))
+        images.append(image)
+    folder = write_dicom_series(images[0], tmp_path / "two_series")
+    write_dicom_series(images[1], folder, series_uid=second, prefix="other")
+    chosen = CTRecord(patient_id="C1", ct=folder, lesion_mask=write_image(images[2], tmp_path / "lesion.nii.gz"),
+                      ct_series_uid=first)
+    other = chosen.model_copy(update={"ct_series_uid": second})
+    key = {r.ct_series_uid: cache_key([(role, path, r.series_uid(role)) for role, path in record_files(r)], "p")
+           for r in (chosen, other)}
+    assert key[first] != key[second]
+    cache = tmp_path / "cache"
+    result = extract_cohort(Manifest(kind="ct", records=[chosen]), params, cache_dir=cache)
+    assert result.log["status"].tolist() == ["extracted"]
+    assert extract_cohort(Manifest(kind="ct", records=[chosen]), params, cache_dir=cache).n_cached == 1
+    rerun = extract_cohort(Manifest(kind="ct", records=[other]), params, cache_dir=cache)
+    assert rerun.log["status"].tolist() == ["extracted"]
+    mean = "ct_original_firstorder_Mean"
+    assert rerun.table.loc[0, mean] > result.table.loc[0, mean]  # the denser lesion of the second series

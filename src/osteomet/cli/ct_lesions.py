@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from osteomet.cli._common import console, err_console, user_errors
+from osteomet.layout import METRICS
 
 # Analysis settings shared by `lesions` and `lesions-cohort` (defaults are LesionSettings').
 _CRITERION = typer.Option("iou", help="Hit criterion: 'iou' (IoU >= --iou-threshold) or 'any' (at least one shared "
@@ -90,8 +91,8 @@ def lesions_cohort(
         outcome = analyse_lesion_cohort(manifest, out, settings=settings, predictions=predictions)
     console.print(f"{outcome.summary['patients']} patients, {outcome.summary['lesions']} lesion(s) -> "
                   f"[bold]{out / 'lesions.csv'}[/]" + (" (up to date)" if outcome.skipped else ""))
-    if (out / "metrics.csv").is_file():
-        _print_metrics(out / "metrics.csv")
+    if (out / METRICS).is_file():
+        _print_metrics(out / METRICS)
 
 
 def icc(

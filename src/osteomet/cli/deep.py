@@ -16,10 +16,10 @@ from osteomet.cli._common import (
     console,
     err_console,
     interruptible,
-    load_settings,
     progress_bar,
     user_errors,
 )
+from osteomet.layout import PATIENTS
 
 app = typer.Typer(help="3D-ResNet classifiers on the tumour ROI crops: grid search on validation, prediction table, "
                   "deep features, Grad-CAM.", no_args_is_help=True)
@@ -83,10 +83,11 @@ def grid(
     with user_errors():
         from rich.table import Table
 
+        from osteomet.config import load_training_config
         from osteomet.mri.classifier.config import load_classifier_config
         from osteomet.mri.classifier.grid import grid_specs, run_grid
 
-        settings = load_settings(load_classifier_config, config, max_epochs)
+        settings = load_training_config(load_classifier_config, config, max_epochs)
         _, patients, guard = _cohort(preprocessed, manifest, segdir)
         in_process = jobs == 1 and scheduler is None
         with _two_bars("configurations", len(grid_specs(settings)), "epochs" if in_process else None,
@@ -122,13 +123,14 @@ def train(
 ) -> None:
     """One configuration on split=train, early-stopped on split=val AUC; Ctrl-C is safe, continue with --resume."""
     with user_errors():
+        from osteomet.config import load_training_config
         from osteomet.errors import InputError
         from osteomet.mri.classifier.config import load_classifier_config
         from osteomet.mri.classifier.data import split_ids
         from osteomet.mri.classifier.train import RunSpec, train_run
         from osteomet.utils.files import write_text_atomic
 
-        settings = load_settings(load_classifier_config, config, max_epochs)
+        settings = load_training_config(load_classifier_config, config, max_epochs)
         spec = RunSpec(depth or settings.depths[0], optimizer or settings.optimizers[0], lr or settings.learning_rates[0])
         checked = settings.model_copy(update={"depths": [spec.depth], "optimizers": [spec.optimizer],
                                               "learning_rates": [spec.learning_rate]})
@@ -144,7 +146,7 @@ def train(
                 result = train_run(preprocessed, out, settings, spec, train_labels=labels["train"].to_dict(),
                                    val_labels=labels["val"].to_dict(), resume=resume, device=device,
                                    on_epoch=lambda _e, _r: advance())
-        write_text_atomic(out / "patients.csv", patients.to_csv(index=False))
+        write_text_atomic(out / PATIENTS, patients.to_csv(index=False))
     console.print(f"{spec.name}: validation AUC {_fmt(result.val_auc)} (95% CI {_fmt(result.val_auc_low)}-"
                   f"{_fmt(result.val_auc_high)}), ACC {_fmt(result.val_acc)} at epoch {result.best_epoch} "
                   f"({result.epochs_run} epochs{', stopped early' if result.stopped_early else ''}) -> [bold]{out}[/]")

@@ -175,7 +175,8 @@ def image_info(
         import numpy as np
         import SimpleITK as sitk
 
-        from osteomet.data.io import Geometry, read_image
+        from osteomet.data.geometry import Geometry
+        from osteomet.data.images import read_image
 
         image = read_image(path, series_uid=series_uid)
     geometry = Geometry.of(image)

@@ -12,6 +12,7 @@ from typing import Optional
 import typer
 
 from osteomet.cli._common import console, progress_bar, user_errors
+from osteomet.layout import REVIEW_SHEET
 
 app = typer.Typer(help="Radiologist review of the automatic tumour masks in 3D Slicer or ITK-SNAP.",
                   no_args_is_help=True)
@@ -30,12 +31,12 @@ def export_review_command(
     """Write T2/high-b/ADC on the T2 grid and each auto mask as a Slicer .seg.nrrd, plus a review sheet."""
     with user_errors():
         from osteomet.data.manifest import read_manifest
-        from osteomet.mri.review import README_NAME, SHEET_NAME, export_review
+        from osteomet.mri.review import README_NAME, export_review
 
         cohort = read_manifest(manifest, kind="mri")
         with progress_bar("export review", len(cohort)) as advance:
             folder = export_review(cohort, segdir, out, progress=advance, log=_note)
-    console.print(f"review folder: [bold]{folder}[/] (instructions in {README_NAME}, tick off {SHEET_NAME})")
+    console.print(f"review folder: [bold]{folder}[/] (instructions in {README_NAME}, tick off {REVIEW_SHEET})")
 
 
 @app.command("import-review")

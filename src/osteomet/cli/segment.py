@@ -6,15 +6,7 @@ from pathlib import Path
 
 import typer
 
-from osteomet.cli._common import (
-    ConfigOption,
-    DeviceOption,
-    MaxEpochsOption,
-    console,
-    interruptible,
-    load_settings,
-    user_errors,
-)
+from osteomet.cli._common import ConfigOption, DeviceOption, MaxEpochsOption, console, interruptible, user_errors
 
 app = typer.Typer(help="UNETR tumour segmentation (3 channels) and the semi-automatic review loop.",
                   no_args_is_help=True)
@@ -32,10 +24,11 @@ def train(
 ) -> None:
     """Train on split=train, early-stop on split=val Dice; Ctrl-C is safe, continue with --resume."""
     with user_errors():
+        from osteomet.config import load_training_config
         from osteomet.mri.segmentation.config import load_segmentation_config
         from osteomet.pipeline.segmentation import train_segmentation
 
-        settings = load_settings(load_segmentation_config, config, max_epochs)
+        settings = load_training_config(load_segmentation_config, config, max_epochs)
         with interruptible(out):
             outcome = train_segmentation(preprocessed, manifest, out, settings, resume=resume, device=device)
     result = outcome.summary

@@ -95,13 +95,33 @@ def split_manifest(manifest: str | Path, out: str | Path, *, external_centres: S
     return frame
 
 
-def check_no_leakage(frame: pd.DataFrame, *, kind: str) -> None:
-    """Refuse a patient in two cohorts, or one image file (by content hash) in two cohorts."""
-    from osteomet.utils.files import sha256_path
+class SplitLeakageError(LeakageError):
+    """One patient's data in more than one split (e.g. slices of one scan in train and test)."""
 
-    if frame["patient_id"].duplicated().any():
+
+def check_no_leakage(frame: pd.DataFrame, *, kind: str | None = None) -> None:
+    """Refuse one patient's data in two splits (the one leakage check of the project; errors name the patients).
+
+    Any table with ``patient_id`` and ``split`` (a slice index has many rows per patient): a patient
+    whose rows carry more than one split raises :class:`SplitLeakageError` (the slices of one patient
+    are near copies of each other, so a patient in two splits inflates every test metric). A cohort
+    manifest (``kind`` 'mri' or 'ct': one row per patient) is also refused when a patient is listed
+    twice or one image file (by content hash, whatever its name) is in two splits.
+    """
+    if kind is not None and frame["patient_id"].duplicated().any():
         dupes = sorted(frame.loc[frame["patient_id"].duplicated(), "patient_id"].astype(str).unique())
         raise LeakageError(f"patient(s) {', '.join(dupes[:10])} appear more than once")
+    splits = frame.groupby("patient_id")["split"].nunique(dropna=False)
+    leaking = splits[splits > 1]
+    if len(leaking):
+        detail = ", ".join(f"{pid} ({'/'.join(sorted(map(str, frame.loc[frame.patient_id == pid, 'split'].unique())))})"
+                           for pid in leaking.index[:10])
+        raise SplitLeakageError(f"{len(leaking)} patient(s) appear in more than one split: {detail}; "
+                                "the data of one patient (e.g. the slices of one scan) must stay in one split")
+    if kind is None:
+        return
+    from osteomet.utils.files import sha256_path
+
     columns = ("t2", "dwi", "adc") if kind == "mri" else ("ct",)
     seen: dict[str, tuple[str, str, str]] = {}
     for row in frame.itertuples(index=False):

@@ -12,7 +12,8 @@ Empty-mask convention (voxel level, boolean masks):
 * only the prediction empty (missed lesion): Dice = 0, precision = NaN, recall = 0.
 
 NaN means "undefined for this case", so means over cases should use ``nanmean`` and say how
-many cases were defined.
+many cases were defined: :func:`summarise_overlap` (the per-patient summary of every
+segmentation table, MRI and CT) does so.
 
 :func:`compare_models` tests models against each other on the same cases with the paired t-test
 (``scipy.stats.ttest_rel``) and the Wilcoxon signed-rank test (``scipy.stats.wilcoxon``,
@@ -33,6 +34,9 @@ from scipy import stats
 from osteomet.evaluation.errors import EvaluationInputError
 from osteomet.evaluation.multitest import adjust as adjust_pvalues
 
+#: The per-case overlap metrics, in the order tables report them.
+OVERLAP_METRICS: tuple[str, ...] = ("dice", "precision", "recall")
+
 
 def overlap(prediction: Any, reference: Any) -> dict[str, float]:
     """Dice, precision and recall of a binary prediction against a binary reference (same shape)."""
@@ -48,6 +52,31 @@ def overlap(prediction: Any, reference: Any) -> dict[str, float]:
         "precision": tp / n_p if n_p else math.nan,
         "recall": tp / n_r if n_r else math.nan,
     }
+
+
+def summarise_overlap(per_case: pd.DataFrame, by: str, *, n_resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Per group of ``by`` (in order of first appearance) and metric of :data:`OVERLAP_METRICS` present.
+
+    Columns: ``by``, metric, n (cases where the metric is defined), n_undefined (NaN cases, left
+    out), mean with its percentile-bootstrap 95% CI over cases (the unit sampled), SD, median and
+    the quartiles q1, q3. A metric defined for no case of a group gets n = 0 and NaN statistics.
+    """
+    from osteomet.evaluation.bootstrap import bootstrap_mean
+
+    rows = []
+    for group_name, group in per_case.groupby(by, sort=False):
+        for metric in OVERLAP_METRICS:
+            if metric not in group:
+                continue
+            values = group[metric].astype(float)
+            defined = values.dropna()
+            ci = bootstrap_mean(defined, n_resamples, seed) if defined.size else None
+            rows.append({by: group_name, "metric": metric, "n": int(defined.size),
+                         "n_undefined": int(values.isna().sum()), "mean": defined.mean(),
+                         "ci_low": ci.low if ci else np.nan, "ci_high": ci.high if ci else np.nan,
+                         "sd": defined.std(ddof=1),
+                         "median": defined.median(), "q1": defined.quantile(0.25), "q3": defined.quantile(0.75)})
+    return pd.DataFrame(rows)
 
 
 COMPARISON_COLUMNS: tuple[str, ...] = (

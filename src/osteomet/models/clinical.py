@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from osteomet.errors import InputError
-from osteomet.layout import MODEL_DIR, PREDICTIONS
+from osteomet.layout import MODEL_DIR, PREDICTIONS, model_meta
 from osteomet.models.out_of_fold import training_probabilities
 from osteomet.models.predictions import prediction_table, write_predictions
 from osteomet.models.tuning import (
@@ -34,7 +34,7 @@ from osteomet.models.tuning import (
 from osteomet.models.xgb import XGBConfig, load_bundle, save_bundle
 
 FORMAT = "osteomet.clinical_model/1"
-META = "clinical_model.json"
+META = model_meta("clinical")
 MODEL_NAME = "clinical"
 #: The study's clinical variables, in the model's column order.
 CLINICAL_FEATURES = ("age", "psa", "gleason", "isup", "hematuria", "leukocyturia")

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from osteomet.errors import InputError
-from osteomet.layout import MODEL_DIR, PREDICTIONS
+from osteomet.layout import MODEL_DIR, PREDICTIONS, model_meta
 from osteomet.models.clinical import CLINICAL_FEATURES, clinical_matrix
 from osteomet.models.out_of_fold import training_probabilities
 from osteomet.models.predictions import prediction_table, write_predictions
@@ -42,7 +42,7 @@ from osteomet.models.tuning import (
 from osteomet.models.xgb import XGBConfig, load_bundle, save_bundle
 
 FORMAT = "osteomet.fusion_model/1"
-META = "fusion_model.json"
+META = model_meta("fusion")
 MODEL_NAME = "fusion"
 Mode = Literal["features", "probabilities"]
 #: Column prefixes of the fusion input table, by source.

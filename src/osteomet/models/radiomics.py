@@ -19,7 +19,7 @@ import pandas as pd
 
 from osteomet.data.manifest import Manifest
 from osteomet.errors import InputError
-from osteomet.layout import MODEL_DIR, PREDICTIONS
+from osteomet.layout import MODEL_DIR, PREDICTIONS, model_meta
 from osteomet.models.out_of_fold import training_probabilities
 from osteomet.models.predictions import prediction_table, write_predictions
 from osteomet.models.selection import FeatureSelector, SelectionConfig
@@ -35,7 +35,7 @@ from osteomet.models.tuning import (
 from osteomet.models.xgb import XGBConfig, load_bundle, save_bundle
 
 FORMAT = "osteomet.radiomics_model/1"
-META = "radiomics_model.json"
+META = model_meta("radiomics")
 MODEL_NAME = "radiomics"
 
 

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from osteomet.errors import InputError
+from osteomet.layout import TUNING, TUNING_OUT_OF_FOLD
 from osteomet.models.xgb import XGBConfig
 
 #: Values searched by default: 3 depths x 2 learning rates x 2 child weights x 3 tree counts = 36 points
@@ -41,7 +42,6 @@ DEFAULT_GRID: dict[str, list[float]] = {"max_depth": [2, 3, 4], "learning_rate":
 #: XGBoost settings a grid may name (integers are kept as integers).
 TUNABLE = tuple(f.name for f in fields(XGBConfig) if f.name != "seed")
 INTEGER = ("n_estimators", "max_depth")
-TUNING_CSV = "tuning.csv"
 
 Transform = Callable[[pd.DataFrame], np.ndarray]
 
@@ -199,7 +199,7 @@ def write_tuning(out: str | Any, model: Any, refits: Callable[[], Any] | None = 
     from osteomet.utils.files import write_text_atomic
 
     out = Path(out)
-    final, outer = out / TUNING_CSV, out / "tuning_out_of_fold.csv"
+    final, outer = out / TUNING, out / TUNING_OUT_OF_FOLD
     if model.tuned is None:
         final.unlink(missing_ok=True)
         outer.unlink(missing_ok=True)

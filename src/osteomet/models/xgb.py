@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from osteomet.errors import InputError, MissingInputError
+from osteomet.layout import XGBOOST_MODEL
 from osteomet.utils.files import atomic_path, write_json_atomic
-
-XGBOOST_FILE = "xgboost.json"
 
 
 @dataclass
@@ -38,7 +37,7 @@ class XGBConfig:
 
 
 def save_classifier(classifier: Any, folder: str | Path) -> Path:
-    path = Path(folder) / XGBOOST_FILE
+    path = Path(folder) / XGBOOST_MODEL
     with atomic_path(path) as tmp:
         classifier.save_model(str(tmp))
     return path
@@ -47,7 +46,7 @@ def save_classifier(classifier: Any, folder: str | Path) -> Path:
 def load_classifier(folder: str | Path) -> Any:
     from xgboost import XGBClassifier
 
-    path = Path(folder) / XGBOOST_FILE
+    path = Path(folder) / XGBOOST_MODEL
     if not path.is_file():
         raise MissingInputError(f"{path}: no saved XGBoost model")
     classifier = XGBClassifier()

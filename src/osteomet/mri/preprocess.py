@@ -19,7 +19,6 @@ unchanged does no work.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -30,23 +29,23 @@ import SimpleITK as sitk
 from pydantic import BaseModel, ConfigDict, Field
 
 from osteomet.data.case import load_mri_case
+from osteomet.data.geometry import Geometry, coverage_mask, resample_to
 from osteomet.data.grids import (
     INDEX_LESION_RULE,
     array_on,
     centred_grid,
     index_lesion,
     mask_to,
-    resample_to,
     same_extent_grid,
     split_lesions,
 )
-from osteomet.data.io import Geometry
 from osteomet.data.manifest import Manifest, MRIRecord
 from osteomet.errors import InputError
 from osteomet.layout import INDEX, TRANSFORM
-from osteomet.mri.normalize import body_mask, coverage_mask, zscore_clip
+from osteomet.mri.normalize import body_mask, zscore_clip
 from osteomet.utils.case_cache import CaseCache
-from osteomet.utils.files import sha256_path, write_text_atomic
+from osteomet.utils.case_cache import cache_key as case_cache_key
+from osteomet.utils.files import write_text_atomic
 from osteomet.utils.parallel import map_tasks
 
 PREPROCESS_VERSION = "2"  # 2: ROI centred on the index lesion (several lesions), roi_lesion recorded
@@ -65,14 +64,9 @@ class PreprocessConfig(BaseModel):
 
 
 def cache_key(record: MRIRecord, config: PreprocessConfig) -> str:
-    digest = hashlib.sha256()
-    for name in ("t2", "dwi", "adc", "mask"):
-        path = getattr(record, name)
-        digest.update(f"{name}:{sha256_path(path) if path is not None else '-'};".encode())
-        digest.update(f"{name}_series_uid:{record.series_uid(name)};".encode())  # a folder can hold several series
-    digest.update(config.model_dump_json().encode())
-    digest.update(f"preprocess={PREPROCESS_VERSION}".encode())
-    return digest.hexdigest()
+    """The case's key (:func:`osteomet.utils.case_cache.cache_key`: input contents, chosen series UIDs, settings)."""
+    inputs = [(name, getattr(record, name), record.series_uid(name)) for name in ("t2", "dwi", "adc", "mask")]
+    return case_cache_key(inputs, config.model_dump_json(), f"preprocess={PREPROCESS_VERSION}")
 
 
 def preprocess_case(record: MRIRecord, config: PreprocessConfig) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -88,10 +82,10 @@ def preprocess_case(record: MRIRecord, config: PreprocessConfig) -> tuple[dict[s
         if name == "t2":
             covered = np.ones_like(body)
         else:
-            from osteomet.data.io import read_image
+            from osteomet.data.images import read_image
 
             covered = sitk.GetArrayFromImage(coverage_mask(read_image(sources[name], series_uid=record.series_uid(name)),
-                                                           case.t2)).astype(bool)
+                                                           Geometry.of(case.t2))).astype(bool)
         try:
             normalised, stats[name] = zscore_clip(array, body & covered, config.clip_sd)
         except ValueError as exc:

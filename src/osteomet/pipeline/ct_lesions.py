@@ -6,11 +6,12 @@ from dataclasses import asdict
 from pathlib import Path
 
 from osteomet.ct.lesions.cohort import LesionResult, LesionSettings
+from osteomet.layout import LESION_BONES, LESIONS, METRICS, PATIENTS, REFERENCE_LESIONS
 from osteomet.pipeline.inputs import manifest_inputs
 from osteomet.stage import Stage, StageOutcome
 from osteomet.utils.progress import progress_bar
 
-OUTPUTS = ("lesions.csv", "patients.csv", "metrics.csv", "bones.csv", "reference_lesions.csv")
+OUTPUTS = (LESIONS, PATIENTS, METRICS, LESION_BONES, REFERENCE_LESIONS)
 
 
 def analyse_lesion_files(mask: Path, bones: Path, out: Path, *, settings: LesionSettings, ct: Path | None = None,

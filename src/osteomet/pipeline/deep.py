@@ -18,7 +18,7 @@ import pandas as pd
 
 from osteomet.config import dump_config
 from osteomet.data.manifest import read_manifest
-from osteomet.layout import PREDICTIONS, SETTINGS
+from osteomet.layout import FEATURES, GRADCAM_TABLE, GRID_TABLE, PREDICTIONS, SETTINGS, WINNER
 from osteomet.stage import Stage, StageOutcome
 
 GRID_STAGE = "deep-grid"
@@ -42,12 +42,12 @@ def run_deep_grid(preprocessed: str | Path, manifest: str | Path, out: str | Pat
                   device: str | None = None, on_config: Callable | None = None,
                   on_epoch: Callable | None = None) -> tuple[StageOutcome, pd.DataFrame, dict[str, Any]]:
     """The grid as a stage: skipped when up to date, resumed when interrupted, restarted when settings change."""
-    from osteomet.mri.classifier.grid import WINNER_FILE, run_grid
+    from osteomet.mri.classifier.grid import run_grid
     from osteomet.utils.files import read_json
 
     out = Path(out)
     stage = Stage(GRID_STAGE, out, settings=config, inputs={"manifest": manifest, "preprocessed": preprocessed,
-                                                            "segdir": segdir}, outputs=("grid.csv", WINNER_FILE))
+                                                            "segdir": segdir}, outputs=(GRID_TABLE, WINNER))
     saved = out / SETTINGS
     if not stage.up_to_date() and saved.is_file() and saved.read_text(encoding="utf-8") != dump_config(config):
         stage.check()  # ours to clear: configurations trained with other settings must not be reused
@@ -63,8 +63,8 @@ def run_deep_grid(preprocessed: str | Path, manifest: str | Path, out: str | Pat
 
     outcome = stage.run(work)
     table = result.get("table")
-    return outcome, table if table is not None else pd.read_csv(out / "grid.csv"), \
-        result.get("winner") or read_json(out / WINNER_FILE)
+    return outcome, table if table is not None else pd.read_csv(out / GRID_TABLE), \
+        result.get("winner") or read_json(out / WINNER)
 
 
 def predict_deep(grid: str | Path, preprocessed: str | Path, manifest: str | Path, out: str | Path, *,
@@ -73,7 +73,7 @@ def predict_deep(grid: str | Path, preprocessed: str | Path, manifest: str | Pat
     """The winner's prediction table (model ``deep``), training rows out-of-fold unless ``oof_folds`` is 0."""
     from osteomet.models.predictions import read_predictions, write_predictions
     from osteomet.mri.classifier.predict import resolve_run
-    from osteomet.utils.torch import best_checkpoint
+    from osteomet.training.checkpoint import best_checkpoint
 
     out = Path(out)
     run = resolve_run(grid)
@@ -117,6 +117,7 @@ def cross_fitted_training(run: Path, preprocessed: str | Path, patients: pd.Data
     from osteomet.mri.classifier.data import RoiDataset, split_ids
     from osteomet.mri.classifier.predict import load_model
     from osteomet.mri.classifier.train import predict_probabilities, read_run, train_run
+    from osteomet.training.checkpoint import run_started
 
     spec, config = read_run(run)
     train = guard.labels("train", "fit", split_ids(patients, "train"))
@@ -128,7 +129,7 @@ def cross_fitted_training(run: Path, preprocessed: str | Path, patients: pd.Data
     for k, (fit, held) in enumerate(splitter.split(ids, y)):
         fold_dir = folds_dir / f"fold_{k}"
         train_run(preprocessed, fold_dir, config, spec, train_labels=dict(zip(ids[fit], y[fit].tolist())),
-                  val_labels=val, resume=True, device=device)
+                  val_labels=val, resume=run_started(fold_dir), device=device)
         network, _, _, dev = load_model(fold_dir, device)
         probs = predict_probabilities(network, RoiDataset(preprocessed, list(ids[held]), None, config, augment=False),
                                       dev, config.batch_size)
@@ -144,13 +145,13 @@ def deep_feature_table(grid: str | Path, preprocessed: str | Path, manifest: str
     """Penultimate-layer activations of the winner for every patient with a ROI crop (``features.parquet``)."""
     from osteomet.mri.classifier.features import deep_features, write_features
     from osteomet.mri.classifier.predict import resolve_run
-    from osteomet.utils.torch import best_checkpoint
+    from osteomet.training.checkpoint import best_checkpoint
 
     out = Path(out)
     run = resolve_run(grid)
     stage = Stage(FEATURES_STAGE, out, settings={"pca": pca, "model": str(run)},
                   inputs={"manifest": manifest, "preprocessed": preprocessed, "weights": best_checkpoint(run)},
-                  outputs=("features.parquet",))
+                  outputs=(FEATURES,))
 
     def work() -> dict[str, Any]:
         _, patients, _ = deep_cohort(preprocessed, manifest, segdir)
@@ -159,7 +160,7 @@ def deep_feature_table(grid: str | Path, preprocessed: str | Path, manifest: str
         return {"patients": len(table), "features": table.shape[1] - 1}
 
     outcome = stage.run(work)
-    return outcome, pd.read_parquet(out / "features.parquet")
+    return outcome, pd.read_parquet(out / FEATURES)
 
 
 def gradcam_examples(grid: str | Path, preprocessed: str | Path, manifest: str | Path, out: str | Path, *,
@@ -167,16 +168,16 @@ def gradcam_examples(grid: str | Path, preprocessed: str | Path, manifest: str |
     """Grad-CAM maps and overlays of a few patients (NIfTI in ROI and T2 geometry, PNG)."""
     from osteomet.mri.classifier.gradcam import gradcam_cohort
     from osteomet.mri.classifier.predict import resolve_run
-    from osteomet.utils.torch import best_checkpoint
+    from osteomet.training.checkpoint import best_checkpoint
 
     out = Path(out)
     run = resolve_run(grid)
     stage = Stage(GRADCAM_STAGE, out, settings={"patients": list(patient_ids), "model": str(run)},
-                  inputs={"preprocessed": preprocessed, "weights": best_checkpoint(run)}, outputs=("gradcam.csv",))
+                  inputs={"preprocessed": preprocessed, "weights": best_checkpoint(run)}, outputs=(GRADCAM_TABLE,))
 
     def work() -> dict[str, Any]:
         table = gradcam_cohort(grid, preprocessed, patient_ids, out, device=device)
         return {"maps": len(table), "empty": int(table["cam_empty"].sum())}
 
     outcome = stage.run(work)
-    return outcome, pd.read_csv(out / "gradcam.csv", dtype={"patient_id": str})
+    return outcome, pd.read_csv(out / GRADCAM_TABLE, dtype={"patient_id": str})

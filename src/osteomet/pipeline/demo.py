@@ -17,7 +17,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from osteomet.layout import EXTRACTION_LOG, RunLayout, open_run_dir
+from osteomet.layout import CT_TRUTH, DEMO_SUMMARY, EXTRACTION_LOG, MANIFEST, SYNTH_RECORD, RunLayout, open_run_dir
 from osteomet.utils.files import read_json, write_json_atomic, write_text_atomic
 from osteomet.utils.progress import progress_bar
 
@@ -25,9 +25,9 @@ from osteomet.utils.progress import progress_bar
 def _cohort(folder: Path, n: int, seed: int, config: Any, generate: Callable, label: str, jobs: int,
             console: Console) -> tuple[Path, float, bool]:
     """Generate a cohort unless the same one (n, seed, config) is already in ``folder``."""
-    previous = read_json(folder / "synth.json")
+    previous = read_json(folder / SYNTH_RECORD)
     wanted = {"n": n, "seed": seed, "config": config.model_dump(mode="json")}
-    manifest = folder / "manifest.csv"
+    manifest = folder / MANIFEST
     if previous and manifest.exists() and {k: previous.get(k) for k in wanted} == _jsonable(wanted):
         console.print(f"[dim]{label}: reusing the cohort in {folder}[/]")
         return manifest, float(previous.get("seconds", 0.0)), True
@@ -83,7 +83,7 @@ def run_demo(out: str | Path, *, n_mri: int = 80, n_ct: int = 10, seed: int = 0,
     characteristics = significant_variables(pd.read_csv(layout.cohort_table))
     summary = {
         "mri": summarise_mri(mri.to_frame()),
-        "ct": summarise_ct(ct.to_frame(), pd.read_csv(ct_path.parent / "lesions_truth.csv")),
+        "ct": summarise_ct(ct.to_frame(), pd.read_csv(ct_path.parent / CT_TRUTH)),
         "auc": summary_table(record["metrics"]).to_dict(orient="index"),
         "ct_results": {k: v for k, v in ct_result.items() if k != "stages"},
         "prediction": prediction,
@@ -96,7 +96,7 @@ def run_demo(out: str | Path, *, n_mri: int = 80, n_ct: int = 10, seed: int = 0,
     }
     summary["report"] = _report(run, log)
     summary["seconds"]["demo"] = round(time.perf_counter() - start, 2)
-    write_json_atomic(run / "summary.json", summary)
+    write_json_atomic(run / DEMO_SUMMARY, summary)
     write_text_atomic(run / "summary.md", render_markdown(summary))
     print_summary(summary, console)
     return summary

@@ -156,7 +156,8 @@ def evaluate_segmentation_folders(pred: str | Path, truth: str | Path, out: str 
     """Per-case Dice, precision, recall and HD95 (mm) of predicted masks against reference masks, by file name."""
     import SimpleITK as sitk
 
-    from osteomet.data.io import VOLUME_SUFFIXES, read_mask
+    from osteomet.data.images import VOLUME_SUFFIXES
+    from osteomet.data.label_masks import read_mask
     from osteomet.errors import MissingInputError
     from osteomet.evaluation.segmentation import overlap
     from osteomet.evaluation.surface import hausdorff_distance

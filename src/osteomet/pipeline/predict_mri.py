@@ -19,8 +19,21 @@ from typing import Any, Callable, Mapping
 import pandas as pd
 
 from osteomet import __version__
+from osteomet.config import recorded_settings
 from osteomet.errors import InputError, MissingInputError
-from osteomet.layout import FEATURES, MODEL_DIR, SETTINGS, RunLayout, open_run_dir
+from osteomet.layout import (
+    DEEP_FEATURES,
+    FEATURES,
+    MANIFEST,
+    METRICS,
+    MODEL_DIR,
+    RADIOMICS_PARAMS,
+    RESULT,
+    SETTINGS,
+    WINNER,
+    RunLayout,
+    open_run_dir,
+)
 from osteomet.pipeline.run_mri import RUN_FORMAT
 from osteomet.pipeline.study import StudyConfig
 from osteomet.utils.files import read_json, write_json_atomic, write_text_atomic
@@ -56,14 +69,14 @@ class MRIBundle:
             raise InputError(f"{run}: the study reduced its deep features with PCA, which `predict` cannot apply yet; "
                              f"rerun the study with deep.pca: null")
         needed = [layout.model(m) / MODEL_DIR for m in ("clinical", "radiomics", "fusion")] + \
-                 [layout.deep_grid / "winner.json", layout.radiomics / SETTINGS, layout.evaluation / "metrics.csv"]
+                 [layout.deep_grid / WINNER, layout.radiomics / SETTINGS, layout.evaluation / METRICS]
         if config.segmentation.masks == "unetr":
             needed.append(layout.segmentation_model / SETTINGS)
         missing = [str(p) for p in needed if not p.exists()]
         if missing:
             raise MissingInputError(f"{run}: the study is incomplete, missing {', '.join(missing[:4])}; rerun "
                                     f"`osteomet run mri` to finish it")
-        metrics = pd.read_csv(layout.evaluation / "metrics.csv")
+        metrics = pd.read_csv(layout.evaluation / METRICS)
         fusion = metrics.loc[metrics["model"] == "fusion", "threshold"].dropna()
         if fusion.empty:
             raise InputError(f"{layout.evaluation / 'metrics.csv'}: no threshold of the fusion model")
@@ -96,7 +109,7 @@ def _new_manifest(out: Path, patient_id: str, images: Mapping[str, str | Path], 
     for name, path in images.items():
         if not Path(path).exists():
             raise MissingInputError(f"--{name} {path}: no such file or DICOM folder")
-    return write_manifest(pd.DataFrame([row]), out / "manifest.csv", kind="mri", overwrite=True)
+    return write_manifest(pd.DataFrame([row]), out / MANIFEST, kind="mri", overwrite=True)
 
 
 def predict_mri(run: str | Path, out: str | Path, *, t2: str | Path, dwi: str | Path, adc: str | Path,
@@ -148,8 +161,8 @@ def predict_mri(run: str | Path, out: str | Path, *, t2: str | Path, dwi: str | 
             work / "preprocess", manifest, layout.segmentation_model, work / "segmentation", device=device))
         segdir, roi = work / "segmentation", work / "roi"
         timed("roi", lambda: preprocess.preprocess_mri(manifest, roi, seg_config=seg_config, segdir=segdir))
-    params = work / "radiomics_params.yaml"
-    write_text_atomic(params, _yaml(read_settings(layout.radiomics)["params"]))
+    params = work / RADIOMICS_PARAMS
+    write_text_atomic(params, _yaml((recorded_settings(layout.radiomics) or {})["params"]))
     _, extraction = timed("radiomics", lambda: radiomics.extract_features(manifest, work / "radiomics",
                                                                         params=str(params), segdir=segdir))
     cohort = read_manifest(manifest, kind="mri")
@@ -177,7 +190,7 @@ def predict_mri(run: str | Path, out: str | Path, *, t2: str | Path, dwi: str | 
         table, _ = deep_features(layout.deep_grid, roi, patients, device=device)
         if combat_deep is not None:
             table = combat_deep.apply(table, [centre])
-        table.to_parquet(work / "deep_features.parquet", index=False)
+        table.to_parquet(work / DEEP_FEATURES, index=False)
         inputs = fusion_inputs(frame, radiomics=features, deep=table, predictions={
             name: pd.DataFrame({"patient_id": [patient_id], "prob": [p]}) for name, p in probs.items()})
         explained["fusion"] = (FusionModel.load(layout.model("fusion") / MODEL_DIR), inputs)
@@ -210,15 +223,9 @@ def predict_mri(run: str | Path, out: str | Path, *, t2: str | Path, dwi: str | 
               "files": files, "seconds": seconds,
               "run": str(layout.root.resolve()), "osteomet": __version__, "trained_with": bundle.version,
               "explanations": explanations}
-    write_json_atomic(out / "result.json", result)
+    write_json_atomic(out / RESULT, result)
     write_text_atomic(out / "result.md", render_result(result))
     return result
-
-
-def read_settings(folder: Path) -> dict[str, Any]:
-    import yaml
-
-    return yaml.safe_load((folder / SETTINGS).read_text(encoding="utf-8")) or {}
 
 
 def _yaml(value: Any) -> str:

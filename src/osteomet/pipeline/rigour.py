@@ -24,21 +24,24 @@ import pandas as pd
 
 from osteomet.data.manifest import read_manifest
 from osteomet.errors import InputError
-from osteomet.layout import FEATURES, RunLayout
+from osteomet.layout import (
+    COMBAT,
+    COMBAT_DEEP,
+    DEEP_FEATURES,
+    FEATURES,
+    HARMONIZATION,
+    HARMONIZATION_SUMMARY,
+    ICC,
+    ICC_BY_CLASS,
+    STABILITY_FILTER,
+    RunLayout,
+)
 from osteomet.pipeline.inputs import manifest_inputs
 from osteomet.stage import Stage, StageOutcome
 
 STABILITY_STAGE = "radiomics-stability"
 MODEL_FEATURES_STAGE = "model-features"
-ICC_TABLE = "icc.csv"
-ICC_BY_CLASS = "icc_by_class.csv"
 ICC_FIGURE = "icc_by_class.png"
-COMBAT = "combat.json"
-COMBAT_DEEP = "combat_deep.json"
-DEEP_FEATURES = "deep_features.parquet"
-HARMONIZATION_TABLE = "harmonization.csv"
-HARMONIZATION_SUMMARY = "harmonization_summary.csv"
-SELECTION = "stability_filter.csv"
 
 
 def feature_stability(manifest: str | Path, features: str | Path, out: str | Path, *, params: str | None,
@@ -55,7 +58,7 @@ def feature_stability(manifest: str | Path, features: str | Path, out: str | Pat
                 "mask_source": str(segdir or "manifest"), "train_split": train_split}
     stage = Stage(STABILITY_STAGE, out, settings=settings,
                   inputs={**manifest_inputs(cohort, manifest), "features": features, "segdir": segdir},
-                  outputs=(ICC_TABLE, ICC_BY_CLASS, ICC_FIGURE))
+                  outputs=(ICC, ICC_BY_CLASS, ICC_FIGURE))
 
     def work() -> dict[str, Any]:
         from osteomet.data.manifest import Manifest
@@ -92,7 +95,7 @@ def feature_stability(manifest: str | Path, features: str | Path, out: str | Pat
             tables["auto_vs_reviewed"] = _extracted(extract_cohort(reviewed, parameters, cache_dir=out / "cache",
                                                                    jobs=jobs, scheduler=scheduler).table)
         per_feature = stability_table(original, tables)
-        write_text_atomic(out / ICC_TABLE, per_feature.to_csv(index=False))
+        write_text_atomic(out / ICC, per_feature.to_csv(index=False))
         by_class = summarize_by_class(per_feature, class_column="class", order=CLASSES)
         write_text_atomic(out / ICC_BY_CLASS, by_class.to_csv(index=False))
         plot_icc_by_class(per_feature.dropna(subset=["icc"]), out / ICC_FIGURE,
@@ -131,7 +134,7 @@ def model_features(manifest: str | Path, radiomics: str | Path, out: str | Path,
     out = Path(out)
     settings = {"stability": None if stability is None else {"icc_threshold": icc_threshold},
                 "harmonization": {"radiomics": harmonize, "deep": deep is not None}, "train_split": train_split}
-    outputs = (FEATURES, COMBAT, COMBAT_DEEP, DEEP_FEATURES, HARMONIZATION_TABLE, HARMONIZATION_SUMMARY, SELECTION)
+    outputs = (FEATURES, COMBAT, COMBAT_DEEP, DEEP_FEATURES, HARMONIZATION, HARMONIZATION_SUMMARY, STABILITY_FILTER)
     stage = Stage(MODEL_FEATURES_STAGE, out, settings=settings,
                   inputs={"manifest": manifest, "radiomics": radiomics, "stability": stability, "deep": deep},
                   outputs=outputs)
@@ -152,7 +155,7 @@ def model_features(manifest: str | Path, radiomics: str | Path, out: str | Path,
             per_feature = pd.read_csv(stability)
             keep = set(stable_features(per_feature, icc_threshold))
             decision = per_feature[["feature", "class", "icc"]].assign(kept=per_feature["feature"].isin(keep))
-            write_text_atomic(out / SELECTION, decision.to_csv(index=False))
+            write_text_atomic(out / STABILITY_FILTER, decision.to_csv(index=False))
             table = drop_unstable(table, keep, features=columns)
             columns = [c for c in columns if c in keep]
             summary.update(features_stable=len(columns), icc_threshold=icc_threshold)
@@ -165,7 +168,7 @@ def model_features(manifest: str | Path, radiomics: str | Path, out: str | Path,
                 fitted.save(out / COMBAT)
                 before = read_feature_table(radiomics)
                 effect = _effect(before, table, frame, fitted)
-                write_text_atomic(out / HARMONIZATION_TABLE, effect.to_csv(index=False))
+                write_text_atomic(out / HARMONIZATION, effect.to_csv(index=False))
                 write_text_atomic(out / HARMONIZATION_SUMMARY,
                                   effect_summary(effect, fitted.reference).to_csv(index=False))
                 summary["radiomics_harmonization"] = {"reference": fitted.reference, "patients": fitted.patients,
@@ -231,14 +234,14 @@ def rigour_stages(layout: RunLayout, manifest: Path, config: Any, *, segdir: Pat
                   timer: Callable[[str, Callable[[], Any]], Any]) -> tuple[Path, Path]:
     """Run the stability and model-feature stages a ``StudyConfig`` asks for; the radiomics and deep
     feature tables the models should read (the raw extraction's when both switches are off)."""
-    radiomics, deep = layout.radiomics / FEATURES, layout.deep_features / "features.parquet"
+    radiomics, deep = layout.radiomics / FEATURES, layout.deep_features / FEATURES
     stability = None
     if config.stability.enabled:
         timer("feature stability", lambda: feature_stability(
             manifest, radiomics, layout.stability, params=config.radiomics.params,
             perturbations=config.stability.perturbations, reviewed_vs_auto=config.stability.reviewed_vs_auto,
             segdir=segdir, jobs=config.jobs, scheduler=config.scheduler))
-        stability = layout.stability / ICC_TABLE
+        stability = layout.stability / ICC
     harmonize = config.harmonization.enabled
     if stability is None and not harmonize:
         return radiomics, deep

@@ -22,7 +22,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from osteomet.data.manifest import read_manifest
-from osteomet.layout import PREDICTIONS, RunLayout, open_run_dir
+from osteomet.layout import INDEX, MANIFEST, PREDICTIONS, RunLayout, open_run_dir
 from osteomet.pipeline.study import StudyConfig
 from osteomet.stage import Stage, StageOutcome, package_versions
 from osteomet.utils.files import write_json_atomic
@@ -41,7 +41,7 @@ def study_manifest(manifest: str | Path, out: str | Path, config: StudyConfig) -
     cohort = read_manifest(manifest, kind="mri")
     out = Path(out)
     stage = Stage(SPLIT_STAGE, out, settings={"split": config.split.model_dump(mode="json"), "seed": config.seed},
-                  inputs=manifest_inputs(cohort, manifest), outputs=("manifest.csv",))
+                  inputs=manifest_inputs(cohort, manifest), outputs=(MANIFEST,))
 
     def work() -> dict[str, Any]:
         frame = cohort.to_frame()
@@ -50,7 +50,7 @@ def study_manifest(manifest: str | Path, out: str | Path, config: StudyConfig) -
         frame["split"] = assign_splits(frame, ratios=config.split.ratios, seed=config.seed,
                                        external_centres=external, given_column="split")
         check_no_leakage(frame, kind=cohort.kind)
-        write_manifest(with_absolute_paths(frame, cohort.kind), out / "manifest.csv", kind=cohort.kind,
+        write_manifest(with_absolute_paths(frame, cohort.kind), out / MANIFEST, kind=cohort.kind,
                        overwrite=True)
         return {k: int(v) for k, v in frame["split"].value_counts().items()}
 
@@ -174,7 +174,7 @@ def _gradcam_patients(roi: Path, manifest: Path, n: int) -> list[str]:
     """Up to ``n`` internal-test patients with ROI crops (external ones when there is no internal test)."""
     if n <= 0:
         return []
-    index = pd.read_csv(roi / "index.csv", dtype={"patient_id": str})
+    index = pd.read_csv(roi / INDEX, dtype={"patient_id": str})
     ready = set(index.loc[index["status"] != "failed", "patient_id"])
     frame = read_manifest(manifest, check_files=False).to_frame()
     for split in ("test", "external"):

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from osteomet.config import load_config
+from osteomet.config import read_settings
 from osteomet.data.manifest import Manifest, read_manifest
 from osteomet.errors import MissingInputError
-from osteomet.layout import INDEX, METRICS, SETTINGS, SUMMARY
+from osteomet.layout import INDEX, LAST_CHECKPOINT, METRICS, SUMMARY
 from osteomet.pipeline.inputs import manifest_inputs
 from osteomet.stage import Stage, StageOutcome
 from osteomet.utils.files import write_text_atomic
@@ -41,37 +41,33 @@ def train_segmentation(preprocessed: str | Path, manifest: str | Path, out: str 
     if not resume:
         if stage.up_to_date():
             return stage.run(lambda: None)
-        from osteomet.utils.torch import refuse_existing_run
+        from osteomet.training.checkpoint import refuse_existing_run
 
         refuse_existing_run(out, "a training run", "pass --resume to continue it or use a new folder",
-                            checkpoint="last.pt")
+                            checkpoint=LAST_CHECKPOINT)
 
     def work() -> dict:
         with progress_bar("train unetr", settings.max_epochs) as advance:
             result = train_unetr(preprocessed, out, settings, train_ids=ids["train"], val_ids=ids["val"],
                                  resume=resume, device=device, progress=advance)
-        return {"best_dice": result.best_dice, "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
+        return {"best_dice": result.best_score, "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
                 "stopped_early": result.stopped_early}
 
     return stage.run(work, force=resume)
 
 
 def read_segmentation_settings(model: str | Path):
-    """The settings a UNETR run was trained with (``settings.yaml``; ``config.yaml`` in older runs)."""
+    """The settings a UNETR run was trained with."""
     from osteomet.mri.segmentation.config import SegmentationConfig
 
-    model = Path(model)
-    path = model / SETTINGS if (model / SETTINGS).is_file() else model / "config.yaml"
-    if not path.is_file():
-        raise MissingInputError(f"{model}: not a `segment train` run folder (no {SETTINGS})")
-    return load_config(path, SegmentationConfig)
+    return read_settings(model, SegmentationConfig, what="`segment train` run")
 
 
 def predict_segmentation(preprocessed: str | Path, manifest: str | Path, model: str | Path, out: str | Path, *,
                          postprocess: bool = True, device: str | None = None) -> tuple[StageOutcome, pd.DataFrame]:
     """Masks in each patient's T2 geometry (``OUT/auto``); per-case metrics and a summary where references exist."""
     from osteomet.mri.segmentation.infer import predict_cohort, summarise
-    from osteomet.utils.torch import best_checkpoint
+    from osteomet.training.checkpoint import best_checkpoint
 
     settings = read_segmentation_settings(model)
     cohort = read_manifest(manifest, kind="mri")

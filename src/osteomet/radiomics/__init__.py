@@ -1,1 +1,2 @@
-"""Radiomics with pyradiomics: cached, parallel extraction and the XGBoost radiomics model."""
+"""Radiomics with pyradiomics: parameter files, cached parallel extraction, feature tables, stability and
+harmonization. The XGBoost radiomics model that reads these tables is :mod:`osteomet.models.radiomics`."""

@@ -1,7 +1,8 @@
-"""Per-case feature cache: one Parquet file per content hash of image(s) + mask + parameters.
+"""Per-case feature cache: one Parquet file per content hash of image(s) + mask, chosen series + parameters.
 
 Keys come from file contents, not names or dates, so moving a cohort keeps its cache and
-editing a mask invalidates exactly that case.
+editing a mask, or choosing another DICOM series of a folder that holds several, invalidates
+exactly that case.
 
 Entries are written atomically (hidden temporary name, then rename), so a crash never leaves a
 half-written entry under a real key; but a run killed outright (SIGKILL, power loss) leaves the
@@ -11,7 +12,6 @@ of every run, deletes those that were last written well before the run started.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -20,7 +20,9 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from osteomet.utils.files import atomic_path, sha256_path
+from osteomet.utils.case_cache import CacheInput
+from osteomet.utils.case_cache import cache_key as case_cache_key
+from osteomet.utils.files import atomic_path
 
 #: Bump when the way osteomet calls pyradiomics changes, so old caches are not reused.
 EXTRACTION_VERSION = "1"
@@ -32,17 +34,13 @@ TEMPORARY_NAME = re.compile(r"^\..+\.tmp-[0-9a-f]{8}(\.[A-Za-z0-9]+)*$")
 STALE_AFTER_S = 60.0
 
 
-def cache_key(files: Iterable[tuple[str, str | os.PathLike[str] | None]], params_text: str) -> str:
-    """Hash of (role, file content) pairs, the parameters and the library versions."""
+def cache_key(inputs: Iterable[CacheInput], params_text: str) -> str:
+    """The case's key (:func:`osteomet.utils.case_cache.cache_key`): (role, file, chosen series UID) of every
+    input, the parameters, and the pyradiomics and extraction versions."""
     import radiomics
 
-    digest = hashlib.sha256()
-    for role, path in files:
-        digest.update(role.encode())
-        digest.update(b"\0" + (sha256_path(path).encode() if path is not None else b"-"))
-    digest.update(params_text.encode())
-    digest.update(f"pyradiomics={radiomics.__version__};osteomet-extraction={EXTRACTION_VERSION}".encode())
-    return digest.hexdigest()
+    return case_cache_key(inputs, params_text,
+                          f"pyradiomics={radiomics.__version__};osteomet-extraction={EXTRACTION_VERSION}")
 
 
 class FeatureCache:

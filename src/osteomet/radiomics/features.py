@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from osteomet.errors import InputError, MissingInputError
+from osteomet.layout import EXTRACTION_LOG, FEATURES, FEATURES_CSV
 from osteomet.utils.files import atomic_path, write_text_atomic
 
 PathLike = str | os.PathLike[str]
@@ -55,7 +56,7 @@ def write_feature_table(table: pd.DataFrame, log: pd.DataFrame, out: PathLike) -
     """features.parquet (+ .csv for reading by eye) and extraction_log.csv, all atomic."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"parquet": out / "features.parquet", "csv": out / "features.csv", "log": out / "extraction_log.csv"}
+    paths = {"parquet": out / FEATURES, "csv": out / FEATURES_CSV, "log": out / EXTRACTION_LOG}
     with atomic_path(paths["parquet"]) as tmp:
         table.to_parquet(tmp, index=False)
     write_text_atomic(paths["csv"], table.to_csv(index=False))

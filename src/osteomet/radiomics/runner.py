@@ -76,9 +76,10 @@ def extract_cohort(manifest: Manifest, params: dict[str, Any], *, cache_dir: str
     pending: list[tuple[str, Any]] = []
     keys: dict[str, str] = {}
     for record in manifest:
-        files = record_files(record, mask_field)
+        # roles are the record's image columns (t2, dwi, adc / ct), so each names its chosen series; masks have none
+        inputs = [(role, path, record.series_uid(role)) for role, path in record_files(record, mask_field)]
         try:
-            key = cache_key(files, text)
+            key = cache_key(inputs, text)
         except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
             rows[record.patient_id] = {"status": "failed", "features": {}, "seconds": 0.0,
                                        "error": f"{type(exc).__name__}: {exc}"}

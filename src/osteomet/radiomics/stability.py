@@ -35,7 +35,8 @@ def perturb_mask(path: str | Path, kind: str, out: str | Path) -> Path | None:
     """The mask at ``path`` eroded or dilated by one voxel in-plane, written to ``out``; None if it erodes away."""
     import SimpleITK as sitk
 
-    from osteomet.data.io import read_mask, write_image
+    from osteomet.data.images import write_image
+    from osteomet.data.label_masks import read_mask
 
     if kind not in PERTURBATIONS:
         raise InputError(f"unknown mask perturbation {kind!r}; use {', '.join(PERTURBATIONS)}")

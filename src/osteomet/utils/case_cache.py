@@ -2,22 +2,48 @@
 
 Preprocessing stages (MRI channels and ROI, CT slices) are expensive and their outputs are
 read many times by training, so each patient's arrays are stored as ``.npy`` (no pickle) and
-the record, which holds the cache key (a hash of the input files and the settings), is
-written last: a case whose record is missing or has another key is simply recomputed, so a
-killed run never leaves a half-written case that looks complete.
+the record, which holds the cache key (:func:`cache_key`), is written last: a case whose record
+is missing or has another key is simply recomputed, so a killed run never leaves a half-written
+case that looks complete.
+
+:func:`cache_key` is the one cache key of the project (MRI preprocessing, the CT slice cache and
+the radiomics feature cache): the content of every input file (a DICOM folder: every file in it),
+the DICOM series chosen in each input (a folder can hold several series, and the file contents
+alone do not say which one was read), the settings and a version string.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
 from osteomet.errors import MissingInputError
-from osteomet.utils.files import atomic_path, read_json, write_json_atomic
+from osteomet.utils.files import atomic_path, read_json, sha256_path, write_json_atomic
 
 CASES = "cases"
+
+#: One input of a cached computation: its role (e.g. ``t2``), its path (None: absent) and the DICOM
+#: series UID chosen in it (None: the folder's only series, or not DICOM).
+CacheInput = tuple[str, str | os.PathLike[str] | None, str | None]
+
+
+def cache_key(inputs: Iterable[CacheInput], settings: str, version: str) -> str:
+    """SHA-256 of every input's content and chosen series UID, then the settings text and the version.
+
+    Inputs are hashed in the order given, so a caller lists them in a fixed order. Changing a
+    file's content, the series UID read from a folder, a setting or the version gives another key.
+    """
+    digest = hashlib.sha256()
+    for name, path, series_uid in inputs:
+        digest.update(f"{name}:{sha256_path(path) if path is not None else '-'};".encode())
+        digest.update(f"{name}_series_uid:{series_uid};".encode())  # a folder can hold several series
+    digest.update(settings.encode())
+    digest.update(version.encode())
+    return digest.hexdigest()
 
 
 class CaseCache:

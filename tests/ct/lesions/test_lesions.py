@@ -1,4 +1,5 @@
-"""3D lesion labelling (10-connectivity) and per-lesion geometry/HU against scipy and SimpleITK."""
+"""3D lesion labelling (26-connectivity, :mod:`osteomet.data.lesions`) and per-lesion geometry/HU against scipy and
+SimpleITK."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from osteomet.ct.lesions.analysis import analyse_lesions
-from osteomet.ct.lesions.labels import LESION_STRUCTURE, label_lesions, lesion_geometry
-from osteomet.data.io import GeometryMismatchError
+from osteomet.ct.lesions.labels import label_lesions, lesion_geometry
+from osteomet.data.geometry import GeometryMismatchError
+from osteomet.data.lesions import CONNECTIVITY, STRUCTURE
 
 
 def _image(array: np.ndarray, spacing=(0.8, 0.7, 2.5), origin=(-10.0, 5.0, 30.0), direction=None) -> sitk.Image:
@@ -21,24 +23,23 @@ def _image(array: np.ndarray, spacing=(0.8, 0.7, 2.5), origin=(-10.0, 5.0, 30.0)
     return image
 
 
-def test_structure_is_8_in_plane_plus_2_through_plane() -> None:
-    assert LESION_STRUCTURE.sum() == 11  # the centre and its 10 neighbours
-    assert LESION_STRUCTURE[1].all()
-    assert LESION_STRUCTURE[0].sum() == LESION_STRUCTURE[2].sum() == 1
-    assert LESION_STRUCTURE[0, 1, 1] and LESION_STRUCTURE[2, 1, 1]
+def test_a_lesion_is_26_connected() -> None:
+    assert CONNECTIVITY == 26 and STRUCTURE.shape == (3, 3, 3) and STRUCTURE.all()
 
 
-def test_blobs_touching_only_diagonally_across_slices_are_two_lesions() -> None:
+def test_blobs_touching_only_diagonally_across_slices_are_one_lesion() -> None:
+    """The one definition of a lesion (26-connectivity): a lesion whose edge steps diagonally to the next slice is one
+    lesion, as CT post-processing, picai_eval and nnU-Net count it (the former 10-connectivity counted two)."""
     mask = np.zeros((4, 10, 10), np.uint8)
     mask[1, 2:4, 2:4] = 1  # 2x2 blob on slice 1
     mask[2, 4:6, 4:6] = 1  # next slice, touching only at the corner (3,3)-(4,4)
-    assert ndimage.label(mask, structure=np.ones((3, 3, 3)))[1] == 1  # 26-connectivity would join them
     lesions = label_lesions(mask)
-    assert lesions.n == 2
-    assert [b[0].start for b in lesions.boxes] == [1, 2]
-    # sharing one in-plane pixel across slices joins them
-    mask[2, 3, 3] = 1
-    assert label_lesions(mask).n == 1
+    assert lesions.n == 1 and int(lesions.local_mask(1).sum()) == 8
+    assert [b[0].start for b in lesions.boxes] == [1]
+    # one empty voxel between them in-plane separates them
+    mask[2, 4:6, 4:6] = 0
+    mask[2, 5:7, 5:7] = 1
+    assert label_lesions(mask).n == 2
 
 
 def test_in_plane_diagonal_pixels_are_one_lesion() -> None:
@@ -52,7 +53,7 @@ def test_labelling_equals_scipy_label_with_the_structure(shape: tuple[int, int, 
     """The block-wise labelling is exact: the same partition as a whole-volume scipy label."""
     rng = np.random.default_rng(sum(shape))
     mask = rng.random(shape) < p
-    reference, n = ndimage.label(mask, structure=LESION_STRUCTURE)
+    reference, n = ndimage.label(mask, structure=STRUCTURE)
     lesions = label_lesions(mask)
     labels = lesions.to_array()
     assert lesions.n == n
@@ -82,7 +83,7 @@ def test_geometry_and_hu_against_simpleitk_and_numpy() -> None:
     image = _image(mask, direction=direction)
     table = lesion_geometry(label_lesions(mask), image, ct)
     assert list(table["lesion_id"]) == [1, 2]
-    labels, _ = ndimage.label(mask, structure=LESION_STRUCTURE)
+    labels, _ = ndimage.label(mask, structure=STRUCTURE)
     for _, row in table.iterrows():
         sel = labels == row["lesion_id"]
         z, y, x = np.nonzero(sel)

@@ -63,14 +63,14 @@ def test_one_to_one_fragments_and_hungarian() -> None:
     m = match_lesions(label_lesions(pred), label_lesions(ref), criterion="any")
     assert m.predicted["true_positive"].tolist().count(True) == 1
     assert m.predicted["overlaps_reference"].all()  # the unmatched fragment is flagged for review
-    # Hungarian vs greedy: A overlaps R1 (IoU 8/35) more than B does (2/20), and R2 (5/38); greedy would give
+    # Hungarian vs greedy: A overlaps R1 (IoU 8/35) more than B does (1/20), and R2 (5/38); greedy would give
     # A-R1 and leave B unmatched, the one-to-one optimum matches both (A-R2, B-R1)
     refs = np.zeros((2, 1, 40), np.uint8)
     refs[:, 0, 0:10] = 1  # R1: slices 0-1, x 0-9
     refs[:, 0, 20:30] = 1  # R2: slices 0-1, x 20-29
     preds = np.zeros_like(refs)
     preds[0, 0, 2:25] = 1  # A (slice 0)
-    preds[1, 0, 0:2] = 1  # B (slice 1; no shared in-plane pixel with A, so a separate lesion)
+    preds[1, 0, 0:1] = 1  # B (slice 1, x 0; x 1 stays empty so B does not touch A, even diagonally: two lesions)
     m = match_lesions(label_lesions(preds), label_lesions(refs), criterion="any")
     assert m.reference["detected"].tolist() == [True, True]
     pairs = dict(zip(m.pairs["pred_id"], m.pairs["ref_id"]))

@@ -28,7 +28,8 @@ from osteomet.ct.nnunet.export import (
 from osteomet.ct.nnunet.importer import import_predictions
 from osteomet.ct.nnunet.layout import NnunetLayout
 from osteomet.data.case import CTIntensityError
-from osteomet.data.io import GeometryMismatchError, MaskError
+from osteomet.data.geometry import GeometryMismatchError
+from osteomet.data.label_masks import MaskError
 from osteomet.data.manifest import ManifestError
 from osteomet.utils.files import sha256_file
 

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from osteomet.ct.lesions.labels import label_lesions
 from osteomet.ct.segmentation.postprocess import (
     Postprocessing,
     as_probability,
@@ -42,6 +43,30 @@ def test_components_below_the_volume_are_removed_and_the_rest_kept_whole():
     assert np.array_equal(by_volume(0.05), big)
     assert np.array_equal(by_volume(0.0), mask)
     assert not by_volume(1.0).any()
+
+
+def test_postprocessing_removes_the_lesions_the_per_lesion_analysis_counts():
+    """One definition of a lesion (osteomet.data.lesions): on a mask where 6-, 10- and 26-connectivity disagree,
+    post-processing keeps or removes exactly the components that label_lesions counts."""
+    from scipy import ndimage
+
+    shape = (6, 12, 12)
+    mask = np.zeros(shape, bool)
+    mask[1, 1:3, 1:3] = True   # 4 voxels
+    mask[2, 3, 3] = True       # touches the block above only at a corner: 26- yes, 6- and 10-connectivity no
+    mask[2, 4, 4] = True       # touches (2, 3, 3) only along an in-plane diagonal: 26- and 10- yes, 6- no
+    mask[4, 8:10, 8:10] = True  # a separate 4-voxel lesion
+    assert ndimage.label(mask)[1] == 4  # 6-connectivity: four pieces
+    lesions = label_lesions(mask)
+    assert lesions.n == 2 and sorted(int(m.sum()) for m in lesions.masks) == [4, 6]
+    voxel_ml = 0.01
+    for min_ml in (0.0, 0.05, 0.06):  # 0.05 ml removes the 4-voxel lesion, keeps the 6-voxel one whole
+        kept = lesion_mask(mask.astype(np.float32), voxel_ml, Postprocessing(0.5, 0.5, min_ml))
+        expected = [m for m in lesions.masks if m.sum() * voxel_ml >= min_ml]
+        assert label_lesions(kept).n == len(expected)
+        assert int(kept.sum()) == sum(int(m.sum()) for m in expected)
+    assert np.array_equal(lesion_mask(mask.astype(np.float32), voxel_ml, Postprocessing(0.5, 0.5, 0.05)),
+                          lesions.to_array() == 1)
 
 
 def _case():

@@ -9,20 +9,17 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-from osteomet.ct.slices.cache import cache_case, crop_box, load_case, prepare_ct, to_ct_geometry
+from osteomet.ct.slices.cache import cache_case, cache_key, crop_box, load_case, prepare_ct, to_ct_geometry
 from osteomet.ct.slices.config import SliceConfig
-from osteomet.ct.slices.dataset import (
-    SplitLeakageError,
-    build_slice_dataset,
-    check_patient_split,
-    class_balance,
-    patient_splits,
-)
+from osteomet.ct.slices.dataset import build_slice_dataset, class_balance, patient_splits, read_index
 from osteomet.ct.slices.window import bone_window
 from osteomet.data.case import CaseError, CTCase
-from osteomet.data.io import Geometry, write_image
+from osteomet.data.geometry import Geometry
+from osteomet.data.images import write_image
 from osteomet.data.manifest import CTRecord, read_manifest
+from osteomet.data.splits import SplitLeakageError
 from osteomet.data.synth.ct import CTSynthConfig, generate_ct_cohort
+from tests.ct.fixtures import write_dicom_series
 
 
 def record(ct: Path, mask: Path | None = None, bones: Path | None = None, pid: str = "P1") -> CTRecord:
@@ -180,6 +177,27 @@ def test_dataset_cache_index_and_class_balance(cohort: Path, tmp_path: Path) -> 
     assert meta["config"]["window_level"] == 300.0
 
 
+def test_choosing_another_series_of_the_folder_invalidates_the_cached_slices(tmp_path: Path) -> None:
+    """A folder holding two CT series: the cache key includes the chosen series UID, so changing ``ct_series_uid``
+    recomputes the slices from the other series instead of reusing stale ones."""
+    first, second = "1.2.826.0.1.3680043.2.1125.1.99.1", "1.2.826.0.1.3680043.2.1125.1.99.3"
+    ct, _ = _oblique_case()
+    brighter = sitk.Cast(ct, sitk.sitkFloat32)
+    brighter = brighter + sitk.Cast(brighter >= 200, sitk.sitkFloat32) * 600.0  # denser bone in the second series
+    folder = write_dicom_series(ct, tmp_path / "two_series")
+    write_dicom_series(brighter, folder, series_uid=second, prefix="other")
+    cache, config = tmp_path / "cache", SliceConfig()
+    chosen = CTRecord(patient_id="P1", ct=folder, ct_series_uid=first)
+    other = chosen.model_copy(update={"ct_series_uid": second})
+    assert cache_key(chosen, config) != cache_key(other, config)
+    assert cache_case(cache, chosen, config) == "processed"
+    assert cache_case(cache, chosen, config) == "cached"
+    before = np.array(load_case(cache, "P1")[0]["image"], np.float32)
+    assert cache_case(cache, other, config) == "processed"
+    after = np.array(load_case(cache, "P1")[0]["image"], np.float32)
+    assert after.shape == before.shape and after.max() > before.max()
+
+
 def test_detection_and_segmentation_windows_share_one_cache_folder(cohort: Path, tmp_path: Path) -> None:
     """Two windows in one ``--cache`` folder: each keeps its own arrays, neither re-caches the other's patients."""
     from osteomet.ct.segmentation.config import load_segmentation_config
@@ -238,12 +256,12 @@ def test_manifest_split_is_respected_and_val_drawn_from_train() -> None:
         patient_splits(partial, SliceConfig())
 
 
-def test_guard_refuses_a_patient_in_two_splits() -> None:
-    table = pd.DataFrame({"patient_id": ["A", "A", "B", "B", "C"], "slice": [0, 1, 0, 1, 0],
-                          "split": ["train", "train", "train", "test", "val"]})
+def test_a_slice_index_with_a_patient_in_two_splits_is_refused_on_reading(tmp_path: Path) -> None:
+    """read_index applies the project's one leakage check (osteomet.data.splits.check_no_leakage)."""
+    pd.DataFrame({"patient_id": ["A", "A", "B", "B"], "slice": [0, 1, 0, 1], "label": [0, 1, 0, 0],
+                  "split": ["train", "train", "train", "test"]}).to_csv(tmp_path / "index.csv", index=False)
     with pytest.raises(SplitLeakageError, match=r"B \(test/train\)"):
-        check_patient_split(table)
-    check_patient_split(table[table["patient_id"] != "B"])  # clean table passes
+        read_index(tmp_path)
 
 
 def test_class_balance_counts() -> None:

@@ -7,7 +7,8 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from osteomet.data.io import Geometry, read_image
+from osteomet.data.geometry import Geometry
+from osteomet.data.images import read_image
 from osteomet.mri.classifier.config import ResNetConfig, load_classifier_config
 from osteomet.mri.classifier.gradcam import gradcam_patient
 from osteomet.mri.classifier.model import build_resnet

@@ -12,7 +12,9 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from osteomet.data.io import Geometry, read_image, read_mask, write_image
+from osteomet.data.geometry import Geometry
+from osteomet.data.images import read_image, write_image
+from osteomet.data.label_masks import read_mask
 from osteomet.data.manifest import Manifest, read_manifest
 from osteomet.data.masks import apply_masks, auto_mask_path, mask_sources, read_provenance, reviewed_mask_path
 from osteomet.mri.review import ReviewError, export_review, import_review, read_seg_nrrd, write_seg_nrrd

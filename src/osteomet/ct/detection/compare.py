@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from osteomet.layout import COMPARISON
 from osteomet.utils.figures import pyplot, save_figure
 from osteomet.utils.files import write_text_atomic
 
@@ -65,6 +66,6 @@ def write_comparison(metrics: dict[str, pd.DataFrame], patients: dict[str, pd.Da
     """``comparison.csv`` and the box plot of patient scores."""
     out = Path(out)
     table = comparison_table(metrics)
-    write_text_atomic(out / "comparison.csv", table.to_csv(index=False))
+    write_text_atomic(out / COMPARISON, table.to_csv(index=False))
     patient_boxplot(patients, thresholds, out / "boxplot_patient_scores.png")
     return table

@@ -30,6 +30,7 @@ from osteomet.ct.detection.gradcam import localisation_summary, write_gradcam_ov
 from osteomet.ct.detection.train import bone_tiles, load_detector, slice_probabilities
 from osteomet.ct.slices import run as slice_run
 from osteomet.data.manifest import Manifest
+from osteomet.layout import GRADCAM_LOCALISATION, INDEX, METRICS, PATIENT_SCORES, SLICE_SCORES
 from osteomet.utils.files import write_json_atomic, write_text_atomic
 from osteomet.utils.torch import pick_device
 
@@ -114,15 +115,15 @@ def predict_detection(manifest: Manifest, run_dir: str | Path, out: str | Path, 
         per_patient = patient_scores(table, threshold)
         metrics = detection_metrics(table, per_patient, threshold, n_resamples=n_resamples, seed=config.seed)
         folder = out / architecture
-        write_text_atomic(folder / "slice_scores.csv", table.to_csv(index=False))
-        write_text_atomic(folder / "patient_scores.csv", per_patient.to_csv(index=False))
-        write_text_atomic(folder / "metrics.csv", metrics.to_csv(index=False))
+        write_text_atomic(folder / SLICE_SCORES, table.to_csv(index=False))
+        write_text_atomic(folder / PATIENT_SCORES, per_patient.to_csv(index=False))
+        write_text_atomic(folder / METRICS, metrics.to_csv(index=False))
         if gradcam and config.gradcam_max > 0:
             focus = table[table["split"] == "test"] if (table["split"] == "test").any() else table
             written = write_gradcam_overlays(model, architecture, inputs, focus, threshold, folder / "gradcam",
                                              config.gradcam_max, dev)
-            write_text_atomic(folder / "gradcam" / "index.csv", written.to_csv(index=False))
-            write_json_atomic(folder / "gradcam" / "localisation.json", localisation_summary(written))
+            write_text_atomic(folder / "gradcam" / INDEX, written.to_csv(index=False))
+            write_json_atomic(folder / "gradcam" / GRADCAM_LOCALISATION, localisation_summary(written))
         results[architecture] = metrics
         patient_tables[architecture], thresholds[architecture] = per_patient, threshold
     write_comparison(results, patient_tables, thresholds, out)

@@ -12,7 +12,7 @@ import SimpleITK as sitk
 from osteomet.ct.lesions.bones import assign_bones, validate_bone_map
 from osteomet.ct.lesions.clusters import assign_clusters
 from osteomet.ct.lesions.labels import LesionLabels, label_lesions, lesion_geometry
-from osteomet.data.io import check_same_geometry
+from osteomet.data.geometry import check_same_geometry
 from osteomet.errors import InputError
 
 

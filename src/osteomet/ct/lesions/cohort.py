@@ -27,6 +27,7 @@ from osteomet.ct.lesions.analysis import LesionAnalysis, analyse_lesions
 from osteomet.ct.lesions.matching import check_criterion
 from osteomet.ct.lesions.metrics import PatientEvaluation, evaluate_patient, lesion_metrics
 from osteomet.errors import InputError, MissingInputError
+from osteomet.layout import LESION_BONES, LESIONS, METRICS, PATIENTS, REFERENCE_LESIONS
 from osteomet.utils.files import write_text_atomic
 from osteomet.utils.tables import stack_rows
 
@@ -72,7 +73,8 @@ def analyse_files(mask: PathLike, bones: PathLike | None, *, ct: PathLike | None
                   settings: LesionSettings | None = None) -> tuple[LesionAnalysis, LesionAnalysis | None,
                                                                     PatientEvaluation | None]:
     """Read one patient's files (grids checked) and analyse, and evaluate against ``reference`` if given."""
-    from osteomet.data.io import read_image, read_label_map, read_mask
+    from osteomet.data.images import read_image
+    from osteomet.data.label_masks import read_label_map, read_mask
 
     settings = settings or LesionSettings()
     who = f"patient {patient_id!r}: " if patient_id else ""
@@ -143,15 +145,15 @@ def write_results(result: LesionResult, out: PathLike) -> dict[str, Path]:
     paths: dict[str, Path] = {}
     if result.evaluations:
         lesions = stack_rows([e.predicted for e in result.evaluations])
-        paths["reference_lesions"] = _csv(out / "reference_lesions.csv", stack_rows([e.reference for e in result.evaluations]))
-        paths["bones"] = _csv(out / "bones.csv", stack_rows([e.bones for e in result.evaluations]))
+        paths["reference_lesions"] = _csv(out / REFERENCE_LESIONS, stack_rows([e.reference for e in result.evaluations]))
+        paths["bones"] = _csv(out / LESION_BONES, stack_rows([e.bones for e in result.evaluations]))
         s = result.settings
-        paths["metrics"] = _csv(out / "metrics.csv", lesion_metrics(result.evaluations, level=s.level,
+        paths["metrics"] = _csv(out / METRICS, lesion_metrics(result.evaluations, level=s.level,
                                                                     n_resamples=s.n_resamples, seed=s.seed))
         patients = pd.DataFrame([{**a.summary(), **e.summary()} for a, e in zip(result.analyses, result.evaluations)])
     else:
         lesions = stack_rows([a.table for a in result.analyses])
         patients = pd.DataFrame([a.summary() for a in result.analyses])
-    paths["lesions"] = _csv(out / "lesions.csv", lesions)
-    paths["patients"] = _csv(out / "patients.csv", patients)
+    paths["lesions"] = _csv(out / LESIONS, lesions)
+    paths["patients"] = _csv(out / PATIENTS, patients)
     return paths

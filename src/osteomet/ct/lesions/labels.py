@@ -2,19 +2,14 @@
 
 Definition of a lesion
 ----------------------
-Radiologists read CT slice by slice: a lesion is a region that is connected *in-plane*
-(8-connectivity, diagonal pixels touch) and continues on the next slice only where it
-*overlaps* in-plane (shares at least one (y, x) pixel). Two blobs touching only diagonally
-across slices are therefore two lesions. This is 3D labelling with the structuring element
-:data:`LESION_STRUCTURE` (array order z, y, x)::
+A lesion is a 26-connected component of the mask (:mod:`osteomet.data.lesions`, the one
+definition shared with CT post-processing and the MRI steps, which says why): voxels touching by
+a face, an edge or a corner belong to one lesion.
 
-    z-1: [[0,0,0],[0,1,0],[0,0,0]]    z: [[1,1,1],[1,1,1],[1,1,1]]    z+1: [[0,0,0],[0,1,0],[0,0,0]]
-
-i.e. 10-connectivity (8 in-plane + 2 through-plane). ``cc3d`` has no such connectivity,
-so labelling uses ``scipy.ndimage.label`` with that structure. For speed on large
-volumes it labels only inside the bounding boxes of 26-connected components of a coarse
-(8-voxel block) copy of the mask: every 10-connected lesion lies within one such coarse
-component, so the result is exact while most of the volume is never visited twice.
+For speed on large volumes labelling runs only inside the bounding boxes of 26-connected
+components of a coarse (8-voxel block) copy of the mask: two touching voxels lie in the same or
+touching blocks, so every lesion lies within one such coarse component and the result is exact,
+while most of the volume is never visited twice and no dense label volume is built.
 
 Lesion ids are 1..N in the order of each lesion's first voxel in (z, y, x) raster order,
 so they do not depend on how the work was split.
@@ -30,12 +25,8 @@ import pandas as pd
 import SimpleITK as sitk
 from scipy import ndimage
 
+from osteomet.data.lesions import label_components
 from osteomet.errors import InputError
-
-#: 10-connectivity: 3x3 in-plane, only the centre voxel above and below (z, y, x order).
-LESION_STRUCTURE = np.zeros((3, 3, 3), dtype=bool)
-LESION_STRUCTURE[1] = True
-LESION_STRUCTURE[0, 1, 1] = LESION_STRUCTURE[2, 1, 1] = True
 
 _BLOCK = 8
 
@@ -90,7 +81,7 @@ def _coarse_boxes(mask: np.ndarray) -> tuple[np.ndarray, list[tuple[slice, ...]]
 
 
 def label_lesions(mask: np.ndarray) -> LesionLabels:
-    """Label 3D lesions (10-connectivity, see module docstring) in a (z, y, x) binary array."""
+    """Label 3D lesions (:func:`osteomet.data.lesions.label_components`) in a (z, y, x) binary array."""
     mask = np.asarray(mask)
     if mask.ndim != 3:
         raise InputError(f"lesion mask must be 3D, got shape {mask.shape}")
@@ -103,7 +94,7 @@ def label_lesions(mask: np.ndarray) -> LesionLabels:
     for k, box in enumerate(coarse_boxes, start=1):
         index = [np.arange(s.start, s.stop) // _BLOCK for s in box]
         owner = coarse_labels[np.ix_(*index)] == k
-        local, _ = ndimage.label(mask[box] & owner, structure=LESION_STRUCTURE)
+        local, _ = label_components(mask[box] & owner)
         for j, sub in enumerate(ndimage.find_objects(local), start=1):
             if sub is None:
                 continue

@@ -21,10 +21,11 @@ import numpy as np
 import SimpleITK as sitk
 
 from osteomet import __version__
-from osteomet.ct.nnunet.layout import CHANNEL_SUFFIX, EXPORT_RECORD, FILE_ENDING, NnunetLayout
+from osteomet.ct.nnunet.layout import CHANNEL_SUFFIX, DATASET_JSON, EXPORT_RECORD, FILE_ENDING, NnunetLayout
 from osteomet.ct.slices.config import SliceConfig
 from osteomet.data.case import check_hounsfield
-from osteomet.data.io import read_image, read_mask, write_image
+from osteomet.data.images import read_image, write_image
+from osteomet.data.label_masks import read_mask
 from osteomet.data.manifest import Manifest, ManifestError, read_manifest
 from osteomet.errors import InputError, MissingInputError, OutputExistsError
 from osteomet.layout import open_run_dir
@@ -209,7 +210,7 @@ def export_dataset(manifest: Manifest | str | os.PathLike[str], out: str | os.Pa
             if progress:
                 progress()
         n_training = len(train) + len(val)
-        write_json_atomic(staging / "dataset.json", {
+        write_json_atomic(staging / DATASET_JSON, {
             "channel_names": {"0": "CT"},
             "labels": {"background": 0, "lesion": 1},
             "numTraining": n_training,

@@ -24,10 +24,12 @@ import SimpleITK as sitk
 
 from osteomet.ct.nnunet.export import ExportedCase, read_exported_cases, replace_folder
 from osteomet.ct.nnunet.layout import FILE_ENDING, NnunetLayout
-from osteomet.data.io import Geometry, GeometryMismatchError, MaskError, read_image, read_mask, write_image
+from osteomet.data.geometry import Geometry, GeometryMismatchError
+from osteomet.data.images import read_image, write_image
+from osteomet.data.label_masks import MaskError, read_mask
 from osteomet.data.manifest import Manifest, read_manifest
 from osteomet.errors import InputError, MissingInputError, OutputExistsError
-from osteomet.layout import open_run_dir
+from osteomet.layout import METRICS, open_run_dir
 from osteomet.utils.files import write_text_atomic
 
 #: Columns of the per-patient table: the MONAI segmentation's, then the reference size and nnU-Net's case id.
@@ -102,7 +104,7 @@ def import_predictions(prediction_dir: str | os.PathLike[str], nnunet_root: str 
         if staging.exists():
             shutil.rmtree(staging)
     table["mask"] = [str(masks / Path(m).name) for m in table["mask"]]
-    write_text_atomic(out / model / "metrics.csv", table.to_csv(index=False))
+    write_text_atomic(out / model / METRICS, table.to_csv(index=False))
     return table
 
 

@@ -16,6 +16,8 @@ from typing import Any
 
 from osteomet.errors import InputError
 
+#: nnU-Net's dataset description in every raw dataset folder.
+DATASET_JSON = "dataset.json"
 #: Name of the record the export writes beside dataset.json (case ids, patient ids, splits, sources).
 EXPORT_RECORD = "osteomet_export.json"
 #: nnU-Net's file ending for every image and label of the dataset.

@@ -20,10 +20,12 @@ import numpy as np
 import pandas as pd
 
 from osteomet.errors import InputError, MissingInputError
+from osteomet.evaluation.segmentation import OVERLAP_METRICS, summarise_overlap
+from osteomet.layout import PER_PATIENT, SUMMARY
 from osteomet.utils.figures import pyplot, save_figure
 from osteomet.utils.files import write_text_atomic
 
-METRICS = ("dice", "precision", "recall")
+METRICS = OVERLAP_METRICS
 
 
 def read_metrics(paths: list[str | Path]) -> pd.DataFrame:
@@ -47,23 +49,9 @@ def read_metrics(paths: list[str | Path]) -> pd.DataFrame:
 
 
 def summary_table(per_patient: pd.DataFrame, *, n_resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Per model and metric: n, mean with its bootstrap CI over patients (the unit sampled), SD, median, IQR."""
-    from osteomet.evaluation.bootstrap import bootstrap_mean
-
-    rows = []
-    for model, group in per_patient.groupby("model", sort=False):
-        for metric in METRICS:
-            if metric not in group:
-                continue
-            values = group[metric].astype(float)
-            defined = values.dropna()
-            ci = bootstrap_mean(defined, n_resamples, seed) if defined.size else None
-            rows.append({"model": model, "metric": metric, "n": int(defined.size),
-                         "n_undefined": int(values.isna().sum()), "mean": defined.mean(),
-                         "ci_low": ci.low if ci else np.nan, "ci_high": ci.high if ci else np.nan,
-                         "sd": defined.std(ddof=1),
-                         "median": defined.median(), "q1": defined.quantile(0.25), "q3": defined.quantile(0.75)})
-    return pd.DataFrame(rows)
+    """Per model and metric: n, mean with its bootstrap CI over patients (the unit sampled), SD, median, IQR
+    (:func:`osteomet.evaluation.segmentation.summarise_overlap`)."""
+    return summarise_overlap(per_patient, "model", n_resamples=n_resamples, seed=seed)
 
 
 def boxplot(per_patient: pd.DataFrame, metric: str, path: Path) -> Path:
@@ -99,8 +87,8 @@ def compare_segmentations(per_patient: pd.DataFrame, out: str | Path, *, adjust:
     common = counts[counts == len(models)].index
     table = table[table["patient_id"].isin(common)]
     results = {"summary": summary_table(table)}
-    write_text_atomic(out / "per_patient.csv", table.to_csv(index=False))
-    write_text_atomic(out / "summary.csv", results["summary"].to_csv(index=False))
+    write_text_atomic(out / PER_PATIENT, table.to_csv(index=False))
+    write_text_atomic(out / SUMMARY, results["summary"].to_csv(index=False))
     long = table.rename(columns={"patient_id": "case_id"})
     for metric in METRICS:
         if metric not in table:

@@ -30,8 +30,10 @@ from osteomet.ct.segmentation.postprocess import as_probability, lesion_mask, re
 from osteomet.ct.segmentation.train import lesion_region, load_segmenter, volume_probabilities
 from osteomet.ct.slices import run as slice_run
 from osteomet.ct.slices.cache import load_case, to_ct_geometry, voxel_ml
-from osteomet.data.io import read_mask, write_image
+from osteomet.data.images import write_image
+from osteomet.data.label_masks import read_mask
 from osteomet.data.manifest import Manifest
+from osteomet.layout import METRICS
 from osteomet.utils.files import write_text_atomic
 from osteomet.utils.torch import pick_device
 
@@ -91,6 +93,6 @@ def predict_segmentation(manifest: Manifest, run_dir: str | Path, out: str | Pat
             progress()
     table = pd.DataFrame(rows)
     for architecture, part in table.groupby("model", sort=False):
-        write_text_atomic(out / architecture / "metrics.csv", part.to_csv(index=False))
-    write_text_atomic(out / "metrics.csv", table.to_csv(index=False))
+        write_text_atomic(out / architecture / METRICS, part.to_csv(index=False))
+    write_text_atomic(out / METRICS, table.to_csv(index=False))
     return table

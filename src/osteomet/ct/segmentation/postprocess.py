@@ -10,7 +10,8 @@ inference applies exactly what validation chose:
 
 - ``threshold``: the probability a voxel needs to be lesion (0.5, 0.4 or 0.3; small lesions
   tend to be under-segmented, their rim sits below 0.5);
-- ``min_confidence``: a connected component (26-connected, of voxels above ``threshold``) is
+- ``min_confidence``: a connected component (a lesion as :mod:`osteomet.data.lesions` defines it,
+  26-connected, of voxels above ``threshold``; the per-lesion analysis counts the same ones) is
   kept only if its highest probability reaches this (0.5 .. 0.95): a hysteresis threshold, as
   in edge detection, so a confident lesion keeps its faint rim while a blob the network was
   never sure of goes;
@@ -46,9 +47,10 @@ from typing import Sequence
 
 import numpy as np
 
+from osteomet.data.lesions import label_components
+from osteomet.layout import POSTPROCESSING
 from osteomet.utils.files import write_json_atomic
 
-POSTPROCESSING = "postprocessing.json"
 CANDIDATE_ML = (0.0, 0.1, 0.25, 0.5)
 CANDIDATE_CONFIDENCE = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 CANDIDATE_THRESHOLD = (0.5, 0.4, 0.3)
@@ -76,13 +78,11 @@ class Postprocessing:
 
 
 def _component_stats(probability: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """26-connected components of ``probability >= threshold`` (Z x H x W, axial slices first): labels, then per
-    label voxels, peak probability and the number of slices it lies on (index 0 is the background)."""
-    import cc3d
-
+    """Lesions (:func:`osteomet.data.lesions.label_components`) of ``probability >= threshold`` (Z x H x W, axial
+    slices first): labels, then per label voxels, peak probability and the number of slices it lies on (index 0 is
+    the background)."""
     probability = np.asarray(probability)
-    labels, n = cc3d.connected_components((probability >= threshold).astype(np.uint8), connectivity=26,
-                                          return_N=True)
+    labels, n = label_components(probability >= threshold)
     flat = labels.ravel()
     voxels = np.bincount(flat, minlength=n + 1).astype(np.float64)
     peaks = np.zeros(n + 1)

@@ -23,7 +23,7 @@ training on each other's window.
 Files: ``ROOT/cases/<patient_id>/image.npy`` (float16, Z x H x W), ``mask.npy`` (uint8, the
 lesions), ``bone.npy`` (uint8, the bone region used for patch sampling) and
 ``slices.json`` (geometries, crop, labels, settings and the cache key: content hash of the
-input files and settings; written last, so it marks the case complete).
+input files, the chosen CT series and the settings; written last, so it marks the case complete).
 """
 
 from __future__ import annotations
@@ -40,13 +40,14 @@ import SimpleITK as sitk
 from osteomet.ct.slices.config import SliceConfig
 from osteomet.ct.slices.window import bone_window
 from osteomet.data.case import CTCase, load_ct_case
-from osteomet.data.grids import array_on, mask_to, resample_to, same_extent_grid
-from osteomet.data.io import Geometry
+from osteomet.data.geometry import Geometry, resample_to
+from osteomet.data.grids import array_on, mask_to, same_extent_grid
 from osteomet.data.manifest import CTRecord, Manifest
 from osteomet.data.totalsegmentator import TOTALSEG_BONES
 from osteomet.errors import InputError
+from osteomet.layout import SLICE_RECORD
 from osteomet.utils.case_cache import CaseCache
-from osteomet.utils.files import sha256_path
+from osteomet.utils.case_cache import cache_key as case_cache_key
 
 SLICES_VERSION = "2"
 
@@ -137,16 +138,11 @@ def to_ct_geometry(probabilities: np.ndarray, meta: dict[str, Any]) -> sitk.Imag
 
 
 def cache_key(record: CTRecord, config: SliceConfig) -> str:
-    digest = hashlib.sha256()
-    for name in ("ct", "lesion_mask", "bone_map"):
-        path = getattr(record, name)
-        digest.update(f"{name}:{sha256_path(path) if path else '-'};".encode())
-    digest.update(config.cache_settings().encode())
-    digest.update(f"slices={SLICES_VERSION}".encode())
-    return digest.hexdigest()
+    """The case's key (:func:`osteomet.utils.case_cache.cache_key`: input contents, the chosen CT series, settings)."""
+    inputs = [(name, getattr(record, name), record.series_uid(name)) for name in ("ct", "lesion_mask", "bone_map")]
+    return case_cache_key(inputs, config.cache_settings(), f"slices={SLICES_VERSION}")
 
 
-SLICE_RECORD = "slices.json"
 
 
 def cache_case(root: str | Path, record: CTRecord, config: SliceConfig) -> str:

@@ -6,9 +6,9 @@
 Splits are by patient only, drawn by the project's one split policy
 (:func:`osteomet.data.splits.assign_splits`): 80:20 train/test by default, stratified by
 whether the patient has any lesion, validation patients taken from train; a manifest
-``split`` column is respected. :func:`check_patient_split` refuses any table in which one
-patient appears in two splits (slices of one patient are near copies of each other, so a
-patient in two splits inflates every test metric).
+``split`` column is respected. :func:`osteomet.data.splits.check_no_leakage` refuses any table in
+which one patient appears in two splits (slices of one patient are near copies of each other, so
+a patient in two splits inflates every test metric).
 """
 
 from __future__ import annotations
@@ -21,24 +21,10 @@ import pandas as pd
 from osteomet.ct.slices.cache import cache_cohort
 from osteomet.ct.slices.config import SliceConfig
 from osteomet.data.manifest import Manifest
-from osteomet.data.splits import assign_splits
-from osteomet.errors import LeakageError, MissingInputError
+from osteomet.data.splits import assign_splits, check_no_leakage
+from osteomet.errors import MissingInputError
+from osteomet.layout import CLASS_BALANCE, INDEX, PATIENTS
 from osteomet.utils.files import write_text_atomic
-
-
-class SplitLeakageError(LeakageError):
-    """A patient appears in more than one split (slices of one patient must never be split)."""
-
-
-def check_patient_split(table: pd.DataFrame) -> None:
-    """Raise :class:`SplitLeakageError` if any patient appears under more than one split."""
-    splits = table.groupby("patient_id")["split"].nunique(dropna=False)
-    leaking = splits[splits > 1]
-    if len(leaking):
-        detail = ", ".join(f"{pid} ({'/'.join(sorted(map(str, table.loc[table.patient_id == pid, 'split'].unique())))})"
-                           for pid in leaking.index[:10])
-        raise SplitLeakageError(f"{len(leaking)} patient(s) appear in more than one split: {detail}; "
-                                "slices of one patient must stay in one split")
 
 
 def patient_splits(patients: pd.DataFrame, config: SliceConfig) -> pd.Series:
@@ -73,20 +59,20 @@ def build_slice_dataset(manifest: Manifest, root: str | Path, config: SliceConfi
     slices, patient_table = cache_cohort(manifest, root, config, progress=progress)
     patient_table["split"] = patient_splits(patient_table, config)
     index = slices.merge(patient_table[["patient_id", "split"]], on="patient_id")
-    check_patient_split(index)
-    write_text_atomic(root / "patients.csv", patient_table.to_csv(index=False))
-    write_text_atomic(root / "index.csv", index.to_csv(index=False))
+    check_no_leakage(index)
+    write_text_atomic(root / PATIENTS, patient_table.to_csv(index=False))
+    write_text_atomic(root / INDEX, index.to_csv(index=False))
     labelled = index.dropna(subset=["label"])
     if len(labelled):
-        write_text_atomic(root / "class_balance.csv", class_balance(labelled).to_csv(index=False))
+        write_text_atomic(root / CLASS_BALANCE, class_balance(labelled).to_csv(index=False))
     return index
 
 
 def read_index(root: str | Path) -> pd.DataFrame:
     """The slice index of a built dataset, checked for patients in two splits."""
-    path = Path(root) / "index.csv"
+    path = Path(root) / INDEX
     if not path.is_file():
         raise MissingInputError(f"{path}: no slice index; build the slice dataset first")
     index = pd.read_csv(path, dtype={"patient_id": str})
-    check_patient_split(index)
+    check_no_leakage(index)
     return index

@@ -17,7 +17,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from osteomet.errors import InputError, MissingInputError
-from osteomet.layout import SETTINGS, SLICE_CACHE, open_run_dir
+from osteomet.layout import CLASS_BALANCE, PATIENTS, SLICE_CACHE, open_run_dir
 from osteomet.utils.files import write_text_atomic
 
 Config = TypeVar("Config", bound=BaseModel)
@@ -30,7 +30,7 @@ def prepare_slice_run(manifest, run_dir: str | Path, config: Config, *, architec
 
     ``config`` is a detection or segmentation config: it has ``slices`` and ``architectures``.
     """
-    from osteomet.config import dump_config
+    from osteomet.config import write_settings
     from osteomet.ct.slices.cache import settings_root
     from osteomet.ct.slices.dataset import build_slice_dataset
 
@@ -38,8 +38,8 @@ def prepare_slice_run(manifest, run_dir: str | Path, config: Config, *, architec
     root = settings_root(cache if cache is not None else run_dir / SLICE_CACHE, config.slices)
     build_slice_dataset(manifest, root, config.slices, progress=on_patient)
     config = config.model_copy(update={"architectures": list(architectures or config.architectures)})
-    write_text_atomic(run_dir / SETTINGS, dump_config(config))
-    for name in ("patients.csv", "class_balance.csv"):
+    write_settings(run_dir, config)
+    for name in (PATIENTS, CLASS_BALANCE):
         if (root / name).is_file():
             write_text_atomic(run_dir / name, (root / name).read_text())
     return root, config
@@ -56,20 +56,14 @@ def labelled_split(index: pd.DataFrame, split: str) -> pd.DataFrame:
 
 def read_run_config(run_dir: str | Path, model: type[Config]) -> Config:
     """The settings a run was trained with (its ``settings.yaml``)."""
-    from osteomet.config import load_config
+    from osteomet.config import read_settings
 
-    return load_config(_settings_path(Path(run_dir)), model)
-
-
-def _settings_path(run_dir: Path) -> Path:
-    """``settings.yaml`` (``config.yaml`` in runs written before osteomet recorded settings one way)."""
-    return run_dir / SETTINGS if (run_dir / SETTINGS).is_file() or not (run_dir / "config.yaml").is_file() \
-        else run_dir / "config.yaml"
+    return read_settings(run_dir, model, what="training run")
 
 
 def trained_architectures(run_dir: str | Path, model: type[BaseModel], what: str) -> list[str]:
     """The run's architectures that have a best checkpoint, in the config's order; ``what`` names them in the error."""
-    from osteomet.utils.torch import best_checkpoint
+    from osteomet.training.checkpoint import best_checkpoint
 
     run_dir = Path(run_dir)
     found = [a for a in read_run_config(run_dir, model).architectures if best_checkpoint(run_dir / a).is_file()]
@@ -102,7 +96,7 @@ def cache_for_prediction(manifest, run_dir: str | Path, out: str | Path, slice_c
 def assign_known_splits(patients: pd.DataFrame, run_dir: Path) -> pd.Series:
     """The training run's split for its own patients; else the manifest's split; else 'new'."""
     known = {}
-    path = run_dir / "patients.csv"
+    path = run_dir / PATIENTS
     if path.is_file():
         table = pd.read_csv(path, dtype={"patient_id": str})
         known = dict(zip(table["patient_id"], table["split"]))
@@ -112,10 +106,9 @@ def assign_known_splits(patients: pd.DataFrame, run_dir: Path) -> pd.Series:
 
 def resumed_settings(out: str | Path, settings: Config, max_epochs: int | None) -> Config:
     """The run's recorded ``settings.yaml`` (a resume trains exactly what was started), ``--max-epochs`` applied."""
-    from osteomet.config import load_config
+    from osteomet.config import read_settings, settings_path
 
-    path = _settings_path(Path(out))
-    if not path.is_file():
-        raise MissingInputError(f"{path}: nothing to resume (no run was started in {out})")
-    recorded = load_config(path, type(settings))
+    if not settings_path(out).is_file():
+        raise MissingInputError(f"{settings_path(out)}: nothing to resume (no run was started in {out})")
+    recorded = read_settings(out, type(settings))
     return recorded.model_copy(update={"max_epochs": max_epochs}) if max_epochs is not None else recorded

@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 
 from osteomet.data.manifest import Manifest
 from osteomet.errors import InputError, MissingInputError
+from osteomet.layout import INDEX
 from osteomet.mri.classifier.config import ClassifierConfig
 from osteomet.mri.preprocess import load_case
 
@@ -35,7 +36,7 @@ def roi_patients(preprocessed: str | Path, manifest: Manifest, segdir: str | Pat
     the source is read off the path the preprocessing recorded.
     """
     root = Path(preprocessed)
-    index_path = root / "index.csv"
+    index_path = root / INDEX
     if not index_path.exists():
         raise MissingInputError(f"{root}: no index.csv; run `osteomet preprocess mri` first")
     index = pd.read_csv(index_path, dtype={"patient_id": str}).set_index("patient_id")

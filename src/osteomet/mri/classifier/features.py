@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 
 from osteomet.errors import InputError
+from osteomet.layout import DEEP_FEATURES_META, FEATURES
 from osteomet.mri.classifier.data import RoiDataset
 from osteomet.mri.classifier.model import logits_and_features
 from osteomet.mri.classifier.predict import load_model, resolve_run
@@ -62,7 +63,7 @@ def deep_features(model: str | Path, preprocessed: str | Path, patients: pd.Data
 def write_features(table: pd.DataFrame, meta: dict[str, Any], out: str | Path) -> Path:
     """``features.parquet`` and ``features.json`` (what made them), atomically."""
     out = Path(out)
-    with atomic_path(out / "features.parquet") as tmp:
+    with atomic_path(out / FEATURES) as tmp:
         table.to_parquet(tmp, index=False)
-    write_json_atomic(out / "features.json", meta)
-    return out / "features.parquet"
+    write_json_atomic(out / DEEP_FEATURES_META, meta)
+    return out / FEATURES

@@ -24,8 +24,10 @@ import pandas as pd
 import SimpleITK as sitk
 import torch
 
-from osteomet.data.grids import array_on, resample_to
-from osteomet.data.io import Geometry, write_image
+from osteomet.data.geometry import Geometry, resample_to
+from osteomet.data.grids import array_on
+from osteomet.data.images import write_image
+from osteomet.layout import GRADCAM_TABLE
 from osteomet.mri.classifier.data import read_roi
 from osteomet.mri.classifier.model import GRADCAM_LAYER
 from osteomet.mri.preprocess import load_case
@@ -125,5 +127,5 @@ def gradcam_cohort(model: str | Path, preprocessed: str | Path, patient_ids: lis
             progress()
     table = pd.DataFrame(rows, columns=["patient_id", "prob", "cam_empty", "mean_in_tumour", "mean_outside",
                                         "roi_nifti", "t2_nifti", "png"])
-    write_text_atomic(Path(out) / "gradcam.csv", table.to_csv(index=False))
+    write_text_atomic(Path(out) / GRADCAM_TABLE, table.to_csv(index=False))
     return table

@@ -16,12 +16,14 @@ import pandas as pd
 import torch
 
 from osteomet.errors import MissingInputError
+from osteomet.layout import WINNER
 from osteomet.models.predictions import COLUMNS, write_predictions
 from osteomet.mri.classifier.config import ClassifierConfig
 from osteomet.mri.classifier.data import RoiDataset
 from osteomet.mri.classifier.model import build_resnet
 from osteomet.mri.classifier.train import RunSpec, predict_probabilities, read_run
-from osteomet.utils.torch import best_checkpoint, load_weights, pick_device
+from osteomet.training.checkpoint import best_checkpoint, load_weights
+from osteomet.utils.torch import pick_device
 
 PREDICTION_COLUMNS = list(COLUMNS)
 
@@ -29,7 +31,7 @@ PREDICTION_COLUMNS = list(COLUMNS)
 def resolve_run(model: str | Path) -> Path:
     """The run folder of a model: itself, or the winner of a grid folder."""
     model = Path(model)
-    winner = model / "winner.json"
+    winner = model / WINNER
     if winner.exists():
         return model / json.loads(winner.read_text())["run"]
     if best_checkpoint(model).exists():

@@ -16,7 +16,7 @@ use it. This module is the hand-over in both directions.
 Which mask a later stage uses is decided only by :mod:`osteomet.data.masks`.
 """
 
-from osteomet.mri.review.common import README_NAME, REVIEW_DIR, SHEET_NAME, ReviewError, reviewed_candidates
+from osteomet.mri.review.common import README_NAME, REVIEW_DIR, ReviewError, reviewed_candidates
 from osteomet.mri.review.export import export_review
 from osteomet.mri.review.importer import IMPORT_COLUMNS, import_review
 from osteomet.mri.review.seg_nrrd import (
@@ -29,6 +29,6 @@ from osteomet.mri.review.seg_nrrd import (
                                           write_seg_nrrd,
 )
 
-__all__ = ["IMPORT_COLUMNS", "README_NAME", "REVIEW_DIR", "SEGMENT_ID", "SEGMENT_NAME", "SHEET_NAME", "ReviewError", "SlicerSegment",
+__all__ = ["IMPORT_COLUMNS", "README_NAME", "REVIEW_DIR", "SEGMENT_ID", "SEGMENT_NAME", "ReviewError", "SlicerSegment",
            "export_review", "import_review", "read_reviewed_mask", "read_seg_nrrd", "reviewed_candidates",
            "slicer_segments", "write_seg_nrrd"]

@@ -20,9 +20,7 @@ Log = Callable[[str], None]
 _logger = logging.getLogger("osteomet.mri.review")
 
 REVIEW_DIR = "review"
-SHEET_NAME = "review_sheet.csv"
 README_NAME = "README.txt"
-EXPORT_RECORD = "export.json"
 SHEET_COLUMNS = ["patient_id", "t2", "auto_mask", "auto_voxels", "auto_volume_ml", "reviewed", "reviewer", "comment"]
 #: Suffixes accepted for ``<patient>_reviewed.*``, most specific first.
 REVIEWED_SUFFIXES = (".seg.nrrd", ".nii.gz", ".nrrd", ".nii")

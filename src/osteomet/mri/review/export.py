@@ -10,17 +10,18 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
-from osteomet.data.io import ImageError, read_mask, write_image
+from osteomet.data.image_errors import ImageError
+from osteomet.data.images import write_image
+from osteomet.data.label_masks import read_mask
 from osteomet.data.manifest import Manifest, MRIRecord
 from osteomet.data.masks import AUTO_DIR, auto_mask_path, check_patient_id
 from osteomet.errors import InputError, MissingInputError
+from osteomet.layout import REVIEW_EXPORT, REVIEW_SHEET
 from osteomet.mri.review.common import (
-    EXPORT_RECORD,
     IMAGE_FILES,
     README_NAME,
     REVIEW_DIR,
     SHEET_COLUMNS,
-    SHEET_NAME,
     Log,
     PathLike,
     ReviewError,
@@ -61,7 +62,7 @@ def _export_patient(record: MRIRecord, segdir: Path, folder: Path, log: Log) -> 
 
     case = load_mri_case(record.model_copy(update={"mask": None}))  # the manifest's own mask is not needed here
     mask = read_mask(auto, reference=case.t2, reference_name=record.t2, allow_empty=True)
-    previous = (read_json(pdir / EXPORT_RECORD) or {}).get("files", {})
+    previous = (read_json(pdir / REVIEW_EXPORT) or {}).get("files", {})
     files: dict[str, str] = {}
     for key, image in (("t2", case.t2), ("highb", case.dwi), ("adc", case.adc)):
         target = write_image(image, pdir / IMAGE_FILES[key])
@@ -75,7 +76,7 @@ def _export_patient(record: MRIRecord, segdir: Path, folder: Path, log: Log) -> 
     else:
         write_seg_nrrd(mask, seg)
         files[seg.name] = sha256_file(seg)
-    write_json_atomic(pdir / EXPORT_RECORD, {
+    write_json_atomic(pdir / REVIEW_EXPORT, {
         "patient_id": pid, "exported_at": _now(), "auto_mask": str(auto), "auto_sha256": sha256_file(auto),
         "t2": str(record.t2), "files": files,
     })
@@ -167,7 +168,7 @@ def export_review(manifest: Manifest, segdir: PathLike, out: PathLike | None = N
     if rows:
         folder.mkdir(parents=True, exist_ok=True)
         sheet = pd.DataFrame(rows, columns=SHEET_COLUMNS)
-        sheet_path = folder / SHEET_NAME
+        sheet_path = folder / REVIEW_SHEET
         if not sheet_path.exists():
             write_text_atomic(sheet_path, sheet.to_csv(index=False))
         else:

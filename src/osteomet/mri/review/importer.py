@@ -11,7 +11,10 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
-from osteomet.data.io import Geometry, ImageError, MaskError, read_image, read_mask, write_image
+from osteomet.data.geometry import Geometry
+from osteomet.data.image_errors import ImageError
+from osteomet.data.images import read_image, write_image
+from osteomet.data.label_masks import MaskError, read_mask
 from osteomet.data.manifest import Manifest, MRIRecord
 from osteomet.data.masks import (
     REVIEWED_DIR,
@@ -24,8 +27,8 @@ from osteomet.data.masks import (
 )
 from osteomet.errors import InputError, MissingInputError, OutputExistsError
 from osteomet.evaluation.segmentation import overlap
+from osteomet.layout import REVIEW_EXPORT
 from osteomet.mri.review.common import (
-    EXPORT_RECORD,
     IMAGE_FILES,
     REVIEW_DIR,
     PathLike,
@@ -85,12 +88,12 @@ def _not_reviewed_note(folder: Path, patient_id: str) -> str:
     pdir = folder / patient_id
     notes = []
     seg = pdir / f"{patient_id}_auto.seg.nrrd"
-    recorded = (read_json(pdir / EXPORT_RECORD) or {}).get("files", {}).get(seg.name)
+    recorded = (read_json(pdir / REVIEW_EXPORT) or {}).get("files", {}).get(seg.name)
     if seg.exists() and recorded and sha256_file(seg) != recorded:
         notes.append(f"{seg.name} was changed after export; if it holds the corrections, rename it to "
                      f"{patient_id}_reviewed.seg.nrrd")
     if pdir.is_dir():
-        known = {seg.name, EXPORT_RECORD, *IMAGE_FILES.values()}
+        known = {seg.name, REVIEW_EXPORT, *IMAGE_FILES.values()}
         stray = sorted(p.name for p in pdir.iterdir() if p.is_file() and p.name not in known and not p.name.startswith("."))
         if stray:
             notes.append(f"unrecognised file(s) {', '.join(stray)}; a reviewed mask must be named "

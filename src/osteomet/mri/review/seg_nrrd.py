@@ -10,16 +10,9 @@ from typing import Any, Sequence
 import numpy as np
 import SimpleITK as sitk
 
-from osteomet.data.io import (
-    DIRECTION_TOL,
-    ORIGIN_TOL,
-    SPACING_TOL,
-    Geometry,
-    GeometryMismatchError,
-    ImageReadError,
-    MaskError,
-    read_mask,
-)
+from osteomet.data.geometry import DIRECTION_TOL, ORIGIN_TOL, SPACING_TOL, Geometry, GeometryMismatchError
+from osteomet.data.image_errors import ImageReadError
+from osteomet.data.label_masks import MaskError, read_mask
 from osteomet.utils.files import atomic_path
 
 PathLike = str | os.PathLike[str]

@@ -1,7 +1,7 @@
 """UNETR inference: sliding window on the segmentation grid, back to the original T2 grid.
 
 Masks are written as NIfTI on each patient's original T2 geometry into ``SEGDIR/auto/``
-(the review loop's input), optionally reduced to the largest 3D connected component.
+(the review loop's input), optionally reduced to the largest lesion (:func:`osteomet.data.lesions.largest_component`).
 Where the manifest has a reference mask, per-case Dice, precision and recall are computed
 on the T2 grid.
 """
@@ -16,28 +16,20 @@ import pandas as pd
 import SimpleITK as sitk
 import torch
 
-from osteomet.data.io import read_mask, write_image
+from osteomet.data.images import write_image
+from osteomet.data.label_masks import read_mask
+from osteomet.data.lesions import largest_component
 from osteomet.data.manifest import Manifest
-from osteomet.evaluation.segmentation import overlap
+from osteomet.evaluation.segmentation import overlap, summarise_overlap
+from osteomet.layout import METRICS
 from osteomet.mri.preprocess import to_t2_geometry
 from osteomet.mri.segmentation.config import SegmentationConfig
 from osteomet.mri.segmentation.data import full_volume
 from osteomet.mri.segmentation.model import build_unetr
 from osteomet.mri.segmentation.train import sliding_window_probabilities
+from osteomet.training.checkpoint import best_checkpoint, load_weights
 from osteomet.utils.files import write_text_atomic
-from osteomet.utils.torch import best_checkpoint, load_weights, pick_device
-
-
-def largest_component(mask: np.ndarray) -> np.ndarray:
-    """Keep the largest 26-connected component (one index tumour per patient)."""
-    import cc3d
-
-    labels = cc3d.connected_components(mask.astype(np.uint8), connectivity=26)
-    if labels.max() <= 1:
-        return mask.astype(np.uint8)
-    counts = np.bincount(labels.ravel())
-    counts[0] = 0
-    return (labels == int(np.argmax(counts))).astype(np.uint8)
+from osteomet.utils.torch import pick_device
 
 
 def load_model(run_dir: str | Path, config: SegmentationConfig, device: torch.device) -> torch.nn.Module:
@@ -74,23 +66,15 @@ def predict_cohort(preprocessed: str | Path, run_dir: str | Path, segdir: str | 
         if progress:
             progress()
     table = pd.DataFrame(rows)
-    write_text_atomic(Path(segdir) / "metrics.csv", table.to_csv(index=False))
+    write_text_atomic(Path(segdir) / METRICS, table.to_csv(index=False))
     return table
 
 
 def summarise(table: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """Mean Dice/precision/recall per split with percentile bootstrap 95% CIs over cases."""
-    from osteomet.evaluation.bootstrap import bootstrap_mean
-
-    rows = []
-    for split, group in table.groupby(table["split"].fillna("all")):
-        for metric in ("dice", "precision", "recall"):
-            if metric not in group:
-                continue
-            values = group[metric].dropna().to_numpy(float)
-            if values.size == 0:
-                continue
-            interval = bootstrap_mean(values, n_resamples=n_boot, seed=seed)
-            rows.append({"split": split, "metric": metric, "n": int(values.size), "mean": interval.estimate,
-                         "ci_low": interval.low, "ci_high": interval.high})
-    return pd.DataFrame(rows)
+    """Mean Dice/precision/recall per split with percentile bootstrap 95% CIs over cases
+    (:func:`osteomet.evaluation.segmentation.summarise_overlap`; metrics defined for no case left out)."""
+    splits = table.assign(split=table["split"].fillna("all")).sort_values("split", kind="stable")
+    summary = summarise_overlap(splits, "split", n_resamples=n_boot, seed=seed)
+    if summary.empty:
+        return summary
+    return summary.loc[summary["n"] > 0, ["split", "metric", "n", "mean", "ci_low", "ci_high"]].reset_index(drop=True)

@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
+from osteomet.data.geometry import Geometry
 from osteomet.data.grids import mask_to
-from osteomet.data.io import Geometry, read_mask
+from osteomet.data.label_masks import read_mask
 from osteomet.layout import AUTO_DIR, MASK_SUFFIX
 from osteomet.mri.preprocess import CHANNELS, load_case
 from osteomet.utils.figures import pyplot, save_figure
