@@ -18,6 +18,7 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 
+from osteomet.config import recorded_settings
 from osteomet.layout import (
     CALIBRATION,
     DELONG,
@@ -34,7 +35,7 @@ from osteomet.layout import (
 from osteomet.report.html import Section, esc, table
 from osteomet.report.models_sections import model_tuning
 from osteomet.report.run_files import read_csv
-from osteomet.report.run_record import read_settings, versions
+from osteomet.report.run_record import versions
 from osteomet.utils.files import read_json
 
 NOT_DONE = "not done in this run"
@@ -129,7 +130,7 @@ def missing_answer(ctx: Context) -> Answer | None:
 
 
 def preprocessing_answer(ctx: Context) -> Answer | None:
-    settings = read_settings(ctx.layout.preprocess)
+    settings = recorded_settings(ctx.layout.preprocess)
     if not settings:
         return None
     spacing = settings.get("roi_spacing")
@@ -139,7 +140,7 @@ def preprocessing_answer(ctx: Context) -> Answer | None:
 
 
 def _params(ctx: Context) -> dict[str, Any] | None:
-    return (read_settings(ctx.layout.radiomics) or {}).get("params")
+    return (recorded_settings(ctx.layout.radiomics) or {}).get("params")
 
 
 def discretisation_answer(ctx: Context) -> Answer | None:
@@ -225,7 +226,7 @@ def harmonization_answer(ctx: Context) -> Answer | None:
 
 
 def selection_answer(ctx: Context) -> Answer | None:
-    settings = read_settings(ctx.layout.model("radiomics"))
+    settings = recorded_settings(ctx.layout.model("radiomics"))
     if not settings:
         return None
     selection = settings.get("selection", {})
@@ -238,14 +239,14 @@ def selection_answer(ctx: Context) -> Answer | None:
 
 
 def scaling_answer(ctx: Context) -> Answer | None:
-    if read_settings(ctx.layout.model("radiomics")) is None:
+    if recorded_settings(ctx.layout.model("radiomics")) is None:
         return None
     return ("Features are standardised (training mean and SD) only inside the LASSO selection; XGBoost is invariant "
             "to monotone scaling and sees the features as extracted.", [])
 
 
 def algorithm_answer(ctx: Context) -> Answer | None:
-    fusion = (read_settings(ctx.layout.model("fusion")) or {}).get("mode")
+    fusion = (recorded_settings(ctx.layout.model("fusion")) or {}).get("mode")
     stacking = ("clinical variables, selected radiomics features and deep features side by side" if fusion == "features"
                 else "the base models' out-of-fold probabilities (stacking)")
     described = {"clinical": "clinical: XGBoost on the clinical variables",
@@ -322,7 +323,7 @@ def external_answer(ctx: Context) -> Answer | None:
 def explanation_answer(ctx: Context) -> Answer | None:
     if "explanations" not in ctx.present:
         return None
-    cohort = (read_settings(ctx.layout.explanations) or {}).get("cohort", "train")
+    cohort = (recorded_settings(ctx.layout.explanations) or {}).get("cohort", "train")
     return (f"SHAP (exact tree SHAP) summaries of the clinical, radiomics and fusion models on the {cohort} patients; "
             f"Grad-CAM maps of the deep model.", ["explanations", "gradcam"])
 

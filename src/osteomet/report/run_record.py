@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pandas as pd
-import yaml
 
+from osteomet.config import recorded_settings
 from osteomet.layout import MARKER, RUN_RECORD, SETTINGS, STAGE_RECORD, RunLayout
 from osteomet.report.html import Section, esc, key_values, note, table
 from osteomet.utils.files import read_json
@@ -91,18 +91,6 @@ def settings_folders(run: Path) -> list[Path]:
     return sorted(found)
 
 
-def read_settings(folder: Path) -> dict[str, Any] | None:
-    """A stage folder's ``settings.yaml`` as a mapping; None when missing or unreadable."""
-    path = folder / SETTINGS
-    if not path.is_file():
-        return None
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def timings(run: Path) -> list[dict[str, Any]]:
     """One row per stage folder: folder, stage, status, start, end and seconds (from ``stage.json``)."""
     rows = []
@@ -136,7 +124,7 @@ def seeds(run: Path) -> list[tuple[str, Any]]:
     found += [(f"run.json: {k}", v) for k, v in flatten(record, run) if k.split(".")[-1] in ("seed", "seeds")
               or k.startswith("seeds.")]
     for folder in settings_folders(run):
-        settings = read_settings(folder) or {}
+        settings = recorded_settings(folder) or {}
         found += [(f"{folder.relative_to(run)}: {k}", v) for k, v in flatten(settings, run)
                   if k.split(".")[-1] == "seed"]
     return found
@@ -167,7 +155,7 @@ def run_section(layout: RunLayout) -> Section:
                      + "</details>")
     parts.append("<h3>Settings per stage</h3>")
     for folder in settings_folders(run):
-        settings = read_settings(folder)
+        settings = recorded_settings(folder)
         if settings:
             parts.append(f"<details><summary>{esc(folder.relative_to(run))}</summary>"
                          + key_values(list(flatten(settings, run))[:400]) + "</details>")
