@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 import torch
+from timing import best_of
 
 from osteomet.ct.detection.config import load_detection_config
 from osteomet.ct.detection.models import build_classifier
@@ -55,15 +55,6 @@ def synthetic_ct(depth: int, seed: int = 0) -> sitk.Image:
     image = sitk.GetImageFromArray(volume)
     image.SetSpacing((0.8, 0.8, 2.0))
     return image
-
-
-def best_of(repeat: int, fn) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def bench_detection(device: torch.device, preset: str, n_slices: int, repeat: int) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from timing import samples_per_second
 
 from osteomet.data.manifest import read_manifest
 from osteomet.data.synth.mri import MRISynthConfig, generate_mri_cohort
@@ -109,14 +110,7 @@ def gpu_pipeline_ratio(pre: Path, ids: list[str], steps: int = 30, depth: int = 
     batch = config.batch_size
     x0, _ = dataset[0]
     x, y = torch.randn(batch, *x0.shape, device=device), torch.ones(batch, 1, device=device)
-    for _ in range(3):
-        step(x, y)
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step(x, y)
-    torch.cuda.synchronize()
-    synthetic = steps * batch / (time.perf_counter() - start)
+    synthetic = samples_per_second(step, (x, y), batch, steps)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=8, pin_memory=True,
                                          persistent_workers=True, drop_last=True)
     done, start = 0, None

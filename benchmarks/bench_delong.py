@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 from scipy.stats import norm, rankdata
+from timing import best_of
 
 from osteomet.evaluation import delong_ci, delong_test
 from osteomet.evaluation.bootstrap import bootstrap_auc_ci, resample_indices
@@ -60,15 +61,6 @@ def naive_paired(y: np.ndarray, s1: np.ndarray, s2: np.ndarray) -> tuple[float, 
     aucs = v10.mean(axis=1)
     z = (aucs[0] - aucs[1]) / math.sqrt(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
     return z, 2 * norm.sf(abs(z))
-
-
-def best_of(repeat: int, fn) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def data(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import torch
+from timing import samples_per_second
 
 from osteomet.data.manifest import read_manifest
 from osteomet.data.synth.mri import generate_mri_cohort
@@ -50,14 +51,7 @@ def gpu_throughput(root: Path, ids: list[str], steps: int) -> None:
     batch = config.batch_size
     image = torch.randn(batch, 3, z, y, x, device=device)
     label = (torch.rand(batch, 1, z, y, x, device=device) > 0.99).float()
-    for _ in range(3):
-        step(image, label)
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step(image, label)
-    torch.cuda.synchronize()
-    synthetic = steps * batch / (time.perf_counter() - start)
+    synthetic = samples_per_second(step, (image, label), batch, steps)
 
     dataset = PatchDataset(root, ids, config)
     loader = torch.utils.data.DataLoader(dataset, batch_size=max(1, batch // config.samples_per_case), shuffle=True,
