@@ -69,3 +69,40 @@ def test_integer_nifti_with_scaling_reads_and_infinite_float_is_refused(tmp_path
     floats[0, 0, 0] = np.inf
     with pytest.raises(ImageError, match=r"inf.nii.gz: 1 voxels are NaN or infinite"):
         read_image(nibabel_nifti(tmp_path / "inf.nii.gz", floats))
+
+
+def _with_pixdim(path: Path, axis: int, value: float) -> Path:
+    """Patch pixdim[axis] in the raw header, as a converter that lost the slice spacing writes it."""
+    raw = gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()
+    header = bytearray(raw)
+    header[76 + 4 * axis: 80 + 4 * axis] = np.float32(value).tobytes()  # NIfTI-1: float pixdim[8] at byte 76
+    out = path.with_name(f"pixdim{axis}_{value:g}_{path.name}")
+    out.write_bytes(gzip.compress(bytes(header)) if path.name.endswith(".gz") else bytes(header))
+    return out
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+@pytest.mark.parametrize(("axis", "value"), [(3, 0.0), (1, -0.8), (2, float("nan"))])
+def test_zero_or_negative_voxel_size_is_refused_not_read_as_1_mm(tmp_path: Path, suffix: str, axis: int, value: float):
+    good = tmp_path / f"t2{suffix}"
+    nib.save(nib.Nifti1Image(np.ones((6, 5, 4), np.int16), np.diag([0.8, 0.8, 3.0, 1.0])), good)
+    assert read_image(good).GetSpacing() == pytest.approx((0.8, 0.8, 3.0))
+    bad = _with_pixdim(good, axis, value)
+    raw = gzip.decompress(bad.read_bytes()) if suffix == ".nii.gz" else bad.read_bytes()
+    stored = float(np.frombuffer(raw, "<f4", count=1, offset=76 + 4 * axis)[0])
+    assert stored == np.float32(value) or (np.isnan(value) and np.isnan(stored))
+    # SimpleITK alone reads it on a made-up grid (1 mm, or ignoring the sign) with a console warning only
+    assert sitk.ReadImage(str(bad)).GetSpacing()[axis - 1] > 0
+    with pytest.raises(ImageReadError, match="not a physical grid") as err:
+        read_image(bad)
+    assert bad.name in str(err.value) and "xyz"[axis - 1] in str(err.value)
+
+
+def test_negative_spacing_in_an_mha_header_is_refused(tmp_path: Path):
+    good = write_image(sitk.GetImageFromArray(np.ones((4, 5, 6), np.int16)), tmp_path / "ct.mha")
+    text = good.read_bytes()
+    bad = tmp_path / "bad.mha"
+    bad.write_bytes(text.replace(b"ElementSpacing = 1 1 1", b"ElementSpacing = 1 1 0"))
+    assert b"ElementSpacing = 1 1 0" in bad.read_bytes()
+    with pytest.raises(ImageError, match="bad.mha"):
+        read_image(bad)

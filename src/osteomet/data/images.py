@@ -82,6 +82,10 @@ def read_image(path: PathLike, *, pixel_type: int | None = None, series_uid: str
         raise ImageReadError(f"{path}: expected a 3D volume, got {image.GetDimension()}D")
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise ImageReadError(f"{path}: expected a scalar image, got {image.GetNumberOfComponentsPerPixel()} components per voxel")
+    spacing = image.GetSpacing()
+    if not all(np.isfinite(s) and s > 0 for s in spacing):
+        raise ImageReadError(f"{path}: voxel spacing {tuple(round(s, 4) for s in spacing)} mm is not a physical grid "
+                             f"(zero, negative or not a number); re-export the image with its true spacing")
     check_finite(image, path)  # before the cast: NaN cast to an integer type becomes a number
     if pixel_type is not None:
         image = sitk.Cast(image, pixel_type)

@@ -32,10 +32,12 @@ def check_nifti_file(path: str | os.PathLike[str]) -> None:
     try:
         proxy = nib.load(str(path)).dataobj  # reads the header only
         offset = int(proxy.offset)  # (the image's header copy resets vox_offset to 0)
+        pixdim = _raw_pixdim(path)
         dtype = np.dtype(proxy.dtype)
         shape = tuple(int(s) for s in proxy.shape)
     except (ImageFileError, HeaderDataError, OSError, EOFError, ValueError, zlib.error) as exc:  # damaged header
         raise ImageReadError(f"{path}: cannot be read as an image (not a readable NIfTI header: {exc})") from exc
+    _check_pixdim(path, pixdim[:min(len(shape), 3)])
     expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     check_values = dtype.kind == "f"
     if full_suffix(path) == ".nii" and not check_values:
@@ -68,6 +70,36 @@ def check_nifti_file(path: str | os.PathLike[str]) -> None:
     if scan.count:
         raise ImageError(f"{path}: {scan.count} voxels are NaN or infinite (first at voxel x,y,z={scan.first}); "
                          f"fix or re-export the file (osteomet does not guess missing values)")
+
+
+def _raw_pixdim(path: Path) -> np.ndarray:
+    """``pixdim[1:4]`` as the file stores it (nibabel's header check would already have replaced bad values)."""
+    import gzip
+
+    opener = gzip.open if full_suffix(path) == ".nii.gz" else open
+    with opener(path, "rb") as handle:
+        raw = handle.read(540)
+    for order in ("<", ">"):
+        size = int(np.frombuffer(raw[:4], dtype=f"{order}i4")[0])
+        if size == 348:  # NIfTI-1: float32 pixdim[8] at byte 76
+            return np.frombuffer(raw, dtype=f"{order}f4", count=8, offset=76)[1:4].astype(float)
+        if size == 540:  # NIfTI-2: float64 pixdim[8] at byte 104
+            return np.frombuffer(raw, dtype=f"{order}f8", count=8, offset=104)[1:4].astype(float)
+    raise ValueError("header size is neither 348 (NIfTI-1) nor 540 (NIfTI-2)")
+
+
+def _check_pixdim(path: Path, pixdim: np.ndarray) -> None:
+    """Refuse zero, negative or non-finite voxel sizes in the header.
+
+    ITK's NIfTI reader replaces a zero ``pixdim`` by 1 mm with only a console warning, so a
+    volume whose slice spacing was lost would be read on a made-up grid and every later
+    resampling, ROI and volume would be wrong without a word.
+    """
+    bad = [(axis, float(size)) for axis, size in zip("xyz", pixdim) if not np.isfinite(size) or size <= 0]
+    if bad:
+        sizes = ", ".join(f"{axis} {size:g}" for axis, size in bad)
+        raise ImageReadError(f"{path}: the header gives voxel sizes that are not a physical grid ({sizes} mm in "
+                             f"pixdim); re-export the image with its true spacing (osteomet does not assume 1 mm)")
 
 
 def _truncated(path: Path, present: int, expected: int) -> ImageReadError:
