@@ -22,7 +22,11 @@ def mri(
     segdir: Optional[Path] = typer.Option(None, help="Segmentation folder: use reviewed/auto masks from it."),
     jobs: int = typer.Option(1, min=1, help="Worker processes."),
 ) -> None:
-    """Preprocess every patient; unchanged inputs and settings are not processed again."""
+    """Preprocess every patient; unchanged inputs and settings are not processed again.
+
+    Exit codes: 0 every patient processed or cached; 3 some patients failed (named, with the
+    reason; the others are usable); 2 every patient failed.
+    """
     with user_errors():
         from osteomet.pipeline.preprocess import preprocess_mri
 
@@ -36,5 +40,5 @@ def mri(
     failed = index[index["status"] == "failed"]
     for row in failed.itertuples():
         err_console.print(f"[yellow]  {row.patient_id}: {row.error}[/]", highlight=False)
-    if len(failed) == len(index):
-        raise typer.Exit(1)
+    if len(failed):
+        raise typer.Exit(2 if len(failed) == len(index) else 3)
