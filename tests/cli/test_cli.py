@@ -31,15 +31,15 @@ def test_console_script_is_installed():
 
 def test_synth_mri_then_manifest_check(tmp_path: Path):
     out = tmp_path / "cohort"
-    result = runner.invoke(app, ["synth", "mri", "--n", "4", "--out", str(out), "--scale", "0.15", "--seed", "2"])
+    result = runner.invoke(app, ["synth", "mri", "--n", "10", "--out", str(out), "--scale", "0.15", "--seed", "2"])
     assert result.exit_code == 0, result.output
     manifest = out / "manifest.csv"
-    assert len(pd.read_csv(manifest)) == 4
+    assert len(pd.read_csv(manifest)) == 10
     result = runner.invoke(app, ["manifest", "check", str(manifest)])
-    assert result.exit_code == 0 and "ok" in result.output and "4 patients" in result.output
+    assert result.exit_code == 0 and "ok" in result.output and "10 patients" in result.output
     # a second run into the same folder is refused and leaves the cohort untouched
     before = manifest.read_bytes()
-    result = runner.invoke(app, ["synth", "mri", "--n", "4", "--out", str(out), "--scale", "0.15"])
+    result = runner.invoke(app, ["synth", "mri", "--n", "10", "--out", str(out), "--scale", "0.15"])
     assert result.exit_code == 2 and "already exists" in result.output
     assert manifest.read_bytes() == before
 

@@ -24,6 +24,12 @@ def test_extract_rerun_train_predict(tmp_path: Path):
     again = runner.invoke(app, ["radiomics", "extract", "-m", str(manifest), "-o", str(out), "--params", "tiny"])
     assert "0 extracted, 10 from cache" in again.output
 
+    # the user moves all but one positive training patient to test: too few for out-of-fold predictions
+    edited = pd.read_csv(manifest)
+    positives = edited.index[(edited["split"] == "train") & (edited["label"] == 1)]
+    edited.loc[positives[1:], "split"] = "test"
+    manifest = cohort / "one_positive_in_training.csv"
+    edited.to_csv(manifest, index=False)
     model_out = tmp_path / "model"
     trained = runner.invoke(app, ["radiomics", "train", "-f", str(out / "features.parquet"), "-m", str(manifest),
                                   "-o", str(model_out)])

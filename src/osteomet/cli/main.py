@@ -53,19 +53,24 @@ def _main(version: bool = typer.Option(False, "--version", help="Print the versi
 
 @synth_app.command("mri")
 def synth_mri(
-    out: Path = typer.Option(..., "--out", "-o", help="Folder for images/, labels/, manifest.csv, truth.csv."),
-    n: int = typer.Option(40, "--n", min=1, help="Number of patients."),
+    out: Path = typer.Option(..., "--out", "-o", help="New or empty folder for images/, labels/, manifest.csv, "
+                                                     "truth.csv."),
+    n: int = typer.Option(40, "--n", min=1, help="Number of patients (at least 10 at the default external fraction: "
+                                                 "`run mri` needs 8 internal patients, 4 of each class)."),
     seed: int = typer.Option(0, help="Random seed (same seed, same cohort)."),
     scale: float = typer.Option(0.25, min=0.05, max=1.0, help="In-plane matrix factor; 1.0 = scanner matrix (512/320)."),
     external_fraction: float = typer.Option(96 / 414, min=0.0, max=1.0, help="Share of patients from the external centre C2."),
     image_format: str = typer.Option("nii.gz", "--format", help="nii.gz, mha or nrrd."),
     jobs: int = typer.Option(1, min=1, help="Worker processes."),
-    overwrite: bool = typer.Option(False, help="Replace a cohort previously generated in --out."),
+    overwrite: bool = typer.Option(False, help="Replace a cohort previously generated in --out (only its files)."),
 ) -> None:
     """Synthetic bpMRI cohort: T2, high-b DWI, ADC and tumour masks from two centres."""
     with user_errors():
-        from osteomet.data.synth.mri import MRISynthConfig, generate_mri_cohort
+        from osteomet.data.synth._cohort import claim_cohort_folder
+        from osteomet.data.synth.mri import MRISynthConfig, check_run_mri_size, generate_mri_cohort
 
+        check_run_mri_size(n, external_fraction)
+        claim_cohort_folder(out, overwrite=overwrite)  # refused before the progress bar starts
         config = MRISynthConfig(scale=scale, external_fraction=external_fraction, image_format=image_format)
         with progress_bar("synth mri", n) as advance:
             path = generate_mri_cohort(out, n, seed=seed, config=config, progress=advance, overwrite=overwrite, jobs=jobs)
@@ -74,18 +79,21 @@ def synth_mri(
 
 @synth_app.command("ct")
 def synth_ct(
-    out: Path = typer.Option(..., "--out", "-o", help="Folder for images/, labels/, manifest.csv, lesions_truth.csv."),
+    out: Path = typer.Option(..., "--out", "-o", help="New or empty folder for images/, labels/, manifest.csv, "
+                                                     "lesions_truth.csv."),
     n: int = typer.Option(10, "--n", min=1, help="Number of patients."),
     seed: int = typer.Option(0, help="Random seed (same seed, same cohort)."),
     region: str = typer.Option("whole_body", help="whole_body, torso or abdomen_pelvis."),
     size: int = typer.Option(128, min=32, max=1024, help="In-plane matrix (FOV stays 500 mm)."),
     jobs: int = typer.Option(1, min=1, help="Worker processes."),
-    overwrite: bool = typer.Option(False, help="Replace a cohort previously generated in --out."),
+    overwrite: bool = typer.Option(False, help="Replace a cohort previously generated in --out (only its files)."),
 ) -> None:
     """Synthetic CT cohort in HU with TotalSegmentator bone labels and sclerotic/lytic lesions."""
     with user_errors():
+        from osteomet.data.synth._cohort import claim_cohort_folder
         from osteomet.data.synth.ct import CTSynthConfig, generate_ct_cohort
 
+        claim_cohort_folder(out, overwrite=overwrite)  # refused before the progress bar starts
         config = CTSynthConfig(region=region, inplane_size=size)
         with progress_bar("synth ct", n) as advance:
             path = generate_ct_cohort(out, n, seed=seed, config=config, progress=advance, overwrite=overwrite, jobs=jobs)

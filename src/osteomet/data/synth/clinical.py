@@ -43,11 +43,15 @@ _HEMATURIA = {1: 0.286, 0: 0.255}
 _LEUKOCYTURIA = {1: 0.397, 0: 0.336}
 
 
-def draw_labels(n: int, prevalence: float, rng: np.random.Generator) -> np.ndarray:
-    """Exactly round(n * prevalence) positives in random order, so tiny cohorts keep both classes."""
+def draw_labels(n: int, prevalence: float, rng: np.random.Generator, *, min_per_class: int = 1) -> np.ndarray:
+    """Exactly round(n * prevalence) positives in random order, so tiny cohorts keep both classes.
+
+    Each class gets at least ``min_per_class`` patients where ``n`` allows it (else at least one).
+    """
     n_pos = int(round(n * prevalence))
+    floor = min_per_class if n >= 2 * min_per_class else 1
     if n >= 2:
-        n_pos = min(max(n_pos, 1), n - 1)
+        n_pos = min(max(n_pos, floor), n - floor)
     labels = np.zeros(n, dtype=int)
     labels[:n_pos] = 1
     rng.shuffle(labels)

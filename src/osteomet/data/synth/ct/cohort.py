@@ -11,7 +11,7 @@ import pandas as pd
 
 from osteomet.data.images import write_image
 from osteomet.data.manifest import write_manifest
-from osteomet.data.synth._cohort import start_cohort, write_synth_record
+from osteomet.data.synth._cohort import patient_files, start_cohort, write_synth_record
 from osteomet.data.synth.ct.materials import CTSynthConfig
 from osteomet.data.synth.ct.render import synthesize_ct_patient
 from osteomet.layout import CT_TRUTH
@@ -25,13 +25,9 @@ TRUTH_COLUMNS = ["patient_id", "lesion_id", "bone_id", "bone_name", "group", "ki
 def _patient_task(args: tuple) -> dict[str, Any]:
     """Generate and write one patient (a process-pool task; RNG from its own SeedSequence)."""
     index, seed_seq, config, out = args
-    pid = f"CT{index + 1:03d}"
+    pid, files = patient_files("ct", index)
     ct, lesions, bones, rows = synthesize_ct_patient(np.random.default_rng(seed_seq), config)
-    paths = {
-        "ct": out / "images" / f"{pid}_ct.nii.gz",
-        "lesion_mask": out / "labels" / f"{pid}_lesions.nii.gz",
-        "bone_map": out / "labels" / f"{pid}_bones.nii.gz",
-    }
+    paths = {key: out / relative for key, relative in files.items()}
     write_image(ct, paths["ct"])
     write_image(lesions, paths["lesion_mask"])
     write_image(bones, paths["bone_map"])
@@ -50,8 +46,8 @@ def generate_ct_cohort(out: str | Path, n: int, *, seed: int = 0, config: CTSynt
     patients), ``labels/<pid>_bones.nii.gz``, ``manifest.csv`` (kind ct, split left empty),
     ``lesions_truth.csv`` and ``synth.json`` (seed, config, version).
     """
-    out, manifest_path = start_cohort(out, n, overwrite=overwrite)
     config = config or CTSynthConfig()
+    out, manifest_path = start_cohort(out, n, "ct", seed=seed, config=config, overwrite=overwrite)
     start = time.perf_counter()
     children = np.random.SeedSequence(seed).spawn(n)
     tasks = [(i, children[i], config, out) for i in range(n)]
@@ -60,5 +56,5 @@ def generate_ct_cohort(out: str | Path, n: int, *, seed: int = 0, config: CTSynt
     truth = pd.DataFrame([row for r in results for row in r["truth"]], columns=TRUTH_COLUMNS)
     write_text_atomic(out / CT_TRUTH, truth.to_csv(index=False))
     write_synth_record(out, "ct", n=n, seed=seed, config=config, started=start)
-    write_manifest(manifest, manifest_path, kind="ct", overwrite=overwrite)
+    write_manifest(manifest, manifest_path, kind="ct")  # last: its presence means complete
     return manifest_path

@@ -17,7 +17,15 @@ Vendor intensity scale and grids follow the two centres of the reproduced study 
 """
 
 from osteomet.data.synth.mri.anatomy import TISSUES, Anatomy
-from osteomet.data.synth.mri.cohort import generate_mri_cohort, plan_centres
+from osteomet.data.synth.mri.cohort import (
+    MIN_INTERNAL,
+    SPLIT_MINIMUM,
+    centre_counts,
+    check_run_mri_size,
+    generate_mri_cohort,
+    plan_centres,
+    scorable_splits,
+)
 from osteomet.data.synth.mri.config import MRISynthConfig
 from osteomet.data.synth.mri.render import synthesize_mri_patient
 from osteomet.data.synth.mri.scanner import B_VALUE, CENTRES, CentreSpec, SequenceGrid, make_grid, world_coordinates
@@ -25,14 +33,19 @@ from osteomet.data.synth.mri.scanner import B_VALUE, CENTRES, CentreSpec, Sequen
 __all__ = [
     "B_VALUE",
     "CENTRES",
+    "MIN_INTERNAL",
+    "SPLIT_MINIMUM",
     "TISSUES",
     "Anatomy",
     "CentreSpec",
     "MRISynthConfig",
     "SequenceGrid",
+    "centre_counts",
+    "check_run_mri_size",
     "generate_mri_cohort",
     "make_grid",
     "plan_centres",
+    "scorable_splits",
     "synthesize_mri_patient",
     "world_coordinates",
 ]
