@@ -30,18 +30,29 @@ def load_config(path: str | os.PathLike[str], model: type[Model]) -> Model:
     if not path.is_file():
         raise ConfigError(f"{path}: config file does not exist")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if data is None:  # empty or comments only: running on every default would hide a wrong or unsaved file
+        raise ConfigError(f"{path}: is empty: give the settings to change (or '{{}}' to keep every default), "
+                          "or name a preset instead of the file")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of settings at the top level, got {type(data).__name__}")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(_problem(e) for e in exc.errors())
         raise ConfigError(f"{path}: invalid {model.__name__}: {problems}") from None
+
+
+def _problem(error: Any) -> str:
+    """``key.path: pydantic's message (got 'value')``; the value only when it is a scalar the user wrote."""
+    where = ".".join(str(p) for p in error["loc"])
+    given = error.get("input")
+    got = f" (got {given!r})" if isinstance(given, (str, int, float, bool)) and error["type"] != "missing" else ""
+    return f"{where}: {error['msg']}{got}"
 
 
 def dump_config(config: BaseModel | Mapping[str, Any]) -> str:

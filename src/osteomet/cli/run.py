@@ -27,11 +27,9 @@ def mri(
     evaluation. Interrupt it any time; the same command continues where it stopped."""
     with user_errors():
         from osteomet.pipeline.run_mri import run_mri, summary_table
-        from osteomet.pipeline.study import load_study_config
+        from osteomet.pipeline.study import load_study_config, override_study
 
-        settings = load_study_config(config)
-        update = {k: v for k, v in {"jobs": jobs, "device": device}.items() if v is not None}
-        settings = settings.model_copy(update=update)
+        settings = override_study(load_study_config(config), jobs=jobs, device=device)
         with interruptible(out, "rerun the same command to continue"):
             record = run_mri(manifest, out, settings, log=lambda line: err_console.print(f"[dim]{line}[/]"))
     from rich.table import Table

@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping
+from typing import Literal, get_args
 
 import pandas as pd
 
@@ -43,7 +44,21 @@ def _usable(table: pd.DataFrame) -> pd.DataFrame:
     return table.dropna(subset=["prob", "label"])
 
 
-DEFAULT_THRESHOLD_SPLITS = "train+val"
+#: The splits a threshold may be tuned on ("+" pools them); never test or external, whose metrics it would bias.
+ThresholdSplit = Literal["train", "val", "train+val", "val+train"]
+THRESHOLD_SPLITS: tuple[str, ...] = get_args(ThresholdSplit)
+DEFAULT_THRESHOLD_SPLITS: ThresholdSplit = "train+val"
+
+
+def threshold_split_problem(value: str) -> str | None:
+    """Why ``value`` is not a threshold split (None when it is one of :data:`THRESHOLD_SPLITS`)."""
+    if value in THRESHOLD_SPLITS:
+        return None
+    allowed = ", ".join(THRESHOLD_SPLITS)
+    if {s.strip() for s in value.split("+")} & {"test", "external"}:
+        return (f"threshold split {value!r}: a threshold tuned on test or external patients would bias their "
+                f"metrics; use one of {allowed}")
+    return f"threshold split {value!r} is not one of {allowed}"
 
 
 def choose_threshold(table: pd.DataFrame, threshold_split: str | None = None) -> tuple[float, str]:
@@ -51,10 +66,10 @@ def choose_threshold(table: pd.DataFrame, threshold_split: str | None = None) ->
     data = _usable(table)
     splits = set(data["split"].dropna())
     threshold_split = threshold_split or DEFAULT_THRESHOLD_SPLITS
-    wanted = [s.strip() for s in threshold_split.split("+") if s.strip()]
-    if wanted and set(wanted) & {"test", "external"}:
-        raise EvaluationInputError(f"threshold split {threshold_split!r}: a threshold tuned on test or external "
-                                   "patients would bias their metrics; use train and/or val")
+    problem = threshold_split_problem(threshold_split)
+    if problem:  # a misspelt split would otherwise quietly fix the threshold on the remaining one
+        raise EvaluationInputError(problem)
+    wanted = threshold_split.split("+")
     chosen = data[data["split"].isin(wanted)]
     if chosen.empty or chosen["label"].nunique() < 2:
         raise EvaluationInputError(

@@ -8,12 +8,19 @@ GPU) and ``tiny`` (narrow models and few epochs, for CPU trials, tests and the d
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from osteomet.config import load_preset_or_file
+from osteomet.config import PRESETS, ConfigError, load_preset_or_file
+from osteomet.evaluation.predictions import DEFAULT_THRESHOLD_SPLITS, ThresholdSplit
+
+#: Devices the models run on (torch device strings).
+DEVICE = re.compile(r"cpu|mps|cuda(:\d+)?")
+#: Dask scheduler addresses: ``[scheme://]host[:port]``.
+SCHEDULER = re.compile(r"((tcp|tls|ucx|ws|wss|inproc)://)?[^\s/:]+(:\d+)?(/\S*)?")
 
 
 class _Section(BaseModel):
@@ -86,7 +93,8 @@ class ExplanationSettings(_Section):
 
 
 class EvaluationSettings(_Section):
-    threshold_split: str = Field("train+val", description="patients the Youden threshold is fixed on")
+    threshold_split: ThresholdSplit = Field(DEFAULT_THRESHOLD_SPLITS, description="patients the Youden threshold is "
+                                            "fixed on: train, val, or both ('+' pools them)")
     n_resamples: int = Field(1000, ge=100, description="bootstrap resamples of the CIs")
 
 
@@ -109,7 +117,7 @@ class StudyConfig(_Section):
     seed: int = 0
     jobs: int = Field(1, ge=1, description="worker processes (preprocessing, radiomics, grid)")
     scheduler: str | None = Field(None, description="Dask scheduler address for radiomics and the grid")
-    device: str | None = Field(None, description="cpu, cuda, ... (default: cuda when available)")
+    device: str | None = Field(None, description="cpu, cuda, cuda:<index> or mps (default: cuda when available)")
     split: SplitSettings = Field(default_factory=SplitSettings)
     segmentation: SegmentationSettings = Field(default_factory=SegmentationSettings)
     radiomics: RadiomicsSettings = Field(default_factory=RadiomicsSettings)
@@ -122,18 +130,62 @@ class StudyConfig(_Section):
     tuning: TuningSettings = Field(default_factory=TuningSettings)
     explanations: ExplanationSettings = Field(default_factory=ExplanationSettings)
 
+    @field_validator("device")
+    @classmethod
+    def _device(cls, device: str | None) -> str | None:
+        if device is not None and not DEVICE.fullmatch(device):
+            raise ValueError("not a device: use cpu, cuda, cuda:<index> or mps (or leave it out)")
+        return device
+
+    @field_validator("scheduler")
+    @classmethod
+    def _scheduler(cls, scheduler: str | None) -> str | None:
+        if scheduler is not None and not SCHEDULER.fullmatch(scheduler):
+            raise ValueError("not a Dask scheduler address: use tcp://host:port (or tls://, "
+                             "ucx://, ws://, wss://, inproc://), or leave it out")
+        return scheduler
+
+
+#: Preset names of each stage-file setting (anything else is a YAML file, relative to the study.yaml).
+STAGE_FILES = {("segmentation", "config"): PRESETS, ("radiomics", "params"): ("mri", "ct", "tiny"),
+               ("deep", "config"): PRESETS}
+
 
 def load_study_config(source: str | Path | None = None) -> StudyConfig:
-    """A preset name ('default', 'tiny') or a ``study.yaml``; relative stage files resolved against it."""
+    """A preset name ('default', 'tiny') or a ``study.yaml``; relative stage files resolved against it.
+
+    A stage file that does not exist is refused here, naming the study file and the key, before any stage runs.
+    """
     config = load_preset_or_file(source, StudyConfig, package="osteomet.pipeline", filename="study_{}.yaml")
     if source is not None and Path(source).is_file():
         base = Path(source).resolve().parent
-
-        def resolve(value: str) -> str:
-            return value if value in ("default", "tiny", "mri") or Path(value).is_absolute() else str(base / value)
-
-        config = config.model_copy(update={
-            "segmentation": config.segmentation.model_copy(update={"config": resolve(config.segmentation.config)}),
-            "radiomics": config.radiomics.model_copy(update={"params": resolve(config.radiomics.params)}),
-            "deep": config.deep.model_copy(update={"config": resolve(config.deep.config)})})
+        update = {}
+        for (section, key), presets in STAGE_FILES.items():
+            value = getattr(getattr(config, section), key)
+            if value in presets:
+                continue
+            path = Path(value) if Path(value).is_absolute() else base / value
+            if not path.is_file():
+                raise ConfigError(f"{source}: {section}.{key}: {value!r} is neither a preset "
+                                  f"({', '.join(presets)}) nor an existing YAML file ({path})")
+            update[section] = getattr(config, section).model_copy(update={key: str(path)})
+        config = config.model_copy(update=update)
     return config
+
+
+def override_study(config: StudyConfig, **values: object) -> StudyConfig:
+    """``config`` with command-line overrides (``--jobs``, ``--device``), validated like the YAML values.
+
+    ``model_copy(update=...)`` would skip the checks, so ``--device cdua`` would reach torch.
+    """
+    from pydantic import ValidationError
+
+    update = {key: value for key, value in values.items() if value is not None}
+    if not update:
+        return config
+    try:
+        return StudyConfig.model_validate({**config.model_dump(), **update})
+    except ValidationError as exc:
+        problems = "; ".join(f"--{'.'.join(str(p) for p in e['loc']).replace('_', '-')}: {e['msg']}"
+                             for e in exc.errors())
+        raise ConfigError(f"invalid option: {problems}") from None
