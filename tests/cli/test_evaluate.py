@@ -24,7 +24,8 @@ def test_predictions_of_two_models_give_metrics_delong_and_roc_figures(tmp_path:
     frame.assign(prob=label * 0.3 + rng.normal(0, 0.8, n)).to_csv(tmp_path / "b.csv", index=False)
     out = tmp_path / "eval"
     result = runner.invoke(app, ["evaluate", "predictions", "-p", str(tmp_path / "a.csv"), "-p", str(tmp_path / "b.csv"),
-                                 "--name", "strong", "--name", "weak", "-o", str(out), "--n-resamples", "50"])
+                                 "--name", "strong", "--name", "weak", "-o", str(out), "--n-resamples", "50",
+                                 "--scores"])  # label + noise: scores, not probabilities
     assert result.exit_code == 0, result.output
     metrics = pd.read_csv(out / "metrics.csv")
     assert set(metrics["model"]) == {"strong", "weak"} and set(metrics["cohort"]) == {"train", "val", "test"}
@@ -66,7 +67,7 @@ def test_a_one_class_split_is_named_with_the_reason_and_bad_scores_with_their_ro
     frame.to_csv(tmp_path / "a.csv", index=False)
     out = tmp_path / "eval"
     result = runner.invoke(app, ["evaluate", "predictions", "-p", str(tmp_path / "a.csv"), "-o", str(out),
-                                 "--n-resamples", "20"])
+                                 "--n-resamples", "20", "--scores"])
     assert result.exit_code == 0, result.output
     assert ("note: a / external: not evaluated: all 10 scored patient(s) of this split are controls (label 0)"
             in " ".join(result.output.split()))

@@ -117,3 +117,25 @@ def test_non_numeric_scores_name_the_file_the_column_and_the_first_bad_row(tmp_p
         read_predictions(csv)
     table.assign(prob=np.where(table.index == 2, np.nan, table["prob"])).to_csv(csv, index=False)
     assert read_predictions(csv)["prob"].isna().sum() == 1  # an empty score is an unscored patient, not an error
+
+
+def test_evaluation_reads_probabilities_only_every_patient_scored_and_labels_as_the_manifest(tmp_path):
+    from osteomet.models.predictions import LabelMismatchError, MissingProbabilityError, ProbabilityRangeError
+
+    path = tmp_path / "model.csv"
+    path.write_text("patient_id,label,prob\nA,1,0.9\nB,0,1.2\nC,0,\nD,1,-0.5\n")
+    manifest = pd.DataFrame({"patient_id": ["A", "B", "C", "D"], "label": [1, 0, 0, 1], "split": ["test"] * 4})
+    assert read_predictions(path, manifest)["prob"].tolist()[:2] == [0.9, 1.2]  # scores: the default reader
+    with pytest.raises(ProbabilityRangeError, match=r"model\.csv: column 'prob' must be a probability in \[0, 1\]; "
+                                                   r"2 row\(s\) are not: row 2 \(patient 'B', line 3 of the file\) "
+                                                   r"has 1\.2; row 4 \(patient 'D', line 5 of the file\) has -0\.5$"):
+        read_predictions(path, manifest, probabilities=True)
+    with pytest.raises(MissingProbabilityError, match=r"model\.csv: 1 patient\(s\) have no probability "
+                                                     r"\(empty 'prob'\): row 3 \(patient 'C', line 4 of the file\)$"):
+        read_predictions(path, manifest, allow_missing=False)
+    flipped = manifest.assign(label=[1, 1, 0, 1])
+    with pytest.raises(LabelMismatchError, match=r"model\.csv and cohort\.csv: 1 patient\(s\) have different labels: "
+                                                r"patient 'B' \(line 3\): 0 in model\.csv, 1 in the manifest"):
+        read_predictions(path, flipped, manifest_name="cohort.csv")
+    path.write_text("patient_id,label,prob\nA,,0.9\nB,0,0.2\n")  # a label left empty is taken from the manifest
+    assert read_predictions(path, manifest)["label"].tolist() == [1.0, 0.0]

@@ -13,22 +13,48 @@ app = typer.Typer(help="Statistics: AUC with DeLong/bootstrap CIs, DeLong tests,
                   no_args_is_help=True)
 
 
+def _threshold_split(value: Optional[str]) -> Optional[str]:
+    """Refuse a misspelt --threshold-split before any table is read (exit 2, with the allowed values)."""
+    if value is None:
+        return None
+    from osteomet.evaluation.predictions import threshold_split_problem
+
+    problem = threshold_split_problem(value)
+    if problem:
+        raise typer.BadParameter(problem)
+    return value
+
+
 @app.command("predictions")
 def predictions(
     files: List[Path] = typer.Option(..., "--predictions", "-p", help="patient_id, prob[, label, split] CSV/Parquet; repeat for several models."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for metrics.csv, delong.csv and roc_<split>.png."),
     manifest: Optional[Path] = typer.Option(None, "--manifest", "-m", help="Manifest supplying label and split."),
     names: Optional[List[str]] = typer.Option(None, "--name", help="Model names, one per --predictions."),
-    threshold_split: Optional[str] = typer.Option(None, help="Split(s) the Youden threshold is chosen on, then applied to all ('train+val' by default, or 'val', 'train')."),
+    threshold_split: Optional[str] = typer.Option(None, callback=_threshold_split, help="Split(s) the Youden threshold is chosen on, then applied to all: train+val (default), val+train, val or train."),
     n_resamples: int = typer.Option(1000, min=10, help="Bootstrap resamples."),
     seed: int = typer.Option(0, help="Bootstrap seed."),
+    scores: bool = typer.Option(False, "--scores", help="The prob column holds scores (any finite number, higher = bone metastasis: logits, ranks), not probabilities in [0, 1] (otherwise refused)."),
+    allow_missing: bool = typer.Option(False, "--allow-missing", help="Leave out patients with an empty prob (otherwise refused); the count per model is printed and recorded in stage.json."),
+    paired_subset: bool = typer.Option(False, "--paired-subset", help="Compare models that scored different patients on the patients both scored (otherwise refused); the counts go to delong.csv (n, n_a_only, n_b_only)."),
 ) -> None:
     """Each model on each split: AUC (DeLong CI), ACC/sens/spec/PPV/NPV/F1 (bootstrap CIs); paired DeLong tests."""
     with user_errors():
         from osteomet.pipeline.evaluate import evaluate_prediction_files
 
-        _, metrics = evaluate_prediction_files(files, out, manifest=manifest, names=names,
-                                               threshold_split=threshold_split, n_resamples=n_resamples, seed=seed)
+        outcome, metrics = evaluate_prediction_files(files, out, manifest=manifest, names=names,
+                                                     threshold_split=threshold_split, n_resamples=n_resamples,
+                                                     seed=seed, scores=scores, allow_missing=allow_missing,
+                                                     paired_subset=paired_subset)
+    from rich.markup import escape
+
+    for model, count in outcome.summary.get("missing_probabilities", {}).items():
+        console.print(f"[yellow]note[/]: {escape(model)}: {count} patient(s) with no probability left out (--allow-missing)",
+                      highlight=False)
+    for d in outcome.summary.get("paired_subset", []):
+        console.print(f"[yellow]note[/]: {escape(d['model_a'])} vs {escape(d['model_b'])}: compared on the {d['both']} "
+                      f"patient(s) both scored ({d['a_only']} in {escape(d['model_a'])} only, {d['b_only']} in "
+                      f"{escape(d['model_b'])} only; --paired-subset)", highlight=False)
     aucs = metrics[(metrics["metric"] == "auc") & (metrics["ci_method"] == "delong")]
     for row in aucs.itertuples(index=False):
         console.print(f"  {row.model:16s} {row.cohort:9s} n={row.n:4d}  AUC {row.estimate:.3f} "

@@ -12,8 +12,9 @@ One row per patient and model::
 * ``label``: 1 = bone metastasis, 0 = none, empty when unknown.
 * ``model``: the model's name; one file may hold several models (long format).
 * ``prob``: the model's probability of bone metastasis in [0, 1] (a table a user brings may
-  hold any finite score, higher = bone metastasis); empty for a patient the model could not
-  score (a failed extraction), which evaluation leaves out and reports.
+  hold any finite score, higher = bone metastasis, where the reader allows it); empty for a
+  patient the model could not score (a failed extraction), which evaluation refuses unless
+  told to leave such patients out (and then reports how many).
 
 Files are CSV (or Parquet when named ``.parquet``). A table a user brings may hold only
 ``patient_id`` and ``prob``: :func:`read_predictions` then takes ``label`` and ``split`` from
@@ -42,9 +43,34 @@ class PredictionTableError(InputError):
     """A prediction table breaks the contract (the message names the file, column and row)."""
 
 
+class ProbabilityRangeError(PredictionTableError):
+    """A ``prob`` outside [0, 1] where a probability is required."""
+
+
+class MissingProbabilityError(PredictionTableError):
+    """An empty ``prob`` where every patient must be scored."""
+
+
+class LabelMismatchError(PredictionTableError):
+    """A patient's label in a prediction table differs from the manifest's."""
+
+
 def _row(frame: pd.DataFrame, mask: pd.Series) -> str:
     first = int(np.flatnonzero(mask.to_numpy())[0])
     return f"row {first + 1} (patient {frame['patient_id'].iloc[first]!r})"
+
+
+def _rows(frame: pd.DataFrame, mask: pd.Series | np.ndarray, *, lines: bool, column: str | None = None,
+          limit: int = 5) -> str:
+    """Up to ``limit`` flagged rows as "row i (patient 'X', line j of the file) has v; ...", then how many more."""
+    index = np.flatnonzero(np.asarray(mask))
+    parts = []
+    for i in index[:limit]:
+        where = f", line {i + 2} of the file" if lines else ""
+        value = f" has {frame[column].iloc[i]:g}" if column else ""
+        parts.append(f"row {i + 1} (patient {frame['patient_id'].iloc[i]!r}{where}){value}")
+    more = f"; and {len(index) - limit} more row(s)" if len(index) > limit else ""
+    return "; ".join(parts) + more
 
 
 def _check_numeric(table: pd.DataFrame, column: str, source: str, *, allowed: tuple[float, ...] | None = None,
@@ -70,12 +96,14 @@ def _check_numeric(table: pd.DataFrame, column: str, source: str, *, allowed: tu
 
 
 def validate_predictions(table: pd.DataFrame, source: str = "prediction table", *,
-                         probabilities: bool = True, lines: bool = False) -> pd.DataFrame:
+                         probabilities: bool = True, lines: bool = False,
+                         allow_missing: bool = True) -> pd.DataFrame:
     """The table with contract dtypes (label float 0/1/NaN, prob float); refuses anything else.
 
     ``probabilities=False`` accepts any finite score (a user's own model may output logits
     or ranks; only the order matters for the AUC and the threshold). ``lines``: the table was
-    read from a CSV file, so errors also give the line of the file.
+    read from a CSV file, so errors also give the line of the file. ``allow_missing=False``
+    refuses an empty ``prob`` (an unscored patient), naming the patients.
     """
     missing = [c for c in COLUMNS if c not in table.columns]
     if missing:
@@ -92,8 +120,12 @@ def validate_predictions(table: pd.DataFrame, source: str = "prediction table", 
     _check_numeric(table, "label", source, allowed=(0.0, 1.0), lines=lines)
     bad = table["prob"].notna() & ((table["prob"] < 0) | (table["prob"] > 1))
     if probabilities and bad.any():
-        raise PredictionTableError(f"{source}: column 'prob' must be a probability in [0, 1]; {_row(table, bad)} has "
-                                   f"{table['prob'][bad].iloc[0]:g}")
+        raise ProbabilityRangeError(f"{source}: column 'prob' must be a probability in [0, 1]; {int(bad.sum())} "
+                                    f"row(s) are not: {_rows(table, bad, lines=lines, column='prob')}")
+    bad = table["prob"].isna()
+    if not allow_missing and bad.any():
+        raise MissingProbabilityError(f"{source}: {int(bad.sum())} patient(s) have no probability (empty 'prob'): "
+                                      f"{_rows(table, bad, lines=lines)}")
     bad = table.duplicated(["model", "patient_id"])
     if bad.any():
         raise PredictionTableError(f"{source}: patient {table['patient_id'][bad].iloc[0]!r} appears more than once "
@@ -119,8 +151,15 @@ def write_predictions(table: pd.DataFrame, path: PathLike) -> Path:
     return write_text_atomic(path, table.to_csv(index=False))
 
 
-def read_predictions(path: PathLike, manifest: pd.DataFrame | None = None, *, model: str | None = None) -> pd.DataFrame:
-    """A prediction table from disk, completed from the manifest (label, split) and the file name (model)."""
+def read_predictions(path: PathLike, manifest: pd.DataFrame | None = None, *, model: str | None = None,
+                     probabilities: bool = False, allow_missing: bool = True,
+                     manifest_name: str = "the manifest") -> pd.DataFrame:
+    """A prediction table from disk, completed from the manifest (label, split) and the file name (model).
+
+    With a manifest, a label the table gives itself must agree with the manifest's (both known
+    and different is refused, naming ``manifest_name``); the manifest's label is then used.
+    ``probabilities`` and ``allow_missing`` are passed to :func:`validate_predictions`.
+    """
     path = Path(path)
     if not path.is_file():
         raise MissingInputError(f"{path}: prediction file not found")
@@ -139,6 +178,8 @@ def read_predictions(path: PathLike, manifest: pd.DataFrame | None = None, *, mo
         unknown = sorted(set(table["patient_id"]) - set(info["patient_id"]))
         if unknown:
             raise PredictionTableError(f"{path}: patient(s) {unknown[:5]} are not in the manifest")
+        if "label" in table:
+            _check_labels_agree(table, info, path, manifest_name)
         table = table.drop(columns=[c for c in ("label", "split") if c in table]).merge(info, on="patient_id",
                                                                                         how="left")
     for column in ("label", "split"):
@@ -148,7 +189,26 @@ def read_predictions(path: PathLike, manifest: pd.DataFrame | None = None, *, mo
         table["model"] = model
     elif "model" not in table:
         table["model"] = path.stem if path.stem not in ("predictions", "pred") else (path.parent.name or path.stem)
-    return validate_predictions(table, str(path), probabilities=False, lines=path.suffix.lower() != ".parquet")
+    return validate_predictions(table, str(path), probabilities=probabilities, lines=path.suffix.lower() != ".parquet",
+                                allow_missing=allow_missing)
+
+
+def _check_labels_agree(table: pd.DataFrame, info: pd.DataFrame, path: Path, manifest_name: str) -> None:
+    """Refuse a table whose known labels differ from the manifest's known labels for the same patients."""
+    mine = pd.to_numeric(table["label"], errors="coerce").to_numpy(dtype=float)
+    theirs = pd.to_numeric(table[["patient_id"]].merge(info, on="patient_id", how="left")["label"],
+                           errors="coerce").to_numpy(dtype=float)
+    bad = ~np.isnan(mine) & ~np.isnan(theirs) & (mine != theirs)
+    if bad.any():
+        lines = path.suffix.lower() != ".parquet"
+        shown = "; ".join(f"patient {table['patient_id'].iloc[i]!r}"
+                          + (f" (line {i + 2})" if lines else f" (row {i + 1})")
+                          + f": {mine[i]:g} in {path.name}, {theirs[i]:g} in the manifest"
+                          for i in np.flatnonzero(bad)[:5])
+        more = f"; and {int(bad.sum()) - 5} more" if bad.sum() > 5 else ""
+        raise LabelMismatchError(f"{path} and {manifest_name}: {int(bad.sum())} patient(s) have different labels: "
+                                 f"{shown}{more}; correct the wrong one (or drop the table's 'label' column to use "
+                                 "the manifest's)")
 
 
 def by_model(table: pd.DataFrame) -> dict[str, pd.DataFrame]:

@@ -18,51 +18,169 @@ PREDICTIONS_STAGE = "evaluate-predictions"
 
 
 def load_prediction_files(files: Sequence[str | Path], manifest: str | Path | None = None,
-                          names: Sequence[str] | None = None) -> dict[str, pd.DataFrame]:
-    """One validated prediction table per model (several models in one file are split by ``model``)."""
-    from osteomet.models.predictions import by_model, read_predictions
+                          names: Sequence[str] | None = None, *, scores: bool = False,
+                          allow_missing: bool = True) -> dict[str, pd.DataFrame]:
+    """One validated prediction table per model (several models in one file are split by ``model``).
+
+    ``prob`` must be a probability in [0, 1] unless ``scores``; an empty ``prob`` is refused unless
+    ``allow_missing``; a patient's label must be the same in every table (and the manifest's).
+    """
+    return _read_models(files, manifest, names, scores=scores, allow_missing=allow_missing)[0]
+
+
+def _read_models(files: Sequence[str | Path], manifest: str | Path | None, names: Sequence[str] | None, *,
+                 scores: bool, allow_missing: bool) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
+    """The models and the file each came from."""
+    from osteomet.models.predictions import MissingProbabilityError, ProbabilityRangeError, by_model, read_predictions
 
     if names and len(names) != len(files):
         raise InputError(f"{len(names)} --name value(s) for {len(files)} --predictions file(s)")
     cohort = read_manifest(manifest, require=("label",)).to_frame() if manifest else None
     models: dict[str, pd.DataFrame] = {}
+    sources: dict[str, str] = {}
     for i, path in enumerate(files):
-        table = read_predictions(path, cohort, model=names[i] if names else None)
+        try:
+            table = read_predictions(path, cohort, model=names[i] if names else None, probabilities=not scores,
+                                     allow_missing=allow_missing, manifest_name=str(manifest))
+        except ProbabilityRangeError as exc:
+            raise type(exc)(f"{exc}. If the column holds scores rather than probabilities (logits, ranks: higher = "
+                            "bone metastasis), pass --scores") from None
+        except MissingProbabilityError as exc:
+            raise type(exc)(f"{exc}. Fill them in, or pass --allow-missing to leave these patients out of the "
+                            "evaluation (the count per model is reported)") from None
         for name, part in by_model(table).items():
             while name in models:
                 name += "_"
             models[name] = part
-    return models
+            sources[name] = str(path)
+    _check_labels_agree(models, sources)
+    return models, sources
+
+
+def _check_labels_agree(models: dict[str, pd.DataFrame], sources: dict[str, str]) -> None:
+    """Refuse a patient whose known label differs between two tables (or two models of one table)."""
+    rows = pd.concat([t.loc[t["label"].notna(), ["patient_id", "label"]].assign(model=name)
+                      for name, t in models.items()], ignore_index=True)
+    if rows.empty:
+        return
+    counts = rows.groupby("patient_id", sort=False)["label"].nunique()
+    bad = counts.index[counts > 1].tolist()
+    if not bad:
+        return
+
+    def where(model: str) -> str:
+        return f"{sources[model]}" if list(sources.values()).count(sources[model]) == 1 else \
+            f"{sources[model]} (model {model!r})"
+
+    shown = []
+    for patient in bad[:5]:
+        seen = rows[rows["patient_id"] == patient]
+        shown.append(f"patient {patient!r}: " + ", ".join(f"{label:g} in {where(model)}"
+                                                           for model, label in zip(seen["model"], seen["label"])))
+    more = f"; and {len(bad) - 5} more patient(s)" if len(bad) > 5 else ""
+    raise InputError(f"{len(bad)} patient(s) have different labels in different prediction tables: "
+                     f"{'; '.join(shown)}{more}. Correct the wrong table, or give the cohort manifest with -m "
+                     "(its labels are then used, and each table's own labels must agree with it)")
+
+
+def _scored(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows a DeLong comparison can use: a probability and a label."""
+    return table.dropna(subset=["prob", "label"])
+
+
+def patient_set_differences(models: dict[str, pd.DataFrame]) -> list[dict]:
+    """For each pair of models scoring different (labelled) patients: the counts in A only, B only and both."""
+    import itertools
+
+    found = []
+    for (name_a, a), (name_b, b) in itertools.combinations(models.items(), 2):
+        ids_a, ids_b = set(_scored(a)["patient_id"]), set(_scored(b)["patient_id"])
+        if ids_a != ids_b:
+            found.append({"model_a": name_a, "model_b": name_b, "a_only": len(ids_a - ids_b),
+                          "b_only": len(ids_b - ids_a), "both": len(ids_a & ids_b),
+                          "examples_a_only": sorted(ids_a - ids_b)[:3], "examples_b_only": sorted(ids_b - ids_a)[:3]})
+    return found
+
+
+def _examples(ids: list[str]) -> str:
+    return f" (e.g. {', '.join(map(repr, ids))})" if ids else ""
+
+
+def _refuse_unpaired(differences: list[dict], sources: dict[str, str]) -> None:
+    parts = []
+    for d in differences:
+        a, b = d["model_a"], d["model_b"]
+        parts.append(f"model {a!r} ({sources[a]}) and model {b!r} ({sources[b]}) scored different patients: "
+                     f"{d['a_only']} in {a!r} only{_examples(d['examples_a_only'])}, {d['b_only']} in {b!r} only"
+                     f"{_examples(d['examples_b_only'])}, {d['both']} in both")
+    raise InputError("; ".join(parts) + ". A DeLong comparison needs the same patients in both models: give tables "
+                     "of the same patients, or pass --paired-subset to compare the models on the patients both "
+                     "scored (the counts are recorded in delong.csv)")
+
+
+def delong_table(models: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """:func:`compare_predictions` with ``n_a_only`` and ``n_b_only`` (of the split) after ``n`` (both)."""
+    from osteomet.evaluation.predictions import compare_predictions
+
+    table = compare_predictions(models)
+    scored = {name: _scored(t) for name, t in models.items()}
+    a_only, b_only = [], []
+    for row in table.itertuples(index=False):
+        a, b = scored[row.model_a], scored[row.model_b]
+        a_only.append(int((~a.loc[a["split"] == row.split, "patient_id"].isin(b["patient_id"])).sum()))
+        b_only.append(int((~b.loc[b["split"] == row.split, "patient_id"].isin(a["patient_id"])).sum()))
+    at = list(table.columns).index("n") + 1
+    table.insert(at, "n_a_only", pd.Series(a_only, index=table.index, dtype=int))
+    table.insert(at + 1, "n_b_only", pd.Series(b_only, index=table.index, dtype=int))
+    return table
 
 
 def evaluate_prediction_files(files: Sequence[str | Path], out: str | Path, *, manifest: str | Path | None = None,
                               names: Sequence[str] | None = None, threshold_split: str | None = None,
-                              n_resamples: int = 1000, seed: int = 0) -> tuple[StageOutcome, pd.DataFrame]:
-    """Each model on each split (AUC with DeLong CI, threshold metrics with bootstrap CIs), paired DeLong, ROC."""
+                              n_resamples: int = 1000, seed: int = 0, scores: bool = False,
+                              allow_missing: bool = True, paired_subset: bool = True,
+                              ) -> tuple[StageOutcome, pd.DataFrame]:
+    """Each model on each split (AUC with DeLong CI, threshold metrics with bootstrap CIs), paired DeLong, ROC.
+
+    ``prob`` must lie in [0, 1] unless ``scores``. ``allow_missing``: patients with an empty ``prob``
+    are left out (counted per model in the stage summary, ``missing_probabilities``) instead of
+    refused. ``paired_subset``: models that scored different patients are compared on the shared
+    ones (counts in ``delong.csv`` and the summary's ``paired_subset``) instead of refused. Both
+    default to True for the study pipeline (``run mri``: the deep model scores only patients with
+    a ROI crop, a failed extraction leaves ``prob`` empty); ``osteomet evaluate predictions``
+    passes False unless the user gives ``--allow-missing`` / ``--paired-subset``.
+    """
     from osteomet.evaluation.plots import plot_calibration, plot_decision_curve, plot_roc
-    from osteomet.evaluation.predictions import compare_predictions, evaluate_predictions
+    from osteomet.evaluation.predictions import evaluate_predictions
     from osteomet.utils.files import write_text_atomic
 
     out = Path(out)
     settings = {"names": list(names or []), "threshold_split": threshold_split, "n_resamples": n_resamples,
-                "seed": seed}
+                "seed": seed, "scores": scores, "allow_missing": allow_missing, "paired_subset": paired_subset}
     stage = Stage(PREDICTIONS_STAGE, out, settings=settings,
                   inputs={"predictions": list(files), "manifest": manifest}, outputs=(METRICS, DELONG, CALIBRATION))
     stage.check()
 
     def work() -> dict:
-        models = load_prediction_files(files, manifest, names)
+        models, sources = _read_models(files, manifest, names, scores=scores, allow_missing=allow_missing)
+        missing = {name: int(t["prob"].isna().sum()) for name, t in models.items() if t["prob"].isna().any()}
+        differences = patient_set_differences(models) if len(models) > 1 else []
+        if differences and not paired_subset:
+            _refuse_unpaired(differences, sources)
         refuse_overwriting_inputs([out / roc_figure(s) for m in models.values() for s in m["split"].unique()], files)
         metrics = evaluate_predictions(models, threshold_split=threshold_split, n_resamples=n_resamples, seed=seed)
         write_text_atomic(out / METRICS, metrics.to_csv(index=False))
         if len(models) > 1:
-            write_text_atomic(out / DELONG, compare_predictions(models).to_csv(index=False))
+            write_text_atomic(out / DELONG, delong_table(models).to_csv(index=False))
         write_text_atomic(out / CALIBRATION, calibration_table(models).to_csv(index=False))
         for split in metrics.loc[metrics["ci_method"] != "none", "cohort"].unique():  # one-class splits: no curve
             plot_roc(models, split, out / roc_figure(split))
             plot_calibration(models, split, out / f"calibration_{split}.png")
             plot_decision_curve(models, split, out / f"decision_curve_{split}.png")
-        return {"models": list(models), "cohorts": [str(c) for c in metrics["cohort"].unique()]}
+        return {"models": list(models), "cohorts": [str(c) for c in metrics["cohort"].unique()],
+                "missing_probabilities": missing,
+                "paired_subset": [{k: d[k] for k in ("model_a", "model_b", "a_only", "b_only", "both")}
+                                  for d in differences]}
 
     outcome = stage.run(work)
     return outcome, pd.read_csv(out / METRICS)
