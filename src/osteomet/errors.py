@@ -30,3 +30,30 @@ class LeakageError(InputError):
 
 
 USER_ERRORS: tuple[type[BaseException], ...] = (OsteometError,)
+
+#: What to do about a file-system refusal, by errno: these come from where the user pointed a
+#: command (an output folder that is a file, read-only or full, a name too long), not from a bug.
+_OS_ADVICE = {
+    "EACCES": "no permission; choose a folder you can write to, or fix its permissions",
+    "EPERM": "no permission; choose a folder you can write to, or fix its permissions",
+    "EROFS": "the file system is read-only; choose another folder",
+    "ENOTDIR": "part of the path is a file, not a folder; give a folder or a path inside one",
+    "EEXIST": "it is in the way of a folder osteomet must create; remove it or choose another path",
+    "EISDIR": "this is a folder where a file was expected",
+    "ENAMETOOLONG": "a name in the path is longer than the file system allows, usually 255 bytes; choose a shorter one",
+    "ENOSPC": "the disk is full; free space or choose another folder, then rerun the same command to continue",
+    "EDQUOT": "the disk quota is used up; free space or choose another folder, then rerun the same command",
+}
+
+
+def describe_os_error(exc: OSError) -> str | None:
+    """One paragraph for a file-system refusal caused by the path the user gave; None for anything else."""
+    import errno
+
+    name = errno.errorcode.get(exc.errno or -1)
+    if name not in _OS_ADVICE:
+        return None
+    where = exc.filename if exc.filename is not None else "a file"
+    if exc.filename2 is not None:
+        where = f"{where} -> {exc.filename2}"
+    return f"{where}: {exc.strerror or name} ({_OS_ADVICE[name]})"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Annotated, Iterator, List, Optional
+from typing import Annotated, Iterator, List, NoReturn, Optional
 
 import typer
 
@@ -40,13 +40,25 @@ PredictCacheOption = Annotated[Optional[Path], typer.Option(
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
     """Turn the package's input errors into a red message and exit code 2, not a traceback."""
-    from osteomet.errors import USER_ERRORS
+    from osteomet.errors import USER_ERRORS, describe_os_error
 
     try:
         yield
     except USER_ERRORS as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+        _report(str(exc))
+    except OSError as exc:
+        message = describe_os_error(exc)
+        if message is None:
+            raise
+        _report(message)
+
+
+def _report(message: str) -> NoReturn:
+    """The message as written: no console markup, so a ``[...]`` in it (a list, a file name) is kept."""
+    from rich.text import Text
+
+    err_console.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
+    raise typer.Exit(2) from None
 
 
 @contextlib.contextmanager
