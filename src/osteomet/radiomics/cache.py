@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -22,13 +21,11 @@ import pandas as pd
 
 from osteomet.utils.case_cache import CacheInput
 from osteomet.utils.case_cache import cache_key as case_cache_key
-from osteomet.utils.files import atomic_path
+from osteomet.utils.files import atomic_path, temporary_original
 
 #: Bump when the way osteomet calls pyradiomics changes, so old caches are not reused.
 EXTRACTION_VERSION = "1"
 
-#: The names ``osteomet.utils.files.temporary_sibling`` gives: ``.<stem>.tmp-<8 hex><suffix>``.
-TEMPORARY_NAME = re.compile(r"^\..+\.tmp-[0-9a-f]{8}(\.[A-Za-z0-9]+)*$")
 #: A temporary file untouched this long before the run started is not a write in progress
 #: (an entry is written in milliseconds), even if another run shares the cache folder.
 STALE_AFTER_S = 60.0
@@ -53,7 +50,7 @@ class FeatureCache:
             return []
         removed = []
         for path in self.folder.iterdir():
-            if not TEMPORARY_NAME.match(path.name) or not path.is_file():
+            if temporary_original(path.name) is None or not path.is_file():
                 continue
             try:
                 if path.stat().st_mtime < started - stale_after_s:

@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import uuid
 from pathlib import Path
 from typing import Any, Iterator
@@ -33,6 +34,19 @@ def temporary_sibling(path: str | os.PathLike[str]) -> Path:
     suffix = full_suffix(path)
     stem = path.name[: len(path.name) - len(suffix)] if suffix else path.name
     return path.with_name(f".{stem}.tmp-{uuid.uuid4().hex[:8]}{suffix}")
+
+
+#: The names :func:`temporary_sibling` gives: ``.<stem>.tmp-<8 hex><suffix>``.
+_TEMPORARY_NAME = re.compile(r"\.(?P<stem>.+)\.tmp-[0-9a-f]{8}(?P<suffix>(\.[A-Za-z0-9]+)*)")
+
+
+def temporary_original(name: str) -> str | None:
+    """The file name a :func:`temporary_sibling` name stands in for; None for any other name.
+
+    Lets a cleanup tell an interrupted write of its own files from somebody else's file.
+    """
+    match = _TEMPORARY_NAME.fullmatch(name)
+    return f"{match['stem']}{match['suffix']}" if match else None
 
 
 @contextlib.contextmanager

@@ -25,7 +25,7 @@ import pandas as pd
 import SimpleITK as sitk
 from scipy import ndimage
 
-from osteomet.data.lesions import label_components
+from osteomet.data.lesions import STRUCTURE, label_components
 from osteomet.errors import InputError
 
 _BLOCK = 8
@@ -73,7 +73,7 @@ def _coarse_boxes(mask: np.ndarray) -> tuple[np.ndarray, list[tuple[slice, ...]]
     coarse = np.zeros(tuple(-(-s // _BLOCK) for s in shape), dtype=bool)
     z, y, x = np.unravel_index(np.flatnonzero(mask), shape)  # sparse: far cheaper than pooling every voxel
     coarse[z // _BLOCK, y // _BLOCK, x // _BLOCK] = True
-    coarse_labels, _ = ndimage.label(coarse, structure=np.ones((3, 3, 3), bool))
+    coarse_labels, _ = ndimage.label(coarse, structure=STRUCTURE)
     boxes = []
     for box in ndimage.find_objects(coarse_labels):
         boxes.append(tuple(slice(s.start * _BLOCK, min(s.stop * _BLOCK, n)) for s, n in zip(box, shape)))

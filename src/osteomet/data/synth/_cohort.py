@@ -15,7 +15,6 @@ notes, images, a manifest) makes the whole command refuse before a byte is writt
 from __future__ import annotations
 
 import os
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -25,10 +24,9 @@ from pydantic import BaseModel
 from osteomet import __version__
 from osteomet.errors import InputError, OutputExistsError
 from osteomet.layout import CT_TRUTH, MANIFEST, MRI_TRUTH, SYNTH_RECORD
-from osteomet.utils.files import read_json, write_json_atomic
+from osteomet.utils.files import read_json, temporary_original, write_json_atomic
 
 _TRUTH = {"mri": MRI_TRUTH, "ct": CT_TRUTH}
-_TEMPORARY = re.compile(r"\.(?P<stem>.+)\.tmp-[0-9a-f]{8}(?P<suffix>.*)")  # utils.files.temporary_sibling
 
 
 def patient_files(kind: str, index: int, image_format: str = "nii.gz") -> tuple[str, dict[str, str]]:
@@ -60,8 +58,7 @@ def _is_own(relative: str, own: set[str]) -> bool:
     if relative in own:
         return True
     folder, _, name = relative.rpartition("/")
-    match = _TEMPORARY.fullmatch(name)
-    original = f"{match['stem']}{match['suffix']}" if match else None
+    original = temporary_original(name)
     return original is not None and (f"{folder}/{original}" if folder else original) in own
 
 
