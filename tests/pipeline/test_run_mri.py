@@ -5,7 +5,12 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 import pytest
@@ -89,9 +94,12 @@ def test_rerun_skips_every_stage_and_a_changed_setting_reruns_only_what_follows(
     fourth = run_mri(cohort, run, fewer, log=lambda _line: None)
     assert {name for name, stage in fourth["stages"].items() if not stage["skipped"]} == {"explanations"}
     grid = config.tuning.model_copy(update={"grid": {"max_depth": [2], "n_estimators": [30, 60]}})
+    before = {m: (RunLayout(run).model(m) / "predictions.csv").read_bytes() for m in ("clinical", "radiomics", "fusion")}
     fifth = run_mri(cohort, run, fewer.model_copy(update={"tuning": grid}), log=lambda _line: None)
+    changed_tables = any((RunLayout(run).model(m) / "predictions.csv").read_bytes() != before[m] for m in before)
+    # the evaluation reads the prediction tables by content: it reruns only when a model's table changed
     assert {name for name, stage in fifth["stages"].items() if not stage["skipped"]} == {
-        "clinical model", "radiomics model", "fusion model", "explanations", "evaluation"}
+        "clinical model", "radiomics model", "fusion model", "explanations"} | ({"evaluation"} if changed_tables else set())
     # the harmonization switch reruns the model-feature table, the models it feeds and what reads them,
     # never an extraction
     tuned = fewer.model_copy(update={"tuning": grid})
@@ -101,6 +109,71 @@ def test_rerun_skips_every_stage_and_a_changed_setting_reruns_only_what_follows(
     assert rerun == {"model features", "radiomics model", "fusion model", "explanations", "evaluation"}
     assert not (RunLayout(run).model_features / "combat.json").exists()
     run_mri(cohort, run, config, log=lambda _line: None)  # back to the module's study for the other tests
+
+
+def _osteomet(*args: str) -> list[str]:
+    return [sys.executable, "-m", "osteomet", *args]
+
+
+def _interrupt_when(command: list[str], sign: int, appears: Callable[[], bool], timeout: float = 600) -> None:
+    """Start ``command`` and send it ``sign`` as soon as ``appears()`` (a file of the stage to cut into) holds."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + timeout
+    while not appears():
+        assert process.poll() is None, f"the run ended before the interruption point: {process.stdout.read()}"
+        assert time.monotonic() < deadline, "the interruption point was never reached"
+        time.sleep(0.02)
+    process.send_signal(sign)
+    err, _ = process.communicate(timeout=120)
+    if sign == signal.SIGINT:
+        assert process.returncode == 130 and "rerun the same command to continue" in err, err
+    else:
+        assert process.returncode == -signal.SIGKILL
+
+
+def test_an_interrupted_run_continues_to_the_outputs_of_an_uninterrupted_one_and_moves_freely(study, cohort, tmp_path):
+    """Ctrl-C in the UNETR training, SIGKILL in the grid and in the cross-fitted folds: each time the same
+    command continues, and the end is the module's uninterrupted study. A copied (new modification times)
+    and a moved run directory are up to date."""
+    reference, _ = study
+    config = study_file(tmp_path / "config")
+    run = tmp_path / "run"
+    command = _osteomet("run", "mri", "-m", str(cohort), "-o", str(run), "--config", str(config))
+    layout = RunLayout(run)
+    _interrupt_when(command, signal.SIGINT, lambda: (layout.segmentation_model / "checkpoints" / "last.pt").is_file())
+    _interrupt_when(command, signal.SIGKILL, lambda: any(layout.deep_grid.glob("configs/*/checkpoints/last.pt")))
+    _interrupt_when(command, signal.SIGKILL,
+                    lambda: any(layout.model("deep").glob("folds/fold_*/checkpoints/last.pt")))
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "deep predictions: done (continued after an interruption)" in done.stderr
+    for model in ("clinical", "radiomics", "deep", "fusion"):
+        mine = pd.read_csv(layout.model(model) / "predictions.csv", dtype={"patient_id": str})
+        theirs = pd.read_csv(RunLayout(reference).model(model) / "predictions.csv", dtype={"patient_id": str})
+        pd.testing.assert_frame_equal(mine, theirs, check_exact=False, atol=1e-6, obj=model)
+    history = pd.read_csv(layout.segmentation_model / "history.csv")
+    assert history["epoch"].tolist() == list(range(len(history)))  # resumed, not restarted or repeated
+
+    copied = tmp_path / "copied"
+    shutil.copytree(run, copied, copy_function=shutil.copy)  # contents only: every modification time is new
+    moved = tmp_path / "moved"
+    run.rename(moved)
+    for folder in (copied, moved):
+        again = subprocess.run(_osteomet("run", "mri", "-m", str(cohort), "-o", str(folder), "--config", str(config)),
+                               capture_output=True, text=True)
+        assert again.returncode == 0, again.stderr
+        lines = [line for line in again.stderr.splitlines() if ": " in line and "(" in line]
+        assert lines and all("up to date" in line for line in lines), again.stderr
+    # the moved study still predicts (its bundle names nothing by the old location), as the study scored
+    from osteomet.pipeline.predict_mri import predict_mri
+
+    manifest = pd.read_csv(RunLayout(moved).manifest, dtype={"patient_id": str})
+    row = manifest[manifest["split"] == "external"].iloc[0]
+    result = predict_mri(moved, tmp_path / "pred", t2=row["t2"], dwi=row["dwi"], adc=row["adc"],
+                         patient_id=row["patient_id"], centre=row["centre"], log=lambda _line: None)
+    table = pd.read_csv(RunLayout(moved).model("radiomics") / "predictions.csv", dtype={"patient_id": str})
+    expected = float(table.loc[table["patient_id"] == row["patient_id"], "prob"].iloc[0])
+    assert result["models"]["radiomics"] == pytest.approx(expected, abs=1e-6)
 
 
 def test_models_are_tuned_inside_the_training_cohort_and_explained(study):

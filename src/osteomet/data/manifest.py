@@ -429,7 +429,7 @@ def validate_frame(raw: pd.DataFrame, *, base_dir: PathLike, path: PathLike | No
 
 def write_manifest(frame: pd.DataFrame | Sequence[BaseModel], path: PathLike, *, kind: Kind,
                    overwrite: bool = False) -> Path:
-    """Validate and write a manifest CSV atomically, with paths relative to its folder.
+    """Validate and write a manifest CSV atomically, with paths inside its folder relative to it, others absolute.
 
     Refuses to replace an existing file unless ``overwrite``: a manifest is often the
     user's own curated table.
@@ -466,12 +466,12 @@ def with_absolute_paths(frame: pd.DataFrame, kind: Kind) -> pd.DataFrame:
 
 
 def _relative_to(value: Any, base: Path) -> Any:
+    """A path as a manifest in ``base`` writes it: relative when it lies inside ``base`` (a cohort folder moves
+    as a whole), absolute otherwise (a run directory moved or copied elsewhere still finds the images)."""
     if _missing(value):
         return None
     target = Path(value)
     if not target.is_absolute():
         return str(target)
-    try:
-        return os.path.relpath(target, base.resolve()) if target.is_absolute() else str(target)
-    except ValueError:  # other drive on Windows
-        return str(target)
+    target, base = Path(os.path.normpath(target)), Path(os.path.normpath(base.absolute()))
+    return str(target.relative_to(base)) if target.is_relative_to(base) else str(target)

@@ -10,15 +10,13 @@ in-sample training scores and says so in the stage record.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
 
-from osteomet.config import dump_config
 from osteomet.data.manifest import read_manifest
-from osteomet.layout import FEATURES, GRADCAM_TABLE, GRID_TABLE, PREDICTIONS, SETTINGS, WINNER
+from osteomet.layout import FEATURES, GRADCAM_TABLE, GRID_CONFIGS, GRID_TABLE, OOF_FOLDS, PREDICTIONS, WINNER
 from osteomet.stage import Stage, StageOutcome
 
 GRID_STAGE = "deep-grid"
@@ -48,10 +46,6 @@ def run_deep_grid(preprocessed: str | Path, manifest: str | Path, out: str | Pat
     out = Path(out)
     stage = Stage(GRID_STAGE, out, settings=config, inputs={"manifest": manifest, "preprocessed": preprocessed,
                                                             "segdir": segdir}, outputs=(GRID_TABLE, WINNER))
-    saved = out / SETTINGS
-    if not stage.up_to_date() and saved.is_file() and saved.read_text(encoding="utf-8") != dump_config(config):
-        stage.check()  # ours to clear: configurations trained with other settings must not be reused
-        shutil.rmtree(out / "configs", ignore_errors=True)
     result: dict[str, Any] = {}
 
     def work() -> dict[str, Any]:
@@ -61,7 +55,8 @@ def run_deep_grid(preprocessed: str | Path, manifest: str | Path, out: str | Pat
         result.update(table=table, winner=winner)
         return {"winner": winner["name"], "val_auc": winner["val_auc"], "configurations": len(table)}
 
-    outcome = stage.run(work)
+    # configurations trained on other inputs or settings are discarded; an interrupted grid continues
+    outcome = stage.run(work, partial=(GRID_CONFIGS,))
     table = result.get("table")
     return outcome, table if table is not None else pd.read_csv(out / GRID_TABLE), \
         result.get("winner") or read_json(out / WINNER)
@@ -84,12 +79,12 @@ def predict_deep(grid: str | Path, preprocessed: str | Path, manifest: str | Pat
     def work() -> dict[str, Any]:
         cohort, patients, guard = deep_cohort(preprocessed, manifest, segdir)
         table = deep_prediction_table(grid, preprocessed, cohort, patients, guard, oof_folds=oof_folds,
-                                      folds_dir=out / "folds", device=device, progress=progress)
+                                      folds_dir=out / OOF_FOLDS, device=device, progress=progress)
         table["model"] = MODEL_NAME
         write_predictions(table, out / PREDICTIONS)
         return {"patients": len(table), "training_predictions": "out-of-fold" if oof_folds else "in-sample"}
 
-    outcome = stage.run(work)
+    outcome = stage.run(work, partial=(OOF_FOLDS,))
     return outcome, read_predictions(out / PREDICTIONS)
 
 

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import math
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
 
 from osteomet.data.manifest import read_manifest
-from osteomet.layout import FEATURES, ICC, METRICS, RunLayout
+from osteomet.layout import CHECKPOINTS, FEATURES, ICC, METRICS, RunLayout
 from osteomet.pipeline.inputs import manifest_inputs
 from osteomet.stage import Stage, StageOutcome
 from osteomet.utils.progress import progress_bars
@@ -36,14 +37,17 @@ def train_ct_models(task: str, manifest: Path, out: Path, settings, *, device: s
     _, train = task_trainer(task)
     cohort = read_manifest(manifest, kind="ct", require=("lesion_mask",))
     stage = Stage(f"ct-{task}-train", out, settings=settings, inputs=manifest_inputs(cohort, manifest))
+    # an interrupted stage continues the architectures it had started; a changed one starts them over
+    resume = stage.state() == "interrupted"
+    started = [p.name for p in out.iterdir() if (p / CHECKPOINTS).is_dir()] if out.is_dir() else []
 
     def work() -> dict[str, Any]:
         root, chosen = prepare_ct_run(manifest, out, settings, None, None)
-        results = train_each_architecture(root, out, chosen, train, device)
+        results = train_each_architecture(root, out, chosen, partial(train, resume=resume), device)
         return {architecture: {"best_epoch": result.best_epoch, "epochs_run": result.epochs_run}
                 for architecture, result in results.items()}
 
-    return stage.run(work)
+    return stage.run(work, partial=started)
 
 
 def predict_ct_detection(manifest: Path, model: Path, out: Path, *, device: str | None = None,
@@ -133,7 +137,7 @@ def run_ct(manifest: Path, run: Path, *, detection: Any = "tiny", segmentation: 
         start = time.perf_counter()
         outcome = step()
         stages[name] = {"seconds": round(time.perf_counter() - start, 2), "skipped": bool(outcome.skipped)}
-        log(f"{name}: {'up to date' if outcome.skipped else 'done'} ({stages[name]['seconds']:.1f} s)")
+        log(f"{name}: {outcome.how} ({stages[name]['seconds']:.1f} s)")
         return outcome
 
     timed("ct detection train", lambda: train_ct_models("detection", manifest, det / "model",

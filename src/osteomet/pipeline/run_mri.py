@@ -70,7 +70,8 @@ class _Timer:
         skipped = bool(getattr(outcome, "skipped", False))
         seconds = round(time.perf_counter() - start, 2)
         self.stages[name] = {"seconds": seconds, "skipped": skipped}
-        self.log(f"{name}: {'up to date' if skipped else 'done'} ({seconds:.1f} s)")
+        how = getattr(outcome, "how", "up to date" if skipped else "done")
+        self.log(f"{name}: {how} ({seconds:.1f} s)")
         return result
 
 
@@ -99,7 +100,7 @@ def run_mri(manifest: str | Path, out: str | Path, config: StudyConfig, *,
     roi = layout.preprocess
     if config.segmentation.masks == "unetr":
         timer("segmentation train", lambda: segmentation.train_segmentation(
-            layout.preprocess, study, layout.segmentation_model, seg_settings, device=config.device))
+            layout.preprocess, study, layout.segmentation_model, seg_settings, resume="auto", device=config.device))
         timer("segmentation masks", lambda: segmentation.predict_segmentation(
             layout.preprocess, study, layout.segmentation_model, layout.masks, device=config.device))
         segdir, roi = layout.masks, layout.roi

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 
 from osteomet.config import read_settings
 from osteomet.data.manifest import Manifest, read_manifest
 from osteomet.errors import MissingInputError
-from osteomet.layout import INDEX, LAST_CHECKPOINT, METRICS, SUMMARY
+from osteomet.layout import CHECKPOINTS, HISTORY, INDEX, LAST_CHECKPOINT, METRICS, RESULT, SUMMARY
 from osteomet.pipeline.inputs import manifest_inputs
 from osteomet.stage import Stage, StageOutcome
 from osteomet.utils.files import write_text_atomic
 from osteomet.utils.progress import progress_bar
 
 TRAIN_STAGE = "segment-train"
+#: What a UNETR run writes as it trains: continued after an interruption, discarded when its inputs change.
+TRAINING_FILES = (CHECKPOINTS, HISTORY, RESULT)
 PREDICT_STAGE = "segment-predict"
 
 
@@ -30,30 +33,39 @@ def ready_patients(preprocessed: str | Path, cohort: Manifest) -> dict[str, list
 
 
 def train_segmentation(preprocessed: str | Path, manifest: str | Path, out: str | Path, settings, *,
-                       resume: bool = False, device: str | None = None) -> StageOutcome:
-    """Train the UNETR on split=train, early-stop on split=val (``resume`` continues an interrupted run)."""
+                       resume: bool | Literal["auto"] = False, device: str | None = None) -> StageOutcome:
+    """Train the UNETR on split=train, early-stop on split=val.
+
+    ``resume``: True continues the run in ``out`` (``segment train --resume``); ``"auto"`` (the pipeline's)
+    continues it when the stage was interrupted with the same inputs and settings and starts over when
+    they changed; False refuses a folder that holds a run.
+    """
     from osteomet.mri.segmentation.train import train_unetr
+    from osteomet.training.checkpoint import refuse_existing_run, run_started
 
     cohort = read_manifest(manifest, kind="mri")
     ids = ready_patients(preprocessed, cohort)
     stage = Stage(TRAIN_STAGE, Path(out), settings=settings,
                   inputs={"manifest": manifest, "preprocessed": preprocessed})
-    if not resume:
-        if stage.up_to_date():
-            return stage.run(lambda: None)
-        from osteomet.training.checkpoint import refuse_existing_run
-
-        refuse_existing_run(out, "a training run", "pass --resume to continue it or use a new folder",
-                            checkpoint=LAST_CHECKPOINT)
+    if resume == "auto":
+        resume = stage.state() == "interrupted" and run_started(out)
+        force = False
+    else:
+        force = bool(resume)
+        if not resume:
+            if stage.up_to_date():
+                return stage.run(lambda: None)
+            refuse_existing_run(out, "a training run", "pass --resume to continue it or use a new folder",
+                                checkpoint=LAST_CHECKPOINT)
 
     def work() -> dict:
         with progress_bar("train unetr", settings.max_epochs) as advance:
             result = train_unetr(preprocessed, out, settings, train_ids=ids["train"], val_ids=ids["val"],
-                                 resume=resume, device=device, progress=advance)
+                                 resume=bool(resume), device=device, progress=advance)
         return {"best_dice": result.best_score, "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
                 "stopped_early": result.stopped_early}
 
-    return stage.run(work, force=resume)
+    return stage.run(work, force=force, partial=TRAINING_FILES)
 
 
 def read_segmentation_settings(model: str | Path):

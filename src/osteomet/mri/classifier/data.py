@@ -70,9 +70,18 @@ def roi_patients(preprocessed: str | Path, manifest: Manifest, segdir: str | Pat
 
 
 def _same_file(a: str | None, b: str | None) -> bool:
+    """Whether the crop's recorded mask ``a`` is the mask ``b`` the resolver picks now: the same path, the same
+    contents (a copied run directory), or, when ``a`` is gone (a moved one), the same source folder and name."""
+    import filecmp
+
     if a is None or b is None or (isinstance(b, float) and np.isnan(b)):
         return a is None and (b is None or isinstance(b, float))
-    return Path(a).resolve() == Path(b).resolve()
+    recorded, chosen = Path(a), Path(b)
+    if recorded.resolve() == chosen.resolve():
+        return True
+    if recorded.is_file() and chosen.is_file():
+        return filecmp.cmp(recorded, chosen, shallow=False)
+    return not recorded.exists() and recorded.parts[-2:] == chosen.parts[-2:]
 
 
 def _source_of(used: str | None, manifest_mask: Path | None) -> str:

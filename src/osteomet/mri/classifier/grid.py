@@ -29,7 +29,7 @@ import pandas as pd
 
 from osteomet.config import dump_config, write_settings
 from osteomet.errors import InputError, OutputExistsError
-from osteomet.layout import GRID_TABLE, PATIENTS, SETTINGS, WINNER
+from osteomet.layout import GRID_CONFIGS, GRID_TABLE, PATIENTS, SETTINGS, WINNER
 from osteomet.mri.classifier.config import ClassifierConfig
 from osteomet.mri.classifier.data import split_ids
 from osteomet.mri.classifier.labels import LabelGuard
@@ -49,7 +49,7 @@ def grid_specs(config: ClassifierConfig) -> list[RunSpec]:
 
 
 def run_dir_of(out: str | Path, spec: RunSpec) -> Path:
-    return Path(out) / "configs" / spec.name
+    return Path(out) / GRID_CONFIGS / spec.name
 
 
 def _train_task(task: dict[str, Any]) -> dict[str, Any]:
@@ -161,7 +161,7 @@ def run_grid(preprocessed: str | Path, out: str | Path, config: ClassifierConfig
     table = pd.DataFrame([results[s.name] for s in specs], columns=COLUMNS)
     write_text_atomic(out / GRID_TABLE, table.to_csv(index=False))
     winner = select_winner(table)
-    record = {**{k: _plain(winner[k]) for k in COLUMNS}, "run": str(Path("configs") / winner["name"]),
+    record = {**{k: _plain(winner[k]) for k in COLUMNS}, "run": str(Path(GRID_CONFIGS) / winner["name"]),
               "rule": selection_rule(config),
               "n_train": len(train_ids)}
     write_json_atomic(out / WINNER, record)
