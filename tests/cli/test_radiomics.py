@@ -139,7 +139,7 @@ def test_ctrl_c_during_a_dask_run_prints_one_line_and_a_rerun_resumes(tmp_path: 
 
     # SIGINT back to its default in the child, as in a terminal's foreground job: a shell runs a background
     # job (``pytest &``, ``nohup ... &``) with SIGINT ignored, and the child would inherit that
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace",
                             start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120

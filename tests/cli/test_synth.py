@@ -130,3 +130,30 @@ def test_a_cohort_too_small_for_run_mri_is_refused_before_anything_is_written(tm
     result = runner.invoke(app, MRI + args + ["--out", str(out)])
     assert result.exit_code == 2 and "run mri" in result.output and "--n" in result.output, result.output
     assert not out.exists()
+
+
+def test_a_scale_too_small_for_the_tumours_is_refused_before_any_work(tmp_path: Path):
+    """At ``--scale 0.05`` the coarsest grid lets a tumour fall between voxels: refused naming the allowed range."""
+    from osteomet.cli.main import MIN_SYNTH_SCALE
+    from osteomet.data.synth.mri.config import MIN_SCALE
+
+    assert MIN_SYNTH_SCALE == MIN_SCALE
+    out = tmp_path / "tiny"
+    result = runner.invoke(app, ["synth", "mri", "--scale", "0.05", "--n", "10", "--out", str(out)])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2, result.output
+    assert "--scale 0.05: the in-plane matrix factor must be between 0.1 and 1.0" in text
+    assert "Traceback" not in result.output and not out.exists()
+    assert runner.invoke(app, ["synth", "mri", "--scale", "1.5", "--n", "10", "--out", str(out)]).exit_code == 2
+
+
+def test_the_smallest_allowed_scale_renders_every_tumour(tmp_path: Path):
+    """The scale MIN_SCALE was chosen at renders a tumour on the coarsest grid (C2) for every patient."""
+    from osteomet.data.synth.mri.config import MIN_SCALE
+
+    out = tmp_path / "small"
+    result = runner.invoke(app, ["synth", "mri", "--scale", str(MIN_SCALE), "--n", "16", "--external-fraction", "0.5",
+                                 "--seed", "4", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    truth = pd.read_csv(out / "truth.csv")
+    assert (truth["mask_volume_ml"] > 0).all() and (truth["centre"] == "C2").sum() >= 5

@@ -51,6 +51,10 @@ def _main(version: bool = typer.Option(False, "--version", help="Print the versi
         raise typer.Exit()
 
 
+#: MRISynthConfig's MIN_SCALE, repeated so that the CLI starts without loading the generator (a test keeps them equal).
+MIN_SYNTH_SCALE = 0.1
+
+
 @synth_app.command("mri")
 def synth_mri(
     out: Path = typer.Option(..., "--out", "-o", help="New or empty folder for images/, labels/, manifest.csv, "
@@ -58,7 +62,8 @@ def synth_mri(
     n: int = typer.Option(40, "--n", min=1, help="Number of patients (at least 10 at the default external fraction: "
                                                  "`run mri` needs 8 internal patients, 4 of each class)."),
     seed: int = typer.Option(0, help="Random seed (same seed, same cohort)."),
-    scale: float = typer.Option(0.25, min=0.05, max=1.0, help="In-plane matrix factor; 1.0 = scanner matrix (512/320)."),
+    scale: float = typer.Option(0.25, help=f"In-plane matrix factor, {MIN_SYNTH_SCALE:g} to 1.0; 1.0 = scanner matrix "
+                                "(512/320)."),
     external_fraction: float = typer.Option(96 / 414, min=0.0, max=1.0, help="Share of patients from the external centre C2."),
     image_format: str = typer.Option("nii.gz", "--format", help="nii.gz, mha or nrrd."),
     jobs: int = typer.Option(1, min=1, help="Worker processes."),
@@ -66,6 +71,12 @@ def synth_mri(
 ) -> None:
     """Synthetic bpMRI cohort: T2, high-b DWI, ADC and tumour masks from two centres."""
     with user_errors():
+        from osteomet.errors import InputError
+
+        if not MIN_SYNTH_SCALE <= scale <= 1.0:
+            raise InputError(f"--scale {scale:g}: the in-plane matrix factor must be between {MIN_SYNTH_SCALE:g} and 1.0; "
+                             f"below {MIN_SYNTH_SCALE:g} the smallest synthetic tumours fall between the voxels of "
+                             f"the coarsest grid")
         from osteomet.data.synth._cohort import claim_cohort_folder
         from osteomet.data.synth.mri import MRISynthConfig, check_run_mri_size, generate_mri_cohort
 

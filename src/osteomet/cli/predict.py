@@ -26,6 +26,12 @@ def mri(
     centre: Optional[str] = typer.Option(None, help="Centre (scanner site) of the patient, as named in the study: its "
                                          "features are mapped by the study's ComBat fit; without it, used as extracted."),
     device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda when present)."),
+    t2_series: Optional[str] = typer.Option(None, "--t2-series", help="SeriesInstanceUID of the T2 when its DICOM "
+                                            "folder holds several series."),
+    dwi_series: Optional[str] = typer.Option(None, "--dwi-series", help="SeriesInstanceUID of the DWI when its DICOM "
+                                             "folder holds several series."),
+    adc_series: Optional[str] = typer.Option(None, "--adc-series", help="SeriesInstanceUID of the ADC when its DICOM "
+                                             "folder holds several series."),
 ) -> None:
     """Bone-metastasis probability of one patient: mask, ROI, radiomics, deep features, the fused decision."""
     with user_errors():
@@ -33,6 +39,7 @@ def mri(
 
         result = predict_mri(model, out, t2=t2, dwi=dwi, adc=adc, mask=mask, clinical=parse_clinical(clinical),
                              patient_id=patient_id, centre=centre, device=device,
+                             series={"t2": t2_series, "dwi": dwi_series, "adc": adc_series},
                              log=lambda line: err_console.print(f"[dim]{line}[/]"))
     models = ", ".join(f"{k} {v:.3f}" for k, v in result["models"].items())
     console.print(f"[bold]{result['decision']}[/]: probability {result['probability']:.3f} (threshold "

@@ -25,6 +25,41 @@ SLICE_STEP_TOL = 0.02
 SLICE_STEP_TOL_MM = 0.01
 
 
+#: Where a user chooses one series of a folder, by command (shown when a folder holds several).
+SERIES_CHOICE = ("the manifest column <image>_series_uid (t2_series_uid, dwi_series_uid, adc_series_uid, "
+                 "ct_series_uid), `osteomet predict mri --t2-series/--dwi-series/--adc-series`, or "
+                 "`osteomet image info --series-uid`")
+
+
+def list_series(folder: Path) -> list[tuple[str, str, int]]:
+    """UID, SeriesDescription (empty when absent) and file count of every DICOM series in ``folder``.
+
+    The description is read from one header per series, so listing stays cheap.
+    """
+    reader = sitk.ImageSeriesReader()
+    found = []
+    for uid in reader.GetGDCMSeriesIDs(str(folder)):
+        files = reader.GetGDCMSeriesFileNames(str(folder), uid)
+        description = ""
+        if files:
+            header = sitk.ImageFileReader()
+            header.SetFileName(str(files[0]))
+            try:
+                header.ReadImageInformation()
+                if header.HasMetaDataKey("0008|103e"):
+                    description = header.GetMetaData("0008|103e").strip()
+            except RuntimeError:
+                pass
+        found.append((uid, description, len(files)))
+    return found
+
+
+def describe_series(series: Sequence[tuple[str, str, int]]) -> str:
+    """``UID ('T2 TSE ax', 19 files); ...`` for a message that asks the user to choose one."""
+    return "; ".join(f"{uid or '<no UID>'} ({repr(description) + ', ' if description else ''}{n} files)"
+                     for uid, description, n in series)
+
+
 def read_dicom_series(folder: Path, series_uid: str | None, allow_gaps: bool = False) -> sitk.Image:
     """The series ``series_uid`` (or the folder's only series) of ``folder``, slices in position order."""
     reader = sitk.ImageSeriesReader()
@@ -34,8 +69,8 @@ def read_dicom_series(folder: Path, series_uid: str | None, allow_gaps: bool = F
     if series_uid is None:
         if len(series) > 1:
             raise ImageReadError(
-                f"{folder}: {len(series)} DICOM series in one folder ({', '.join(s or '<no UID>' for s in series)}); "
-                f"pass the series UID to choose one (manifest column <image>_series_uid, or --series-uid)"
+                f"{folder}: {len(series)} DICOM series in one folder: {describe_series(list_series(folder))}; "
+                f"pass the series UID to choose one ({SERIES_CHOICE})"
             )
         series_uid = series[0]
     elif series_uid not in series:

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from osteomet.errors import InputError, OutputExistsError
 from osteomet.utils.files import full_suffix, write_text_atomic
+from osteomet.utils.text import shown
 
 PathLike = str | os.PathLike[str]
 
@@ -316,12 +317,19 @@ def read_manifest(path: PathLike, *, kind: Kind | None = None, check_files: bool
     if separator != ",":
         notes.append(f"read as {_SEPARATOR_NAMES[separator]}-separated")
     if separator == ";":  # the locales that save CSV with semicolons write decimal commas
+        grouping = []
         for column in raw.columns:
             if _normalise_header(column) in _DECIMAL_FIELDS:
-                converted = raw[column].str.replace(r"^\s*(-?\d+),(\d+)\s*$", r"\1.\2", regex=True)
-                if (converted != raw[column]).any():
+                cells, ambiguous, regrouped = _thousands_separators(raw, column, path)
+                grouping += ambiguous
+                if regrouped:
+                    notes.append(f"{column}: dots read as thousands separators (1.250,5 = 1250.5)")
+                converted = cells.str.replace(r"^\s*(-?\d+),(\d+)\s*$", r"\1.\2", regex=True)
+                if (converted != cells).any():
                     notes.append(f"{column}: decimal commas read as decimal points")
                 raw[column] = converted
+        if grouping:
+            raise ManifestError(path, grouping)
     manifest = validate_frame(raw, base_dir=path.parent, path=path, kind=kind, check_files=check_files, require=require)
     manifest.warnings[:0] = notes
     return manifest
@@ -329,6 +337,31 @@ def read_manifest(path: PathLike, *, kind: Kind | None = None, check_files: bool
 
 _SEPARATOR_NAMES = {",": "comma", ";": "semicolon", "\t": "tab"}
 _DECIMAL_FIELDS = ("age", "psa")  # the non-integer numeric columns
+#: A number whose dots group thousands, as comma-decimal locales write it: 1.250 or 12.500,75.
+_GROUPED = re.compile(r"^-?\d{1,3}(\.\d{3})+(,\d+)?$")
+
+
+def _thousands_separators(raw: pd.DataFrame, column: str, path: Path) -> tuple[pd.Series, list[str], bool]:
+    """A semicolon file's numeric column with ``1.250,5`` read as 1250.5, each ``1.250`` it cannot read, any regrouped.
+
+    With a decimal comma after it the dot can only group thousands. Without one, ``1.250`` is
+    1250 to the spreadsheet that wrote it in a comma-decimal locale but 1.25 to a tool that
+    writes decimal points; guessing would misread a PSA a thousandfold, so it is refused.
+    """
+    cells = raw[column].astype(str).str.strip()
+    grouped = cells.str.match(_GROUPED)
+    ambiguous = grouped & ~cells.str.contains(",", regex=False)
+    ids = next((c for c in raw.columns if _normalise_header(c) == "patient_id"), None)
+    problems = []
+    for i in ambiguous.to_numpy().nonzero()[0]:
+        pid = str(raw[ids].iloc[i]).strip() if ids is not None else "?"
+        value = cells.iloc[i]
+        problems.append(f"line {i + 2} (patient {pid!r}): {column}: {value!r} is ambiguous in a semicolon-separated "
+                        f"file: a spreadsheet in a comma-decimal locale writes 1250 so (the dot grouping thousands), "
+                        f"other tools write 1.25 so; write {value.replace('.', '')} if it means "
+                        f"{value.replace('.', '')}, or {value.replace('.', ',')} if it means {float(value):g}")
+    regroup = grouped & ~ambiguous
+    return cells.where(~regroup, cells.str.replace(".", "", regex=False)), problems, bool(regroup.any())
 
 
 def detect_separator(path: PathLike) -> str:
@@ -395,7 +428,7 @@ def validate_frame(raw: pd.DataFrame, *, base_dir: PathLike, path: PathLike | No
                 field_name = ".".join(str(p) for p in err["loc"]) or "row"
                 message = err["msg"].removeprefix("Value error, ")
                 got = row.get(field_name, None) if err["loc"] else None
-                suffix = f" (got {got!r})" if got not in (None, "") and repr(got) not in message else ""
+                suffix = f" (got {shown(got)})" if not _missing(got) and shown(got) not in message else ""
                 problems.append(f"{where}: {field_name}: {message}{suffix}")
             continue
         resolved = {}

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -31,7 +31,14 @@ from osteomet.models.tuning import (
     tuning_record,
     write_tuning,
 )
-from osteomet.models.xgb import XGBConfig, load_bundle, save_bundle
+from osteomet.models.xgb import (
+    XGBConfig,
+    check_feature_count,
+    damaged_model_file,
+    load_bundle,
+    reading_meta,
+    save_bundle,
+)
 
 FORMAT = "osteomet.clinical_model/1"
 META = model_meta("clinical")
@@ -56,6 +63,8 @@ class ClinicalModel:
     #: nested tuning of the XGBoost settings on the rows ``fit`` is given (None: the preset as it is)
     tuning: TuningConfig | None = None
     tuned: TuningResult | None = None
+    #: the JSON record it was loaded from
+    source: Path | None = field(default=None, compare=False, repr=False)
 
     def design(self, X: pd.DataFrame) -> pd.DataFrame:
         """The matrix XGBoost sees, with its column names."""
@@ -93,7 +102,20 @@ class ClinicalModel:
     @classmethod
     def load(cls, folder: str | Path) -> "ClinicalModel":
         meta, classifier = load_bundle(folder, META, FORMAT, "clinical model")
-        return cls(XGBConfig(**meta["xgb"]), tuple(meta["features"]), classifier)
+        source = Path(folder) / META
+        with reading_meta(source):
+            model = cls(XGBConfig(**meta["xgb"]), tuple(str(f) for f in meta["features"]), classifier, source=source)
+            check_feature_count(source, model.features, classifier)
+        check_clinical_names(source, model.features)
+        return model
+
+
+def check_clinical_names(source: Path, names: Sequence[str]) -> None:
+    """A clinical feature the manifest cannot hold would be silently all-missing: refuse it, naming the file."""
+    unknown = [name for name in names if name not in CLINICAL_FEATURES]
+    if unknown:
+        raise damaged_model_file(source, f"unknown clinical feature(s) {', '.join(map(repr, unknown))}; the clinical "
+                                         f"variables are {', '.join(CLINICAL_FEATURES)}")
 
 
 def train_clinical(manifest: pd.DataFrame, out: str | Path, *, model: ClinicalModel | None = None,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -39,7 +39,7 @@ from osteomet.models.tuning import (
     tuning_record,
     write_tuning,
 )
-from osteomet.models.xgb import XGBConfig, load_bundle, save_bundle
+from osteomet.models.xgb import XGBConfig, check_feature_count, feature_mismatch, load_bundle, reading_meta, save_bundle
 
 FORMAT = "osteomet.fusion_model/1"
 META = model_meta("fusion")
@@ -92,12 +92,18 @@ class FusionModel:
     #: nested tuning of the XGBoost settings, the selection refitted in every CV fold (None: the preset)
     tuning: TuningConfig | None = None
     tuned: TuningResult | None = None
+    #: the JSON record it was loaded from (named when the inputs do not match it)
+    source: Path | None = field(default=None, compare=False, repr=False)
 
     def _design(self, X: pd.DataFrame) -> pd.DataFrame:
-        missing = [c for c in self.columns if c not in X.columns]
-        if missing:
-            raise InputError(f"fusion inputs lack {len(missing)} column(s) the model was fitted on, e.g. {missing[:3]}")
+        self.check_columns(X.columns)
         return X[self.columns].astype(float)
+
+    def check_columns(self, columns: Sequence[str], table: str = "the fusion inputs") -> None:
+        """Refuse inputs without every column the model was fitted on, naming its column list (a renamed feature)."""
+        missing = [c for c in self.columns if c not in set(columns)]
+        if missing:
+            raise feature_mismatch(self.source, missing, [c for c in columns if c not in set(self.columns)], table)
 
     def _choose_columns(self, X: pd.DataFrame, y: np.ndarray) -> tuple[list[str], FeatureSelector | None]:
         """The columns XGBoost sees, chosen on these rows only (the radiomics selection fitted here)."""
@@ -152,10 +158,17 @@ class FusionModel:
 
     @classmethod
     def load(cls, folder: str | Path) -> "FusionModel":
+        from osteomet.models.clinical import check_clinical_names
+
         meta, classifier = load_bundle(folder, META, FORMAT, "fusion model")
-        selector = FeatureSelector.from_dict(meta["selector"]) if meta.get("selector") else None
-        return cls(meta["mode"], SelectionConfig(**meta["selection"]), XGBConfig(**meta["xgb"]),
-                   tuple(meta["clinical"]), selector, list(meta["columns"]), classifier)
+        source = Path(folder) / META
+        with reading_meta(source):
+            selector = FeatureSelector.from_dict(meta["selector"]) if meta.get("selector") else None
+            model = cls(meta["mode"], SelectionConfig(**meta["selection"]), XGBConfig(**meta["xgb"]),
+                        tuple(meta["clinical"]), selector, [str(c) for c in meta["columns"]], classifier, source=source)
+            check_feature_count(source, model.columns, classifier)
+        check_clinical_names(source, [c for c in model.columns if ":" not in c])
+        return model
 
 
 def train_fusion(inputs: pd.DataFrame, manifest: pd.DataFrame, out: str | Path, *, model: FusionModel | None = None,

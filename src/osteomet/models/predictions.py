@@ -32,6 +32,7 @@ import pandas as pd
 
 from osteomet.errors import InputError, MissingInputError
 from osteomet.utils.files import atomic_path, write_text_atomic
+from osteomet.utils.text import shown as as_shown
 
 PathLike = str | os.PathLike[str]
 
@@ -87,7 +88,7 @@ def _check_numeric(table: pd.DataFrame, column: str, source: str, *, allowed: tu
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         value = raw.iloc[i]
-        shown = repr(value) if isinstance(value, str) else str(value)
+        shown = as_shown(value)
         where = f", line {i + 2} of the file" if lines else ""
         more = f", and {int(bad.sum()) - 1} more row(s)" if bad.sum() > 1 else ""
         raise PredictionTableError(f"{source}: column {column!r} must be {what} (or empty) in every row; row {i + 1} "

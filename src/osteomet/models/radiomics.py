@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -32,7 +32,7 @@ from osteomet.models.tuning import (
     tuning_record,
     write_tuning,
 )
-from osteomet.models.xgb import XGBConfig, load_bundle, save_bundle
+from osteomet.models.xgb import XGBConfig, check_feature_count, feature_mismatch, load_bundle, reading_meta, save_bundle
 
 FORMAT = "osteomet.radiomics_model/1"
 META = model_meta("radiomics")
@@ -50,6 +50,8 @@ class RadiomicsModel:
     #: nested tuning of the XGBoost settings, the selection refitted in every CV fold (None: the preset)
     tuning: TuningConfig | None = None
     tuned: TuningResult | None = None
+    #: the JSON record it was loaded from (named when a feature table does not match it)
+    source: Path | None = field(default=None, compare=False, repr=False)
 
     def design_step(self, X: pd.DataFrame, y: np.ndarray):
         """The selection fitted on these rows only, as a transform of any rows (what a CV fold needs)."""
@@ -80,7 +82,14 @@ class RadiomicsModel:
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         if self.selector is None or self.classifier is None:
             raise RuntimeError("RadiomicsModel is not fitted")
+        self.check_columns(X.columns)
         return self.classifier.predict_proba(self.selector.transform(X).to_numpy())
+
+    def check_columns(self, columns: Sequence[str], table: str = "the feature table") -> None:
+        """Refuse a table without every selected feature, naming this model's feature list (a renamed feature)."""
+        missing = [c for c in self.features if c not in set(columns)]
+        if missing:
+            raise feature_mismatch(self.source, missing, [c for c in columns if c not in set(self.features)], table)
 
     @property
     def features(self) -> list[str]:
@@ -94,8 +103,12 @@ class RadiomicsModel:
     @classmethod
     def load(cls, folder: str | Path) -> "RadiomicsModel":
         meta, classifier = load_bundle(folder, META, FORMAT, "radiomics model")
-        return cls(SelectionConfig(**meta["selection"]), XGBConfig(**meta["xgb"]),
-                   FeatureSelector.from_dict(meta["selector"]), classifier)
+        source = Path(folder) / META
+        with reading_meta(source):
+            model = cls(SelectionConfig(**meta["selection"]), XGBConfig(**meta["xgb"]),
+                        FeatureSelector.from_dict(meta["selector"]), classifier, source=source)
+            check_feature_count(source, [str(c) for c in model.features], classifier)
+        return model
 
 
 def numeric_features(table: pd.DataFrame) -> pd.DataFrame:

@@ -11,8 +11,10 @@ patients did (preprocessing, masks, ROI crop, radiomics, deep features), so the 
 
 from __future__ import annotations
 
+import math
+import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -24,6 +26,7 @@ from osteomet.errors import InputError, MissingInputError
 from osteomet.layout import (
     DEEP_FEATURES,
     FEATURES,
+    INDEX,
     MANIFEST,
     METRICS,
     MODEL_DIR,
@@ -39,6 +42,7 @@ from osteomet.pipeline.study import StudyConfig
 from osteomet.utils.files import read_json, write_json_atomic, write_text_atomic
 
 CLINICAL = ("age", "psa", "gleason", "isup", "hematuria", "leukocyturia")
+IMAGES = ("t2", "dwi", "adc")
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,8 @@ class MRIBundle:
     config: StudyConfig
     threshold: float
     version: str
+    #: the clinical, radiomics and fusion models, loaded (and so checked) when the bundle is opened
+    models: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def open(cls, run: str | Path) -> "MRIBundle":
@@ -76,11 +82,55 @@ class MRIBundle:
         if missing:
             raise MissingInputError(f"{run}: the study is incomplete, missing {', '.join(missing[:4])}; rerun "
                                     f"`osteomet run mri` to finish it")
-        metrics = pd.read_csv(layout.evaluation / METRICS)
-        fusion = metrics.loc[metrics["model"] == "fusion", "threshold"].dropna()
+        try:
+            metrics = pd.read_csv(layout.evaluation / METRICS)
+            fusion = pd.to_numeric(metrics.loc[metrics["model"] == "fusion", "threshold"], errors="coerce").dropna()
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, KeyError) as exc:
+            raise InputError(f"{layout.evaluation / METRICS}: damaged or edited ({type(exc).__name__}: {exc}); restore "
+                             f"it, or delete {layout.evaluation} and rerun `osteomet run mri` to write it again") from None
         if fusion.empty:
             raise InputError(f"{layout.evaluation / 'metrics.csv'}: no threshold of the fusion model")
-        return cls(layout, config, float(fusion.iloc[0]), version)
+        return cls(layout, config, float(fusion.iloc[0]), version, _load_models(layout))
+
+
+def _load_models(layout: RunLayout) -> dict[str, Any]:
+    """The bundle's XGBoost models, each checked against its feature list and the study's feature tables.
+
+    Done when the bundle is opened, so a truncated model file or an edited feature list is
+    refused (naming the file) before any of the new patient's work starts.
+    """
+    from osteomet.models.clinical import ClinicalModel
+    from osteomet.models.fusion import DEEP, RADIOMICS, FusionModel
+    from osteomet.models.radiomics import RadiomicsModel
+    from osteomet.models.xgb import feature_mismatch
+
+    models = {"clinical": ClinicalModel.load(layout.model("clinical") / MODEL_DIR),
+              "radiomics": RadiomicsModel.load(layout.model("radiomics") / MODEL_DIR),
+              "fusion": FusionModel.load(layout.model("fusion") / MODEL_DIR)}
+    radiomics_table = layout.radiomics / FEATURES
+    radiomics = _table_columns(radiomics_table)
+    if radiomics is not None:  # a new patient's extraction, with the study's settings, has these columns
+        models["radiomics"].check_columns(radiomics, table=f"the study's radiomics features ({radiomics_table})")
+    fusion: FusionModel = models["fusion"]
+    for prefix, table in ((RADIOMICS, radiomics_table), (DEEP, layout.deep_features / FEATURES)):
+        columns = _table_columns(table)
+        if columns is not None:
+            expected = [f"{prefix}{c}" for c in columns]
+            missing = [c for c in fusion.columns if c.startswith(prefix) and c not in set(expected)]
+            if missing:
+                raise feature_mismatch(fusion.source, missing, [c for c in expected if c not in set(fusion.columns)],
+                                       f"the study's {prefix.rstrip(':')} features ({table})")
+    return models
+
+
+def _table_columns(path: Path) -> list[str] | None:
+    """The feature columns of one of the study's Parquet tables (header only); None when absent or unreadable."""
+    try:
+        import pyarrow.parquet as pq
+
+        return [c for c in pq.read_schema(path).names if c not in ("patient_id", "case_id", "error")]
+    except Exception:  # the table itself is not needed to predict; only its column names are compared
+        return None
 
 
 def parse_clinical(text: str | None) -> dict[str, float]:
@@ -95,33 +145,143 @@ def parse_clinical(text: str | None) -> dict[str, float]:
             values[name] = float(value)
         except ValueError:
             raise InputError(f"--clinical: {name}={value!r} is not a number") from None
+        if not math.isfinite(values[name]):
+            raise InputError(f"--clinical {name}={value.strip()}: not a finite number; leave {name} out when it is "
+                             f"unknown (missing values are allowed and reported)")
+    check_clinical(values)
     return values
 
 
+def check_clinical(values: Mapping[str, float]) -> None:
+    """The manifest's rules (ranges, whole numbers, yes/no, Gleason against ISUP) applied to ``--clinical``.
+
+    Checked here so a bad value is reported as the option the user typed, not as a line of
+    the internal manifest ``predict`` writes for the patient.
+    """
+    from pydantic import ValidationError
+
+    from osteomet.data.manifest import ClinicalRecord
+
+    unknown = [name for name, value in values.items() if not math.isfinite(value)]
+    if unknown:
+        raise InputError(f"clinical values must be finite numbers: {', '.join(unknown)} is not; leave a value out "
+                         f"when it is unknown")
+    try:
+        ClinicalRecord(patient_id="patient", **{name: values[name] for name in CLINICAL if name in values})
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            message = error["msg"].removeprefix("Value error, ")
+            if error["loc"]:
+                name = str(error["loc"][0])
+                if error["type"] in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+                    message = "outside the range the study's manifests allow"
+                problems.append(f"--clinical {name}={_number(values.get(name))}: {message} "
+                                f"(allowed: {_allowed(name)})")
+            else:
+                given = ",".join(f"{k}={_number(values[k])}" for k in ("gleason", "isup") if k in values)
+                problems.append(f"--clinical {given}: {message}")
+        raise InputError("; ".join(problems)) from None
+
+
+def _number(value: Any) -> str:
+    """A value as the user typed it: 40 rather than 40.0, n/a for NaN or nothing."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "n/a"
+    return f"{float(value):g}"
+
+
+def _allowed(name: str) -> str:
+    """The range the manifest accepts for a clinical variable, read off its schema."""
+    from osteomet.data.manifest import ClinicalRecord
+
+    if name in ("hematuria", "leukocyturia"):
+        return "0 or 1"
+    low = high = None
+    low_op, high_op = ">=", "<="
+    for rule in ClinicalRecord.model_fields[name].metadata:
+        for attr, op in (("ge", ">="), ("gt", ">")):
+            if getattr(rule, attr, None) is not None:
+                low, low_op = getattr(rule, attr), op
+        for attr, op in (("le", "<="), ("lt", "<")):
+            if getattr(rule, attr, None) is not None:
+                high, high_op = getattr(rule, attr), op
+    whole = " (a whole number)" if name in ("gleason", "isup") else ""
+    parts = [f"{name} {low_op} {low:g}" if low is not None else "", f"{name} {high_op} {high:g}" if high is not None else ""]
+    return " and ".join(p for p in parts if p) + whole
+
+
+def check_images(images: Mapping[str, str | Path], series: Mapping[str, str]) -> None:
+    """Each image exists and, for a DICOM folder, names one series: refused before any work, naming the option."""
+    from osteomet.data.dicom_series import describe_series, list_series
+    from osteomet.data.images import image_format
+
+    for name, path in images.items():
+        path = Path(path)
+        if not path.exists():
+            raise MissingInputError(f"--{name} {path}: no such file or DICOM folder")
+        uid = series.get(name)
+        kind = image_format(path)
+        if kind not in ("dicom", "dicom-file"):
+            if uid:
+                raise InputError(f"--{name}-series {uid}: --{name} {path} is not a DICOM folder, so there is no "
+                                 f"series to choose; leave --{name}-series out")
+            continue
+        found = list_series(path if kind == "dicom" else path.parent)
+        if not found:
+            raise InputError(f"--{name} {path}: no DICOM series found in this folder")
+        uids = [u for u, _, _ in found]
+        if uid and uid not in uids:
+            raise InputError(f"--{name}-series {uid}: no such series in {path}; it holds {describe_series(found)}")
+        if not uid and len(found) > 1:
+            raise InputError(f"--{name} {path}: {len(found)} DICOM series in one folder: {describe_series(found)}; "
+                             f"choose one with --{name}-series <SeriesInstanceUID>")
+
+
 def _new_manifest(out: Path, patient_id: str, images: Mapping[str, str | Path], mask: str | Path | None,
-                  clinical: Mapping[str, float], centre: str | None) -> Path:
+                  clinical: Mapping[str, float], centre: str | None, series: Mapping[str, str] | None = None) -> Path:
+    """The one-patient manifest the study's stage functions read (series UIDs in ``<image>_series_uid``)."""
     from osteomet.data.manifest import write_manifest
 
     row: dict[str, Any] = {"patient_id": patient_id, "centre": centre, **{k: str(Path(v).resolve()) for k, v in
                                                                           images.items()},
                            "mask": str(Path(mask).resolve()) if mask else None}
     row.update({name: clinical.get(name) for name in CLINICAL})
+    row.update({f"{name}_series_uid": uid for name, uid in (series or {}).items() if uid})
     for name, path in images.items():
         if not Path(path).exists():
             raise MissingInputError(f"--{name} {path}: no such file or DICOM folder")
     return write_manifest(pd.DataFrame([row]), out / MANIFEST, kind="mri", overwrite=True)
 
 
+def _check_preprocessed(folder: Path, patient_id: str, mask: str | Path | None) -> None:
+    """The patient's own preprocessing error (``index.csv``), not a later stage's "not in the cache" symptom."""
+    index = pd.read_csv(folder / INDEX, dtype={"patient_id": str})
+    row = index[index["patient_id"] == patient_id]
+    if row.empty or row["status"].iloc[0] != "failed":
+        return
+    error = str(row["error"].iloc[0])
+    error = re.sub(r"^\w+(Error|Exception): ", "", error).removeprefix(f"patient {patient_id!r}: ")
+    hint = "; fix the input named above and predict again"
+    if mask is not None and Path(mask).name in error and "not on the grid" in error:
+        hint = (f". The --mask {mask} lies on another grid than the T2 (its size, spacing or origin differ, as "
+                f"listed): resample it onto the T2 grid (nearest neighbour), or export it from the T2 series in the "
+                f"annotation tool, and predict again")
+    raise InputError(f"{patient_id}: the images could not be preprocessed: {error}{hint}")
+
+
 def predict_mri(run: str | Path, out: str | Path, *, t2: str | Path, dwi: str | Path, adc: str | Path,
                 mask: str | Path | None = None, clinical: Mapping[str, float] | None = None,
                 patient_id: str = "patient", centre: str | None = None, device: str | None = None,
+                series: Mapping[str, str | None] | None = None,
                 log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Segmentation, ROI crop, radiomics, deep features, each model's probability and the fused decision."""
+    """Segmentation, ROI crop, radiomics, deep features, each model's probability and the fused decision.
+
+    ``series``: the SeriesInstanceUID to read per image (``{"t2": uid}``) when its DICOM folder holds several.
+    """
     from osteomet.data.manifest import read_manifest
     from osteomet.data.masks import auto_mask_path
-    from osteomet.models.clinical import ClinicalModel
-    from osteomet.models.fusion import FusionModel, fusion_inputs
-    from osteomet.models.radiomics import RadiomicsModel
+    from osteomet.models.fusion import fusion_inputs
     from osteomet.mri.classifier.data import roi_patients
     from osteomet.mri.classifier.features import deep_features
     from osteomet.mri.classifier.predict import predict_patients
@@ -135,6 +295,13 @@ def predict_mri(run: str | Path, out: str | Path, *, t2: str | Path, dwi: str | 
     config, layout = bundle.config, bundle.layout
     combat, combat_deep, harmonization = predict_harmonizers(layout, centre)
     clinical = dict(clinical or {})
+    check_clinical(clinical)
+    unknown = sorted(set(series or {}) - set(IMAGES))
+    if unknown:
+        raise InputError(f"series UIDs given for unknown image(s) {', '.join(unknown)}; use {', '.join(IMAGES)}")
+    series = {name: str(uid).strip() for name, uid in (series or {}).items() if uid}
+    images = {"t2": t2, "dwi": dwi, "adc": adc}
+    check_images(images, series)
     out = Path(out)
     refuse_overwriting_inputs([out], [t2, dwi, adc, *([mask] if mask else []), layout.root])
     open_run_dir(out, kind="predict-mri")
@@ -152,15 +319,17 @@ def predict_mri(run: str | Path, out: str | Path, *, t2: str | Path, dwi: str | 
     if mask is None and config.segmentation.masks != "unetr":
         raise InputError(f"{run}: the study used the manifest's masks (segmentation.masks: manifest), so give the "
                          f"tumour mask with --mask")
-    manifest = _new_manifest(work, patient_id, {"t2": t2, "dwi": dwi, "adc": adc}, mask, clinical, centre)
+    manifest = _new_manifest(work, patient_id, images, mask, clinical, centre, series)
     seg_config = config.segmentation.config  # the study's preprocessing grid (seg_size) and ROI size
     timed("preprocess", lambda: preprocess.preprocess_mri(manifest, work / "preprocess", seg_config=seg_config))
+    _check_preprocessed(work / "preprocess", patient_id, mask)
     segdir, roi = None, work / "preprocess"
     if mask is None:
         timed("segmentation", lambda: segmentation.predict_segmentation(
             work / "preprocess", manifest, layout.segmentation_model, work / "segmentation", device=device))
         segdir, roi = work / "segmentation", work / "roi"
         timed("roi", lambda: preprocess.preprocess_mri(manifest, roi, seg_config=seg_config, segdir=segdir))
+        _check_preprocessed(roi, patient_id, None)
     params = work / RADIOMICS_PARAMS
     write_text_atomic(params, _yaml((recorded_settings(layout.radiomics) or {})["params"]))
     _, extraction = timed("radiomics", lambda: radiomics.extract_features(manifest, work / "radiomics",
@@ -169,8 +338,11 @@ def predict_mri(run: str | Path, out: str | Path, *, t2: str | Path, dwi: str | 
     frame = cohort.to_frame()
     patients = roi_patients(roi, cohort, segdir)
     if not bool(patients["has_roi"].iloc[0]):
-        raise InputError(f"{patient_id}: no tumour ROI could be cut (the mask is empty); check the images or give "
-                         f"a mask with --mask")
+        if mask is not None:
+            raise InputError(f"{patient_id}: no tumour ROI could be cut from the mask {mask}; check that it marks the "
+                             f"tumour on the T2 grid")
+        raise InputError(f"{patient_id}: no tumour ROI could be cut (the study's UNETR found no tumour: its mask is "
+                         f"empty); check the images or give a mask with --mask")
     if extraction.failures:
         where = f"the automatic mask {auto_mask_path(segdir, patient_id)}" if segdir is not None else f"the mask {mask}"
         raise InputError(f"{patient_id}: radiomics could not be extracted from {where}: {extraction.failures[0][1]}. "
@@ -182,8 +354,8 @@ def predict_mri(run: str | Path, out: str | Path, *, t2: str | Path, dwi: str | 
     explained: dict[str, tuple[Any, pd.DataFrame]] = {}  # model and its inputs, for the SHAP contributions
 
     def score() -> dict[str, float]:
-        explained["clinical"] = (ClinicalModel.load(layout.model("clinical") / MODEL_DIR), frame)
-        explained["radiomics"] = (RadiomicsModel.load(layout.model("radiomics") / MODEL_DIR), features)
+        explained["clinical"] = (bundle.models["clinical"], frame)
+        explained["radiomics"] = (bundle.models["radiomics"], features)
         probs = {name: float(model.predict_proba(X)[0, 1]) for name, (model, X) in explained.items()}
         deep = predict_patients(layout.deep_grid, roi, patients, frame.assign(label=None), device=device)
         probs["deep"] = float(deep["prob"].iloc[0])
@@ -193,7 +365,7 @@ def predict_mri(run: str | Path, out: str | Path, *, t2: str | Path, dwi: str | 
         table.to_parquet(work / DEEP_FEATURES, index=False)
         inputs = fusion_inputs(frame, radiomics=features, deep=table, predictions={
             name: pd.DataFrame({"patient_id": [patient_id], "prob": [p]}) for name, p in probs.items()})
-        explained["fusion"] = (FusionModel.load(layout.model("fusion") / MODEL_DIR), inputs)
+        explained["fusion"] = (bundle.models["fusion"], inputs)
         probs["fusion"] = float(explained["fusion"][0].predict_proba(inputs)[0, 1])
         return probs
 

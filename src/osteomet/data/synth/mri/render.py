@@ -14,6 +14,7 @@ from scipy import ndimage
 from osteomet.data.synth.mri.anatomy import Anatomy
 from osteomet.data.synth.mri.config import MRISynthConfig
 from osteomet.data.synth.mri.scanner import B_VALUE, CENTRES, _rotation_x, make_grid, world_coordinates
+from osteomet.errors import InputError
 
 
 def _partial_volume(array: np.ndarray, image: sitk.Image) -> np.ndarray:
@@ -60,8 +61,9 @@ def synthesize_mri_patient(centre: str, phenotype: dict, rng: np.random.Generato
     adc_arr = np.where(s0 > 0.03, adc + rng.normal(0, config.adc_noise * factor, adc.shape), 0.0)
     adc_arr = np.clip(adc_arr, 0.0, 4.0) * 1000.0  # 10^-6 mm2/s, as scanners store it
 
-    if not tumour.any():  # cannot happen for >= 0.4 mL at these grids; guard anyway
-        raise RuntimeError("synthetic tumour fell between voxels; increase config.scale")
+    if not tumour.any():  # not seen at scale >= MIN_SCALE for >= 0.4 mL; guard anyway
+        raise InputError(f"a synthetic tumour fell between the voxels of centre {centre}'s T2 grid at scale "
+                         f"{config.scale:g} ({t2_grid.GetSpacing()[0]:.1f} mm voxels); use a larger --scale")
     prostate = Anatomy._ellipsoid(*world_coordinates(t2_grid), anatomy.prostate_c, anatomy.prostate_r) <= 1.0
     return {
         "prostate": _to_image(prostate.astype(np.uint8), t2_grid, sitk.sitkUInt8),
