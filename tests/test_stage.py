@@ -121,3 +121,59 @@ def test_an_input_error_leaves_no_new_folder_behind(tmp_path: Path) -> None:
     with pytest.raises(InputError):
         Stage("ct-lesions", kept, settings={"changed": True}).run(lambda: (_ for _ in ()).throw(InputError("bad")))
     assert read_json(kept / STAGE_RECORD)["status"] == "running"  # an existing folder stays, marked not done
+
+
+def test_partial_work_is_continued_after_an_interruption_and_discarded_when_an_input_changed(tmp_path: Path) -> None:
+    source, out = tmp_path / "in.txt", open_run_dir(tmp_path / "run", kind="test") / "train"
+    source.write_text("a\n")
+    seen: list[bool] = []
+
+    def train(crash: bool):
+        def work() -> dict:
+            seen.append((out / "checkpoints" / "last.pt").is_file())
+            (out / "checkpoints").mkdir(exist_ok=True)
+            (out / "checkpoints" / "last.pt").write_text("epoch 1")
+            if crash:
+                raise KeyboardInterrupt
+            return {}
+        return work
+
+    with pytest.raises(KeyboardInterrupt):
+        _stage(out, source).run(train(crash=True), partial=("checkpoints",))
+    assert _stage(out, source).state() == "interrupted"
+    outcome = _stage(out, source).run(train(crash=False), partial=("checkpoints",))
+    assert seen == [False, True] and outcome.how == "done (continued after an interruption)"
+    source.write_text("b\n")  # same size, other contents and time: another input
+    os.utime(source, ns=(source.stat().st_atime_ns, source.stat().st_mtime_ns + 1_000_000))
+    assert _stage(out, source).state() == "changed"
+    outcome = _stage(out, source).run(train(crash=False), partial=("checkpoints",))
+    assert seen == [False, True, False] and outcome.how == "done (rerun: its inputs or settings changed)"
+
+
+def test_a_copied_or_moved_run_directory_is_up_to_date(tmp_path: Path) -> None:
+    """Paths inside the run count relative to it, its files by contents: a copy with new times is up to date,
+    and an edited file inside it is not."""
+    import shutil
+
+    source = tmp_path / "in.txt"
+    source.write_text("a\nb\n")
+    run = open_run_dir(tmp_path / "run", kind="test")
+    first, second = run / "first", run / "second"
+    _stage(first, source).run(_work(first, source, []))
+    made = first / "counts.txt"
+
+    def downstream(root: Path) -> Stage:
+        return Stage("read-counts", root / "second", settings={"table": str(root / "first" / "counts.txt")},
+                     inputs={"counts": root / "first" / "counts.txt"})
+
+    downstream(run).run(lambda: {})
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy, copy_function=shutil.copy)
+    assert made.stat().st_mtime_ns != (copy / "first" / "counts.txt").stat().st_mtime_ns
+    assert _stage(copy / "first", source).up_to_date() and downstream(copy).up_to_date()
+    moved = tmp_path / "moved"
+    copy.rename(moved)
+    assert downstream(moved).up_to_date()
+    (moved / "first" / "counts.txt").write_text("3")
+    assert downstream(moved).state() == "changed"
+    assert second.is_dir()

@@ -29,6 +29,19 @@ class LeakageError(InputError):
     """A patient (or an identical image) sits in two cohorts, or a fitting step would read held-out labels."""
 
 
+class PatientsFailedError(InputError):
+    """Some (exit code 3) or all (exit code 2) patients of a cohort failed a stage; the message names each
+    with its own reason. What the others got is kept, so the same command continues once they are fixed."""
+
+    def __init__(self, message: str, *, failed: int, total: int):
+        super().__init__(message)
+        self.failed, self.total = failed, total
+
+    @property
+    def exit_code(self) -> int:
+        return 2 if self.failed >= self.total else 3
+
+
 USER_ERRORS: tuple[type[BaseException], ...] = (OsteometError,)
 
 #: What to do about a file-system refusal, by errno: these come from where the user pointed a

@@ -17,7 +17,9 @@ into, or over, someone's data.
       preprocess/           index.csv, cases/<patient>/{*.npy, transform.json} (the manifest's masks)
       roi/                  the same, ROI crops cut around the masks later stages use (reviewed > auto)
       segmentation/model/   checkpoints/{best,last}.pt, history.csv
-      segmentation/masks/   auto/<patient>.nii.gz, reviewed/<patient>.nii.gz, provenance.json, metrics.csv
+      segmentation/masks/   auto/<patient>.nii.gz, reviewed/<patient>.nii.gz, provenance.json, metrics.csv,
+                            qc/qc.csv (each automatic mask checked, and what its patient gets), review/
+      cohort/               manifest.csv every model uses (the study's minus mask-QC exclusions), exclusions.csv
       radiomics/            features.parquet, features.csv, extraction_log.csv, cache/
       stability/            icc.csv, icc_by_class.csv/.png: radiomics ICC under mask perturbation (training patients)
       model_features/       features.parquet the models read (stable, ComBat-harmonized), combat.json, harmonization.csv
@@ -26,6 +28,7 @@ into, or over, someone's data.
       deep/gradcam/         gradcam.csv, png/, roi/, t2/
       models/<model>/       model/ (XGBoost JSON + feature list), predictions.csv, tuning.csv
       explanations/         <model>_shap_summary.png, <model>_shap_importance.csv, <model>_shap_values.csv
+      flow/                 patient_flow.csv, flow.json, flow.png: each patient from the manifest to the evaluation
       evaluation/           metrics.csv, delong.csv, calibration.csv, roc_/calibration_/decision_curve_<cohort>.png
                             (+ .svg), cohort_characteristics.csv
       ct/detection/ ct/segmentation/ ct/lesions/ ct/icc/
@@ -87,6 +90,12 @@ AUTO_DIR = "auto"
 REVIEWED_DIR = "reviewed"
 PROVENANCE = "provenance.json"
 REVIEW_SHEET = "review_sheet.csv"
+QC_DIR = "qc"  # SEGDIR/qc: the automatic-mask QC stage and its decisions
+QC_TABLE = "qc.csv"
+EXCLUSIONS = "exclusions.csv"  # the study cohort's excluded patients, with stage and reason
+FLOW_TABLE = "patient_flow.csv"
+FLOW_RECORD = "flow.json"
+FLOW_FIGURE = "flow.png"
 REVIEW_EXPORT = "export.json"
 MASK_SUFFIX = ".nii.gz"
 
@@ -176,6 +185,20 @@ class RunLayout:
     @property
     def masks(self) -> Path:
         return self.root / "segmentation" / "masks"
+
+    @property
+    def mask_qc(self) -> Path:
+        return self.masks / QC_DIR
+
+    @property
+    def cohort(self) -> Path:
+        """The study cohort after mask QC: ``manifest.csv`` every model uses, ``exclusions.csv``."""
+        return self.root / "cohort"
+
+    @property
+    def flow(self) -> Path:
+        """The patient flow: ``patient_flow.csv``, ``flow.json``, ``flow.png``."""
+        return self.root / "flow"
 
     @property
     def radiomics(self) -> Path:

@@ -21,7 +21,7 @@ def study_file(folder: Path, **changes) -> Path:
     unetr = load_segmentation_config("tiny").model_copy(update={"seg_size": (32, 32, 16), "patch_size": (32, 32, 16),
                                                                "max_epochs": 2, "samples_per_case": 1})
     (folder / "unetr.yaml").write_text(yaml.safe_dump(unetr.model_dump(mode="json")))
-    study = {"seed": 0, "segmentation": {"masks": "unetr", "config": "unetr.yaml"},
+    study = {"seed": 0, "segmentation": {"masks": "unetr", "config": "unetr.yaml", "on_flagged": "manifest"},
              "radiomics": {"params": "tiny", "max_features": 5},
              "deep": {"config": "grid.yaml", "oof_folds": 2, "gradcam_patients": 1},
              "clinical_folds": 3, "fusion": {"mode": "features", "folds": 3},

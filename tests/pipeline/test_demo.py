@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
+
 from osteomet.layout import RunLayout
 from tests.pipeline.studies import study_file
 
@@ -15,19 +17,49 @@ def _ct_configs():
 
     detection = load_detection_config("tiny")
     segmentation = load_segmentation_config("tiny")
-    return (detection.model_copy(update={"max_epochs": 1, "architectures": ["resnet34"]}),
+    return (detection.model_copy(update={"max_epochs": 2, "architectures": ["resnet34"]}),
             segmentation.model_copy(update={"max_epochs": 1, "architectures": ["unet"]}))
 
 
+#: The demo as a process of its own (test-sized settings), to be killed the way a user's is.
+DRIVER = """
+import sys
+from pathlib import Path
+from osteomet.pipeline.demo import run_demo
+from osteomet.pipeline.study import load_study_config
+from tests.pipeline.test_demo import _ct_configs
+detection, segmentation = _ct_configs()
+run_demo(Path(sys.argv[1]), n_mri=30, n_ct=5, study=load_study_config(sys.argv[2]), ct_detection=detection,
+         ct_segmentation=segmentation, ct_region="abdomen_pelvis")
+"""
+
+
 def test_demo_runs_both_studies_predicts_a_held_out_patient_and_reuses_every_stage(tmp_path: Path):
+    """Killed (SIGKILL) in the middle of the CT detector's training, the demo's rerun continues it and ends."""
+    import subprocess
+    import sys
+    import time
+
     from rich.console import Console
 
     from osteomet.pipeline.demo import run_demo
     from osteomet.pipeline.study import load_study_config
+    from tests.conftest import REPO_ROOT
 
     out = tmp_path / "demo"
-    study = load_study_config(study_file(tmp_path / "config"))
+    config = study_file(tmp_path / "config")
+    study = load_study_config(config)
     detection, segmentation = _ct_configs()
+    started = RunLayout(out).ct_detection / "model" / "resnet34" / "checkpoints" / "last.pt"
+    log = tmp_path / "demo.log"
+    with log.open("w") as sink:  # a file, not a pipe nobody reads (a full pipe would stall the demo)
+        process = subprocess.Popen([sys.executable, "-c", DRIVER, str(out), str(config)], cwd=REPO_ROOT,
+                                   stdout=sink, stderr=subprocess.STDOUT)
+        while not started.is_file():
+            assert process.poll() is None, log.read_text(errors="replace")
+            time.sleep(0.02)
+        process.kill()
+        process.wait()
     console = Console(record=True, width=140)
     summary = run_demo(out, n_mri=30, n_ct=5, study=study, ct_detection=detection, ct_segmentation=segmentation,
                        ct_region="abdomen_pelvis", console=console)
@@ -40,6 +72,8 @@ def test_demo_runs_both_studies_predicts_a_held_out_patient_and_reuses_every_sta
     saved = json.loads((out / "summary.json").read_text())
     assert saved["run"] == str(out.resolve())
     text = console.export_text()
+    assert "ct detection train: done (continued after an interruption)" in text
+    assert len(pd.read_csv(started.parent.parent / "history.csv")) == 2  # epoch 1 kept, epoch 2 added
     assert (out / "report.html").is_file() and summary["report"] == str(out / "report.html")
     assert "AUC (DeLong 95% CI)" in text and str(out.resolve()) in text.replace("\n", "")
 

@@ -66,7 +66,21 @@ def test_run_writes_every_stage_and_evaluates_every_model_on_every_cohort(study)
     saved = json.loads(layout.run_record.read_text())
     assert saved["format"] == "osteomet.mri_run/1" and saved["versions"]["osteomet"]
     assert set(saved["stages"]) >= {"split", "preprocess", "segmentation train", "deep grid", "feature stability",
-                                    "model features", "fusion model", "evaluation"}
+                                    "model features", "fusion model", "evaluation", "mask qc", "patient flow"}
+    # on_flagged: manifest (the test config): what the 2-epoch UNETR got wrong uses the manifest's mask, nobody is lost
+    qc = pd.read_csv(layout.mask_qc / "qc.csv", dtype={"patient_id": str})
+    assert (qc.loc[qc["flagged"], "action"] == "manifest").all() and (qc.loc[~qc["flagged"], "action"] == "use").all()
+    from osteomet.data.manifest import read_manifest
+    from osteomet.data.masks import mask_sources
+
+    sources = mask_sources(read_manifest(layout.cohort / "manifest.csv"), layout.masks).set_index("patient_id")
+    assert (sources.loc[qc.loc[qc["flagged"], "patient_id"], "source"] == "manifest").all()
+    assert saved["patient_flow"]["excluded"] == 0 and saved["patient_flow"]["manifest"] == len(manifest)
+    for split in ("test", "external"):  # every model on the same patients, the DeLong tests too
+        n = auc.loc[auc["cohort"] == split, "n"]
+        assert n.nunique() == 1, (split, n.tolist())
+        delong = pd.read_csv(layout.evaluation / "delong.csv")
+        assert (delong.loc[delong["split"] == split, "n"] == int(n.iloc[0])).all()
 
 
 def test_training_predictions_are_cross_fitted(study):
@@ -79,34 +93,37 @@ def test_training_predictions_are_cross_fitted(study):
 
 
 def test_rerun_skips_every_stage_and_a_changed_setting_reruns_only_what_follows(study, cohort):
+    """The patient flow and the evaluation read the prediction tables by content: they rerun when a model's table
+    changed, not when a model was merely refitted to the same predictions."""
     from osteomet.pipeline.run_mri import run_mri
     from osteomet.pipeline.study import load_study_config
 
     run, _ = study
+    tables = [RunLayout(run).model(m) / "predictions.csv" for m in ("clinical", "radiomics", "deep", "fusion")]
+
+    def rerun_with(settings) -> set[str]:
+        before = [t.read_bytes() for t in tables]
+        record = run_mri(cohort, run, settings, log=lambda _line: None)
+        changed = any(t.read_bytes() != b for t, b in zip(tables, before))
+        rerun = {name for name, stage in record["stages"].items() if not stage["skipped"]}
+        readers = {"patient flow", "evaluation"}
+        assert rerun & readers == (readers if changed else set()), (rerun, changed)
+        return rerun - {"patient flow", "evaluation"}
+
     config = load_study_config(study_file(run.parent / "config"))
-    again = run_mri(cohort, run, config, log=lambda _line: None)
-    assert all(stage["skipped"] for stage in again["stages"].values()), again["stages"]
+    assert rerun_with(config) == set()
     changed = config.model_copy(update={"fusion": config.fusion.model_copy(update={"mode": "probabilities"})})
-    third = run_mri(cohort, run, changed, log=lambda _line: None)
-    rerun = {name for name, stage in third["stages"].items() if not stage["skipped"]}
-    assert rerun == {"fusion model", "explanations", "evaluation"}
+    assert rerun_with(changed) == {"fusion model", "explanations"}
     fewer = changed.model_copy(update={"explanations": config.explanations.model_copy(update={"top_k": 2})})
-    fourth = run_mri(cohort, run, fewer, log=lambda _line: None)
-    assert {name for name, stage in fourth["stages"].items() if not stage["skipped"]} == {"explanations"}
+    assert rerun_with(fewer) == {"explanations"}
     grid = config.tuning.model_copy(update={"grid": {"max_depth": [2], "n_estimators": [30, 60]}})
-    before = {m: (RunLayout(run).model(m) / "predictions.csv").read_bytes() for m in ("clinical", "radiomics", "fusion")}
-    fifth = run_mri(cohort, run, fewer.model_copy(update={"tuning": grid}), log=lambda _line: None)
-    changed_tables = any((RunLayout(run).model(m) / "predictions.csv").read_bytes() != before[m] for m in before)
-    # the evaluation reads the prediction tables by content: it reruns only when a model's table changed
-    assert {name for name, stage in fifth["stages"].items() if not stage["skipped"]} == {
-        "clinical model", "radiomics model", "fusion model", "explanations"} | ({"evaluation"} if changed_tables else set())
+    assert rerun_with(fewer.model_copy(update={"tuning": grid})) == {"clinical model", "radiomics model",
+                                                                     "fusion model", "explanations"}
     # the harmonization switch reruns the model-feature table, the models it feeds and what reads them,
     # never an extraction
     tuned = fewer.model_copy(update={"tuning": grid})
     off = tuned.model_copy(update={"harmonization": config.harmonization.model_copy(update={"enabled": False})})
-    sixth = run_mri(cohort, run, off, log=lambda _line: None)
-    rerun = {name for name, stage in sixth["stages"].items() if not stage["skipped"]}
-    assert rerun == {"model features", "radiomics model", "fusion model", "explanations", "evaluation"}
+    assert rerun_with(off) == {"model features", "radiomics model", "fusion model", "explanations"}
     assert not (RunLayout(run).model_features / "combat.json").exists()
     run_mri(cohort, run, config, log=lambda _line: None)  # back to the module's study for the other tests
 
@@ -115,18 +132,27 @@ def _osteomet(*args: str) -> list[str]:
     return [sys.executable, "-m", "osteomet", *args]
 
 
-def _interrupt_when(command: list[str], sign: int, appears: Callable[[], bool], timeout: float = 600) -> None:
-    """Start ``command`` and send it ``sign`` as soon as ``appears()`` (a file of the stage to cut into) holds."""
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + timeout
-    while not appears():
-        assert process.poll() is None, f"the run ended before the interruption point: {process.stdout.read()}"
-        assert time.monotonic() < deadline, "the interruption point was never reached"
-        time.sleep(0.02)
-    process.send_signal(sign)
-    err, _ = process.communicate(timeout=120)
+def _interrupt_when(command: list[str], sign: int, appears: Callable[[], bool], log: Path,
+                    timeout: float = 600) -> None:
+    """Start ``command`` and send it ``sign`` as soon as ``appears()`` (a file of the stage to cut into) holds.
+
+    Output goes to ``log`` (a pipe nobody reads would fill and stall the run); SIGINT is set back to its
+    default in the child, as in a terminal's foreground job (a background shell starts jobs with it ignored).
+    """
+    with log.open("w", encoding="utf-8") as sink:
+        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT,
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        deadline = time.monotonic() + timeout
+        while not appears():
+            assert process.poll() is None, f"the run ended before the interruption point: {log.read_text()}"
+            assert time.monotonic() < deadline, "the interruption point was never reached"
+            time.sleep(0.02)
+        process.send_signal(sign)
+        process.wait(timeout=120)
+    said = log.read_text(encoding="utf-8", errors="replace")
     if sign == signal.SIGINT:
-        assert process.returncode == 130 and "rerun the same command to continue" in err, err
+        assert process.returncode == 130 and "rerun the same command to continue" in said, said
+        assert "Traceback" not in said, said
     else:
         assert process.returncode == -signal.SIGKILL
 
@@ -140,11 +166,13 @@ def test_an_interrupted_run_continues_to_the_outputs_of_an_uninterrupted_one_and
     run = tmp_path / "run"
     command = _osteomet("run", "mri", "-m", str(cohort), "-o", str(run), "--config", str(config))
     layout = RunLayout(run)
-    _interrupt_when(command, signal.SIGINT, lambda: (layout.segmentation_model / "checkpoints" / "last.pt").is_file())
-    _interrupt_when(command, signal.SIGKILL, lambda: any(layout.deep_grid.glob("configs/*/checkpoints/last.pt")))
+    log = tmp_path / "run.log"
+    _interrupt_when(command, signal.SIGINT, lambda: (layout.segmentation_model / "checkpoints" / "last.pt").is_file(),
+                    log)
+    _interrupt_when(command, signal.SIGKILL, lambda: any(layout.deep_grid.glob("configs/*/checkpoints/last.pt")), log)
     _interrupt_when(command, signal.SIGKILL,
-                    lambda: any(layout.model("deep").glob("folds/fold_*/checkpoints/last.pt")))
-    done = subprocess.run(command, capture_output=True, text=True)
+                    lambda: any(layout.model("deep").glob("folds/fold_*/checkpoints/last.pt")), log)
+    done = subprocess.run(command, capture_output=True, text=True, encoding="utf-8", errors="replace")
     assert done.returncode == 0, done.stderr
     assert "deep predictions: done (continued after an interruption)" in done.stderr
     for model in ("clinical", "radiomics", "deep", "fusion"):
@@ -158,12 +186,14 @@ def test_an_interrupted_run_continues_to_the_outputs_of_an_uninterrupted_one_and
     shutil.copytree(run, copied, copy_function=shutil.copy)  # contents only: every modification time is new
     moved = tmp_path / "moved"
     run.rename(moved)
+    from osteomet.pipeline.run_mri import run_mri
+    from osteomet.pipeline.study import load_study_config
+
     for folder in (copied, moved):
-        again = subprocess.run(_osteomet("run", "mri", "-m", str(cohort), "-o", str(folder), "--config", str(config)),
-                               capture_output=True, text=True)
-        assert again.returncode == 0, again.stderr
-        lines = [line for line in again.stderr.splitlines() if ": " in line and "(" in line]
-        assert lines and all("up to date" in line for line in lines), again.stderr
+        lines: list[str] = []
+        again = run_mri(cohort, folder, load_study_config(config), log=lines.append)
+        assert all(stage["skipped"] for stage in again["stages"].values()), lines
+        assert lines and all("up to date" in line for line in lines), lines
     # the moved study still predicts (its bundle names nothing by the old location), as the study scored
     from osteomet.pipeline.predict_mri import predict_mri
 
@@ -391,3 +421,113 @@ def test_a_tuning_grid_naming_an_unknown_setting_is_refused_before_any_stage(tmp
                                  "--config", str(bad)])
     assert result.exit_code == 2 and "unknown XGBoost setting" in result.output
     assert not (tmp_path / "run" / "split").exists()
+
+
+def _planted_copy(study_run: Path, tmp_path: Path, name: str) -> tuple[Path, pd.DataFrame, dict[str, str]]:
+    """A copy of the finished study whose automatic masks are the true ones (a good UNETR), except three planted
+    faults a network really produces: an empty mask, one voxel, a blob outside the gland region."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    copy = tmp_path / name
+    shutil.copytree(study_run, copy)
+    layout = RunLayout(copy)
+    manifest = pd.read_csv(layout.manifest, dtype={"patient_id": str})
+    auto = layout.masks / "auto"
+    for row in manifest.itertuples():
+        truth = sitk.ReadImage(str(row.mask))
+        sitk.WriteImage(sitk.Cast(truth > 0, sitk.sitkUInt8), str(auto / f"{row.patient_id}.nii.gz"))
+    test = manifest[manifest["split"] == "test"]["patient_id"].tolist()
+    external = manifest[manifest["split"] == "external"]["patient_id"].tolist()
+    planted = {test[0]: "empty", external[0]: "one voxel", test[1]: "outside"}
+    for pid, fault in planted.items():
+        path = auto / f"{pid}.nii.gz"
+        image = sitk.ReadImage(str(path))
+        array = np.zeros_like(sitk.GetArrayFromImage(image))
+        z, y, x = (n // 2 for n in array.shape)
+        if fault == "one voxel":
+            array[z, y, x] = 1
+        elif fault == "outside":
+            array[z - 1:z + 2, y - 4:y + 4, 2:10] = 1  # at the left edge of the field of view
+        planted_image = sitk.GetImageFromArray(array)
+        planted_image.CopyInformation(image)
+        sitk.WriteImage(planted_image, str(path))
+    return copy, manifest, planted
+
+
+def test_flagged_automatic_masks_are_excluded_from_every_model_and_counted_everywhere(study, cohort, tmp_path):
+    from osteomet.pipeline.run_mri import run_mri
+    from osteomet.pipeline.study import load_study_config
+    from osteomet.report import build_report
+
+    run, _ = study
+    copy, manifest, planted = _planted_copy(run, tmp_path, "excluding")
+    config = load_study_config(study_file(tmp_path / "config", segmentation={"on_flagged": "exclude"}))
+    lines: list[str] = []
+    record = run_mri(cohort, copy, config, log=lines.append)
+    layout = RunLayout(copy)
+    qc = pd.read_csv(layout.mask_qc / "qc.csv", dtype={"patient_id": str}).set_index("patient_id")
+    assert set(qc.index[qc["flagged"]]) == set(planted)
+    assert qc.loc[[p for p, f in planted.items() if f == "empty"][0], "reasons"].startswith("empty")
+    assert "below the 0.1 mL minimum" in qc.loc[[p for p, f in planted.items() if f == "one voxel"][0], "reasons"]
+    assert "outside the gland region" in qc.loc[[p for p, f in planted.items() if f == "outside"][0], "reasons"]
+    assert any(line.startswith("mask qc: 3 automatic mask(s) flagged (3 exclude)") for line in lines), lines
+    exclusions = pd.read_csv(layout.cohort / "exclusions.csv", dtype={"patient_id": str})
+    assert set(exclusions["patient_id"]) == set(planted) and (exclusions["stage"] == "mask qc").all()
+    kept = pd.read_csv(layout.cohort / "manifest.csv", dtype={"patient_id": str})
+    assert len(kept) == len(manifest) - 3 and not set(planted) & set(kept["patient_id"])
+    metrics = record["metrics"]
+    auc = metrics[(metrics["metric"] == "auc") & (metrics["ci_method"] == "delong")]
+    delong = pd.read_csv(layout.evaluation / "delong.csv")
+    flow = pd.read_csv(layout.flow / "patient_flow.csv", dtype={"patient_id": str})
+    for split in ("test", "external"):
+        n = auc.loc[auc["cohort"] == split, "n"]
+        evaluated = int((flow["evaluated"] & (flow["split"] == split)).sum())
+        assert n.nunique() == 1 and int(n.iloc[0]) == evaluated, (split, n.tolist())  # one patient set per cohort
+        assert (delong.loc[delong["split"] == split, "n"] == evaluated).all()
+        assert evaluated == int((kept["split"] == split).sum()) - int(
+            (~flow["evaluated"] & ~flow["excluded"] & (flow["split"] == split)).sum())
+    for model in ("clinical", "radiomics", "deep", "fusion"):
+        table = pd.read_csv(layout.model(model) / "predictions.csv", dtype={"patient_id": str})
+        assert not set(planted) & set(table["patient_id"]), model
+    counts = json.loads((layout.flow / "flow.json").read_text())
+    assert counts["manifest"] == len(manifest) and counts["excluded"] == 3
+    assert sum(counts["excluded_reasons"].values()) == 3
+    assert record["patient_flow"] == counts
+    assert (layout.flow / "flow.png").stat().st_size > 10_000
+    html = build_report(copy).read_text()
+    assert 'id="flow"' in html and "Excluded patients" in html and all(p in html for p in planted)
+    assert f"{len(manifest)} patients in the manifest, 3 excluded" in html  # the checklist's flow answer
+
+
+def test_flagged_masks_stop_the_study_for_review_and_the_rerun_after_import_finishes(study, cohort, tmp_path):
+    import SimpleITK as sitk
+
+    from osteomet.data.manifest import read_manifest
+    from osteomet.mri.review import import_review
+    from osteomet.pipeline.run_mri import run_mri
+    from osteomet.pipeline.study import load_study_config
+
+    run, _ = study
+    copy, manifest, planted = _planted_copy(run, tmp_path, "reviewing")
+    config = study_file(tmp_path / "config", segmentation={"on_flagged": "review"})
+    result = runner.invoke(app, ["run", "mri", "-m", str(cohort), "-o", str(copy), "--config", str(config)])
+    assert result.exit_code == 3, result.output
+    message = " ".join(result.output.split())
+    assert "3 automatic mask(s) need a radiologist's review" in message and "segment import-review" in message
+    layout = RunLayout(copy)
+    sheet = pd.read_csv(layout.masks / "review" / "review_sheet.csv", dtype={"patient_id": str})
+    assert set(sheet["patient_id"]) == set(planted)  # exactly the flagged patients go to the radiologist
+    # the radiologist draws the tumours (here: the reference masks) and the study imports them
+    rows = manifest.set_index("patient_id")
+    for pid in planted:
+        truth = sitk.Cast(sitk.ReadImage(str(rows.loc[pid, "mask"])) > 0, sitk.sitkUInt8)
+        sitk.WriteImage(truth, str(layout.masks / "review" / f"{pid}_reviewed.nii.gz"))
+    import_review(read_manifest(layout.manifest), layout.masks, reviewer="Dr Test")
+    record = run_mri(cohort, copy, load_study_config(config), log=lambda _line: None)
+    qc = pd.read_csv(layout.mask_qc / "qc.csv", dtype={"patient_id": str}).set_index("patient_id")
+    assert set(qc.index[qc["action"] == "reviewed"]) == set(planted)
+    assert record["patient_flow"]["excluded"] == 0
+    for model in ("clinical", "radiomics", "deep", "fusion"):
+        table = pd.read_csv(layout.model(model) / "predictions.csv", dtype={"patient_id": str})
+        assert set(planted) <= set(table.loc[table["prob"].notna(), "patient_id"]), model

@@ -213,3 +213,25 @@ def test_choosing_another_series_of_a_folder_invalidates_the_cached_features(par
     assert rerun.log["status"].tolist() == ["extracted"]
     mean = "ct_original_firstorder_Mean"
     assert rerun.table.loc[0, mean] > result.table.loc[0, mean]  # the denser lesion of the second series
+
+
+def test_a_degenerate_mask_is_a_patient_error_in_words_with_pyradiomics_text_kept():
+    """A one-voxel-thick line (what a collapsing network outputs) makes pyradiomics raise a bare ValueError."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    from osteomet.radiomics.extract import patient_error
+    from radiomics import featureextractor
+
+    image = sitk.GetImageFromArray(np.random.default_rng(0).normal(100, 10, (12, 12, 12)).astype(np.float32))
+    line = np.zeros((12, 12, 12), np.uint8)
+    line[6, 6, 2:9] = 1
+    mask = sitk.GetImageFromArray(line)
+    mask.CopyInformation(image)
+    extractor = featureextractor.RadiomicsFeatureExtractor(
+        {"setting": {"minimumROIDimensions": 2}, "featureClass": {"firstorder": ["Mean"]}})
+    with pytest.raises(ValueError) as raised:
+        extractor.execute(image, mask)
+    reason = patient_error(raised.value)
+    assert reason.startswith("the mask is too thin for radiomics") and str(raised.value) in reason
+    assert patient_error(OSError("disk")) == "OSError: disk"

@@ -60,6 +60,7 @@ def study_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from osteomet.mri.preprocess import PreprocessConfig, preprocess_cohort
     from osteomet.mri.segmentation.config import load_segmentation_config
     from osteomet.pipeline.clinical import train_clinical_model
+    from osteomet.pipeline.cohort import patient_flow
     from osteomet.pipeline.ct_lesions import analyse_lesion_cohort
     from osteomet.pipeline.evaluate import evaluate_prediction_files, write_cohort_table
     from osteomet.pipeline.explain import explain_models
@@ -90,8 +91,10 @@ def study_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     gradcam_cohort(best, layout.preprocess, cohort.patient_ids[:2], layout.deep / "gradcam")
     deep = predict_patients(best, layout.preprocess, roi_patients(layout.preprocess, cohort), cohort.to_frame())
     write_prediction_table(deep, layout.model("deep") / "predictions.csv")
-    evaluate_prediction_files([layout.model("clinical") / "predictions.csv", layout.model("deep") / "predictions.csv"],
-                              layout.evaluation, n_resamples=50)
+    predictions = {m: layout.model(m) / "predictions.csv" for m in ("clinical", "deep")}
+    _, flow = patient_flow(manifest, manifest, None, predictions, layout.flow, layout)
+    evaluate_prediction_files(list(predictions.values()), layout.evaluation, n_resamples=50,
+                              patients=flow.loc[flow["evaluated"], "patient_id"].tolist())
     write_cohort_table(manifest, layout.cohort_table)
 
     seg_manifest = _segmentation_manifest(manifest)

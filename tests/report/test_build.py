@@ -17,7 +17,7 @@ from tests.report.pages import Page, copy_results
 
 runner = CliRunner()
 
-PRODUCED = ["cohort", "roc", "delong", "calibration", "grid", "gradcam", "segmentation", "rigour", "ct-lesions",
+PRODUCED = ["flow", "cohort", "roc", "delong", "calibration", "grid", "gradcam", "segmentation", "rigour", "ct-lesions",
             "ct-sensitivity", "icc", "tuning", "explanations", "checklist", "run"]
 NOT_PRODUCED = ["ct-detection", "ct-segmentation"]
 
@@ -39,6 +39,7 @@ def test_every_produced_section_is_there_and_the_rest_have_a_note(study_run: Pat
     for cohort in ("train", "val", "test", "external"):
         assert f"ROC, {cohort} cohort" in captions and f"Decision curve, {cohort} cohort" in captions
     assert sum(c.startswith("Grad-CAM, patient") for c in captions) == 2
+    assert sum(c.startswith("Patient flow:") for c in captions) == 1
     assert sum(c.startswith("Segmentation, patient") for c in captions) == 2  # the two held-out patients
     assert "Lesion sensitivity by bone group (Wilson 95% CI)" in captions and "ICC per feature by class" in captions
     assert "Lowest ICC(2,1) per feature, by class" in captions and "|SMD| after" in text

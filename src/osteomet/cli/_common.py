@@ -39,13 +39,14 @@ PredictCacheOption = Annotated[Optional[Path], typer.Option(
 
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn the package's input errors into a red message and exit code 2, not a traceback."""
+    """Turn the package's input errors into a red message and exit code 2 (3: some patients failed), not a
+    traceback."""
     from osteomet.errors import USER_ERRORS, describe_os_error
 
     try:
         yield
     except USER_ERRORS as exc:
-        _report(str(exc))
+        _report(str(exc), getattr(exc, "exit_code", 2))
     except OSError as exc:
         message = describe_os_error(exc)
         if message is None:
@@ -53,12 +54,12 @@ def user_errors() -> Iterator[None]:
         _report(message)
 
 
-def _report(message: str) -> NoReturn:
+def _report(message: str, code: int = 2) -> NoReturn:
     """The message as written: no console markup, so a ``[...]`` in it (a list, a file name) is kept."""
     from rich.text import Text
 
     err_console.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
-    raise typer.Exit(2) from None
+    raise typer.Exit(code) from None
 
 
 @contextlib.contextmanager

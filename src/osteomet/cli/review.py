@@ -27,6 +27,8 @@ def export_review_command(
     manifest: Path = typer.Option(..., "--manifest", "-m", help="bpMRI manifest (T2, DWI, ADC per patient)."),
     segdir: Path = typer.Option(..., "--segdir", "-s", help="Segmentation folder of `osteomet segment predict` (auto/)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Review folder (default: SEGDIR/review; import-review then needs --from)."),
+    flagged: bool = typer.Option(False, "--flagged", help="Only the patients whose automatic mask the mask QC "
+                                 "flagged (SEGDIR/qc/qc.csv, written by `run mri`) and that have no reviewed mask."),
 ) -> None:
     """Write T2/high-b/ADC on the T2 grid and each auto mask as a Slicer .seg.nrrd, plus a review sheet."""
     with user_errors():
@@ -34,6 +36,22 @@ def export_review_command(
         from osteomet.mri.review import README_NAME, export_review
 
         cohort = read_manifest(manifest, kind="mri")
+        if flagged:
+            import pandas as pd
+
+            from osteomet.data.manifest import Manifest
+            from osteomet.data.masks import qc_folder
+            from osteomet.errors import MissingInputError
+            from osteomet.layout import QC_TABLE
+
+            table = qc_folder(segdir) / QC_TABLE
+            if not table.is_file():
+                raise MissingInputError(f"{table}: no mask QC in {segdir}; `osteomet run mri` writes it after the "
+                                        f"segmentation stage")
+            qc = pd.read_csv(table, dtype={"patient_id": str})
+            ids = set(qc.loc[qc["flagged"].astype(bool) & ~qc["reviewed"].astype(bool), "patient_id"])
+            cohort = Manifest(kind="mri", records=[r for r in cohort if r.patient_id in ids], path=cohort.path)
+            console.print(f"{len(cohort)} flagged patient(s) without a reviewed mask")
         with progress_bar("export review", len(cohort)) as advance:
             folder = export_review(cohort, segdir, out, progress=advance, log=_note)
     console.print(f"review folder: [bold]{folder}[/] (instructions in {README_NAME}, tick off {REVIEW_SHEET})")

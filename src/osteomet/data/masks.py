@@ -20,14 +20,15 @@ import pandas as pd
 from osteomet.data.label_masks import MaskError
 from osteomet.data.manifest import Manifest, ManifestError, check_patient_id
 from osteomet.errors import InputError
-from osteomet.layout import AUTO_DIR, MASK_SUFFIX, PROVENANCE, REVIEWED_DIR
+from osteomet.layout import AUTO_DIR, MASK_SUFFIX, PROVENANCE, QC_DIR, QC_TABLE, REVIEWED_DIR
 from osteomet.utils.files import sha256_file
 
 PathLike = str | os.PathLike[str]
 
 
-#: Mask sources, in order of preference.
-SOURCES = ("reviewed", "auto", "manifest", "none")
+#: Mask sources, in order of preference; ``excluded``: the automatic mask was flagged by the mask QC and the
+#: study's ``segmentation.on_flagged`` gives the patient no other (see :func:`qc_decisions`).
+SOURCES = ("reviewed", "auto", "manifest", "excluded", "none")
 
 
 def auto_mask_path(segdir: PathLike, patient_id: str) -> Path:
@@ -38,6 +39,21 @@ def auto_mask_path(segdir: PathLike, patient_id: str) -> Path:
 def reviewed_mask_path(segdir: PathLike, patient_id: str) -> Path:
     """``SEGDIR/reviewed/<patient>.nii.gz``: the radiologist-refined mask, on the T2 grid."""
     return Path(segdir) / REVIEWED_DIR / f"{check_patient_id(patient_id)}{MASK_SUFFIX}"
+
+
+def qc_folder(segdir: PathLike) -> Path:
+    """``SEGDIR/qc``: the automatic-mask QC stage (:func:`osteomet.pipeline.cohort.qc_masks`)."""
+    return Path(segdir) / QC_DIR
+
+
+def qc_decisions(segdir: PathLike) -> dict[str, str]:
+    """What the mask QC decided per patient (``use``, ``reviewed``, ``review``, ``manifest``, ``exclude``);
+    empty when the folder's masks were never checked (``segment predict`` on its own)."""
+    path = qc_folder(segdir) / QC_TABLE
+    if not path.is_file():
+        return {}
+    table = pd.read_csv(path, dtype={"patient_id": str}, usecols=["patient_id", "action"])
+    return dict(zip(table["patient_id"], table["action"]))
 
 
 def provenance_path(segdir: PathLike) -> Path:
@@ -59,13 +75,17 @@ def read_provenance(segdir: PathLike) -> dict[str, Any]:
 
 
 def effective_mask(patient_id: str, segdir: PathLike, *, fallback: PathLike | None = None,
-                   provenance: dict[str, Any] | None = None, verify: bool = True) -> tuple[Path | None, str]:
-    """The mask a patient uses and where it comes from: ``reviewed``, ``auto``, ``manifest`` or ``none``.
+                   provenance: dict[str, Any] | None = None, verify: bool = True,
+                   decisions: dict[str, str] | None = None) -> tuple[Path | None, str]:
+    """The mask a patient uses and where it comes from: ``reviewed``, ``auto``, ``manifest``, ``excluded`` or
+    ``none``.
 
     A reviewed mask wins over the auto proposal; without either, ``fallback`` (the manifest's
-    own mask) is used. With ``verify``, a reviewed mask whose content no longer matches the
-    hash recorded at import raises :class:`MaskError`: someone replaced it by hand, and
-    using it would break the provenance the study reports.
+    own mask) is used. An auto mask the mask QC flagged is replaced as it decided
+    (``decisions``, default: read from ``SEGDIR/qc``): by the manifest's mask, or by none
+    (``excluded``; also while it waits for review). With ``verify``, a reviewed mask whose
+    content no longer matches the hash recorded at import raises :class:`MaskError`: someone
+    replaced it by hand, and using it would break the provenance the study reports.
     """
     reviewed = reviewed_mask_path(segdir, patient_id)
     if reviewed.is_file():
@@ -79,6 +99,11 @@ def effective_mask(patient_id: str, segdir: PathLike, *, fallback: PathLike | No
                 )
         return reviewed, "reviewed"
     auto = auto_mask_path(segdir, patient_id)
+    decision = (decisions if decisions is not None else qc_decisions(segdir)).get(patient_id, "use")
+    if decision == "manifest" and fallback is not None:
+        return Path(fallback), "manifest"
+    if decision in ("manifest", "exclude", "review"):
+        return None, "excluded"
     if auto.is_file():
         return auto, "auto"
     if fallback is not None:
@@ -91,12 +116,13 @@ def mask_sources(manifest: Manifest, segdir: PathLike, *, verify: bool = True) -
     if manifest.kind != "mri":
         raise InputError(f"mask sources apply to bpMRI manifests, not {manifest.kind!r}")
     provenance = read_provenance(segdir)
+    decisions = qc_decisions(segdir)
     rows = []
     problems = []
     for record in manifest:
         try:
             path, source = effective_mask(record.patient_id, segdir, fallback=record.mask,
-                                          provenance=provenance, verify=verify)
+                                          provenance=provenance, verify=verify, decisions=decisions)
         except (MaskError, ValueError) as exc:
             problems.append(str(exc))
             continue

@@ -17,7 +17,16 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from osteomet.layout import CT_TRUTH, DEMO_SUMMARY, EXTRACTION_LOG, MANIFEST, SYNTH_RECORD, RunLayout, open_run_dir
+from osteomet.layout import (
+    CT_TRUTH,
+    DEMO_SUMMARY,
+    EXTRACTION_LOG,
+    FLOW_RECORD,
+    MANIFEST,
+    SYNTH_RECORD,
+    RunLayout,
+    open_run_dir,
+)
 from osteomet.utils.files import read_json, write_json_atomic, write_text_atomic
 from osteomet.utils.progress import progress_bar
 
@@ -91,6 +100,7 @@ def run_demo(out: str | Path, *, n_mri: int = 80, n_ct: int = 10, seed: int = 0,
                     "reused": {"mri": mri_cached, "ct": ct_cached},
                     "stages": {**record["stages"], **ct_result["stages"]}},
         "missing": mri.missing_report().drop(columns="patients").to_dict(orient="records"),
+        "patient_flow": read_json(layout.flow / FLOW_RECORD),
         "significant_characteristics": characteristics,
         "run": str(run.resolve()),
     }

@@ -13,6 +13,7 @@ from osteomet.data.manifest import read_manifest
 from osteomet.errors import InputError
 from osteomet.layout import CALIBRATION, DELONG, METRICS, roc_figure
 from osteomet.stage import Stage, StageOutcome, refuse_overwriting_inputs
+from osteomet.utils.text import shown as as_shown
 
 PREDICTIONS_STAGE = "evaluate-predictions"
 
@@ -139,7 +140,7 @@ def evaluate_prediction_files(files: Sequence[str | Path], out: str | Path, *, m
                               names: Sequence[str] | None = None, threshold_split: str | None = None,
                               n_resamples: int = 1000, seed: int = 0, scores: bool = False,
                               allow_missing: bool = True, paired_subset: bool = True,
-                              ) -> tuple[StageOutcome, pd.DataFrame]:
+                              patients: Sequence[str] | None = None) -> tuple[StageOutcome, pd.DataFrame]:
     """Each model on each split (AUC with DeLong CI, threshold metrics with bootstrap CIs), paired DeLong, ROC.
 
     ``prob`` must lie in [0, 1] unless ``scores``. ``allow_missing``: patients with an empty ``prob``
@@ -148,7 +149,8 @@ def evaluate_prediction_files(files: Sequence[str | Path], out: str | Path, *, m
     ones (counts in ``delong.csv`` and the summary's ``paired_subset``) instead of refused. Both
     default to True for the study pipeline (``run mri``: the deep model scores only patients with
     a ROI crop, a failed extraction leaves ``prob`` empty); ``osteomet evaluate predictions``
-    passes False unless the user gives ``--allow-missing`` / ``--paired-subset``.
+    passes False unless the user gives ``--allow-missing`` / ``--paired-subset``. ``patients``: evaluate
+    every model on these patients only (the study's one patient set per cohort, from its patient flow).
     """
     from osteomet.evaluation.plots import plot_calibration, plot_decision_curve, plot_roc
     from osteomet.evaluation.predictions import evaluate_predictions
@@ -156,13 +158,18 @@ def evaluate_prediction_files(files: Sequence[str | Path], out: str | Path, *, m
 
     out = Path(out)
     settings = {"names": list(names or []), "threshold_split": threshold_split, "n_resamples": n_resamples,
-                "seed": seed, "scores": scores, "allow_missing": allow_missing, "paired_subset": paired_subset}
+                "seed": seed, "scores": scores, "allow_missing": allow_missing, "paired_subset": paired_subset,
+                "patients": None if patients is None else sorted(map(str, patients))}
     stage = Stage(PREDICTIONS_STAGE, out, settings=settings,
                   inputs={"predictions": list(files), "manifest": manifest}, outputs=(METRICS, DELONG, CALIBRATION))
     stage.check()
 
     def work() -> dict:
         models, sources = _read_models(files, manifest, names, scores=scores, allow_missing=allow_missing)
+        if patients is not None:
+            chosen = set(map(str, patients))
+            models = {name: t[t["patient_id"].astype(str).isin(chosen)].reset_index(drop=True)
+                      for name, t in models.items()}
         missing = {name: int(t["prob"].isna().sum()) for name, t in models.items() if t["prob"].isna().any()}
         differences = patient_set_differences(models) if len(models) > 1 else []
         if differences and not paired_subset:
@@ -241,7 +248,7 @@ def _column(table: pd.DataFrame, path: Path, name: str, what: str) -> pd.Series:
     if bad.any():
         row = int(bad.to_numpy().nonzero()[0][0])
         raise InputError(f"{path}: column {name!r} must be numeric with no missing values; row {row + 2} has "
-                         f"{table[name].iloc[row]!r} ({int(bad.sum())} such row(s))")
+                         f"{as_shown(table[name].iloc[row])} ({int(bad.sum())} such row(s))")
     return values
 
 
@@ -261,7 +268,7 @@ def roc_from_file(path: str | Path, truth: str, scores: Sequence[str], *, paired
     bad = ~y.isin([0, 1])
     if bad.any():
         row = int(bad.to_numpy().nonzero()[0][0])
-        raise InputError(f"{path}: truth column {truth!r} must be 0 or 1; row {row + 2} has {table[truth].iloc[row]!r}")
+        raise InputError(f"{path}: truth column {truth!r} must be 0 or 1; row {row + 2} has {as_shown(table[truth].iloc[row])}")
     values = {name: _column(table, path, name, "score") for name in scores}
     try:
         return roc_summary(y.to_numpy(), {k: v.to_numpy() for k, v in values.items()}, paired=paired,

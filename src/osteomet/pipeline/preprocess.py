@@ -43,3 +43,19 @@ def preprocess_mri(manifest: str | Path, out: str | Path, *, seg_config: str | N
     if outcome.skipped:
         index["status"] = index["status"].where(index["status"] == "failed", "cached")
     return outcome, index
+
+
+def refuse_failed_patients(index: pd.DataFrame, out: str | Path, what: str = "preprocessing") -> None:
+    """Stop a study at the stage where patients failed, each named with its own reason (the root cause, not a
+    later stage's "not in the cache")."""
+    from osteomet.errors import PatientsFailedError
+
+    failed = index[index["status"] == "failed"]
+    if failed.empty:
+        return
+    listing = "; ".join(f"{row.patient_id}: {row.error}" for row in failed.head(10).itertuples())
+    more = f"; and {len(failed) - 10} more (see {Path(out) / INDEX})" if len(failed) > 10 else ""
+    raise PatientsFailedError(
+        f"{what} failed for {len(failed)} of {len(index)} patient(s): {listing}{more}. Fix or re-export these files, "
+        f"or remove the patients from the manifest; then rerun the same command (finished patients are kept)",
+        failed=len(failed), total=len(index))

@@ -22,10 +22,10 @@ from typing import Any, Callable
 import pandas as pd
 
 from osteomet.data.manifest import read_manifest
-from osteomet.layout import INDEX, MANIFEST, PREDICTIONS, RunLayout, open_run_dir
+from osteomet.layout import EXCLUSIONS, FLOW_RECORD, INDEX, MANIFEST, PREDICTIONS, QC_TABLE, RunLayout, open_run_dir
 from osteomet.pipeline.study import StudyConfig
 from osteomet.stage import Stage, StageOutcome, package_versions
-from osteomet.utils.files import write_json_atomic
+from osteomet.utils.files import read_json, write_json_atomic
 
 RUN_FORMAT = "osteomet.mri_run/1"
 SPLIT_STAGE = "study-split"
@@ -44,12 +44,18 @@ def study_manifest(manifest: str | Path, out: str | Path, config: StudyConfig) -
                   inputs=manifest_inputs(cohort, manifest), outputs=(MANIFEST,))
 
     def work() -> dict[str, Any]:
+        from osteomet.data.study_checks import check_study_images, check_study_labels
+        from osteomet.utils.progress import progress_bar
+
         frame = cohort.to_frame()
         centres = set(frame["centre"].dropna()) if "centre" in frame else set()
         external = [c for c in config.split.external_centres if c in centres]
         frame["split"] = assign_splits(frame, ratios=config.split.ratios, seed=config.seed,
                                        external_centres=external, given_column="split")
         check_no_leakage(frame, kind=cohort.kind)
+        check_study_labels(frame, source=str(manifest))
+        with progress_bar("check images", len(cohort), transient=True) as advance:
+            check_study_images(cohort, ("t2", "dwi", "adc", "mask"), source=str(manifest), progress=advance)
         write_manifest(with_absolute_paths(frame, cohort.kind), out / MANIFEST, kind=cohort.kind,
                        overwrite=True)
         return {k: int(v) for k, v in frame["split"].value_counts().items()}
@@ -80,7 +86,7 @@ def run_mri(manifest: str | Path, out: str | Path, config: StudyConfig, *,
     """Run (or continue) the study; returns ``run.json``'s content."""
     from osteomet.mri.classifier.config import load_classifier_config
     from osteomet.mri.segmentation.config import load_segmentation_config
-    from osteomet.pipeline import clinical, deep, evaluate, fusion, preprocess, radiomics, rigour, segmentation
+    from osteomet.pipeline import clinical, cohort, deep, evaluate, fusion, preprocess, radiomics, rigour, segmentation
 
     started = time.perf_counter()
     layout = RunLayout(open_run_dir(out, kind="mri"))
@@ -94,18 +100,30 @@ def run_mri(manifest: str | Path, out: str | Path, config: StudyConfig, *,
 
     timer("split", lambda: study_manifest(manifest, layout.split, config))
     study = layout.manifest
-    timer("preprocess", lambda: preprocess.preprocess_mri(study, layout.preprocess, seg_config=config.segmentation.config,
-                                                          jobs=config.jobs))
-    segdir = None
+    _, index = timer("preprocess", lambda: preprocess.preprocess_mri(study, layout.preprocess,
+                                                                     seg_config=config.segmentation.config,
+                                                                     jobs=config.jobs))
+    preprocess.refuse_failed_patients(index, layout.preprocess)
+    segdir, qc_table = None, None
     roi = layout.preprocess
     if config.segmentation.masks == "unetr":
         timer("segmentation train", lambda: segmentation.train_segmentation(
             layout.preprocess, study, layout.segmentation_model, seg_settings, resume="auto", device=config.device))
         timer("segmentation masks", lambda: segmentation.predict_segmentation(
             layout.preprocess, study, layout.segmentation_model, layout.masks, device=config.device))
+        _, qc = timer("mask qc", lambda: cohort.qc_masks(study, layout.masks, config.segmentation.qc,
+                                                          on_flagged=config.segmentation.on_flagged))
+        _log_flagged(qc, log)
+        cohort.require_review(study, layout.masks, qc, command="osteomet run mri")
+        qc_table = layout.mask_qc / QC_TABLE
         segdir, roi = layout.masks, layout.roi
-        timer("roi", lambda: preprocess.preprocess_mri(study, layout.roi, seg_config=config.segmentation.config,
-                                                       segdir=segdir, jobs=config.jobs))
+    timer("study cohort", lambda: cohort.study_cohort(study, layout.cohort, qc_table))
+    study = layout.cohort / MANIFEST  # every model trains and scores on this one patient set
+    if segdir is not None:
+        _, index = timer("roi", lambda: preprocess.preprocess_mri(study, layout.roi,
+                                                                  seg_config=config.segmentation.config,
+                                                                  segdir=segdir, jobs=config.jobs))
+        preprocess.refuse_failed_patients(index, layout.roi, "cutting the ROI crops")
     timer("radiomics", lambda: radiomics.extract_features(study, layout.radiomics, params=config.radiomics.params,
                                                           jobs=config.jobs, scheduler=config.scheduler, segdir=segdir))
     from osteomet.mri.classifier.grid import grid_specs
@@ -145,19 +163,42 @@ def run_mri(manifest: str | Path, out: str | Path, config: StudyConfig, *,
         seed=config.seed, max_features=config.radiomics.max_features, tuning=tuning))
     if config.explanations.enabled:
         timer("explanations", lambda: explain_study(layout, study, config, base, radiomics=features, deep=deep_table))
-    files = [layout.model(name) / PREDICTIONS for name in MODELS]
+    files = {name: layout.model(name) / PREDICTIONS for name in MODELS}
+    _, flow = timer("patient flow", lambda: cohort.patient_flow(
+        layout.manifest, study, layout.cohort / EXCLUSIONS, files, layout.flow, layout,
+        patients=config.evaluation.patients))
+    _log_not_evaluated(flow, log)
+    evaluated = flow.loc[flow["evaluated"], "patient_id"].tolist() if config.evaluation.patients == "common" else None
     _, metrics = timer("evaluation", lambda: evaluate.evaluate_prediction_files(
-        files, layout.evaluation, manifest=study, threshold_split=config.evaluation.threshold_split,
-        n_resamples=config.evaluation.n_resamples, seed=config.seed))
+        list(files.values()), layout.evaluation, manifest=study, threshold_split=config.evaluation.threshold_split,
+        n_resamples=config.evaluation.n_resamples, seed=config.seed, patients=evaluated))
     evaluate.write_cohort_table(study, layout.cohort_table)
 
     record = {"format": RUN_FORMAT, "kind": "mri", "manifest": str(Path(manifest).resolve()), "config": config.model_dump(mode="json"),
               "seeds": {"study": config.seed, "grid": grid_settings.seed, "segmentation": seg_settings.seed},
               "winner": winner.get("name"), "stages": timer.stages,
+              "patient_flow": read_json(layout.flow / FLOW_RECORD),
               "seconds": round(time.perf_counter() - started, 2), "versions": package_versions()}
     write_json_atomic(layout.run_record, record)
     record["metrics"] = metrics
     return record
+
+
+def _log_flagged(qc: pd.DataFrame, log: Callable[[str], None]) -> None:
+    flagged = qc[qc["flagged"].astype(bool) & ~qc["reviewed"].astype(bool)]
+    if len(flagged):
+        actions = flagged["action"].value_counts()
+        log(f"mask qc: {len(flagged)} automatic mask(s) flagged (" + ", ".join(f"{n} {a}" for a, n in actions.items())
+            + "): " + "; ".join(f"{r.patient_id}: {r.reasons}" for r in flagged.head(5).itertuples())
+            + (" ..." if len(flagged) > 5 else ""))
+
+
+def _log_not_evaluated(flow: pd.DataFrame, log: Callable[[str], None]) -> None:
+    left = flow[~flow["evaluated"] & ~flow["excluded"]]
+    if len(left):
+        log(f"patient flow: {len(left)} patient(s) not scored by every model, left out of every model's evaluation: "
+            + "; ".join(f"{r.patient_id} ({r.not_evaluated_reason})" for r in left.head(5).itertuples())
+            + (" ..." if len(left) > 5 else "") + " (all in flow/patient_flow.csv)")
 
 
 def explain_study(layout: RunLayout, study: Path, config: StudyConfig, base: dict[str, Path], *, radiomics: Path,

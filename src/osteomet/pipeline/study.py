@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from osteomet.config import PRESETS, ConfigError, load_preset_or_file
 from osteomet.evaluation.predictions import DEFAULT_THRESHOLD_SPLITS, ThresholdSplit
+from osteomet.mri.segmentation.qc import MaskQCSettings
 
 #: Devices the models run on (torch device strings).
 DEVICE = re.compile(r"cpu|mps|cuda(:\d+)?")
@@ -38,6 +39,11 @@ class SegmentationSettings(_Section):
                              "first) for every later stage; manifest: use the manifest's masks as given")
     config: str = Field("default", description="UNETR preset or YAML file")
     max_epochs: int | None = Field(None, ge=1)
+    on_flagged: Literal["review", "manifest", "exclude"] = Field(
+        "review", description="what a patient whose automatic mask fails the mask QC gets: review (the study stops "
+                              "and exports them for 3D Slicer; the rerun after import continues), manifest (the "
+                              "manifest's mask; excluded without one) or exclude (left out of every model, recorded)")
+    qc: MaskQCSettings = Field(default_factory=MaskQCSettings, description="automatic-mask QC thresholds")
 
 
 class RadiomicsSettings(_Section):
@@ -96,6 +102,10 @@ class EvaluationSettings(_Section):
     threshold_split: ThresholdSplit = Field(DEFAULT_THRESHOLD_SPLITS, description="patients the Youden threshold is "
                                             "fixed on: train, val, or both ('+' pools them)")
     n_resamples: int = Field(1000, ge=100, description="bootstrap resamples of the CIs")
+    patients: Literal["common", "each"] = Field(
+        "common", description="common: every model is evaluated (and compared) on the patients of a cohort that "
+                              "every model scored, the others listed in the patient flow with the reason; each: "
+                              "every model on the patients it scored")
 
 
 class StabilitySettings(_Section):

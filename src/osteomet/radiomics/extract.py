@@ -79,6 +79,28 @@ def _without_shape(params: dict[str, Any]) -> dict[str, Any]:
     return {**params, "featureClass": classes}
 
 
+#: pyradiomics' messages about a mask it cannot describe, and what they mean to whoever drew or predicted it.
+_DEGENERATE_MASK = (
+    ("too few dimensions", "the mask is too thin for radiomics: one voxel thick in at least one direction "
+                           "(a flat or near-empty mask; pyradiomics needs a 2D or 3D region)"),
+    ("roi is too small", "the mask is too small for radiomics (pyradiomics needs at least a few voxels)"),
+    ("no labels found", "the mask is empty (no voxel with the tumour label)"),
+    ("label", "the mask holds no voxel with the tumour label pyradiomics was told to use"),
+)
+
+
+def patient_error(exc: BaseException) -> str:
+    """One patient's extraction failure as a reason: a degenerate mask said in words (pyradiomics' own text
+    kept after it), anything else as ``Type: message``."""
+    text = str(exc).strip()
+    lowered = text.lower()
+    if isinstance(exc, ValueError):
+        for marker, meaning in _DEGENERATE_MASK:
+            if marker in lowered:
+                return f"{meaning} [pyradiomics: {text}]"
+    return f"{type(exc).__name__}: {text}"
+
+
 def extract_task(task: tuple[Any, dict[str, Any], str | None, bool]) -> dict[str, Any]:
     """Worker entry point: never raises, so one bad case cannot stop the others."""
     record, params, mask_field, single_thread = task
@@ -95,6 +117,6 @@ def extract_task(task: tuple[Any, dict[str, Any], str | None, bool]) -> dict[str
             features = extract_record(record, params, mask_field=mask_field)
         error = None
     except Exception as exc:  # reported per case at the end of the run
-        features, error = {}, f"{type(exc).__name__}: {exc}"
+        features, error = {}, patient_error(exc)
     return {"patient_id": record.patient_id, "features": features, "error": error,
             "seconds": time.perf_counter() - start}

@@ -24,6 +24,7 @@ from osteomet.layout import (
     DELONG,
     EXTRACTION_LOG,
     FEATURES,
+    FLOW_RECORD,
     HARMONIZATION_SUMMARY,
     ICC_BY_CLASS,
     METRICS,
@@ -97,12 +98,31 @@ def split_answer(ctx: Context) -> Answer | None:
             f"before any training.", ["checklist-cohorts"])
 
 
+def _flow(ctx: Context) -> dict | None:
+    import json
+
+    path = ctx.layout.flow / FLOW_RECORD
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
 def flow_answer(ctx: Context) -> Answer | None:
     if ctx.manifest is None:
         return None
-    return (f"{len(ctx.manifest)} patients in the manifest; per split and model the patients scored are in the "
-            f"flow table below (a patient without a tumour ROI or features gets no radiomics or deep score).",
-            ["checklist-cohorts"])
+    flow = _flow(ctx)
+    if flow is None:
+        return (f"{len(ctx.manifest)} patients in the manifest; per split and model the patients scored are in the "
+                f"flow table below (a patient without a tumour ROI or features gets no radiomics or deep score).",
+                ["checklist-cohorts"])
+    reasons = ", ".join(f"{k} {v}" for k, v in flow["excluded_reasons"].items())
+    per_split = "; ".join(f"{split} {info['evaluated']} evaluated of {info['patients']}"
+                          for split, info in flow["splits"].items())
+    return (f"{flow['manifest']} patients in the manifest, {flow['excluded']} excluded"
+            + (f" ({reasons})" if reasons else "") + f", {flow['evaluated']} evaluated ({per_split}); "
+            + ("every model on the same patients of a cohort." if flow.get("evaluation_patients") == "common"
+               else "each model on the patients it scored."), ["flow", "checklist-cohorts"])
 
 
 def centres_answer(ctx: Context) -> Answer | None:
@@ -120,13 +140,20 @@ def missing_answer(ctx: Context) -> Answer | None:
     missing = ", ".join(f"{c} {int(ctx.manifest[c].isna().sum())}" for c in clinical if ctx.manifest[c].isna().any())
     log = read_csv(ctx.layout.radiomics / EXTRACTION_LOG)
     failed = int((log["status"] == "failed").sum()) if log is not None and "status" in log else 0
-    extraction = (f"{failed} patient(s) failed radiomics extraction and are left out of the radiomics model's "
-                  f"evaluation (its n per cohort in the metrics table)." if failed else
-                  "No patient failed radiomics extraction.")
+    flow = _flow(ctx)
+    if flow is not None and flow.get("evaluation_patients") == "common":
+        left = sum(info["not_evaluated"] for info in flow["splits"].values())
+        extraction = (f"{failed} patient(s) failed radiomics extraction; {left} patient(s) not scored by every model "
+                      f"are left out of every model's evaluation, with the reason in the patient flow."
+                      if failed or left else "No patient failed radiomics extraction.")
+    else:
+        extraction = (f"{failed} patient(s) failed radiomics extraction and are left out of the radiomics model's "
+                      f"evaluation (its n per cohort in the metrics table)." if failed else
+                      "No patient failed radiomics extraction.")
     return (f"Missing clinical values ({missing or 'none'}, counted over all patients) are not imputed: XGBoost "
             f"routes them by the default direction it learnt on training patients. The radiomics selection fills "
             f"missing feature values with training medians for its own statistics only. {extraction}",
-            ["cohort", "roc"])
+            ["flow", "cohort", "roc"])
 
 
 def preprocessing_answer(ctx: Context) -> Answer | None:

@@ -21,6 +21,7 @@ from osteomet.report.ct_sections import (
     ct_sensitivity_section,
 )
 from osteomet.report.deep_sections import gradcam_section, grid_section, segmentation_section
+from osteomet.report.flow_section import flow_section
 from osteomet.report.html import Section
 from osteomet.report.radiomics_sections import icc_section, rigour_section
 from osteomet.report.run_record import run_section
@@ -28,7 +29,7 @@ from osteomet.report.statistics_sections import calibration_section, cohort_sect
 
 #: The report's sections in page order.
 SECTIONS: tuple[Callable[[RunLayout], Section], ...] = (
-    cohort_section, roc_section, delong_section, calibration_section, grid_section, gradcam_section,
+    flow_section, cohort_section, roc_section, delong_section, calibration_section, grid_section, gradcam_section,
     segmentation_section, rigour_section, ct_lesions_section, ct_sensitivity_section, icc_section, ct_detection_section,
     ct_segmentation_section, run_section,
 )

@@ -3,6 +3,7 @@
 import shutil
 
 import pytest
+import SimpleITK as sitk
 
 from osteomet.data.manifest import Manifest, read_manifest
 from osteomet.data.masks import apply_masks, auto_mask_path, reviewed_mask_path
@@ -17,11 +18,17 @@ def test_sources_are_recorded_and_stale_crops_refused(roi_cohort, tmp_path):
     cohort = Manifest(kind="mri", records=full.records[:3], path=full.path)
     a, b, c = cohort.patient_ids
     segdir = tmp_path / "seg"
-    for path, source in ((reviewed_mask_path(segdir, a), cohort.records[0].mask),
-                         (auto_mask_path(segdir, a), cohort.records[1].mask),  # loses to the reviewed mask
-                         (auto_mask_path(segdir, b), cohort.records[1].mask)):
+    for path, source, edit in ((reviewed_mask_path(segdir, a), cohort.records[0].mask, "erode"),
+                               (auto_mask_path(segdir, a), cohort.records[1].mask, None),  # loses to the reviewed
+                               (auto_mask_path(segdir, b), cohort.records[1].mask, "dilate")):
         path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(source, path)
+        if edit is None:
+            shutil.copy(source, path)
+            continue
+        # a radiologist's edit (and a network's proposal) differ from the manifest's mask by a voxel's rim
+        image = sitk.ReadImage(str(source), sitk.sitkUInt8)
+        changed = (sitk.BinaryErode if edit == "erode" else sitk.BinaryDilate)(image, [1, 1, 0])
+        sitk.WriteImage(changed, str(path))
     pre = tmp_path / "pre"
     preprocess_cohort(apply_masks(cohort, segdir), pre,
                       PreprocessConfig(seg_size=(64, 64, 16), roi_size=(32, 32, 16), roi_spacing=(2.0, 2.0, 4.0)))
