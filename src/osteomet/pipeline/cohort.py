@@ -282,8 +282,10 @@ def plot_flow(record: dict[str, Any], path: Path) -> Path:
     top = width / 2
     box(top, 5.7, f"Patients in the manifest\nn = {record['manifest']}")
     reasons = "\n".join(f"{k}: {v}" for k, v in record["excluded_reasons"].items()) or "none"
-    box(top + width * 0.28, 4.9, f"Excluded: n = {record['excluded']}\n{reasons}", facecolor="#fbf1f1")
-    arrow(top, 5.45, top + width * 0.28 - 1.2, 4.9)
+    # the exclusion box hangs off the main line; annotate clips the arrow at the box's edge
+    ax.annotate(f"Excluded: n = {record['excluded']}\n{reasons}", xy=(top, 4.95), xytext=(top + width * 0.06, 4.95),
+                ha="left", va="center", fontsize=8.5, bbox={**style, "facecolor": "#fbf1f1"},
+                arrowprops={"arrowstyle": "<-", "color": "#334"})
     box(top, 4.3, f"Analysed\nn = {record['analysed']}")
     arrow(top, 5.45, top, 4.55)
     step = width / (len(splits) + 1)
