@@ -261,6 +261,25 @@ class RunLayout:
         return self.root / "ct" / "icc"
 
     @property
+    def ct_split(self) -> Path:
+        """The CT study's manifest with the split every CT model shares (``run ct``)."""
+        return self.root / "ct" / "split"
+
+    def ct_lesions_of(self, architecture: str) -> Path:
+        return self.ct_lesions / architecture
+
+    def ct_icc_of(self, architecture: str) -> Path:
+        return self.ct_icc / architecture
+
+    def ct_lesion_folders(self) -> dict[str, Path]:
+        """Each segmenter's per-lesion analysis (``ct/lesions/<architecture>``, written by ``run ct``); a
+        ``ct/lesions`` of `ct lesions-cohort` itself counts as ``predicted``."""
+        root = self.ct_lesions
+        if (root / LESIONS).is_file():
+            return {"predicted": root}
+        return {p.name: p for p in sorted(root.iterdir()) if (p / LESIONS).is_file()} if root.is_dir() else {}
+
+    @property
     def report(self) -> Path:
         return self.root / REPORT
 

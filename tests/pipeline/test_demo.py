@@ -67,7 +67,10 @@ def test_demo_runs_both_studies_predicts_a_held_out_patient_and_reuses_every_sta
     assert set(summary["auc"]) == {"clinical", "radiomics", "deep", "fusion"}
     assert {"test", "external"} <= set(summary["auc"]["fusion"])
     assert summary["prediction"]["decision"] in ("bone metastasis", "no bone metastasis")
-    assert (layout.ct_lesions / "lesions.csv").is_file() and (layout.ct_icc / "icc" / "icc.csv").is_file()
+    assert summary["ct_prediction"]["segmenter"] == "unet" and "resnet34" in summary["ct_prediction"]["flagged_slices"]
+    assert (layout.ct_lesions_of("unet") / "lesions.csv").is_file()
+    assert (layout.ct_icc_of("unet") / "icc" / "icc.csv").is_file()
+    assert (layout.ct_split / "manifest.csv").is_file()  # one split the detectors and segmenters share
     assert "dice" in summary["ct_results"] and "slice_auc" in summary["ct_results"]
     saved = json.loads((out / "summary.json").read_text())
     assert saved["run"] == str(out.resolve())

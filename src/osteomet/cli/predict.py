@@ -51,3 +51,27 @@ def mri(
         console.print("largest contributions (fusion, log-odds): "
                       + ", ".join(f"{t['feature']} {t['shap']:+.2f}" for t in fusion["top"][:5]))
     console.print(f"-> [bold]{out / 'result.md'}[/]")
+
+
+@app.command("ct")
+def ct(
+    model: Path = typer.Option(..., "--model", help="Run directory of `osteomet run ct`."),
+    ct_image: Path = typer.Option(..., "--ct", help="CT in HU: DICOM series folder or NIfTI/MHA/NRRD file."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for result.json/.md, slice scores, mask, lesions."),
+    bones: Optional[Path] = typer.Option(None, "--bones", help="TotalSegmentator bone map on the CT grid (bone "
+                                         "identity and weight-bearing; without it they are unavailable)."),
+    patient_id: str = typer.Option("patient", "--id", help="Name of the patient in the outputs."),
+    segmenter: Optional[str] = typer.Option(None, help="Segmenter to use (default: the best on validation)."),
+    series: Optional[str] = typer.Option(None, "--series", help="SeriesInstanceUID when the DICOM folder holds "
+                                         "several series."),
+    device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda when present)."),
+) -> None:
+    """Slice detection, the lesion mask and the per-lesion table of one new CT."""
+    with user_errors():
+        from osteomet.pipeline.predict_ct import predict_ct
+
+        result = predict_ct(model, out, ct=ct_image, bones=bones, patient_id=patient_id, segmenter=segmenter,
+                            series_uid=series, device=device,
+                            log=lambda line: err_console.print(f"[dim]{line}[/]", highlight=False))
+    console.print((out / "result.md").read_text(), highlight=False)
+    console.print(f"-> [bold]{out}[/] ({result['seconds']['total']:.1f} s)")

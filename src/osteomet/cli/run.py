@@ -43,3 +43,34 @@ def mri(
         view.add_row(str(model), *[str(v) for v in row])
     console.print(view)
     console.print(f"{len(record['stages'])} stages in {record['seconds']:.0f} s -> [bold]{out}[/]")
+
+
+@app.command("ct")
+def ct(
+    manifest: Path = typer.Option(..., "--manifest", "-m", help="CT manifest with ct, lesion_mask and (optional) "
+                                  "bone_map (split optional: drawn 6:1:3 by patient, stratified by lesion presence)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run directory (created, or continued)."),
+    config: str = typer.Option("default", help="'default' (the published models, for a GPU), 'tiny' (CPU trial) "
+                               "or a ct_study.yaml."),
+    device: Optional[str] = typer.Option(None, help="Override the config's device (cpu, cuda)."),
+) -> None:
+    """The CT study: split, slice detectors, lesion segmenters, per-lesion analysis and radiomics ICC of every
+    segmenter. Interrupt it any time; the same command continues where it stopped."""
+    with user_errors():
+        from osteomet.pipeline.ct_study import load_ct_study_config
+        from osteomet.pipeline.run_ct import run_ct
+
+        settings = load_ct_study_config(config)
+        if device is not None:
+            from osteomet.config import ConfigError
+
+            try:
+                settings = type(settings).model_validate({**settings.model_dump(), "device": device})
+            except ValueError:
+                raise ConfigError(f"--device {device}: not a device (cpu, cuda, cuda:N, mps)") from None
+        with interruptible(out, "rerun the same command to continue"):
+            result = run_ct(manifest, out, settings, log=lambda line: err_console.print(f"[dim]{line}[/]"))
+    for key, value in result.items():
+        if key != "stages":
+            console.print(f"{key}: {value}")
+    console.print(f"{len(result['stages'])} stages -> [bold]{out}[/]")

@@ -87,8 +87,10 @@ def run_demo(out: str | Path, *, n_mri: int = 80, n_ct: int = 10, seed: int = 0,
     study = study or load_study_config("tiny").model_copy(update={"jobs": jobs, "seed": seed})
     ct_detection, ct_segmentation = ct_detection or _demo_ct("detection"), ct_segmentation or _demo_ct("segmentation")
     record = run_mri(mri_path, run, study, log=log)
-    ct_result = run_ct(ct_path, run, detection=ct_detection, segmentation=ct_segmentation, log=log)
+    ct_result = run_ct(ct_path, run, "tiny", models={"detection": ct_detection, "segmentation": ct_segmentation},
+                       log=log)
     prediction = _predict_held_out(run, layout, log)
+    ct_prediction = _predict_held_out_ct(run, layout, log)
     characteristics = significant_variables(pd.read_csv(layout.cohort_table))
     summary = {
         "mri": summarise_mri(mri.to_frame()),
@@ -96,6 +98,7 @@ def run_demo(out: str | Path, *, n_mri: int = 80, n_ct: int = 10, seed: int = 0,
         "auc": summary_table(record["metrics"]).to_dict(orient="index"),
         "ct_results": {k: v for k, v in ct_result.items() if k != "stages"},
         "prediction": prediction,
+        "ct_prediction": ct_prediction,
         "seconds": {"mri": round(mri_s, 2), "ct": round(ct_s, 2), "total": round(mri_s + ct_s, 2),
                     "reused": {"mri": mri_cached, "ct": ct_cached},
                     "stages": {**record["stages"], **ct_result["stages"]}},
@@ -148,6 +151,21 @@ def _predict_held_out(run: Path, layout: RunLayout, log: Callable[[str], None]) 
                          adc=base / row["adc"], clinical=clinical, patient_id=str(row["patient_id"]),
                          centre=str(row["centre"]) if pd.notna(row.get("centre")) else None, log=log)
     return {k: result[k] for k in ("patient_id", "probability", "threshold", "decision", "models", "seconds")}
+
+
+def _predict_held_out_ct(run: Path, layout: RunLayout, log: Callable[[str], None]) -> dict[str, Any]:
+    """`predict ct` on the first test CT of the study's split, as a clinician would on a new scan."""
+    from osteomet.pipeline.predict_ct import predict_ct
+
+    manifest = pd.read_csv(layout.ct_split / MANIFEST, dtype={"patient_id": str})
+    held = manifest[manifest["split"] == "test"]
+    row = (held if not held.empty else manifest).iloc[0]
+    base = layout.ct_split
+    bones = base / row["bone_map"] if pd.notna(row.get("bone_map")) else None
+    result = predict_ct(run, run / "predict" / f"ct_{row['patient_id']}", ct=base / row["ct"], bones=bones,
+                        patient_id=str(row["patient_id"]), log=log)
+    return {k: result.get(k) for k in ("patient_id", "segmenter", "lesions", "lesion_volume_ml", "flagged_slices",
+                                       "seconds")}
 
 
 def _report(run: Path, log: Callable[[str], None]) -> str:

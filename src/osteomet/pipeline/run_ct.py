@@ -20,6 +20,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from osteomet.data.manifest import read_manifest
+from osteomet.errors import InputError
 from osteomet.layout import CHECKPOINTS, FEATURES, ICC, METRICS, RunLayout
 from osteomet.pipeline.inputs import manifest_inputs
 from osteomet.stage import Stage, StageOutcome
@@ -89,47 +90,90 @@ def predict_ct_segmentation(manifest: Path, model: Path, out: Path, *, device: s
     return stage.run(work)
 
 
-def mask_folder(predictions: Path) -> Path:
-    """The masks of the first architecture in a segmentation predictions folder."""
-    folders = sorted(p for p in predictions.glob("*/masks") if p.is_dir())
-    if not folders:
-        from osteomet.errors import MissingInputError
+def radiomics_icc(manifest: Path, masks: Path, out: Path, *, params: str = "tiny",
+                  manual: Path | None = None) -> StageOutcome:
+    """Features from the manual and the predicted lesion masks, and their ICC(2,1) by feature class.
 
-        raise MissingInputError(f"{predictions}: no <architecture>/masks folder; run the segmentation first")
-    return folders[0]
-
-
-def radiomics_icc(manifest: Path, masks: Path, out: Path, *, params: str = "tiny") -> StageOutcome:
-    """Features from the manual and the predicted lesion masks, and their ICC(2,1) by feature class."""
+    ``manual``: the manual masks' feature folder when several segmenters share it (extracted once).
+    """
     from osteomet.pipeline.radiomics import extract_features
     from osteomet.radiomics.reproducibility import run_icc
 
-    extract_features(manifest, out / "manual", params=params)
+    manual = manual or out / "manual"
+    extract_features(manifest, manual, params=params)
     extract_features(manifest, out / "predicted", params=params, masks=masks)
     stage = Stage("ct-icc", out / "icc", settings={"model": "2,1"},
-                  inputs={"manual": out / "manual" / FEATURES,
+                  inputs={"manual": manual / FEATURES,
                           "predicted": out / "predicted" / FEATURES}, outputs=(ICC,))
 
     def work() -> dict[str, Any]:
-        report, _ = run_icc(out / "manual" / FEATURES, out / "predicted" / FEATURES,
-                            out / "icc" / ICC, model="2,1")
+        report, _ = run_icc(manual / FEATURES, out / "predicted" / FEATURES, out / "icc" / ICC, model="2,1")
         return {"cases": report.n_cases, "features": len(report.per_feature)}
 
     return stage.run(work)
 
 
-def run_ct(manifest: Path, run: Path, *, detection: Any = "tiny", segmentation: Any = "tiny",
-           device: str | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+SPLIT_STAGE = "ct-study-split"
+
+
+def ct_study_manifest(manifest: str | Path, out: Path, config: Any) -> StageOutcome:
+    """The CT study's manifest with one patient-level split that every model shares (the manifest's own kept).
+
+    Stratified by whether a patient has a lesion, so the lesion-free patients a clinical cohort
+    holds are in every split; the detectors and segmenters then train and test on the same patients.
+    """
+    import numpy as np
+    import SimpleITK as sitk
+
+    from osteomet.data.manifest import with_absolute_paths, write_manifest
+    from osteomet.data.splits import assign_splits, check_no_leakage
+    from osteomet.layout import MANIFEST
+
+    cohort = read_manifest(manifest, kind="ct", require=("lesion_mask",))
+    stage = Stage(SPLIT_STAGE, out, settings={"split": config.split.model_dump(mode="json"), "seed": config.seed},
+                  inputs=manifest_inputs(cohort, manifest), outputs=(MANIFEST,))
+
+    def work() -> dict[str, Any]:
+        frame = cohort.to_frame()
+        frame["label"] = [int(np.any(sitk.GetArrayFromImage(sitk.ReadImage(str(r.lesion_mask))) > 0))
+                          for r in cohort]
+        frame["split"] = assign_splits(frame, ratios=config.split.ratios, seed=config.seed, given_column="split")
+        check_no_leakage(frame, kind="ct")
+        lacking = [f"{split!r} ({int((frame['split'] == split).sum())} patient(s))" for split in ("train", "val")
+                   if not frame.loc[frame["split"] == split, "label"].any()]
+        if lacking:  # the models learn lesions on train and choose thresholds and epochs on val
+            raise InputError(f"{manifest}: no patient with a lesion in split {' and '.join(lacking)} "
+                             f"({int(frame['label'].sum())} of {len(frame)} patients have lesions); add patients with "
+                             f"lesions, set the manifest's split column, or change split.ratios in the CT study config")
+        write_manifest(with_absolute_paths(frame.drop(columns="label"), "ct"), out / MANIFEST, kind="ct",
+                       overwrite=True)
+        return {"splits": {k: int(v) for k, v in frame["split"].value_counts().items()},
+                "with_lesions": int(frame["label"].sum())}
+
+    return stage.run(work)
+
+
+def run_ct(manifest: Path, run: Path, config: Any = "tiny", *, device: str | None = None,
+           models: dict[str, Any] | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
     """The whole CT study in ``run``'s ``ct/`` folders; returns per-stage times and the headline numbers.
 
-    ``detection`` and ``segmentation`` are presets, YAML files or config objects.
+    ``config`` is a :class:`~osteomet.pipeline.ct_study.CTStudyConfig`, a preset name or a ``ct_study.yaml``;
+    ``models`` replaces its detection or segmentation training settings with config objects (the demo's).
+    Every segmenter's masks get the per-lesion analysis and the radiomics ICC.
     """
-    from osteomet.ct.detection.config import load_detection_config
     from osteomet.ct.lesions.cohort import LesionSettings
-    from osteomet.ct.segmentation.config import load_segmentation_config
+    from osteomet.layout import MANIFEST, open_run_dir
     from osteomet.pipeline.ct_lesions import analyse_lesion_cohort
+    from osteomet.pipeline.ct_study import load_ct_study_config
 
-    layout = RunLayout(run)
+    if not hasattr(config, "model_config_of"):
+        config = load_ct_study_config(config)
+    device = device or config.device
+    models = dict(models or {})
+    for task in ("detection", "segmentation"):
+        if task not in models and getattr(config, task).enabled:
+            models[task] = config.model_config_of(task)
+    layout = RunLayout(open_run_dir(run, kind="ct"))
     det, seg = layout.ct_detection, layout.ct_segmentation
     stages: dict[str, dict[str, Any]] = {}
 
@@ -140,24 +184,35 @@ def run_ct(manifest: Path, run: Path, *, detection: Any = "tiny", segmentation: 
         log(f"{name}: {outcome.how} ({stages[name]['seconds']:.1f} s)")
         return outcome
 
-    timed("ct detection train", lambda: train_ct_models("detection", manifest, det / "model",
-                                                        _config(detection, load_detection_config), device=device))
-    timed("ct detection predict", lambda: predict_ct_detection(manifest, det / "model", det / "predictions",
-                                                               device=device))
-    timed("ct segmentation train", lambda: train_ct_models("segmentation", manifest, seg / "model",
-                                                           _config(segmentation, load_segmentation_config),
-                                                           device=device))
-    timed("ct segmentation predict", lambda: predict_ct_segmentation(manifest, seg / "model", seg / "predictions",
-                                                                     device=device))
-    masks = mask_folder(seg / "predictions")
-    timed("ct lesions", lambda: analyse_lesion_cohort(manifest, layout.ct_lesions, settings=LesionSettings(),
-                                                      predictions=masks))
-    timed("ct radiomics icc", lambda: radiomics_icc(manifest, masks, layout.ct_icc))
+    timed("ct split", lambda: ct_study_manifest(manifest, layout.ct_split, config))
+    study = layout.ct_split / MANIFEST
+    if config.detection.enabled:
+        timed("ct detection train", lambda: train_ct_models("detection", study, det / "model",
+                                                            models["detection"], device=device))
+        timed("ct detection predict", lambda: predict_ct_detection(study, det / "model", det / "predictions",
+                                                                   device=device))
+    if config.segmentation.enabled:
+        timed("ct segmentation train", lambda: train_ct_models("segmentation", study, seg / "model",
+                                                               models["segmentation"], device=device))
+        timed("ct segmentation predict", lambda: predict_ct_segmentation(study, seg / "model", seg / "predictions",
+                                                                         device=device))
+        lesions = LesionSettings(cluster_gap=config.lesions.cluster_gap,
+                                 diffuse_fraction=config.lesions.diffuse_fraction,
+                                 n_resamples=config.lesions.n_resamples, seed=config.seed)
+        for architecture, masks in segmenter_masks(seg / "predictions").items():
+            if config.lesions.enabled:
+                timed(f"ct lesions {architecture}", lambda: analyse_lesion_cohort(
+                    study, layout.ct_lesions_of(architecture), settings=lesions, predictions=masks))
+            if config.icc.enabled:
+                timed(f"ct radiomics icc {architecture}", lambda: radiomics_icc(
+                    study, masks, layout.ct_icc_of(architecture), params=config.icc.params,
+                    manual=layout.ct_icc / "manual"))
     return {"stages": stages, **ct_headline(layout)}
 
 
-def _config(value: Any, loader: Callable[[Any], Any]) -> Any:
-    return loader(value) if value is None or isinstance(value, (str, Path)) else value
+def segmenter_masks(predictions: Path) -> dict[str, Path]:
+    """Each segmenter's predicted masks (``<architecture>/masks``) in a segmentation predictions folder."""
+    return {p.parent.name: p for p in sorted(predictions.glob("*/masks")) if p.is_dir()}
 
 
 def ct_headline(layout: RunLayout) -> dict[str, Any]:
@@ -175,10 +230,11 @@ def ct_headline(layout: RunLayout) -> dict[str, Any]:
             values = [float(row[c].iloc[0]) for c in ("estimate", "ci_low", "ci_high")]
             # no CI (too few test patients for a cluster bootstrap) is None, which JSON can hold
             out.setdefault("slice_auc", {})[metrics.parent.name] = [None if math.isnan(v) else round(v, 3) for v in values]
-    lesion_metrics = layout.ct_lesions / METRICS
-    if lesion_metrics.is_file():
-        table = pd.read_csv(lesion_metrics)
-        sens = table[table["metric"].astype(str).str.contains("sensitivity")] if "metric" in table else table.iloc[0:0]
-        if len(sens):
-            out["lesion_sensitivity"] = round(float(sens["estimate"].iloc[0]), 3) if "estimate" in sens else None
+    for architecture, folder in layout.ct_lesion_folders().items():
+        table = pd.read_csv(folder / METRICS) if (folder / METRICS).is_file() else None
+        if table is None or "metric" not in table:
+            continue
+        sens = table[table["metric"].astype(str).str.contains("sensitivity")]
+        if len(sens) and "estimate" in sens:
+            out.setdefault("lesion_sensitivity", {})[architecture] = round(float(sens["estimate"].iloc[0]), 3)
     return out

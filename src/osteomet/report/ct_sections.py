@@ -7,7 +7,7 @@ saying which files were looked for, so the page leaves it out instead of showing
 from __future__ import annotations
 
 from osteomet.layout import COMPARISON, LESIONS, METRICS, PATIENTS, REFERENCE_LESIONS, SUMMARY, RunLayout
-from osteomet.report.html import CI_LABELS, Section, figure, table
+from osteomet.report.html import CI_LABELS, Section, esc, figure, table
 from osteomet.report.run_files import first_table, png_figures, read_csv
 
 LESION_COLUMNS = ("patient_id", "lesion_id", "volume_ml", "n_slices", "bone_name", "bone_group", "weight_bearing",
@@ -16,22 +16,28 @@ PATIENT_COLUMNS = ("patient_id", "n_lesions", "total_volume_ml", "n_clusters", "
                    "n_weight_bearing", "n_reference", "n_detected", "n_false_positive")
 
 
+def _titled(name: str, several: bool) -> str:
+    return f" ({name})" if several else ""
+
+
 def ct_lesions_section(layout: RunLayout) -> Section:
     section = Section("ct-lesions", "CT lesions")
-    folder = layout.ct_lesions
-    lesions, patients, metrics = (read_csv(folder / n) for n in (LESIONS, PATIENTS, METRICS))
-    if lesions is None and patients is None:
-        section.note = "no ct/lesions/lesions.csv (osteomet ct lesions-cohort)"
-        return section
+    folders = layout.ct_lesion_folders()
     parts = []
-    if metrics is not None:
-        parts.append("<h3>Lesion-, bone- and patient-level statistics</h3>"
-                     + table(metrics, ("metric", "breakdown", "subgroup", "estimate", "ci_low", "ci_high",
-                                       "numerator", "denominator", "n_patients", "ci_method"), labels=CI_LABELS))
-    if patients is not None:
-        parts.append("<h3>Per patient</h3>" + table(patients, PATIENT_COLUMNS, max_rows=50))
-    if lesions is not None:
-        parts.append("<h3>Lesions</h3>" + table(lesions, LESION_COLUMNS, max_rows=50))
+    for name, folder in folders.items():
+        lesions, patients, metrics = (read_csv(folder / n) for n in (LESIONS, PATIENTS, METRICS))
+        suffix = _titled(name, len(folders) > 1)
+        if metrics is not None:
+            parts.append(f"<h3>Lesion-, bone- and patient-level statistics{esc(suffix)}</h3>"
+                         + table(metrics, ("metric", "breakdown", "subgroup", "estimate", "ci_low", "ci_high",
+                                           "numerator", "denominator", "n_patients", "ci_method"), labels=CI_LABELS))
+        if patients is not None:
+            parts.append(f"<h3>Per patient{esc(suffix)}</h3>" + table(patients, PATIENT_COLUMNS, max_rows=50))
+        if lesions is not None:
+            parts.append(f"<h3>Lesions{esc(suffix)}</h3>" + table(lesions, LESION_COLUMNS, max_rows=50))
+    if not parts:
+        section.note = "no ct/lesions/lesions.csv (osteomet ct lesions-cohort) or ct/lesions/<segmenter>/ (run ct)"
+        return section
     section.body = "".join(parts)
     return section
 
@@ -41,14 +47,22 @@ def ct_sensitivity_section(layout: RunLayout) -> Section:
     from osteomet.utils.figures import png_bytes
 
     section = Section("ct-sensitivity", "Lesion sensitivity by bone group")
-    reference = read_csv(layout.ct_lesions / REFERENCE_LESIONS)
-    if reference is None or not {"detected", "bone_group"} <= set(reference.columns) or reference.empty:
+    folders = layout.ct_lesion_folders()
+    parts = []
+    for name, folder in folders.items():
+        reference = read_csv(folder / REFERENCE_LESIONS)
+        if reference is None or not {"detected", "bone_group"} <= set(reference.columns) or reference.empty:
+            continue
+        rates = bone_group_sensitivity(reference)
+        suffix = _titled(name, len(folders) > 1)
+        parts.append(figure(png_bytes(sensitivity_figure(rates)), f"Lesion sensitivity by bone group (Wilson 95% CI)"
+                                                                  f"{suffix}")
+                     + table(rates, ("bone_group", "detected", "lesions", "sensitivity", "ci_low", "ci_high"),
+                             labels=CI_LABELS))
+    if not parts:
         section.note = "no ct/lesions/reference_lesions.csv (needs predicted masks: ct lesions-cohort -p)"
         return section
-    rates = bone_group_sensitivity(reference)
-    section.body = (figure(png_bytes(sensitivity_figure(rates)), "Lesion sensitivity by bone group (Wilson 95% CI)")
-                    + table(rates, ("bone_group", "detected", "lesions", "sensitivity", "ci_low", "ci_high"),
-                            labels=CI_LABELS))
+    section.body = "".join(parts)
     return section
 
 

@@ -139,7 +139,8 @@ def _lesion_label(mask_path: Path | None, min_lesion_voxels: int) -> float:
     """The slice dataset's patient label: some axial slice holds ``min_lesion_voxels`` lesion voxels (NaN: no mask)."""
     if mask_path is None:
         return float("nan")
-    array = sitk.GetArrayViewFromImage(read_image(mask_path))
+    image = read_image(mask_path)  # kept alive: a view of a temporary image reads freed memory
+    array = sitk.GetArrayViewFromImage(image)
     return float(np.count_nonzero(array.reshape(array.shape[0], -1), axis=1).max() >= min_lesion_voxels)
 
 

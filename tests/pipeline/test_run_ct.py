@@ -1,0 +1,123 @@
+"""`osteomet run ct`: the CT study from a manifest and a ct_study.yaml (the demo test covers a killed run's resume)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+import yaml
+from typer.testing import CliRunner
+
+from osteomet.cli.main import app
+from osteomet.layout import RunLayout
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def ct_manifest(tmp_path_factory) -> Path:
+    from osteomet.data.synth.ct import CTSynthConfig, generate_ct_cohort
+
+    return generate_ct_cohort(tmp_path_factory.mktemp("ct_cohort"), 8, seed=3,
+                              config=CTSynthConfig(region="abdomen_pelvis", inplane_size=64))
+
+
+def _study(folder: Path, **sections) -> Path:
+    study = {"split": {"ratios": [5, 2, 3]}, "detection": {"enabled": False}, "segmentation": {"config": "tiny", "architectures": ["unet"],
+                                                               "max_epochs": 1},
+             "lesions": {"n_resamples": 200}, "icc": {"params": "tiny"}}
+    for key, value in sections.items():
+        study[key] = {**study.get(key, {}), **value}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "ct_study.yaml").write_text(yaml.safe_dump(study))
+    return folder / "ct_study.yaml"
+
+
+@pytest.fixture(scope="module")
+def ct_run(ct_manifest, tmp_path_factory) -> Path:
+    """A finished tiny CT study through the CLI: one detector (ResNet34) and one segmenter (UNet), one epoch each."""
+    folder = tmp_path_factory.mktemp("ct_study")
+    config = _study(folder / "config", detection={"enabled": True, "config": "tiny", "architectures": ["resnet34"],
+                                                  "max_epochs": 1})
+    result = runner.invoke(app, ["run", "ct", "-m", str(ct_manifest), "-o", str(folder / "run"), "--config",
+                                 str(config)])
+    assert result.exit_code == 0, result.output
+    return folder / "run"
+
+
+def test_run_ct_splits_once_trains_every_model_analyses_every_segmenter_and_reruns_as_up_to_date(ct_run,
+                                                                                                  ct_manifest):
+    layout = RunLayout(ct_run)
+    split = pd.read_csv(layout.ct_split / "manifest.csv")
+    assert set(split["split"]) <= {"train", "val", "test"} and {"train", "val", "test"} <= set(split["split"])
+    expected = dict(zip(split["patient_id"], split["split"]))
+    for task in (layout.ct_detection, layout.ct_segmentation):  # one split for every model
+        patients = pd.read_csv(task / "model" / "patients.csv")
+        assert dict(zip(patients["patient_id"], patients["split"])) == expected
+    assert (layout.ct_detection / "predictions" / "resnet34" / "metrics.csv").is_file()
+    assert (layout.ct_lesions_of("unet") / "lesions.csv").is_file()
+    assert (layout.ct_icc_of("unet") / "icc" / "icc.csv").is_file()
+    config = ct_run.parent / "config" / "ct_study.yaml"
+    again = runner.invoke(app, ["run", "ct", "-m", str(ct_manifest), "-o", str(ct_run), "--config", str(config)])
+    assert again.exit_code == 0 and again.output.count("up to date") >= 7, again.output
+    assert "done" not in again.output.replace("up to date", "")
+
+
+def test_run_ct_refuses_an_unknown_architecture_before_any_stage(ct_manifest, tmp_path):
+    config = _study(tmp_path / "config", segmentation={"architectures": ["unet", "vnet"]})
+    result = runner.invoke(app, ["run", "ct", "-m", str(ct_manifest), "-o", str(tmp_path / "run"), "--config",
+                                 str(config)])
+    assert result.exit_code == 2 and "vnet" in result.output, result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_run_ct_refuses_a_split_without_lesions_where_the_models_learn(ct_manifest, tmp_path):
+    frame = pd.read_csv(ct_manifest)
+    truth = pd.read_csv(ct_manifest.parent / "lesions_truth.csv")
+    lesion_free = sorted(set(frame["patient_id"]) - set(truth["patient_id"]))
+    assert lesion_free, "the synthetic cohort has lesion-free patients"
+    frame["split"] = ["val" if p in lesion_free else "train" for p in frame["patient_id"]]
+    base = ct_manifest.parent
+    for column in ("ct", "lesion_mask", "bone_map"):
+        frame[column] = [str(base / v) for v in frame[column]]
+    frame.to_csv(tmp_path / "given.csv", index=False)
+    result = runner.invoke(app, ["run", "ct", "-m", str(tmp_path / "given.csv"), "-o", str(tmp_path / "run"),
+                                 "--config", str(_study(tmp_path / "config"))])
+    assert result.exit_code == 2 and "no patient with a lesion in split 'val'" in " ".join(result.output.split())
+    assert not (tmp_path / "run" / "ct" / "split").exists()
+
+
+def test_predict_ct_on_a_synthetic_patient_scores_slices_masks_and_describes_lesions(ct_run, ct_manifest, tmp_path):
+    row = pd.read_csv(ct_manifest).iloc[0]
+    base = ct_manifest.parent
+    result = runner.invoke(app, ["predict", "ct", "--model", str(ct_run), "--ct", str(base / row["ct"]), "--bones",
+                                 str(base / row["bone_map"]), "--id", "NEW1", "-o", str(tmp_path / "pred")])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "pred" / "result.json").read_text())
+    assert saved["segmenter"] == "unet" and set(saved["flagged_slices"]) == {"resnet34"}
+    mask = sitk.ReadImage(saved["mask"])
+    ct = sitk.ReadImage(str(base / row["ct"]))
+    assert mask.GetSize() == ct.GetSize() and mask.GetSpacing() == pytest.approx(ct.GetSpacing())  # the CT's grid
+    lesions = pd.read_csv(tmp_path / "pred" / "lesions" / "lesions.csv")
+    assert len(lesions) == saved["lesions"]
+    if len(lesions):
+        assert lesions["bone_name"].notna().all()
+
+
+def test_predict_ct_on_the_real_dicom_ct_without_a_bone_map_says_bone_identity_is_unavailable(ct_run, tmp_path):
+    from tests.conftest import shared_path
+
+    series = shared_path("ct", "totalseg_dicom", "ct")
+    result = runner.invoke(app, ["predict", "ct", "--model", str(ct_run), "--ct", str(series), "-o",
+                                 str(tmp_path / "real")])
+    assert result.exit_code == 0, result.output
+    assert "bone identity is unavailable" in " ".join(result.output.split())
+    saved = json.loads((tmp_path / "real" / "result.json").read_text())
+    assert saved["bone_identity"] is False
+    assert sitk.ReadImage(saved["mask"]).GetSize() == (512, 512, 20)
+    refused = runner.invoke(app, ["predict", "ct", "--model", str(ct_run), "--ct", str(series), "--segmenter",
+                                  "vnet", "-o", str(tmp_path / "other")])
+    assert refused.exit_code == 2 and "--segmenter vnet: not trained" in refused.output
