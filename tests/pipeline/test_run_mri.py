@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 import pandas as pd
+import pydicom
 import pytest
 from typer.testing import CliRunner
 
@@ -345,6 +346,11 @@ def test_predict_runs_on_real_prostatex_dicom_and_reports_missing_clinical_value
     saved = json.loads((out / "result.json").read_text())
     assert 0.0 <= saved["probability"] <= 1.0
     assert saved["missing_clinical"] == ["gleason", "isup", "hematuria", "leukocyturia"]
+    import highdicom as hd  # the tumour mask as a DICOM SEG on the T2 series, for a PACS viewer
+
+    seg = hd.seg.segread(saved["files"]["dicom_seg"])
+    t2_uid = pydicom.dcmread(next((case / "t2w").iterdir())).SeriesInstanceUID
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == t2_uid
     assert "missing clinical values" in result.output and "largest contributions (fusion" in result.output
 
 

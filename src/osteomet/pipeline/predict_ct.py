@@ -98,6 +98,12 @@ def predict_ct(run: str | Path, out: str | Path, *, ct: str | Path, bones: str |
         _, analysis = analyse_lesion_files(mask, bones, out / "lesions", settings=LesionSettings(), ct=ct,
                                            patient_id=patient_id)
         lesions = pd.read_csv(out / "lesions" / LESIONS) if (out / "lesions" / LESIONS).is_file() else pd.DataFrame()
+        from osteomet.data.dicom_seg import seg_beside
+
+        seg_file, result["dicom_seg_note"] = seg_beside(mask, ct, out / "lesions.seg.dcm", label="bone lesion",
+                                                         series_uid=series_uid)
+        result["dicom_seg"] = str(seg_file) if seg_file else None
+        log(result["dicom_seg_note"])
         result.update(segmenter=chosen, mask=str(mask), lesions=int(len(lesions)),
                       lesion_volume_ml=round(float(lesions["volume_ml"].sum()), 3) if "volume_ml" in lesions else 0.0,
                       bone_identity=bones is not None)
@@ -119,6 +125,7 @@ def _markdown(result: dict[str, Any], out: Path) -> str:
     if "segmenter" in result:
         lines.append(f"- segmenter {result['segmenter']}: {result['lesions']} lesion(s), "
                      f"{result['lesion_volume_ml']} mL in all; mask: `{Path(result['mask']).relative_to(out)}`")
+        lines.append(f"- {result['dicom_seg_note']}")
         if not result["bone_identity"]:
             lines.append("- no bone map given (--bones): bone identity and weight-bearing are unavailable")
         table = out / "lesions" / LESIONS

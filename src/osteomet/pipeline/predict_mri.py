@@ -380,6 +380,13 @@ def predict_mri(run: str | Path, out: str | Path, *, t2: str | Path, dwi: str | 
         target = out / f"{patient_id}_mask.nii.gz"
         shutil.copyfile(auto_mask_path(segdir, patient_id), target)
         files["mask"] = str(target)
+        from osteomet.data.dicom_seg import seg_beside
+
+        seg_file, seg_note = seg_beside(target, t2, out / f"{patient_id}_mask.seg.dcm", label="prostate tumour",
+                                        series_uid=series.get("t2"))
+        if seg_file is not None:
+            files["dicom_seg"] = str(seg_file)
+        log(seg_note)
     explanations = None
     if config.explanations.enabled:
         from osteomet.pipeline.explain import explain_patient
