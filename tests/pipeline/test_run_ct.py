@@ -105,6 +105,8 @@ def test_predict_ct_on_a_synthetic_patient_scores_slices_masks_and_describes_les
     assert len(lesions) == saved["lesions"]
     if len(lesions):
         assert lesions["bone_name"].notna().all()
+        assert len(saved["overlays"]) == min(len(lesions), 12)
+        assert all(Path(p).stat().st_size > 5_000 for p in saved["overlays"])
 
 
 def test_predict_ct_on_the_real_dicom_ct_without_a_bone_map_says_bone_identity_is_unavailable(ct_run, tmp_path):

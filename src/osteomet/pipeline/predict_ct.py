@@ -98,6 +98,15 @@ def predict_ct(run: str | Path, out: str | Path, *, ct: str | Path, bones: str |
         _, analysis = analyse_lesion_files(mask, bones, out / "lesions", settings=LesionSettings(), ct=ct,
                                            patient_id=patient_id)
         lesions = pd.read_csv(out / "lesions" / LESIONS) if (out / "lesions" / LESIONS).is_file() else pd.DataFrame()
+        if len(lesions):
+            import SimpleITK as sitk
+
+            from osteomet.ct.lesions.overlays import lesion_overlays
+            from osteomet.data.images import read_image
+
+            result["overlays"] = [str(p) for p in lesion_overlays(read_image(ct, series_uid=series_uid),
+                                                                  sitk.ReadImage(str(mask)), lesions,
+                                                                  out / "overlays")]
         from osteomet.data.dicom_seg import seg_beside
 
         seg_file, result["dicom_seg_note"] = seg_beside(mask, ct, out / "lesions.seg.dcm", label="bone lesion",
@@ -126,6 +135,8 @@ def _markdown(result: dict[str, Any], out: Path) -> str:
         lines.append(f"- segmenter {result['segmenter']}: {result['lesions']} lesion(s), "
                      f"{result['lesion_volume_ml']} mL in all; mask: `{Path(result['mask']).relative_to(out)}`")
         lines.append(f"- {result['dicom_seg_note']}")
+        if result.get("overlays"):
+            lines.append(f"- overlays (bone window, lesion outlined): {len(result['overlays'])} PNG in `overlays/`")
         if not result["bone_identity"]:
             lines.append("- no bone map given (--bones): bone identity and weight-bearing are unavailable")
         table = out / "lesions" / LESIONS

@@ -83,7 +83,19 @@ class _Timer:
 
 def run_mri(manifest: str | Path, out: str | Path, config: StudyConfig, *,
             log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run (or continue) the study; returns ``run.json``'s content."""
+    """Run (or continue) the study; returns ``run.json``'s content.
+
+    Torch's CPU threads are fixed for the whole run (:func:`osteomet.utils.torch.study_threads`) and
+    recorded, so the same command gives the same networks wherever it is called from.
+    """
+    from osteomet.utils.torch import study_threads, torch_threads
+
+    with torch_threads(study_threads(config.jobs)) as threads:
+        return _run_mri(manifest, out, config, log=log, threads=threads)
+
+
+def _run_mri(manifest: str | Path, out: str | Path, config: StudyConfig, *,
+             log: Callable[[str], None], threads: int) -> dict[str, Any]:
     from osteomet.mri.classifier.config import load_classifier_config
     from osteomet.mri.segmentation.config import load_segmentation_config
     from osteomet.pipeline import clinical, cohort, deep, evaluate, fusion, preprocess, radiomics, rigour, segmentation
@@ -178,7 +190,8 @@ def run_mri(manifest: str | Path, out: str | Path, config: StudyConfig, *,
               "seeds": {"study": config.seed, "grid": grid_settings.seed, "segmentation": seg_settings.seed},
               "winner": winner.get("name"), "stages": timer.stages,
               "patient_flow": read_json(layout.flow / FLOW_RECORD),
-              "seconds": round(time.perf_counter() - started, 2), "versions": package_versions()}
+              "seconds": round(time.perf_counter() - started, 2), "versions": package_versions(),
+              "torch_threads": threads}
     write_json_atomic(layout.run_record, record)
     record["metrics"] = metrics
     return record

@@ -24,3 +24,31 @@ def set_prior_bias(bias: torch.Tensor, prior: float) -> None:
     """
     with torch.no_grad():
         bias.copy_(torch.tensor([math.log(1 - prior), math.log(prior)], dtype=bias.dtype))
+
+
+def study_threads(jobs: int = 1) -> int:
+    """Torch threads of a study's process: the machine's cores shared by its ``jobs`` workers."""
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, jobs))
+
+
+class torch_threads:
+    """Set torch's CPU threads for a block and restore them after.
+
+    A network's float results depend on how many threads split its reductions, so a study fixes
+    the count (and records it) instead of inheriting whatever the calling process last set: the
+    same command gives the same outputs from a shell, a notebook or a test.
+    """
+
+    def __init__(self, threads: int):
+        self.threads = threads
+
+    def __enter__(self) -> int:
+        self.previous = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        return self.threads
+
+    def __exit__(self, *_exc: object) -> None:
+        torch.set_num_threads(self.previous)
