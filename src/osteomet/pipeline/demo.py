@@ -23,6 +23,7 @@ from osteomet.layout import (
     EXTRACTION_LOG,
     FLOW_RECORD,
     MANIFEST,
+    QC_TABLE,
     SYNTH_RECORD,
     RunLayout,
     open_run_dir,
@@ -139,6 +140,13 @@ def _predict_held_out(run: Path, layout: RunLayout, log: Callable[[str], None]) 
         held = manifest[manifest["split"] == "test"]
     # a patient whose automatic mask the study could extract radiomics from: predict mri segments it the
     # same way, and a mask of a few voxels (UNETR misses a tumour now and then) would need a radiologist's review
+    # predict mri segments with the UNETR: a patient whose automatic mask the study's mask QC flagged (and
+    # replaced by the manifest's) would need a radiologist's mask, so the example is one whose mask passed
+    qc = layout.mask_qc / QC_TABLE
+    if qc.is_file():
+        action = pd.read_csv(qc, dtype={"patient_id": str}).set_index("patient_id")["action"]
+        passed = held[held["patient_id"].map(action).eq("use")]
+        held = passed if not passed.empty else held
     log_path = layout.radiomics / EXTRACTION_LOG
     if log_path.is_file():
         status = pd.read_csv(log_path, dtype={"patient_id": str}).set_index("patient_id")["status"]
