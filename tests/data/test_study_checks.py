@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -14,6 +13,7 @@ from typer.testing import CliRunner
 from osteomet.cli.main import app
 from osteomet.data.study_checks import check_study_images, check_study_labels
 from osteomet.errors import InputError
+from tests.data.volumes import mixed_series_folder
 
 
 def _frame(splits: list[str], labels: list[float]) -> pd.DataFrame:
@@ -55,11 +55,7 @@ def test_image_headers_are_checked_for_every_patient_and_named_in_one_error(tmp_
     good = _nifti(tmp_path / "good.nii.gz", (8, 8, 4))
     four_d = _nifti(tmp_path / "fmri.nii.gz", (8, 8, 4, 3))
     flat = _nifti(tmp_path / "flat.nii.gz", (8, 8, 4), zooms=(0.5, 0.5, 0.0))  # slice spacing lost
-    mixed = tmp_path / "mixed"  # two series in one folder, as a PACS export often has
-    mixed.mkdir()
-    for series in ("t2w", "adc"):
-        for file in (prostatex / "ProstateX-0000" / series).glob("*.dcm"):
-            shutil.copy(file, mixed / f"{series}_{file.name}")
+    mixed = mixed_series_folder(prostatex / "ProstateX-0000", tmp_path / "mixed")  # as a PACS export often has
     check_study_images([_Record("P0", t2=good, dwi=good, adc=prostatex / "ProstateX-0000" / "adc")],
                        ("t2", "dwi", "adc"), source="m.csv")
     records = [_Record("P1", t2=four_d, dwi=good), _Record("P2", t2=flat, dwi=good), _Record("P3", t2=mixed),

@@ -64,3 +64,15 @@ def series_uid(folder: Path) -> str:
     reader.SetFileName(str(next(folder.iterdir())))
     reader.ReadImageInformation()
     return reader.GetMetaData("0020|000e").strip()
+
+
+def mixed_series_folder(case: Path, folder: Path, series: tuple[str, ...] = ("t2w", "adc")) -> Path:
+    """``series`` of a ProstateX case copied into one folder, as a PACS export often leaves them (two series, one
+    folder); file names prefixed by the series so none collide."""
+    import shutil
+
+    folder.mkdir(parents=True)
+    for kind in series:
+        for file in (case / kind).iterdir():
+            shutil.copy(file, folder / f"{kind}-{file.name}")
+    return folder

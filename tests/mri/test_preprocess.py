@@ -13,6 +13,7 @@ from osteomet.data.images import read_image, write_image
 from osteomet.data.label_masks import read_mask
 from osteomet.data.manifest import read_manifest, validate_frame
 from osteomet.mri.preprocess import PreprocessConfig, load_case, preprocess_case, preprocess_cohort, to_t2_geometry
+from tests.data.volumes import mixed_series_folder
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -111,17 +112,12 @@ def test_cache_key_keeps_its_value_across_the_shared_key_function(tmp_path):
 
 def test_choosing_another_series_of_a_folder_invalidates_the_case(prostatex: Path, tmp_path: Path):
     """A folder holding two series (real T2 and ADC): changing ``adc_series_uid`` recomputes the case."""
-    import shutil
 
     from osteomet.data.manifest import Manifest, MRIRecord
     from osteomet.mri.preprocess import cache_key
 
     case = prostatex / "ProstateX-0000"
-    mixed = tmp_path / "mixed"
-    mixed.mkdir()
-    for kind in ("t2w", "adc"):
-        for file in (case / kind).iterdir():
-            shutil.copy(file, mixed / f"{kind}-{file.name}")
+    mixed = mixed_series_folder(case, tmp_path / "mixed")
     uids = {kind: sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(case / kind))[0] for kind in ("t2w", "adc")}
     chosen = MRIRecord(patient_id="P1", t2=case / "t2w", dwi=case / "hbv", adc=mixed, adc_series_uid=uids["adc"])
     other = chosen.model_copy(update={"adc_series_uid": uids["t2w"]})

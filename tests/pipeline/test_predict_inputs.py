@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from osteomet import __version__
 from osteomet.cli.main import app
 from osteomet.layout import FEATURES, METRICS, MODEL_DIR, SETTINGS, WINNER, XGBOOST_MODEL, RunLayout
-from tests.data.volumes import series_uid
+from tests.data.volumes import mixed_series_folder, series_uid
 
 runner = CliRunner()
 
@@ -184,11 +184,7 @@ def test_clinical_values_out_of_the_manifest_rules_name_the_option(bundle, patie
 
 def test_a_folder_of_several_dicom_series_names_them_and_the_option(bundle, prostatex: Path, tmp_path: Path):
     case = prostatex / "ProstateX-0000"
-    mixed = tmp_path / "mixed"
-    mixed.mkdir()
-    for kind in ("t2w", "adc"):  # two series exported into one folder
-        for file in (case / kind).iterdir():
-            shutil.copy(file, mixed / f"{kind}-{file.name}")
+    mixed = mixed_series_folder(case, tmp_path / "mixed")  # two series exported into one folder
     t2_uid, adc_uid = series_uid(case / "t2w"), series_uid(case / "adc")
     images = {"t2": mixed, "dwi": case / "hbv", "adc": case / "adc"}
     result = _predict(bundle, tmp_path / "pred", images)
@@ -211,11 +207,7 @@ def test_the_chosen_series_reaches_the_preprocessing(prostatex: Path, tmp_path: 
     from osteomet.pipeline.preprocess import preprocess_mri
 
     case = prostatex / "ProstateX-0000"
-    mixed = tmp_path / "mixed"
-    mixed.mkdir()
-    for kind in ("t2w", "adc"):
-        for file in (case / kind).iterdir():
-            shutil.copy(file, mixed / f"{kind}-{file.name}")
+    mixed = mixed_series_folder(case, tmp_path / "mixed")
     images = {"t2": mixed, "dwi": case / "hbv", "adc": case / "adc"}
     series = {"t2": series_uid(case / "t2w")}
     check_images(images, series)

@@ -23,15 +23,21 @@ from osteomet.layout import CHECKPOINTS, HISTORY, LESIONS, MANIFEST, RESULT, SLI
 from osteomet.utils.files import write_json_atomic, write_text_atomic
 
 
-def trained(model_dir: Path) -> list[str]:
-    """Architectures with kept weights in a `ct detect|segment train` folder."""
-    return sorted(p.parent.parent.name for p in model_dir.glob(f"*/{CHECKPOINTS}/best.pt"))
+def trained(model_dir: Path, task: str) -> list[str]:
+    """The task's trained architectures in a `run ct` folder (none when the study left the task out)."""
+    if not model_dir.is_dir():
+        return []
+    if task == "detection":
+        from osteomet.ct.detection.infer import trained_architectures
+    else:
+        from osteomet.ct.segmentation.infer import trained_architectures
+    return trained_architectures(model_dir)
 
 
 def best_segmenter(model_dir: Path) -> str:
     """The segmenter with the highest validation Dice of its kept epoch (ties: alphabetical)."""
     scores = {}
-    for architecture in trained(model_dir):
+    for architecture in trained(model_dir, "segmentation"):
         history = model_dir / architecture / HISTORY
         table = pd.read_csv(history) if history.is_file() else pd.DataFrame()
         scores[architecture] = float(table["val_dice"].dropna().iloc[-1]) if "val_dice" in table and \
@@ -55,7 +61,7 @@ def predict_ct(run: str | Path, out: str | Path, *, ct: str | Path, bones: str |
 
     layout = RunLayout(Path(run))
     detectors_dir, segmenters_dir = layout.ct_detection / "model", layout.ct_segmentation / "model"
-    detectors, segmenters = trained(detectors_dir), trained(segmenters_dir)
+    detectors, segmenters = trained(detectors_dir, "detection"), trained(segmenters_dir, "segmentation")
     if not detectors and not segmenters:
         raise MissingInputError(f"{run}: no trained CT detector or segmenter (ct/detection/model, "
                                 f"ct/segmentation/model); give the run directory of `osteomet run ct`")
