@@ -35,6 +35,13 @@ in about a second (128 x 128, sub-slices included).
   are drawn axial skeleton first (lumbar spine most, then pelvis, ribs, proximal femora,
   skull and humeri). The mask is the lesion inside its bone only; lesions never touch, so
   each is one 26-connected component and the truth table matches the mask exactly.
+  Whether a patient has lesions is its generator's first draw; a cohort holds exactly
+  ``round(n * lesion_free_fraction)`` lesion-free patients (default 0.4), and a patient meant
+  to have lesions always gets at least one.
+* **Benign look-alikes** (:mod:`.lookalikes`), in every patient and never in the lesion mask:
+  bone islands (small, round, homogeneous, cortex-dense foci in trabecular bone) and vertebral
+  osteophytes (dense spurs from endplate margins, part of their vertebra in the bone map). Joint
+  cortex cut tangentially (femoral-head dome, acetabular roof) already arises from the anatomy.
 * **Image formation**: each slice is the mean of its slab. The HU map is rendered on up to
   five sub-slices per slice (none thicker than the widened cortex; fewer where memory
   would not allow), averaged, blurred by about
@@ -47,7 +54,8 @@ Randomness: each patient draws from its own child of ``SeedSequence(seed)``, so 
 identical whatever the number of worker processes.
 """
 
-from osteomet.data.synth.ct.cohort import TRUTH_COLUMNS, generate_ct_cohort
+from osteomet.data.synth.ct.cohort import TRUTH_COLUMNS, generate_ct_cohort, lesion_free_patients
+from osteomet.data.synth.ct.lookalikes import BONE_ISLAND, LOOKALIKE_COLUMNS, LOOKALIKE_KINDS, OSTEOPHYTE
 from osteomet.data.synth.ct.materials import (
     AIR,
     BLOOD,
@@ -75,11 +83,12 @@ from osteomet.data.synth.ct.materials import (
     CTSynthConfig,
     Region,
 )
-from osteomet.data.synth.ct.render import CTPhantom, render_ct_phantom, synthesize_ct_patient
+from osteomet.data.synth.ct.render import CTPhantom, phantom_images, render_ct_phantom, synthesize_ct_patient
 
 __all__ = [
     "AIR",
     "BLOOD",
+    "BONE_ISLAND",
     "BOWEL",
     "BRAIN",
     "CARTILAGE",
@@ -90,9 +99,12 @@ __all__ = [
     "GAS",
     "KIDNEY",
     "LIVER",
+    "LOOKALIKE_COLUMNS",
+    "LOOKALIKE_KINDS",
     "LUMBAR_IDS",
     "LUNG",
     "MUSCLE",
+    "OSTEOPHYTE",
     "RIB_IDS",
     "SPLEEN",
     "TISSUE_NAMES",
@@ -106,6 +118,8 @@ __all__ = [
     "CTSynthConfig",
     "Region",
     "generate_ct_cohort",
+    "lesion_free_patients",
+    "phantom_images",
     "render_ct_phantom",
     "synthesize_ct_patient",
 ]

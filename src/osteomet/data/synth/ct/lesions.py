@@ -61,9 +61,10 @@ def _blob(X, Y, Z, c, r, rng: np.random.Generator) -> np.ndarray:
 
 def _place_lesions(bones: np.ndarray, tissue: np.ndarray, spacing: tuple[float, float, float],
                    config: CTSynthConfig, rng: np.random.Generator) -> list[_Lesion]:
-    """Draw lesion count, sites and shapes; enforce visibility, focal/diffuse coverage and separation."""
-    if rng.random() < config.lesion_free_fraction:
-        return []
+    """Draw lesion count, sites and shapes; enforce visibility, focal/diffuse coverage and separation.
+
+    Only for a patient with lesions: whether it has any is the renderer's draw (``lesion_free``).
+    """
     n_target = min(1 + int(rng.poisson(config.mean_lesions - 1)), config.max_lesions)
     sp = np.array(spacing[::-1])  # z, y, x
     voxel_ml = float(np.prod(sp)) / 1000.0

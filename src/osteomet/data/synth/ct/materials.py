@@ -43,7 +43,12 @@ class CTSynthConfig(BaseModel):
     region: Region = Field("torso", description="Scan range: whole_body (mid-femur to vertex), torso "
                                                 "(shoulders to proximal femur), abdomen_pelvis (~L1 to proximal femur).")
     noise_hu: float = Field(15.0, ge=0, le=200, description="SD of the Gaussian image noise (HU).")
-    lesion_free_fraction: float = Field(0.2, ge=0, le=1, description="Fraction of patients without any lesion.")
+    lesion_free_fraction: float = Field(0.4, ge=0, le=1, description=(
+        "Share of patients without any lesion: exact in a cohort (round(n * share), see generate_ct_cohort), "
+        "drawn per patient when one is rendered alone. Staging CTs of prostate cancer are mostly negative (the "
+        "bpMRI study's cohort is 67% metastasis-free, screening cohorts far more), but the CT models need lesions "
+        "to learn from; 0.4 keeps most patients with lesions while a clean scan is common enough that the models "
+        "learn to leave benign dense bone alone (a 10-patient cohort has 4)."))
     mean_lesions: float = Field(3.0, ge=1, le=20, description="Mean lesion count of patients with lesions.")
     max_lesions: int = Field(8, ge=1, le=30, description="Cap on lesions per patient.")
     diffuse_fraction: float = Field(0.2, ge=0, le=1, description="Fraction of lesions that replace most of a bone.")
@@ -54,6 +59,20 @@ class CTSynthConfig(BaseModel):
         "Smallest focal nodule diameter in in-plane voxels (raises the lower end of focal_diameter_mm on coarse "
         "grids): the study's 8 mm nodules are 11 voxels wide at its 0.7 mm pixels, while at the demo's 3.9 mm "
         "they would be 2, drawn like cortex and lost to a one-voxel boundary error."))
+    bone_islands_per_patient: float = Field(1.0, ge=0, le=10, description=(
+        "Mean number (Poisson) of bone islands (enostoses) per patient, lesion-free or not: round, homogeneous, "
+        "cortex-dense foci in the trabecular bone of spine, pelvis and femora, never in the lesion mask. More than "
+        "real prevalence (a few % to ~15% of adults show one on CT), so that the models meet enough benign dense "
+        "foci to learn to leave alone; 0 turns them off."))
+    bone_island_diameter_mm: tuple[float, float] = Field((2.0, 12.0), description=(
+        "Range of bone-island diameters (equivalent sphere, drawn log-uniformly: 90% under 1 cm with the "
+        "default), smaller than the focal metastases, which are also heterogeneous and irregular."))
+    osteophyte_fraction: float = Field(0.7, ge=0, le=1, description=(
+        "Chance that a patient of the cohort's mean age (71) has vertebral osteophytes, its odds doubling per "
+        "decade of age; affected patients get more and longer spurs with age (1-9 mm, cortical density) at "
+        "vertebral-body endplate margins. Spondylotic osteophytes are found in most men over 65. They are part of "
+        "their vertebra in the bone map (as TotalSegmentator labels them) and never in the lesion mask; 0 turns "
+        "them off."))
     max_cortex_share: float = Field(0.5, gt=0, le=1, description=(
         "A sclerotic lesion lying more than this share in cortex is drawn in another bone: on a coarse grid the "
         "skull, ribs and scapulae are cortex through and through, and sclerosis there would not change the image "
@@ -64,6 +83,10 @@ class CTSynthConfig(BaseModel):
         lo, hi = self.focal_diameter_mm
         if not 0 < lo <= hi:
             raise InputError(f"focal_diameter_mm must be increasing and positive, got {self.focal_diameter_mm}")
+        lo, hi = self.bone_island_diameter_mm
+        if not 0 < lo <= hi <= 40:
+            raise InputError(f"bone_island_diameter_mm must be increasing, positive and at most 40 mm, got "
+                             f"{self.bone_island_diameter_mm}")
         return self
 
     @property
