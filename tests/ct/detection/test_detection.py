@@ -290,3 +290,29 @@ def test_gradcam_peak_is_where_the_raw_map_is_highest() -> None:
         assert np.unravel_index(heat.argmax(), heat.shape) == np.unravel_index(raw.argmax(), raw.shape)
     else:
         assert not heat.any()
+
+
+def test_gradcam_overlay_puts_the_slice_and_the_plain_tile_beside_the_map(tmp_path: Path) -> None:
+    """The map hides the bone under it: the plain tile and the whole slice (tile marked) are shown beside it."""
+    from PIL import Image
+
+    from osteomet.ct.detection.gradcam import save_overlay
+
+    tile, heat, lesion = np.full((32, 32), 0.4), np.zeros((32, 32)), np.zeros((32, 32), bool)
+    heat[4:12, 20:28] = 1.0  # the map's peak: upper right of the tile
+    lesion[14:18, 14:18] = True
+    path = save_overlay(tile, heat, lesion, tmp_path / "overlay.png", "resnet34 true positive",
+                        context=np.full((60, 90), 0.2), box=(30, 45, 20), spacing=(1.0, 1.0))
+    image = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    height, width = image.shape[:2]
+    assert width > 2.5 * height  # three panels side by side
+    r, g, b = image[..., 0], image[..., 1], image[..., 2]
+    heat_coloured = (r - b > 40) & (r - g > 40) & (r < 200)  # jet red over grey (not the yellow box or lime outline)
+    box_yellow = (r > 200) & (g > 170) & (b < 80)
+    third = width // 3
+    assert heat_coloured[:, :2 * third].sum() == 0  # the slice and the plain tile carry no map
+    assert heat_coloured[:, 2 * third:].sum() > 20
+    rows, cols = np.nonzero(heat_coloured[:, 2 * third:])
+    tile_rows = np.nonzero((np.abs(image[:, 2 * third:] - 102).max(axis=-1) < 60).any(axis=1))[0]
+    assert cols.mean() > (width - 2 * third) / 2 and rows.mean() < tile_rows.mean()  # where the peak is
+    assert box_yellow[:, :third].sum() > 20 and box_yellow[:, third:].sum() == 0  # the tile, marked on the slice

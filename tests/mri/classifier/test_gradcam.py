@@ -92,3 +92,63 @@ def test_a_map_with_no_positive_region_says_it_is_empty(easy, tmp_path):
     row = gradcam_patient(network, root / "pre", held_out[0], tmp_path, torch.device("cpu"))
     assert row["cam_empty"] and Path(row["png"]).exists()
     assert sitk.GetArrayFromImage(read_image(row["roi_nifti"])).max() == 0.0
+
+
+def test_map_is_zero_and_uncoloured_where_the_crop_runs_off_the_scan(tmp_path, monkeypatch):
+    """A tumour at the edge of the field of view: the ROI's left half lies outside the T2 and is padding.
+
+    The network's map is made hottest in the padding (as the padding's edge makes real maps), so
+    without the fix the padding would take the colour scale's top and the tumour half of it.
+    """
+    import osteomet.mri.classifier.gradcam as gradcam
+    from osteomet.data.geometry import resample_to
+    from osteomet.data.grids import array_on
+    from osteomet.utils.figures import pyplot
+
+    # T2 from x = 0 mm: the ROI's voxels x = -16..-1 mm (columns 0..15) have no scan under them
+    t2 = Geometry((32, 64, 24), (1.0, 0.5, 2.0), (0.0, -16.0, -24.0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
+    scanned = sitk.GetArrayFromImage(resample_to(array_on(t2, np.ones((24, 64, 32), np.float32)), ROI)) > 0
+    assert not scanned[:, :, :16].any() and scanned[:, :, 16:].all()  # what the crop pads, made as the crop does
+    rng = np.random.default_rng(3)
+    image = rng.normal(0.0, 1.0, size=(3, 16, 32, 32)).astype(np.float32)
+    image[:, ~scanned] = 0.0
+    z, y, x = np.ogrid[:16, :32, :32]
+    mask = ((z - 8) / 2.5) ** 2 + ((y - 16) / 4.0) ** 2 + ((x - 22) / 4.0) ** 2 <= 1.0
+    folder = tmp_path / "pre" / "cases" / "EDGE"
+    folder.mkdir(parents=True)
+    np.save(folder / "roi_image.npy", image, allow_pickle=False)
+    np.save(folder / "roi_mask.npy", mask.astype(np.uint8), allow_pickle=False)
+    write_json_atomic(folder / "transform.json", {"patient_id": "EDGE", "roi_geometry": ROI.to_dict(),
+                                                  "t2_geometry": t2.to_dict(), "mask": None})
+    raw = np.where(scanned, 0.5 * np.exp(-((x - 22) ** 2 + (y - 16) ** 2) / 50.0), 2.0).astype(np.float32)
+    monkeypatch.setattr(gradcam, "gradcam_volume", lambda network, roi, device: (raw, 0.8))
+
+    assert np.array_equal(gradcam.roi_inside(json_of(folder)), scanned)
+    row = gradcam.gradcam_patient(None, tmp_path / "pre", "EDGE", tmp_path / "out", torch.device("cpu"))
+    heat = sitk.GetArrayFromImage(read_image(row["roi_nifti"]))
+    assert heat[~scanned].max() == 0.0  # no heat in the padding
+    assert heat[scanned].max() == pytest.approx(1.0)  # the colour scale spans the scanned voxels
+    assert heat[mask].mean() > 0.5 and not row["cam_empty"]
+    assert row["mean_outside"] == pytest.approx(heat[scanned & ~mask].mean(), rel=1e-5)  # padding is no tissue
+    assert Path(row["png"]).stat().st_size > 1000
+
+    fig = gradcam.overlay_figure(image[1], heat, mask, (8, 16, 22), ROI.spacing, "edge", scanned)
+    fig.canvas.draw()
+    pixels = np.asarray(fig.canvas.buffer_rgba())[..., :3].astype(int)
+    axial = fig.axes[0]
+
+    def colour_at(col: float, row_: float) -> np.ndarray:
+        dx, dy = axial.transData.transform((col, row_))
+        return pixels[int(round(pixels.shape[0] - dy)), int(round(dx))]
+
+    for col, row_ in ((4, 16), (10, 5), (14, 28)):  # padding: black, no map colour
+        assert colour_at(col, row_).max() < 20, colour_at(col, row_)
+    tumour = colour_at(22, 16)  # the map's peak: coloured (jet red over the T2), not grey
+    assert tumour[0] - tumour[2] > 30, tumour
+    pyplot().close(fig)
+
+
+def json_of(folder: Path) -> dict:
+    import json
+
+    return json.loads((folder / "transform.json").read_text())

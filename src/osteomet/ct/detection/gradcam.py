@@ -5,6 +5,10 @@ what fools it (degenerative sclerosis, cortical bone, contrast), which a reader 
 needs to judge the detector. For every true positive the distance (mm) from the Grad-CAM
 maximum to the nearest lesion pixel is recorded (``cam_lesion_mm``; 0 inside a lesion), so
 "the network looks at the lesion" is a number: the share of true positives within 10 mm.
+
+Each overlay shows, side by side, the whole axial slice with the tile marked, the plain tile the
+network was given, and the tile under the map (:func:`save_overlay`), titled with the slice's
+score, the threshold and the reference label.
 """
 
 from __future__ import annotations
@@ -38,17 +42,44 @@ def gradcam_map(model: torch.nn.Module, architecture: str, image: np.ndarray, de
     return heat / top if top > 0 else np.zeros_like(heat)
 
 
-def save_overlay(image: np.ndarray, heat: np.ndarray, mask: np.ndarray | None, path: Path, title: str) -> Path:
-    """PNG: the slice in the bone window, the Grad-CAM map on top, the reference lesion outlined."""
+def save_overlay(image: np.ndarray, heat: np.ndarray, mask: np.ndarray | None, path: Path, title: str, *,
+                 context: np.ndarray | None = None, box: tuple[int, int, int] | None = None,
+                 spacing: tuple[float, float] = (1.0, 1.0), window: str = "bone window") -> Path:
+    """PNG, side by side: [the whole axial slice with the tile marked,] the tile the network was given, and the
+    same tile with the Grad-CAM map on top and the reference lesion outlined.
+
+    Why beside: the map hides the bone under it, so a reader must see the plain tile at the same size to
+    tell what the network looks at; the whole slice says where in the body the tile lies. ``image``,
+    ``context`` are windowed to 0..1 (``window`` names the window); ``box`` is the tile's centre row,
+    column and side in ``context`` pixels of ``spacing`` (x, y) mm.
+    """
     plt = pyplot()
 
-    fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
-    ax.imshow(image, cmap="gray", vmin=0, vmax=1)
-    ax.imshow(heat, cmap="jet", alpha=0.35, vmin=0, vmax=1)
-    if mask is not None and mask.any():
-        ax.contour(mask.astype(float), levels=[0.5], colors="lime", linewidths=0.8)
-    ax.set_title(title, fontsize=8)
-    ax.axis("off")
+    panels = 3 if context is not None else 2
+    fig, axes = plt.subplots(1, panels, figsize=(3.1 * panels, 3.5), dpi=100)
+    if context is not None:
+        ax = axes[0]
+        h, w = context.shape
+        sx, sy = spacing
+        ax.imshow(context, cmap="gray", vmin=0, vmax=1, extent=(0, w * sx, h * sy, 0), interpolation="nearest")
+        if box is not None:
+            cy, cx, side = box
+            ax.add_patch(plt.Rectangle(((cx - side // 2) * sx, (cy - side // 2) * sy), side * sx, side * sy,
+                                       fill=False, edgecolor="#ffd000", linewidth=1.2))
+        ax.set_title(f"axial slice ({window}), tile in yellow", fontsize=8)
+        ax.axis("off")
+    tile_ax, cam_ax = axes[-2], axes[-1]
+    tile_ax.imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    tile_ax.set_title("network input (tile), reference lesion green", fontsize=8)
+    cam_ax.imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    # the lowest tenth of the map left clear: the bone under a map that says nothing stays readable
+    cam_ax.imshow(np.ma.masked_less(heat, 0.1), cmap="jet", alpha=0.45, vmin=0, vmax=1, interpolation="bilinear")
+    cam_ax.set_title("Grad-CAM (red: most evidence)", fontsize=8)
+    for ax in (tile_ax, cam_ax):
+        if mask is not None and mask.any():
+            ax.contour(mask.astype(float), levels=[0.5], colors="lime", linewidths=0.9)
+        ax.axis("off")
+    fig.suptitle(title, fontsize=8.5)
     return save_figure(fig, path, tight_bbox=True)
 
 
@@ -92,9 +123,18 @@ def write_gradcam_overlays(model: torch.nn.Module, architecture: str, tiles: Bon
             png = ""
             if rank < max_per_kind:
                 path = out / kind / f"{item.patient_id}_slice{int(item.slice):04d}.png"
+                settings = tiles.store.case(item.patient_id)[1].get("config", {})
+                window = (f"window L{settings['window_level']:g}/W{settings['window_width']:g} HU"
+                          if {"window_level", "window_width"} <= set(settings) else "bone window")
+                reference = "lesion on this slice" if int(item.label) == 1 else "no lesion on this slice"
                 save_overlay(x[centre], heat, mask, path,
-                             f"{architecture} {kind.replace('_', ' ')}: {item.patient_id} slice {int(item.slice)} "
-                             f"p={item.probability:.2f}" + (" (Grad-CAM empty: no region raises the logit)" if empty else ""))
+                             f"{architecture} {kind.replace('_', ' ')}: {item.patient_id} slice {int(item.slice)}, "
+                             f"score {item.probability:.2f} (threshold {threshold:.2f}); reference: {reference}"
+                             + ("\nGrad-CAM empty: no region raises the logit" if empty else ""),
+                             context=np.asarray(tiles.store.array(item.patient_id, "image")[int(item.slice)],
+                                                np.float32),
+                             box=(int(centres[best][0]), int(centres[best][1]), tiles.side_px(item.patient_id)),
+                             spacing=tiles.store.spacing(item.patient_id), window=window)
                 png = str(path)
             rows.append({"kind": kind, "patient_id": item.patient_id, "slice": int(item.slice),
                          "probability": float(item.probability), "cam_empty": empty, "cam_lesion_mm": distance,
