@@ -8,6 +8,13 @@ flags the slices at or above its threshold, the chosen segmenter (default: the o
 validation Dice) draws the lesion mask in the CT's own geometry, and the per-lesion analysis
 describes each lesion (volume, bone and bone group from a TotalSegmentator map when one is given,
 weight-bearing, diffuse or focal, cluster, mean HU).
+
+The patient-level call: where the run chose patient rules on its validation patients
+(``ct/rules/rules.json``, :mod:`osteomet.pipeline.ct_rules`), each detector calls the patient
+positive by its rule (e.g. at least 2 consecutive slices at or above a threshold) and the segmenter
+by its (a lesion of at least its minimum volume), and ``result.json``/``result.md`` give each call
+with the rule and whether validation chose it. A run made before the rules has no ``rules.json``:
+the result says so, and the calls are the old ones (any flagged slice, any drawn lesion).
 """
 
 from __future__ import annotations
@@ -51,7 +58,8 @@ def best_segmenter(model_dir: Path) -> str:
 def predict_ct(run: str | Path, out: str | Path, *, ct: str | Path, bones: str | Path | None = None,
                patient_id: str = "patient", segmenter: str | None = None, series_uid: str | None = None,
                device: str | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Slice scores and flagged slices of every detector, the lesion mask and the per-lesion table of one CT."""
+    """Slice scores and flagged slices of every detector, the lesion mask and the per-lesion table of one CT, and each
+    model's patient-level call (by the run's patient rules where it has them)."""
     from osteomet.ct.detection.infer import predict_detection
     from osteomet.ct.lesions.cohort import LesionSettings
     from osteomet.ct.segmentation.infer import predict_segmentation
@@ -68,6 +76,7 @@ def predict_ct(run: str | Path, out: str | Path, *, ct: str | Path, bones: str |
     if segmenter is not None and segmenter not in segmenters:
         raise InputError(f"--segmenter {segmenter}: not trained in {segmenters_dir} (trained: "
                          f"{', '.join(segmenters) or 'none'})")
+    rules, rules_record = patient_rules_of(layout)  # read first: an unreadable rules.json stops before any work
     ct, bones = Path(ct), Path(bones) if bones is not None else None
     for name, path in (("--ct", ct), ("--bones", bones)):
         if path is not None and not path.exists():
@@ -83,14 +92,19 @@ def predict_ct(run: str | Path, out: str | Path, *, ct: str | Path, bones: str |
     cohort = read_manifest(manifest, kind="ct")
     seconds: dict[str, float] = {}
     started = time.perf_counter()
-    result: dict[str, Any] = {"patient_id": patient_id, "ct": str(ct), "bone_map": str(bones) if bones else None}
+    result: dict[str, Any] = {"patient_id": patient_id, "ct": str(ct), "bone_map": str(bones) if bones else None,
+                              **rules_record}
+    if result.get("patient_rules_note"):
+        log(result["patient_rules_note"])
+    slice_tables: dict[str, pd.DataFrame] = {}
+    lesions: pd.DataFrame | None = None
 
     if detectors:
         tick = time.perf_counter()
         predict_detection(cohort, detectors_dir, out / "detection", device=device, gradcam=False, n_resamples=100)
         flagged = {}
         for architecture in detectors:
-            scores = pd.read_csv(out / "detection" / architecture / SLICE_SCORES)
+            scores = slice_tables[architecture] = pd.read_csv(out / "detection" / architecture / SLICE_SCORES)
             flagged[architecture] = sorted(int(s) for s in scores.loc[scores["predicted"] == 1, "slice"])
         result["flagged_slices"] = flagged
         seconds["detection"] = round(time.perf_counter() - tick, 2)
@@ -125,6 +139,11 @@ def predict_ct(run: str | Path, out: str | Path, *, ct: str | Path, bones: str |
         seconds["segmentation"] = round(time.perf_counter() - tick, 2)
         log(f"segmentation ({chosen}): {len(lesions)} lesion(s) ({seconds['segmentation']:.1f} s)"
             + ("" if bones else "; no bone map given, so bone identity is unavailable"))
+    result["patient_calls"] = patient_calls(rules, slice_tables, result.get("segmenter"), lesions, patient_id)
+    for task, calls in result["patient_calls"].items():
+        for architecture, call in calls.items():
+            log(f"patient call, {task[:-1]} {architecture}: {'positive' if call['positive'] else 'negative'} "
+                f"({call['rule']})")
     seconds["total"] = round(time.perf_counter() - started, 2)
     result["seconds"] = seconds
     write_json_atomic(out / RESULT, result)
@@ -132,10 +151,84 @@ def predict_ct(run: str | Path, out: str | Path, *, ct: str | Path, bones: str |
     return result
 
 
+#: What a run without ``rules.json`` (made before patient rules existed) calls a patient on.
+OLD_RULES = {"detector": "any slice at or above the detector's validation slice threshold",
+             "segmenter": "any predicted lesion"}
+
+
+def patient_rules_of(layout: RunLayout) -> tuple[dict[str, dict[str, Any]] | None, dict[str, Any]]:
+    """The run's patient rules (``ct/rules/rules.json``) and what ``result.json`` records of them; no rules, and a
+    note saying so, for a run made before they existed."""
+    from osteomet.pipeline.ct_rules import RULES, read_rules, rules_folder
+
+    path = rules_folder(layout) / RULES
+    if not path.is_file():
+        return None, {"patient_rules": None, "patient_rules_note": (
+            f"this run has no patient-level rules ({path} is absent: a run made before they existed); the patient "
+            f"calls are the old ones: {OLD_RULES['detector']} (detectors), {OLD_RULES['segmenter']} (segmenter)")}
+    return read_rules(path), {"patient_rules": str(path)}
+
+
+def patient_calls(rules: dict[str, dict[str, Any]] | None, slice_tables: dict[str, pd.DataFrame],
+                  segmenter: str | None, lesions: pd.DataFrame | None, patient_id: str) -> dict[str, dict[str, Any]]:
+    """Each detector's and the segmenter's call on the patient, with the rule used and whether validation chose it.
+
+    Without a rule for a model (``rules`` None: an older run) the old call stands: any flagged slice
+    (``predicted`` in the slice table), any drawn lesion.
+    """
+    from osteomet.ct.patient_rules import apply_detector_rule, apply_segmenter_rule
+
+    calls: dict[str, dict[str, Any]] = {"detectors": {}, "segmenters": {}}
+    for architecture, scores in slice_tables.items():
+        choice = (rules or {}).get("detectors", {}).get(architecture)
+        if choice is None:
+            calls["detectors"][architecture] = {"positive": bool((scores["predicted"] == 1).any()),
+                                                "rule": OLD_RULES["detector"], "chosen_on_data": False,
+                                                "basis": "no patient rule recorded for this detector"}
+            continue
+        called = apply_detector_rule(choice.rule, scores).iloc[0]
+        calls["detectors"][architecture] = {"positive": bool(called["predicted"]), "score": float(called["score"]),
+                                            "rule": choice.rule.describe(), "chosen_on_data": choice.chosen_on_data,
+                                            "basis": choice.basis}
+    if segmenter is not None:
+        lesions = lesions if lesions is not None else pd.DataFrame()
+        choice = (rules or {}).get("segmenters", {}).get(segmenter)
+        if choice is None:
+            calls["segmenters"][segmenter] = {"positive": bool(len(lesions)), "lesions_counted": int(len(lesions)),
+                                              "lesions_below_rule": 0, "rule": OLD_RULES["segmenter"],
+                                              "chosen_on_data": False,
+                                              "basis": "no patient rule recorded for this segmenter"}
+        else:
+            table = lesions if "patient_id" in lesions else lesions.assign(patient_id=patient_id)
+            called = apply_segmenter_rule(choice.rule, table, [patient_id]).iloc[0]
+            calls["segmenters"][segmenter] = {
+                "positive": bool(called["predicted"]), "lesions_counted": int(called["n_kept"]),
+                "lesions_below_rule": int(called["n_lesions"] - called["n_kept"]), "rule": choice.rule.describe(),
+                "min_lesion_ml": choice.rule.min_lesion_ml, "chosen_on_data": choice.chosen_on_data,
+                "basis": choice.basis}
+    return calls
+
+
+def _call_lines(result: dict[str, Any]) -> list[str]:
+    """The patient-level calls of ``result.md``."""
+    lines = ["", "## Patient-level call", ""]
+    if result.get("patient_rules_note"):
+        lines += [f"- {result['patient_rules_note']}"]
+    for task, label in (("detectors", "detector"), ("segmenters", "segmenter")):
+        for architecture, call in (result.get("patient_calls") or {}).get(task, {}).items():
+            how = "rule chosen on validation" if call["chosen_on_data"] else f"rule not chosen on data: {call['basis']}"
+            extra = ""
+            if label == "segmenter" and call.get("lesions_below_rule"):
+                extra = f"; {call['lesions_below_rule']} smaller lesion(s) not counted"
+            lines.append(f"- {label} {architecture}: **{'positive' if call['positive'] else 'negative'}** "
+                         f"({call['rule']}{extra}; {how})")
+    return lines + ["", "## Slices and lesions", ""]
+
+
 def _markdown(result: dict[str, Any], out: Path) -> str:
-    lines = [f"# CT of {result['patient_id']}", ""]
+    lines = [f"# CT of {result['patient_id']}", *_call_lines(result)]
     for architecture, slices in (result.get("flagged_slices") or {}).items():
-        lines.append(f"- detector {architecture}: {len(slices)} slice(s) flagged"
+        lines.append(f"- detector {architecture}: {len(slices)} slice(s) flagged at its slice threshold"
                      + (f" ({', '.join(map(str, slices[:20]))}{' ...' if len(slices) > 20 else ''})" if slices else ""))
     if "segmenter" in result:
         lines.append(f"- segmenter {result['segmenter']}: {result['lesions']} lesion(s), "
@@ -150,6 +243,11 @@ def _markdown(result: dict[str, Any], out: Path) -> str:
             frame = pd.read_csv(table)
             shown = [c for c in ("lesion_id", "volume_ml", "bone_name", "bone_group", "weight_bearing", "kind",
                                  "cluster", "mean_hu") if c in frame]
+            minimum = ((result.get("patient_calls") or {}).get("segmenters", {}).get(result["segmenter"], {})
+                       .get("min_lesion_ml"))
+            if minimum and "volume_ml" in frame:  # the segmenter's patient rule counts only lesions this large
+                frame = frame.assign(counted=frame["volume_ml"].astype(float) >= minimum)
+                shown.append("counted")
             if shown and len(frame):
                 lines += ["", "| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
                 lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in frame[shown].head(30).itertuples(
