@@ -61,3 +61,12 @@ def run_r(mode: str, data: pd.DataFrame, tmp_path: Path) -> pd.DataFrame:
             pytest.skip(f"R package missing: {proc.stderr.strip().splitlines()[-1]}")
         raise AssertionError(f"Rscript failed:\n{proc.stderr}")
     return pd.read_csv(out)
+
+
+def run_r_script(script: Path, args: list[Path | str], timeout: int = 300) -> None:
+    """Run a committed fixture script (``Rscript script args...``); skip when one of its R packages is missing."""
+    proc = subprocess.run(["Rscript", str(script), *map(str, args)], capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        if "there is no package called" in proc.stderr:
+            pytest.skip(f"R package missing (apt-get install r-cran-rms): {proc.stderr.strip().splitlines()[-1]}")
+        raise AssertionError(f"Rscript {script.name} failed:\n{proc.stderr}")

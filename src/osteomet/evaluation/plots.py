@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from osteomet.evaluation.delong import delong_ci
@@ -32,22 +33,100 @@ def _scored(models: Mapping[str, pd.DataFrame], split: str) -> dict[str, pd.Data
     return out
 
 
-def plot_calibration(models: Mapping[str, pd.DataFrame], split: str, path: str | Path, bins: int = 10) -> Path:
-    """Observed rate against mean predicted probability (quantile bins), Brier and slope in the legend."""
-    from osteomet.evaluation.calibration import calibration, calibration_curve
+def _interval(estimate: float, low: float, high: float) -> str:
+    """``0.48 (-0.01 to 0.97)``; NA for an aliased estimate, 3 significant digits for separation's huge values."""
+    if not np.isfinite(estimate):
+        return "NA"
 
+    def number(v: float) -> str:
+        return f"{v:.2f}" if abs(v) < 1000 else f"{v:.3g}"
+
+    return f"{number(estimate)} ({number(low)} to {number(high)})"
+
+
+def _calibration_panel(fig, cell, name: str, data: pd.DataFrame, bins: int, colour) -> None:
+    """One model: loess curve with its 95% band over the ideal line, statistics, and below it the
+    predicted risks of events (up) and non-events (down)."""
+    import warnings
+
+    from osteomet.evaluation.calibration import calibration, flexible_calibration
+    from osteomet.evaluation.errors import EvaluationInputError
+
+    top, bottom = cell.subgridspec(2, 1, height_ratios=[4, 1], hspace=0.05).subplots(sharex=True)
+    y, p = data["label"].to_numpy(), data["prob"].to_numpy(dtype=float)
+    c = calibration(y, p)
+    top.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
+    note = ""
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RuntimeWarning)
+            flexible = flexible_calibration(y, p, bins=bins)
+        curve = flexible.curve
+        top.fill_between(curve["predicted"], curve["ci_low"], curve["ci_high"], color=colour, alpha=0.22, linewidth=0)
+        top.plot(curve["predicted"], curve["observed"].clip(-0.02, 1.02), color=colour, linewidth=1.8)
+        if any("pseudoinverse" in str(w.message) for w in caught):
+            note = "\ncurve not well determined\n(tied predictions)"
+        hist = flexible.histogram
+    except EvaluationInputError as exc:
+        note = "\nno loess curve: " + ("too few patients" if "too few" in str(exc) else "too many tied predictions")
+        edges = np.linspace(0, 1, bins + 1)
+        hist = pd.DataFrame({"bin_low": edges[:-1], "bin_high": edges[1:],
+                             "events": np.histogram(p[y == 1], edges)[0], "non_events": np.histogram(p[y == 0], edges)[0]})
+    level = int(round(100 * c.level))
+    text = (f"n = {c.n} ({c.events} events)\n"
+            f"intercept {_interval(c.intercept, c.intercept_low, c.intercept_high)}\n"
+            f"slope {_interval(c.slope, c.slope_low, c.slope_high)}\n"
+            f"({level}% Wald CIs)\nBrier {c.brier:.3f}, Eavg {c.eavg:.3f}" + note)
+    top.text(0.03, 0.97, text, transform=top.transAxes, va="top", ha="left", fontsize=6.5,
+             bbox={"boxstyle": "round,pad=0.3", "facecolor": "white", "edgecolor": "0.8", "alpha": 0.9})
+    top.set(xlim=(0, 1), ylim=(-0.02, 1.02), ylabel="observed proportion", title=name)
+    top.grid(alpha=0.25, linewidth=0.5)
+    width = float(hist["bin_high"].iloc[0] - hist["bin_low"].iloc[0])
+    centres = (hist["bin_low"] + hist["bin_high"]) / 2
+    bottom.bar(centres, hist["events"], width=width * 0.9, color=colour, label="events")
+    bottom.bar(centres, -hist["non_events"], width=width * 0.9, color="0.6", label="non-events")
+    bottom.axhline(0, color="black", linewidth=0.6)
+    peak = max(int(hist["events"].max()), int(hist["non_events"].max()), 1)
+    bottom.set_ylim(-peak * 1.15, peak * 1.15)
+    bottom.set_yticks([-peak, 0, peak], [str(peak), "0", str(peak)], fontsize=6)
+    bottom.set_ylabel("patients", fontsize=7)
+    bottom.text(0.99, 0.95, "events", transform=bottom.transAxes, ha="right", va="top", fontsize=6)
+    bottom.text(0.99, 0.05, "non-events", transform=bottom.transAxes, ha="right", va="bottom", fontsize=6)
+    bottom.set_xlabel("predicted probability")
+
+
+def plot_calibration(models: Mapping[str, pd.DataFrame], split: str, path: str | Path, bins: int = 20) -> Path:
+    """Flexible (loess) calibration curve with its 95% band, one panel per model, as val.prob.ci.2 draws it.
+
+    Each panel: the ideal line, ``loess(y ~ p, degree = 2)`` with ``fit +- 1.96 se`` (Van Calster et al.
+    2016), calibration intercept and slope with 95% Wald CIs, Brier and Eavg, and below it a
+    histogram (``bins`` equal-width bins) of the predicted risks of events (up) and non-events (down).
+    """
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(4.8, 4.8), dpi=120)
-    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="ideal")
-    for name, data in _scored(models, split).items():
-        c = calibration(data["label"], data["prob"])
-        curve = calibration_curve(data["label"], data["prob"], bins=bins)
-        ax.plot(curve["mean_predicted"], curve["observed"], marker="o", markersize=3,
-                label=f"{name}: Brier {c.brier:.3f}, slope {c.slope:.2f}, intercept {c.intercept:.2f}")
-    ax.set(xlabel="predicted probability", ylabel="observed proportion", title=f"Calibration, {split} cohort",
-           xlim=(0, 1), ylim=(0, 1.01))
-    ax.legend(loc="upper left", fontsize=6)
-    return _save(fig, path)
+    scored = _scored(models, split)
+    columns = 1 if len(scored) <= 1 else 2
+    rows = max(1, -(-len(scored) // columns))
+    fig = plt.figure(figsize=(4.2 * columns, 4.9 * rows + 0.4), dpi=120)
+    height = fig.get_figheight()
+    grid = fig.add_gridspec(rows, columns, hspace=0.3, wspace=0.3, top=1 - 0.55 / height, bottom=0.75 / height)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (name, data) in enumerate(scored.items()):
+        _calibration_panel(fig, grid[i // columns, i % columns], name, data, bins, colours[i % len(colours)])
+    if scored:  # the same entries in every panel (each in its model's colour): one legend for the figure
+        from matplotlib.lines import Line2D
+        from matplotlib.patches import Patch
+
+        handles = [Line2D([], [], color="grey", linestyle="--", linewidth=1), Line2D([], [], color="0.2", linewidth=1.8),
+                   Patch(color="0.2", alpha=0.22, linewidth=0)]
+        fig.legend(handles, ["ideal", "loess calibration curve", "95% pointwise CI"], loc="lower center", ncol=3,
+                   fontsize=7, frameon=False, bbox_to_anchor=(0.5, 0.0))
+    if not scored:
+        ax = fig.add_subplot(grid[0, 0])
+        ax.text(0.5, 0.5, "no model with probabilities and both classes", ha="center", va="center")
+        ax.set_axis_off()
+    fig.suptitle(f"Calibration, {split} cohort", y=0.995 - 0.02 / rows)
+    # nested grids do not go with tight_layout: the spacing is set above and the margins cropped on saving
+    return save_figure(fig, path, svg=True, tight_bbox=True)
 
 
 def plot_decision_curve(models: Mapping[str, pd.DataFrame], split: str, path: str | Path) -> Path:

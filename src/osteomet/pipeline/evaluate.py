@@ -194,7 +194,8 @@ def evaluate_prediction_files(files: Sequence[str | Path], out: str | Path, *, m
 
 
 def calibration_table(models: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Brier score, calibration intercept and slope per model and split (splits with both classes)."""
+    """Brier score, calibration intercept and slope (95% Wald CIs, as R's CalibrationCurves), Emax and Eavg per
+    model and split (splits with both classes)."""
     from osteomet.evaluation.calibration import calibration
 
     rows = []
@@ -203,9 +204,14 @@ def calibration_table(models: dict[str, pd.DataFrame]) -> pd.DataFrame:
         for split, part in data.groupby("split", sort=False):
             if part["label"].nunique() == 2 and part["prob"].between(0, 1).all():
                 c = calibration(part["label"], part["prob"])
-                rows.append({"model": name, "cohort": split, "n": c.n, "brier": c.brier,
-                             "calibration_intercept": c.intercept, "calibration_slope": c.slope})
-    return pd.DataFrame(rows, columns=["model", "cohort", "n", "brier", "calibration_intercept", "calibration_slope"])
+                rows.append({"model": name, "cohort": split, "n": c.n, "events": c.events, "brier": c.brier,
+                             "calibration_intercept": c.intercept, "calibration_intercept_low": c.intercept_low,
+                             "calibration_intercept_high": c.intercept_high, "calibration_slope": c.slope,
+                             "calibration_slope_low": c.slope_low, "calibration_slope_high": c.slope_high,
+                             "emax": c.emax, "eavg": c.eavg})
+    return pd.DataFrame(rows, columns=["model", "cohort", "n", "events", "brier", "calibration_intercept",
+                                       "calibration_intercept_low", "calibration_intercept_high", "calibration_slope",
+                                       "calibration_slope_low", "calibration_slope_high", "emax", "eavg"])
 
 
 def write_cohort_table(manifest: str | Path, out: str | Path) -> tuple[pd.DataFrame, list[str]]:

@@ -95,14 +95,22 @@ def calibration_section(layout: RunLayout) -> Section:
         return section
     parts = []
     if frame is not None:
-        parts.append(table(frame, ("model", "cohort", "n", "brier", "calibration_intercept", "calibration_slope"),
+        shown = [c for c in ("model", "cohort", "n", "events", "brier", "calibration_intercept",
+                             "calibration_intercept_low", "calibration_intercept_high", "calibration_slope",
+                             "calibration_slope_low", "calibration_slope_high", "eavg", "emax") if c in frame]
+        parts.append(table(frame, tuple(shown),
                            labels={"brier": "Brier score", "calibration_intercept": "intercept",
-                                   "calibration_slope": "slope"}))
+                                   "calibration_intercept_low": "intercept 95% CI low",
+                                   "calibration_intercept_high": "intercept 95% CI high",
+                                   "calibration_slope": "slope", "calibration_slope_low": "slope 95% CI low",
+                                   "calibration_slope_high": "slope 95% CI high", "eavg": "Eavg (ICI)",
+                                   "emax": "Emax"}))
     cohorts = _cohorts(sorted({p.stem.split("_", 1)[1] if p.stem.startswith("calibration_")
                                else p.stem[len("decision_curve_"):] for p in curves}))
     for cohort in cohorts:
-        pair = [(folder / f"calibration_{cohort}.png", f"Calibration, {cohort} cohort"),
-                (folder / f"decision_curve_{cohort}.png", f"Decision curve, {cohort} cohort")]
-        parts.append(png_figures(pair, width=420))
+        # the calibration grid (a panel per model, loess curve, CI band, risk histogram) needs the page's width
+        parts.append(png_figures([(folder / f"calibration_{cohort}.png", f"Calibration, {cohort} cohort")], width=860))
+        parts.append(png_figures([(folder / f"decision_curve_{cohort}.png", f"Decision curve, {cohort} cohort")],
+                                 width=560))
     section.body = "".join(parts)
     return section
