@@ -36,6 +36,9 @@ def _add_stages() -> None:
     app.add_typer(evaluate.app, name="evaluate", rich_help_panel="Evaluation")
     app.add_typer(run.app, name="run", rich_help_panel="Study")
     app.add_typer(predict.app, name="predict", rich_help_panel="Study")
+    from osteomet.cli import importing
+
+    app.add_typer(importing.app, name="import", rich_help_panel="Data")
     app.command("report", rich_help_panel="Study")(report.report)
 
 
