@@ -28,10 +28,12 @@ into, or over, someone's data.
       deep/gradcam/         gradcam.csv, png/, roi/, t2/
       models/<model>/       model/ (XGBoost JSON + feature list), predictions.csv, tuning.csv
       explanations/         <model>_shap_summary.png, <model>_shap_importance.csv, <model>_shap_values.csv
+      trust/                coverage.csv; <model>/conformal.json (Mondrian split-conformal calibration),
+                            <model>/recalibration.json (logistic recalibration, when enabled)
       flow/                 patient_flow.csv, flow.json, flow.png: each patient from the manifest to the evaluation
       evaluation/           metrics.csv, delong.csv, calibration.csv, roc_/calibration_/decision_curve_<cohort>.png
                             (+ .svg), cohort_characteristics.csv
-      ct/detection/ ct/segmentation/ ct/lesions/ ct/icc/
+      ct/detection/ ct/segmentation/ ct/nnunet/ ct/lesions/ ct/icc/
       report.html
 """
 
@@ -133,6 +135,11 @@ COHORT_TABLE = "cohort_characteristics.csv"
 REPORT = "report.html"
 RUN_RECORD = "run.json"
 DEMO_SUMMARY = "summary.json"
+
+# ---- prediction sets and recalibration (``trust/``) ------------------------------------------------
+CONFORMAL = "conformal.json"  # a model's Mondrian split-conformal calibration scores
+RECALIBRATION = "recalibration.json"  # a model's logistic recalibration (intercept, slope)
+COVERAGE = "coverage.csv"  # empirical coverage of the prediction sets per model, cohort and class
 
 
 def model_meta(model: str) -> str:
@@ -236,6 +243,11 @@ class RunLayout:
         return self.root / "explanations"
 
     @property
+    def trust(self) -> Path:
+        """Conformal prediction sets and recalibration: ``coverage.csv``, ``<model>/conformal.json``."""
+        return self.root / "trust"
+
+    @property
     def evaluation(self) -> Path:
         return self.root / "evaluation"
 
@@ -259,6 +271,11 @@ class RunLayout:
     @property
     def ct_icc(self) -> Path:
         return self.root / "ct" / "icc"
+
+    @property
+    def ct_nnunet(self) -> Path:
+        """nnU-Net v2's steps (``run ct`` with ``nnunet.enabled``): export/, plan/, train/, predict/ and logs/."""
+        return self.root / "ct" / "nnunet"
 
     @property
     def ct_split(self) -> Path:

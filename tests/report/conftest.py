@@ -95,6 +95,9 @@ def study_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _, flow = patient_flow(manifest, manifest, None, predictions, layout.flow, layout)
     evaluate_prediction_files(list(predictions.values()), layout.evaluation, n_resamples=50,
                               patients=flow.loc[flow["evaluated"], "patient_id"].tolist())
+    from osteomet.pipeline.trust import calibrate_trust
+
+    calibrate_trust(manifest, predictions, layout.trust, alpha=0.2)
     write_cohort_table(manifest, layout.cohort_table)
 
     seg_manifest = _segmentation_manifest(manifest)

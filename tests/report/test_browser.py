@@ -10,7 +10,7 @@ import pytest
 
 from osteomet.report import build_report
 
-SECTIONS = ["cohort", "roc", "delong", "calibration", "grid", "gradcam", "segmentation", "rigour", "ct-lesions",
+SECTIONS = ["cohort", "roc", "delong", "calibration", "trust", "grid", "gradcam", "segmentation", "rigour", "ct-lesions",
             "ct-sensitivity", "icc", "tuning", "explanations", "checklist", "run"]
 
 

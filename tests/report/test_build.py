@@ -17,7 +17,7 @@ from tests.report.pages import Page, copy_results
 
 runner = CliRunner()
 
-PRODUCED = ["flow", "cohort", "roc", "delong", "calibration", "grid", "gradcam", "segmentation", "rigour", "ct-lesions",
+PRODUCED = ["flow", "cohort", "roc", "delong", "calibration", "trust", "grid", "gradcam", "segmentation", "rigour", "ct-lesions",
             "ct-sensitivity", "icc", "tuning", "explanations", "checklist", "run"]
 NOT_PRODUCED = ["ct-detection", "ct-segmentation"]
 

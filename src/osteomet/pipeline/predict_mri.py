@@ -3,8 +3,10 @@
 The *bundle* is the run directory of ``osteomet run mri``: ``run.json`` (format, version, the
 study config), the UNETR and 3D-ResNet state dicts (loaded with ``weights_only=True``), the
 XGBoost models as JSON with their feature lists, the preprocessing and radiomics settings in
-each stage's ``settings.yaml``, and the decision threshold in ``evaluation/metrics.csv``.
-Nothing is unpickled. The new patient goes through the same stage functions as the study's
+each stage's ``settings.yaml``, the decision threshold in ``evaluation/metrics.csv``, and each
+model's conformal calibration (``trust/<model>/conformal.json``, and ``recalibration.json`` when the
+study recalibrated), so every probability is reported with its prediction set ({BM}, {no BM}
+or {no BM, BM} = uncertain) at the study's confidence. Nothing is unpickled. The new patient goes through the same stage functions as the study's
 patients did (preprocessing, masks, ROI crop, radiomics, deep features), so the probability
 ``predict`` gives a study patient equals the one the study's prediction table holds.
 """
@@ -24,6 +26,7 @@ from osteomet import __version__
 from osteomet.config import recorded_settings
 from osteomet.errors import InputError, MissingInputError
 from osteomet.layout import (
+    CONFORMAL,
     DEEP_FEATURES,
     FEATURES,
     INDEX,
@@ -31,13 +34,15 @@ from osteomet.layout import (
     METRICS,
     MODEL_DIR,
     RADIOMICS_PARAMS,
+    RECALIBRATION,
     RESULT,
     SETTINGS,
+    STAGE_RECORD,
     WINNER,
     RunLayout,
     open_run_dir,
 )
-from osteomet.pipeline.run_mri import RUN_FORMAT
+from osteomet.pipeline.run_mri import MODELS, RUN_FORMAT
 from osteomet.pipeline.study import StudyConfig
 from osteomet.utils.files import read_json, write_json_atomic, write_text_atomic
 
@@ -55,6 +60,14 @@ class MRIBundle:
     version: str
     #: the clinical, radiomics and fusion models, loaded (and so checked) when the bundle is opened
     models: dict[str, Any] = field(default_factory=dict)
+    #: each model's conformal calibration (:class:`~osteomet.models.conformal.MondrianConformal`); empty for a
+    #: study without one (``trust_note`` says why)
+    conformal: dict[str, Any] = field(default_factory=dict)
+    #: each model's recalibration (:class:`~osteomet.models.recalibration.LogisticRecalibration`) when the study
+    #: fitted one; a model whose fit was refused has its reason in ``recalibration_notes``
+    recalibration: dict[str, Any] = field(default_factory=dict)
+    recalibration_notes: dict[str, str] = field(default_factory=dict)
+    trust_note: str | None = None
 
     @classmethod
     def open(cls, run: str | Path) -> "MRIBundle":
@@ -90,7 +103,81 @@ class MRIBundle:
                              f"it, or delete {layout.evaluation} and rerun `osteomet run mri` to write it again") from None
         if fusion.empty:
             raise InputError(f"{layout.evaluation / 'metrics.csv'}: no threshold of the fusion model")
-        return cls(layout, config, float(fusion.iloc[0]), version, _load_models(layout))
+        models = _load_models(layout)
+        conformal, recalibration, notes, note = _load_trust(layout, config)
+        return cls(layout, config, float(fusion.iloc[0]), version, models, conformal, recalibration, notes, note)
+
+
+def _load_trust(layout: RunLayout, config: StudyConfig) -> tuple[dict[str, Any], dict[str, Any], dict[str, str],
+                                                                  str | None]:
+    """The bundle's conformal calibrations and recalibrations per model, checked when the bundle is opened.
+
+    A study run before prediction sets existed (no finished ``trust/`` stage), or with
+    ``conformal.enabled: false``, gives none and a note saying so: its probabilities are still reported.
+    """
+    from osteomet.models.conformal import MondrianConformal
+    from osteomet.models.recalibration import LogisticRecalibration
+
+    if not config.conformal.enabled:
+        return {}, {}, {}, "no prediction sets: the study ran with conformal.enabled: false"
+    record = read_json(layout.trust / STAGE_RECORD) or {}
+    if record.get("status") != "complete":
+        return {}, {}, {}, (f"no prediction sets: this study has no conformal calibration ({layout.trust} is missing "
+                            f"or unfinished; studies run before osteomet had prediction sets lack it); rerun "
+                            f"`osteomet run mri` on the study to add it")
+    conformal = {name: MondrianConformal.load(layout.trust / name / CONFORMAL) for name in MODELS
+                 if (layout.trust / name / CONFORMAL).is_file()}
+    recalibration: dict[str, Any] = {}
+    notes: dict[str, str] = {}
+    if config.recalibration.enabled:
+        fitted = (record.get("summary") or {}).get("models") or {}
+        for name in MODELS:
+            path = layout.trust / name / RECALIBRATION
+            if path.is_file():
+                recalibration[name] = LogisticRecalibration.load(path)
+            else:
+                notes[name] = ((fitted.get(name) or {}).get("recalibration") or {}).get(
+                    "reason", f"no {RECALIBRATION} in {layout.trust / name}")
+    return conformal, recalibration, notes, None
+
+
+def trust_result(bundle: MRIBundle, probs: Mapping[str, float]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Each model's prediction set (and recalibrated probability) for one patient: ``(conformal, recalibration)``.
+
+    The set is computed from the model's own probability (recalibration with a positive slope
+    keeps every patient's rank, so it would give the same set).
+    """
+    from osteomet.models.conformal import CLASS_NAMES, describe_set, set_names, verdict
+
+    config = bundle.config
+    conformal: dict[str, Any] = {"available": bool(bundle.conformal), "alpha": config.conformal.alpha,
+                                 "confidence": round(1 - config.conformal.alpha, 10), "note": bundle.trust_note,
+                                 "models": {}}
+    for name, prob in probs.items():
+        calibrator = bundle.conformal.get(name)
+        if calibrator is None:
+            continue
+        members = calibrator.sets([prob])[0]
+        p_values = calibrator.p_values([prob])[0]
+        entry: dict[str, Any] = {"set": set_names(members), "text": describe_set(members),
+                                 "verdict": verdict(members),
+                                 "p_values": {CLASS_NAMES[c]: float(p_values[c]) for c in (0, 1)},
+                                 "n_calibration": dict(zip(CLASS_NAMES, calibrator.counts))}
+        short = [CLASS_NAMES[c] for c in (0, 1) if not calibrator.excludable()[c]]
+        if short:
+            entry["note"] = (f"too few calibration patients with {' and '.join(short)} to ever leave "
+                             f"{'it' if len(short) == 1 else 'them'} out at this confidence")
+        conformal["models"][name] = entry
+    recalibration: dict[str, Any] = {"enabled": config.recalibration.enabled, "models": {}}
+    if config.recalibration.enabled:
+        for name, prob in probs.items():
+            fitted = bundle.recalibration.get(name)
+            if fitted is not None:
+                recalibration["models"][name] = {"probability": float(fitted.apply([prob])[0]),
+                                                 "intercept": fitted.intercept, "slope": fitted.slope}
+            elif name in bundle.recalibration_notes:
+                recalibration["models"][name] = {"probability": None, "reason": bundle.recalibration_notes[name]}
+    return conformal, recalibration
 
 
 def _load_models(layout: RunLayout) -> dict[str, Any]:
@@ -370,6 +457,7 @@ def predict_mri(run: str | Path, out: str | Path, *, t2: str | Path, dwi: str | 
         return probs
 
     probs = timed("models", score)
+    conformal, recalibration = trust_result(bundle, probs)
     timed("grad-cam", lambda: gradcam_examples(layout.deep_grid, roi, manifest, out / "gradcam",
                                                patient_ids=[patient_id], device=device))
     files = {"gradcam_t2": str(out / "gradcam" / "t2" / f"{patient_id}.nii.gz"),
@@ -397,7 +485,8 @@ def predict_mri(run: str | Path, out: str | Path, *, t2: str | Path, dwi: str | 
     missing = [name for name in CLINICAL if name not in clinical]
     result = {"patient_id": patient_id, "probability": probs["fusion"], "threshold": bundle.threshold,
               "decision": "bone metastasis" if probs["fusion"] >= bundle.threshold else "no bone metastasis",
-              "models": probs, "clinical": clinical, "missing_clinical": missing,
+              "models": probs, "conformal": conformal, "recalibration": recalibration,
+              "clinical": clinical, "missing_clinical": missing,
               "mask_source": "given" if mask else "unetr", "centre": centre, "harmonization": harmonization,
               "files": files, "seconds": seconds,
               "run": str(layout.root.resolve()), "osteomet": __version__, "trained_with": bundle.version,
@@ -413,12 +502,58 @@ def _yaml(value: Any) -> str:
     return yaml.safe_dump(value, sort_keys=False)
 
 
-def render_result(result: dict[str, Any]) -> str:
+def _probability(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def trust_markdown(result: Mapping[str, Any]) -> list[str]:
+    """The table of each model's probability, recalibrated probability (when on) and prediction set, and its key."""
     probs = result["models"]
+    conformal = result.get("conformal") or {}
+    recalibrated = (result.get("recalibration") or {}).get("models") or {}
+    sets = conformal.get("models") or {}
+    confidence = f"{conformal['confidence']:.0%}" if conformal.get("confidence") is not None else ""
+    header = ["model", "probability"] + (["recalibrated"] if recalibrated else []) + \
+             ([f"prediction set ({confidence})"] if sets else [])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, value in probs.items():
+        cells = [name, f"{value:.3f}"]
+        if recalibrated:
+            cells.append(_probability((recalibrated.get(name) or {}).get("probability")))
+        if sets:
+            entry = sets.get(name)
+            cells.append("n/a" if entry is None else entry["text"] + (": uncertain" if entry["verdict"] == "uncertain"
+                                                                     else ": empty" if entry["verdict"] == "empty"
+                                                                     else ""))
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    if sets:
+        lines.append(f"Prediction sets: Mondrian split conformal at {confidence} confidence per class (error rate "
+                     f"{conformal['alpha']:g}), calibrated on the study's validation and out-of-fold training "
+                     f"patients. {{BM}} or {{no BM}}: the score is typical of that class only; {{no BM, BM}}: typical "
+                     f"of both (uncertain); {{}}: typical of neither (an unusual patient for this model).")
+        for name, entry in sets.items():
+            if entry.get("note"):
+                lines.append(f"- {name}: {entry['note']}")
+    elif conformal.get("note"):
+        lines.append(f"Prediction sets: {conformal['note']}.")
+    for name, entry in recalibrated.items():
+        if entry.get("reason"):
+            lines.append(f"- {name}: not recalibrated ({entry['reason']})")
+    if recalibrated:
+        lines.append("Recalibrated: logistic recalibration (intercept and slope on logit p) fitted on the same "
+                     "held-out study patients; the decision uses the model's own probability and threshold.")
+    return lines
+
+
+def render_result(result: dict[str, Any]) -> str:
+    fusion = ((result.get("conformal") or {}).get("models") or {}).get("fusion")
+    fused = "" if fusion is None else (f"; prediction set {fusion['text']} at {result['conformal']['confidence']:.0%} "
+                                       f"confidence" + (" (uncertain)" if fusion["verdict"] == "uncertain" else ""))
     lines = [f"# osteomet prediction: {result['patient_id']}", "",
              f"**{result['decision']}**: fusion probability {result['probability']:.3f} "
-             f"(study threshold {result['threshold']:.3f})", "", "| model | probability |", "|---|---|"]
-    lines += [f"| {name} | {value:.3f} |" for name, value in probs.items()]
+             f"(study threshold {result['threshold']:.3f}){fused}", ""]
+    lines += trust_markdown(result)
     lines += ["", f"- mask: {result['mask_source']}", f"- harmonization: {result.get('harmonization', 'off')}",
               f"- missing clinical values: {', '.join(result['missing_clinical']) or 'none'}",
               f"- files: {', '.join(f'{k}: {v}' for k, v in result['files'].items())}",

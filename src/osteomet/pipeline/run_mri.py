@@ -8,6 +8,7 @@ stopped and a changed setting reruns only what depends on it)::
           -> deep predictions (cross-fitted on train), features, Grad-CAM
           -> radiomics stability (perturbed masks) -> model features (stable, ComBat-harmonized)
           -> clinical, radiomics and fusion models (tuned inside the training cohort) -> SHAP explanations
+          -> conformal prediction sets per model (calibrated on validation + out-of-fold training)
           -> evaluation (+ cohort table)
 
 ``run.json`` at the top records the config, package versions, seeds and each stage's time.
@@ -99,6 +100,7 @@ def _run_mri(manifest: str | Path, out: str | Path, config: StudyConfig, *,
     from osteomet.mri.classifier.config import load_classifier_config
     from osteomet.mri.segmentation.config import load_segmentation_config
     from osteomet.pipeline import clinical, cohort, deep, evaluate, fusion, preprocess, radiomics, rigour, segmentation
+    from osteomet.pipeline.trust import calibrate_trust
 
     started = time.perf_counter()
     layout = RunLayout(open_run_dir(out, kind="mri"))
@@ -176,6 +178,10 @@ def _run_mri(manifest: str | Path, out: str | Path, config: StudyConfig, *,
     if config.explanations.enabled:
         timer("explanations", lambda: explain_study(layout, study, config, base, radiomics=features, deep=deep_table))
     files = {name: layout.model(name) / PREDICTIONS for name in MODELS}
+    if config.conformal.enabled:
+        timer("conformal", lambda: calibrate_trust(
+            study, files, layout.trust, alpha=config.conformal.alpha,
+            recalibrate=config.recalibration.enabled, too_few=config.conformal.too_few))
     _, flow = timer("patient flow", lambda: cohort.patient_flow(
         layout.manifest, study, layout.cohort / EXCLUSIONS, files, layout.flow, layout,
         patients=config.evaluation.patients))

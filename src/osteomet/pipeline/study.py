@@ -108,6 +108,26 @@ class EvaluationSettings(_Section):
                               "every model on the patients it scored")
 
 
+class ConformalSettings(_Section):
+    """Mondrian split-conformal prediction sets per model (Vovk et al. 2005), calibrated on validation and
+    out-of-fold training patients; coverage measured on test and external (``trust/coverage.csv``)."""
+
+    enabled: bool = Field(True, description="a prediction set per patient and model ({no BM}, {BM} or both = "
+                                            "uncertain), reported by predict and measured on test and external")
+    alpha: float = Field(0.1, gt=0, lt=1, description="error rate: each class's patients are left out of their "
+                                                      "set at most this often (0.1 = 90% confidence per class)")
+    too_few: Literal["uncertain", "refuse"] = Field(
+        "uncertain", description="a class with fewer calibration patients than alpha needs (floor(1/alpha), 10 at "
+                                 "0.1): uncertain (kept in every set, recorded) or refuse (the study stops)")
+
+
+class RecalibrationSettings(_Section):
+    """Logistic recalibration (intercept and slope on logit p) per model, on the conformal stage's patients."""
+
+    enabled: bool = Field(False, description="fit logit p' = a + b logit p on validation and out-of-fold training "
+                                             "patients; predict then reports the recalibrated probability too")
+
+
 class StabilitySettings(_Section):
     enabled: bool = Field(True, description="drop radiomics features unstable under mask perturbation before selection")
     icc_threshold: float = Field(0.75, ge=0, le=1, description="lowest ICC(2,1) over the perturbations to keep a feature")
@@ -139,6 +159,8 @@ class StudyConfig(_Section):
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     tuning: TuningSettings = Field(default_factory=TuningSettings)
     explanations: ExplanationSettings = Field(default_factory=ExplanationSettings)
+    conformal: ConformalSettings = Field(default_factory=ConformalSettings)
+    recalibration: RecalibrationSettings = Field(default_factory=RecalibrationSettings)
 
     @field_validator("device")
     @classmethod

@@ -41,9 +41,13 @@ def _check_output(out: Path) -> None:
 def build_sections(run_dir: str | Path) -> list[Section]:
     """Every section, in page order (absent ones carry their note)."""
     from osteomet.report.checklist import add_study_sections
+    from osteomet.report.trust_sections import trust_section
 
     layout = RunLayout(check_run_dir(run_dir))
-    return add_study_sections(layout, [make(layout) for make in SECTIONS])
+    sections = [make(layout) for make in SECTIONS]
+    at = next((i + 1 for i, s in enumerate(sections) if s.id == "calibration"), len(sections))
+    sections.insert(at, trust_section(layout))  # the prediction sets, after the calibration they complement
+    return add_study_sections(layout, sections)
 
 
 def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
