@@ -101,12 +101,16 @@ def predict_ct(run: str | Path, out: str | Path, *, ct: str | Path, bones: str |
 
     if detectors:
         tick = time.perf_counter()
-        predict_detection(cohort, detectors_dir, out / "detection", device=device, gradcam=False, n_resamples=100)
-        flagged = {}
+        # Grad-CAM of the most confident flagged slices (slice | tile | heat): what a reader checks first
+        predict_detection(cohort, detectors_dir, out / "detection", device=device, gradcam=True, n_resamples=100)
+        flagged, pictures = {}, {}
         for architecture in detectors:
             scores = slice_tables[architecture] = pd.read_csv(out / "detection" / architecture / SLICE_SCORES)
             flagged[architecture] = sorted(int(s) for s in scores.loc[scores["predicted"] == 1, "slice"])
+            pictures[architecture] = sorted(str(p) for p in (out / "detection" / architecture / "gradcam" /
+                                                             "flagged").glob("*.png"))
         result["flagged_slices"] = flagged
+        result["flagged_overlays"] = pictures
         seconds["detection"] = round(time.perf_counter() - tick, 2)
         log(f"detection: {', '.join(f'{a} {len(s)} slice(s)' for a, s in flagged.items())} flagged "
             f"({seconds['detection']:.1f} s)")
@@ -230,6 +234,10 @@ def _markdown(result: dict[str, Any], out: Path) -> str:
     for architecture, slices in (result.get("flagged_slices") or {}).items():
         lines.append(f"- detector {architecture}: {len(slices)} slice(s) flagged at its slice threshold"
                      + (f" ({', '.join(map(str, slices[:20]))}{' ...' if len(slices) > 20 else ''})" if slices else ""))
+        shown = (result.get("flagged_overlays") or {}).get(architecture) or []
+        if shown:
+            lines.append(f"  - Grad-CAM of its {len(shown)} most confident flagged slice(s): "
+                         f"`detection/{architecture}/gradcam/flagged/`")
     if "segmenter" in result:
         lines.append(f"- segmenter {result['segmenter']}: {result['lesions']} lesion(s), "
                      f"{result['lesion_volume_ml']} mL in all; mask: `{Path(result['mask']).relative_to(out)}`")
@@ -250,6 +258,13 @@ def _markdown(result: dict[str, Any], out: Path) -> str:
                 shown.append("counted")
             if shown and len(frame):
                 lines += ["", "| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
-                lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in frame[shown].head(30).itertuples(
+                lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in frame[shown].head(30).itertuples(
                     index=False)]
     return "\n".join(lines) + "\n"
+
+
+def _cell(value: Any) -> str:
+    """A table cell as a reader wants it: volumes to 0.001 mL, HU to 0.1, no float noise (0.2112000062942505)."""
+    if isinstance(value, float):
+        return "n/a" if value != value else f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
+    return str(value)

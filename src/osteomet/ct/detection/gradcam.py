@@ -70,7 +70,7 @@ def save_overlay(image: np.ndarray, heat: np.ndarray, mask: np.ndarray | None, p
         ax.axis("off")
     tile_ax, cam_ax = axes[-2], axes[-1]
     tile_ax.imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-    tile_ax.set_title("network input (tile), reference lesion green", fontsize=8)
+    tile_ax.set_title("network input (tile)" + (", reference lesion green" if mask is not None else ""), fontsize=8)
     cam_ax.imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     # the lowest tenth of the map left clear: the bone under a map that says nothing stays readable
     cam_ax.imshow(np.ma.masked_less(heat, 0.1), cmap="jet", alpha=0.45, vmin=0, vmax=1, interpolation="bilinear")
@@ -96,8 +96,10 @@ def peak_to_lesion_mm(heat: np.ndarray, mask: np.ndarray, pixel_mm: float) -> fl
 
 def write_gradcam_overlays(model: torch.nn.Module, architecture: str, tiles: BoneTiles, scores: pd.DataFrame,
                            threshold: float, out: Path, max_per_kind: int, device: torch.device) -> pd.DataFrame:
-    """Grad-CAM of every labelled slice called positive, overlays of the most confident ``max_per_kind`` per kind.
+    """Grad-CAM of every slice called positive, overlays of the most confident ``max_per_kind`` per kind.
 
+    Kinds: ``true_positive`` and ``false_positive`` for labelled slices, ``flagged`` for slices
+    without a reference (a new patient of ``predict ct``: what a reader checks first).
     Grad-CAM runs on the slice's tile of highest probability (the one that made the call).
     Returns one row per slice called positive (kind, probability, whether the map is empty, the
     distance from its maximum to the lesion for true positives, NaN when that tile holds no
@@ -105,16 +107,16 @@ def write_gradcam_overlays(model: torch.nn.Module, architecture: str, tiles: Bon
     """
     from osteomet.ct.detection.train import tile_probabilities
 
-    labelled = scores.dropna(subset=["label"])
-    called = labelled[labelled["probability"] >= threshold].sort_values("probability", ascending=False)
+    called = scores[scores["probability"] >= threshold].sort_values("probability", ascending=False)
     rows = []
     centre = tiles.settings.context
-    for kind, part in (("true_positive", called[called["label"] == 1]), ("false_positive", called[called["label"] == 0])):
+    for kind, part in (("true_positive", called[called["label"] == 1]), ("false_positive", called[called["label"] == 0]),
+                       ("flagged", called[called["label"].isna()].head(max_per_kind))):  # no statistics: top only
         for rank, item in enumerate(part.itertuples()):
             stack, centres = tiles.slice_tiles(item.patient_id, int(item.slice))
             best = int(np.argmax(tile_probabilities(model, stack, 64, device)))
             x = stack[best]
-            mask = tiles.tile_mask(item.patient_id, int(item.slice), *centres[best])
+            mask = tiles.tile_mask(item.patient_id, int(item.slice), *centres[best]) if kind != "flagged" else None
             heat = gradcam_map(model, architecture, x, device)
             # Grad-CAM keeps only regions that raise the logit (ReLU); a slice called positive with a
             # negative logit everywhere gives an empty map, which the title says rather than hides.
@@ -126,7 +128,8 @@ def write_gradcam_overlays(model: torch.nn.Module, architecture: str, tiles: Bon
                 settings = tiles.store.case(item.patient_id)[1].get("config", {})
                 window = (f"window L{settings['window_level']:g}/W{settings['window_width']:g} HU"
                           if {"window_level", "window_width"} <= set(settings) else "bone window")
-                reference = "lesion on this slice" if int(item.label) == 1 else "no lesion on this slice"
+                reference = ("none (a new patient)" if kind == "flagged" else
+                             "lesion on this slice" if int(item.label) == 1 else "no lesion on this slice")
                 save_overlay(x[centre], heat, mask, path,
                              f"{architecture} {kind.replace('_', ' ')}: {item.patient_id} slice {int(item.slice)}, "
                              f"score {item.probability:.2f} (threshold {threshold:.2f}); reference: {reference}"
