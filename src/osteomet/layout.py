@@ -30,10 +30,12 @@ into, or over, someone's data.
       explanations/         <model>_shap_summary.png, <model>_shap_importance.csv, <model>_shap_values.csv
       trust/                coverage.csv; <model>/conformal.json (Mondrian split-conformal calibration),
                             <model>/recalibration.json (logistic recalibration, when enabled)
+      applicability/        domain.json (the training patients' ranges and feature distances), missingness.json,
+                            measurements.csv, flags.csv (every patient's verdict), flag_rates.csv (per split)
       flow/                 patient_flow.csv, flow.json, flow.png: each patient from the manifest to the evaluation
       evaluation/           metrics.csv, delong.csv, calibration.csv, roc_/calibration_/decision_curve_<cohort>.png
                             (+ .svg), cohort_characteristics.csv
-      ct/detection/ ct/segmentation/ ct/nnunet/ ct/lesions/ ct/icc/
+      ct/split/ ct/detection/ ct/segmentation/ ct/nnunet/ ct/lesions/ ct/icc/ ct/rules/
       report.html
 """
 
@@ -140,6 +142,13 @@ DEMO_SUMMARY = "summary.json"
 CONFORMAL = "conformal.json"  # a model's Mondrian split-conformal calibration scores
 RECALIBRATION = "recalibration.json"  # a model's logistic recalibration (intercept, slope)
 COVERAGE = "coverage.csv"  # empirical coverage of the prediction sets per model, cohort and class
+
+# ---- applicability domain and missing clinical values (``applicability/``) ----------------------
+DOMAIN = "domain.json"  # the checks fitted on the training patients (ranges, feature distances)
+MISSINGNESS = "missingness.json"  # the training cohort's missing clinical values and their plausible values
+MEASUREMENTS = "measurements.csv"  # every study patient's image, intensity and mask numbers
+FLAGS = "flags.csv"  # every study patient's verdict (training patients out-of-fold) with its reasons
+FLAG_RATES = "flag_rates.csv"  # the share of patients outside the domain per split
 
 
 def model_meta(model: str) -> str:
@@ -248,6 +257,11 @@ class RunLayout:
         return self.root / "trust"
 
     @property
+    def applicability(self) -> Path:
+        """The applicability domain and missingness: ``domain.json``, ``missingness.json``, ``flags.csv``."""
+        return self.root / "applicability"
+
+    @property
     def evaluation(self) -> Path:
         return self.root / "evaluation"
 
@@ -271,6 +285,11 @@ class RunLayout:
     @property
     def ct_icc(self) -> Path:
         return self.root / "ct" / "icc"
+
+    @property
+    def ct_rules(self) -> Path:
+        """Each CT model's patient-level rule chosen on validation and the patient-level metrics (``run ct``)."""
+        return self.root / "ct" / "rules"
 
     @property
     def ct_nnunet(self) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import pandas as pd
@@ -60,6 +61,14 @@ def test_run_ct_splits_once_trains_every_model_analyses_every_segmenter_and_reru
     assert (layout.ct_detection / "predictions" / "resnet34" / "metrics.csv").is_file()
     assert (layout.ct_lesions_of("unet") / "lesions.csv").is_file()
     assert (layout.ct_icc_of("unet") / "icc" / "icc.csv").is_file()
+    assert sorted(p.name for p in (layout.ct_lesions / "figures").glob("*.png"))  # drawn once, for the report
+    rules = json.loads((layout.ct_rules / "rules.json").read_text())
+    assert set(rules["detectors"]) == {"resnet34"} and set(rules["segmenters"]) == {"unet"}
+    metrics = pd.read_csv(layout.ct_rules / "patient_metrics.csv")
+    test = metrics[(metrics["split"] == "test") & (metrics["rule"] == "chosen")]
+    assert {"patient_sensitivity", "patient_specificity"} <= set(test["metric"])
+    assert set(test.loc[test["task"] == "segmenter", "metric"]) >= {"fp_lesions_per_lesion_free_patient",
+                                                                      "lesion_sensitivity"}
     config = ct_run.parent / "config" / "ct_study.yaml"
     again = runner.invoke(app, ["run", "ct", "-m", str(ct_manifest), "-o", str(ct_run), "--config", str(config)])
     assert again.exit_code == 0 and again.output.count("up to date") >= 7, again.output
@@ -125,3 +134,48 @@ def test_predict_ct_on_the_real_dicom_ct_without_a_bone_map_says_bone_identity_i
     refused = runner.invoke(app, ["predict", "ct", "--model", str(ct_run), "--ct", str(series), "--segmenter",
                                   "vnet", "-o", str(tmp_path / "other")])
     assert refused.exit_code == 2 and "--segmenter vnet: not trained" in refused.output
+
+
+def test_predict_ct_on_the_real_nifti_ct_with_its_totalsegmentator_map_names_each_lesions_bone(ct_run, tmp_path):
+    from osteomet.data.totalsegmentator import TOTALSEG_BONES
+    from tests.conftest import shared_path
+
+    ct, bones = shared_path("ct", "totalseg_example", "ct.nii.gz"), shared_path("ct", "totalseg_example",
+                                                                                "bones_totalsegmentator.nii.gz")
+    result = runner.invoke(app, ["predict", "ct", "--model", str(ct_run), "--ct", str(ct), "--bones", str(bones),
+                                 "-o", str(tmp_path / "real")])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "bone identity is unavailable" not in said and "no DICOM SEG" in said  # a NIfTI has no series to refer to
+    saved = json.loads((tmp_path / "real" / "result.json").read_text())
+    assert saved["bone_identity"] is True
+    assert sitk.ReadImage(saved["mask"]).GetSize() == sitk.ReadImage(str(ct)).GetSize()
+    lesions = pd.read_csv(tmp_path / "real" / "lesions" / "lesions.csv")
+    assert len(lesions) == saved["lesions"]
+    # each lesion lies in a bone of the map (named as TotalSegmentator names it) or says why it has none
+    names = {bone.name for bone in TOTALSEG_BONES.values()}
+    for _, lesion in lesions.iterrows():
+        assert lesion["bone_name"] in names or lesion["bone_status"] in ("outside_bone", "tie"), lesion.to_dict()
+
+
+def test_run_ct_interrupted_by_ctrl_c_in_training_continues_where_it_stopped(ct_manifest, tmp_path):
+    """Ctrl-C after the segmenter's first epoch: exit 130 with how to continue; the same command resumes the
+    epochs (none repeated) and finishes every stage."""
+    import subprocess
+    import sys
+
+    from tests.pipeline.test_run_mri import _interrupt_when
+
+    config = _study(tmp_path / "config", segmentation={"max_epochs": 3})
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "osteomet", "run", "ct", "-m", str(ct_manifest), "-o", str(run), "--config",
+               str(config)]
+    last = RunLayout(run).ct_segmentation / "model" / "unet" / "checkpoints" / "last.pt"
+    _interrupt_when(command, signal.SIGINT, last.is_file, tmp_path / "run.log")
+    done = subprocess.run(command, capture_output=True, text=True, encoding="utf-8", errors="replace")
+    assert done.returncode == 0, done.stdout + done.stderr
+    said = done.stdout + done.stderr
+    assert "ct split: up to date" in said and "ct segmentation train: done (continued after an interruption)" in said
+    history = pd.read_csv(RunLayout(run).ct_segmentation / "model" / "unet" / "history.csv")
+    assert history["epoch"].tolist() == [0, 1, 2]
+    assert (RunLayout(run).ct_lesions_of("unet") / "lesions.csv").is_file()

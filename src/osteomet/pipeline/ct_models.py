@@ -64,14 +64,80 @@ def train_ct_task(task: Task, manifest: Path, out: Path, config: str | Path, *, 
 
 
 def train_each_architecture(root: Path, out: Path, settings: Settings, train: Callable, device: str | None,
-                            describe: Callable[[Any], str] | None = None) -> dict[str, Any]:
-    """Train the run's architectures in turn, each with its epoch progress bar (and a one-line result when
-    ``describe`` is given); returns each architecture's training result."""
+                            describe: Callable[[Any], str] | None = None, *, task: Task | None = None,
+                            resume: bool = False, jobs: int = 1, scheduler: str | None = None,
+                            threads: int | None = None) -> dict[str, Any]:
+    """Train the run's architectures, each with its epoch progress bar (and a one-line result when ``describe``
+    is given); returns each architecture's training result.
+
+    In turn in this process when ``jobs`` is 1 and no ``scheduler`` is given; otherwise each architecture
+    is one Dask task (:func:`train_architecture_task`, which needs ``task`` and ``resume`` instead of
+    ``train``), on a local cluster of ``jobs`` workers or on the cluster at ``scheduler``, and writes its
+    folder in ``out`` as here. Each architecture seeds its own weights and sampling, and trains on
+    ``threads`` torch threads wherever it runs (default: this process's count), so the networks are the
+    same either way.
+    """
+    if jobs <= 1 and scheduler is None:
+        return _train_here(root, out, settings, train, device, describe, threads)
+    if task is None:
+        raise ValueError("train_each_architecture: jobs > 1 or a scheduler needs the task's name")
+    import torch
+
+    from osteomet.utils.dask_tasks import dask_map
+
+    tasks = [{"task": task, "root": str(root), "out": str(out), "settings": settings.model_dump(mode="json"),
+              "architecture": architecture, "device": device, "resume": resume,
+              "threads": threads or torch.get_num_threads()} for architecture in settings.architectures]
+    results = {}
+    with progress_bar(f"train {task} ({len(tasks)} on Dask)", len(tasks)) as advance:
+        for architecture, result in dask_map(train_architecture_task, tasks, jobs=jobs, scheduler=scheduler):
+            results[architecture] = result
+            advance()
+            if describe is not None:
+                console.print(f"{architecture}: {describe(result)}")
+    return {architecture: results[architecture] for architecture in settings.architectures}
+
+
+def _train_here(root: Path, out: Path, settings: Settings, train: Callable, device: str | None,
+                describe: Callable[[Any], str] | None, threads: int | None) -> dict[str, Any]:
+    """The architectures in turn in this process (on ``threads`` torch threads when given)."""
     results = {}
     for architecture in settings.architectures:
-        with progress_bar(f"train {architecture}", settings.max_epochs) as advance:
+        with progress_bar(f"train {architecture}", settings.max_epochs) as advance, _threads(threads):
             results[architecture] = train(root, out, settings, architecture, device=device, progress=advance)
         if describe is not None:
             console.print(f"{architecture}: {describe(results[architecture])}")
     return results
 
+
+def _threads(threads: int | None) -> Any:
+    """Torch on ``threads`` threads for a block (nothing changed when None)."""
+    import contextlib
+
+    if threads is None:
+        return contextlib.nullcontext()
+    from osteomet.utils.torch import torch_threads
+
+    return torch_threads(threads)
+
+
+def train_architecture_task(task: dict[str, Any]) -> tuple[str, Any]:
+    """One architecture's training as a Dask task: plain arguments in (paths, the settings as a dict), its run
+    folder written in ``out`` as a local run writes it; returns (architecture, training result)."""
+    _, train = task_trainer(task["task"])
+    settings = settings_model(task["task"]).model_validate(task["settings"])
+    with _threads(task["threads"]):
+        result = train(Path(task["root"]), Path(task["out"]), settings, task["architecture"], device=task["device"],
+                       resume=task["resume"])
+    return task["architecture"], result
+
+
+def settings_model(task: Task) -> type[BaseModel]:
+    """The settings class of a CT slice task (what a task's dict is validated back into)."""
+    if task == "detection":
+        from osteomet.ct.detection.config import DetectionConfig
+
+        return DetectionConfig
+    from osteomet.ct.segmentation.config import CTSegmentationConfig
+
+    return CTSegmentationConfig

@@ -31,8 +31,6 @@ from osteomet.stage import Stage, StageOutcome
 from osteomet.utils.files import read_json, write_json_atomic, write_text_atomic
 
 STAGE_NAME = "ct-patient-rules"
-#: The stage's folder under ``ct/`` of a run (until :class:`~osteomet.layout.RunLayout` names it ``ct_rules``).
-RULES_DIR = "rules"
 RULES = "rules.json"
 PATIENT_METRICS = "patient_metrics.csv"
 PATIENT_CALLS = "patient_calls.csv"
@@ -41,7 +39,7 @@ OUTPUTS = (RULES, PATIENT_METRICS, PATIENT_CALLS)
 
 def rules_folder(layout: RunLayout) -> Path:
     """The run's patient-rules stage folder (``ct/rules``)."""
-    return Path(getattr(layout, "ct_rules", layout.root / "ct" / RULES_DIR))
+    return layout.ct_rules
 
 
 def read_rules(path: Path) -> dict[str, dict[str, Any]]:
@@ -212,5 +210,5 @@ def choose_ct_patient_rules(study_manifest: Path, detection_predictions: Path | 
     return stage.run(work)
 
 
-__all__ = ["OUTPUTS", "PATIENT_CALLS", "PATIENT_METRICS", "RULES", "RULES_DIR", "choose_ct_patient_rules",
+__all__ = ["OUTPUTS", "PATIENT_CALLS", "PATIENT_METRICS", "RULES", "choose_ct_patient_rules",
            "read_rules", "rules_folder"]

@@ -1,20 +1,22 @@
 """The settings of a whole CT study (``ct_study.yaml``): which models and stages `osteomet run ct` runs.
 
 Two studies ship with the package: ``tiny`` (one small detector and segmenter, few epochs, for
-CPU trials, tests and the demo) and ``default`` (the published setting: the three detectors and
-the three MONAI segmenters at full size, for a GPU). Model settings name a preset or a YAML file
-of `ct detect train` / `ct segment train`, read relative to the ``ct_study.yaml`` that names them.
+CPU trials, tests and the demo) and ``default`` (the published setting: the three detectors,
+the three MONAI segmenters at full size and nnU-Net v2, for a GPU). Model settings name a preset
+or a YAML file of `ct detect train` / `ct segment train`, read relative to the ``ct_study.yaml``
+that names them. The ``nnunet`` section runs nnU-Net v2 itself (an optional extra) on the
+study's split, as one more segmenter beside the MONAI ones.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from osteomet.config import ConfigError, load_preset_or_file
-from osteomet.pipeline.study import DEVICE
+from osteomet.pipeline.study import DEVICE, SCHEDULER
 
 
 class _Section(BaseModel):
@@ -45,14 +47,90 @@ class CTICCSettings(_Section):
     params: str = Field("tiny", description="pyradiomics parameters of the predicted-vs-manual ICC")
 
 
+class CTNnunetSettings(_Section):
+    """nnU-Net v2 through the real package: export, plan + preprocess, train each fold, predict, import.
+
+    Folds: by default nnU-Net trains one fold, the study's own split (train patients train, val
+    patients choose nothing but are nnU-Net's validation), so it learns from exactly the patients
+    the MONAI segmenters learn from and the paired comparison on the test patients is like for
+    like. ``cross_validation: 5`` with ``folds: [0, 1, 2, 3, 4]`` is nnU-Net's published recipe
+    instead: 5-fold cross-validation over the train and val patients pooled, the folds ensembled
+    at prediction; the test patients stay unseen either way.
+    """
+
+    enabled: bool = False
+    configuration: Literal["2d", "3d_fullres", "3d_lowres"] = Field(
+        "3d_fullres", description="nnU-Net configuration (3d_lowres exists only when nnU-Net plans it: large CTs)")
+    trainer: str = Field("nnUNetTrainer", description="nnU-Net trainer class (nnUNetTrainer: 1000 epochs; osteomet's "
+                                                      "short ones: nnUNetTrainer_OsteometSmoke/Tiny/CPU/Short)")
+    planner: str = Field("ExperimentPlanner", description="nnU-Net experiment planner (nnUNetPlannerResEncM/L/XL: "
+                                                          "the residual-encoder presets)")
+    cross_validation: int | None = Field(None, ge=2, le=10, description="None: one fold, the study's train/val "
+                                         "split; K: nnU-Net's K-fold cross-validation over train+val pooled")
+    folds: list[int] | None = Field(None, min_length=1, description="folds to train and ensemble (default: all)")
+    dataset_id: int = Field(501, ge=1, le=999, description="nnU-Net dataset id (the dataset lives in the run)")
+    disable_tta: bool = Field(False, description="predict without nnU-Net's mirroring test-time augmentation")
+    device: str | None = Field(None, pattern=r"^(cpu|cuda|mps)$", description="cpu, cuda or mps (default: the "
+                                                                             "study's device)")
+    processes: int = Field(1, ge=1, description="nnU-Net worker processes (preprocessing, augmentation, export)")
+    cpu_threads: int | None = Field(None, ge=1, description="torch threads of CPU training with osteomet's trainers")
+
+    @model_validator(mode="after")
+    def _folds_exist(self) -> "CTNnunetSettings":
+        n = self.cross_validation or 1
+        folds = self.folds if self.folds is not None else list(range(n))
+        outside = [f for f in folds if not 0 <= f < n]
+        if outside:
+            which = (f"cross_validation {n} defines folds 0-{n - 1}" if self.cross_validation else
+                     "without cross_validation there is one fold, 0 (the study's train/val split)")
+            raise ValueError(f"folds {outside}: {which}")
+        if len(set(folds)) != len(folds):
+            raise ValueError(f"folds {folds}: a fold is named twice")
+        return self
+
+    @property
+    def fold_list(self) -> list[int]:
+        """The folds trained and ensembled."""
+        return list(self.folds) if self.folds is not None else list(range(self.cross_validation or 1))
+
+    def check(self, study_device: str | None = None) -> None:
+        """nnunetv2 installed (else its install recipe), the trainer, planner and device known: before any stage."""
+        from osteomet.ct.nnunet.run import check_planner, check_trainer, require_nnunetv2
+
+        require_nnunetv2()
+        for key, check in (("trainer", check_trainer), ("planner", check_planner)):
+            try:
+                check(getattr(self, key))
+            except ConfigError:
+                raise
+            except ValueError as exc:
+                raise ConfigError(f"nnunet.{key}: {exc}") from None
+        device = self.device or study_device
+        if device is not None and device.startswith("cuda:"):
+            raise ConfigError(f"device {device}: nnU-Net takes cpu, cuda or mps; choose the GPU with "
+                              f"CUDA_VISIBLE_DEVICES={device[5:]} and device cuda (or set nnunet.device)")
+
+
 class CTStudyConfig(_Section):
     seed: int = 0
     device: str | None = Field(None, pattern=DEVICE.pattern, description="cpu or cuda (default: cuda when present)")
+    jobs: int = Field(1, ge=1, description="worker processes: the architectures of a task train side by side")
+    scheduler: str | None = Field(None, description="Dask scheduler address: each architecture's training runs there")
     split: CTSplitSettings = Field(default_factory=CTSplitSettings)
     detection: CTModelSettings = Field(default_factory=CTModelSettings)
     segmentation: CTModelSettings = Field(default_factory=CTModelSettings)
     lesions: CTLesionSettings = Field(default_factory=CTLesionSettings)
     icc: CTICCSettings = Field(default_factory=CTICCSettings)
+    nnunet: CTNnunetSettings = Field(default_factory=CTNnunetSettings)
+
+    @field_validator("scheduler")
+    @classmethod
+    def _scheduler(cls, scheduler: str | None) -> str | None:
+        """The address StudyConfig accepts, refused before any stage as there."""
+        if scheduler is not None and not SCHEDULER.fullmatch(scheduler):
+            raise ValueError("not a Dask scheduler address: use tcp://host:port (or tls://, "
+                             "ucx://, ws://, wss://, inproc://), or leave it out")
+        return scheduler
 
     def model_config_of(self, task: str) -> Any:
         """The detection or segmentation training settings this study names, with its overrides applied."""
@@ -98,4 +176,10 @@ def load_ct_study_config(source: str | Path | None = None) -> CTStudyConfig:
     for section in MODEL_SECTIONS:  # an unknown architecture or a bad model file is refused before any stage
         if getattr(config, section).enabled:
             config.model_config_of(section)
+    if config.nnunet.enabled:  # so are a missing nnU-Net install and an unknown trainer or planner
+        try:
+            config.nnunet.check(config.device)
+        except ConfigError as exc:
+            where = f"{source}: " if source is not None and Path(source).is_file() else ""
+            raise ConfigError(f"{where}{exc}") from None
     return config

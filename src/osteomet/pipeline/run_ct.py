@@ -4,9 +4,11 @@ Each step is a stage (skipped when its manifest, settings and upstream checkpoin
 unchanged) in the run directory's ``ct/`` folders::
 
     ct/detection/model, ct/detection/predictions        (slice detectors: train, predict + Grad-CAM)
-    ct/segmentation/model, ct/segmentation/predictions  (MONAI segmenters: train, masks + comparison)
-    ct/lesions                                          (predicted lesions against the manifest's masks)
-    ct/icc                                              (radiomics of predicted vs manual masks, ICC by class)
+    ct/segmentation/model, ct/segmentation/predictions  (MONAI segmenters: train, masks)
+    ct/nnunet/{export,plan,train,predict}               (nnU-Net v2, imported to ct/segmentation/predictions/nnunet)
+    ct/segmentation/predictions/comparison              (every segmenter on the test patients: Dice CIs, paired tests)
+    ct/lesions/<segmenter>                              (predicted lesions against the manifest's masks)
+    ct/icc/<segmenter>                                  (radiomics of predicted vs manual masks, ICC by class)
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import pandas as pd
 
 from osteomet.data.manifest import read_manifest
 from osteomet.errors import InputError
-from osteomet.layout import CHECKPOINTS, FEATURES, ICC, METRICS, RunLayout
+from osteomet.layout import CHECKPOINTS, EXTRACTION_LOG, FEATURES, ICC, METRICS, RunLayout
 from osteomet.pipeline.inputs import manifest_inputs
 from osteomet.stage import Stage, StageOutcome
 from osteomet.utils.progress import progress_bars
@@ -31,9 +33,15 @@ def _checkpoints(model: Path) -> list[Path]:
     return sorted(model.glob("*/checkpoints/best.pt"))
 
 
-def train_ct_models(task: str, manifest: Path, out: Path, settings, *, device: str | None = None) -> StageOutcome:
-    """Train every architecture of ``settings`` (``task``: detection or segmentation) as one stage."""
+def train_ct_models(task: str, manifest: Path, out: Path, settings, *, device: str | None = None, jobs: int = 1,
+                    scheduler: str | None = None) -> StageOutcome:
+    """Train every architecture of ``settings`` (``task``: detection or segmentation) as one stage.
+
+    Each architecture is one Dask task with ``jobs > 1`` or a ``scheduler``, on study_threads(jobs) torch
+    threads wherever it trains, so the networks do not depend on where they ran.
+    """
     from osteomet.pipeline.ct_models import prepare_ct_run, task_trainer, train_each_architecture
+    from osteomet.utils.torch import study_threads
 
     _, train = task_trainer(task)
     cohort = read_manifest(manifest, kind="ct", require=("lesion_mask",))
@@ -44,7 +52,8 @@ def train_ct_models(task: str, manifest: Path, out: Path, settings, *, device: s
 
     def work() -> dict[str, Any]:
         root, chosen = prepare_ct_run(manifest, out, settings, None, None)
-        results = train_each_architecture(root, out, chosen, partial(train, resume=resume), device)
+        results = train_each_architecture(root, out, chosen, partial(train, resume=resume), device, task=task,
+                                          resume=resume, jobs=jobs, scheduler=scheduler, threads=study_threads(jobs))
         return {architecture: {"best_epoch": result.best_epoch, "epochs_run": result.epochs_run}
                 for architecture, result in results.items()}
 
@@ -70,7 +79,7 @@ def predict_ct_detection(manifest: Path, model: Path, out: Path, *, device: str 
 
 
 def predict_ct_segmentation(manifest: Path, model: Path, out: Path, *, device: str | None = None) -> StageOutcome:
-    from osteomet.ct.segmentation.compare import compare_segmentations
+    """Every MONAI segmenter's masks and per-patient scores (compared with the others by :func:`compare_ct_segmenters`)."""
     from osteomet.ct.segmentation.infer import predict_segmentation
 
     cohort = read_manifest(manifest, kind="ct")
@@ -81,8 +90,6 @@ def predict_ct_segmentation(manifest: Path, model: Path, out: Path, *, device: s
         with progress_bars(("slices", len(cohort)), ("segment", len(cohort))) as (cached, segmented):
             table = predict_segmentation(cohort, model, out, device=device, on_cached=cached, progress=segmented)
         tested = table.dropna(subset=["dice"]) if "dice" in table else table.iloc[0:0]
-        if (tested["split"] == "test").any():
-            compare_segmentations(tested, out / "comparison", split="test")
         return {"patients": int(table["patient_id"].nunique()),
                 "mean_test_dice": float(tested.loc[tested["split"] == "test", "dice"].mean())
                 if len(tested) else None}
@@ -90,8 +97,37 @@ def predict_ct_segmentation(manifest: Path, model: Path, out: Path, *, device: s
     return stage.run(work)
 
 
+COMPARE_STAGE = "ct-segmentation-compare"
+
+
+def compare_ct_segmenters(predictions: Path, out: Path, *, split: str = "test") -> StageOutcome:
+    """Every segmenter in ``predictions`` (MONAI and nnU-Net alike) on the ``split`` patients all of them scored:
+    per-patient Dice with bootstrap CIs, paired tests between every pair with Holm adjustment, box plots."""
+    from osteomet.ct.segmentation.compare import compare_segmentations, read_metrics
+
+    tables = [folder.parent / METRICS for folder in segmenter_masks(predictions).values()
+              if (folder.parent / METRICS).is_file()]
+    stage = Stage(COMPARE_STAGE, out, settings={"split": split, "adjust": "holm"}, inputs={"metrics": tables})
+
+    def work() -> dict[str, Any]:
+        if not tables:
+            raise InputError(f"{predictions}: no segmenter's <model>/{METRICS} to compare")
+        table = read_metrics(tables)
+        scored = table.dropna(subset=["dice"])
+        models = sorted(map(str, table["model"].unique()))
+        if not (scored["split"] == split).any():  # nothing to compare on (no scored patient of the split)
+            return {"models": models, "patients": 0}
+        results = compare_segmentations(scored, out, split=split, adjust="holm")
+        summary = results["summary"]
+        dice = summary[summary["metric"] == "dice"] if "metric" in summary else summary.iloc[0:0]
+        return {"models": models, "patients": int(dice["n"].max()) if len(dice) else 0,
+                "mean_dice": {str(r.model): round(float(r.mean), 4) for r in dice.itertuples()}}
+
+    return stage.run(work)
+
+
 def radiomics_icc(manifest: Path, masks: Path, out: Path, *, params: str = "tiny",
-                  manual: Path | None = None) -> StageOutcome:
+                  manual: Path | None = None, jobs: int = 1, scheduler: str | None = None) -> StageOutcome:
     """Features from the manual and the predicted lesion masks, and their ICC(2,1) by feature class.
 
     ``manual``: the manual masks' feature folder when several segmenters share it (extracted once).
@@ -100,17 +136,29 @@ def radiomics_icc(manifest: Path, masks: Path, out: Path, *, params: str = "tiny
     from osteomet.radiomics.reproducibility import run_icc
 
     manual = manual or out / "manual"
-    extract_features(manifest, manual, params=params)
-    extract_features(manifest, out / "predicted", params=params, masks=masks)
+    _, by_hand = extract_features(manifest, manual, params=params, jobs=jobs, scheduler=scheduler)
+    _, predicted = extract_features(manifest, out / "predicted", params=params, masks=masks, jobs=jobs,
+                                    scheduler=scheduler)
     stage = Stage("ct-icc", out / "icc", settings={"model": "2,1"},
                   inputs={"manual": manual / FEATURES,
                           "predicted": out / "predicted" / FEATURES}, outputs=(ICC,))
 
     def work() -> dict[str, Any]:
+        both = _extracted(by_hand) & _extracted(predicted)
+        if len(both) < 2:  # a segmenter that found (almost) no lesion: nothing to agree on, not an error of the run
+            return {"cases": len(both), "features": 0,
+                    "note": f"no ICC: {len(both)} patient(s) with features from both the manual and the predicted "
+                            f"mask (an empty mask has none); see {out / 'predicted' / EXTRACTION_LOG}"}
         report, _ = run_icc(manual / FEATURES, out / "predicted" / FEATURES, out / "icc" / ICC, model="2,1")
         return {"cases": report.n_cases, "features": len(report.per_feature)}
 
     return stage.run(work)
+
+
+def _extracted(result: Any) -> set[str]:
+    """The patients whose features an extraction got (fresh or from its cache)."""
+    log = result.log
+    return set(log.loc[log["status"] != "failed", "patient_id"].astype(str))
 
 
 SPLIT_STAGE = "ct-study-split"
@@ -169,6 +217,8 @@ def run_ct(manifest: Path, run: Path, config: Any = "tiny", *, device: str | Non
     if not hasattr(config, "model_config_of"):
         config = load_ct_study_config(config)
     device = device or config.device
+    if config.nnunet.enabled:  # nnU-Net installed, its trainer, planner and device known: before any stage
+        config.nnunet.check(device)
     models = dict(models or {})
     for task in ("detection", "segmentation"):
         if task not in models and getattr(config, task).enabled:
@@ -188,14 +238,23 @@ def run_ct(manifest: Path, run: Path, config: Any = "tiny", *, device: str | Non
     study = layout.ct_split / MANIFEST
     if config.detection.enabled:
         timed("ct detection train", lambda: train_ct_models("detection", study, det / "model",
-                                                            models["detection"], device=device))
+                                                            models["detection"], device=device,
+                                                            jobs=config.jobs, scheduler=config.scheduler))
         timed("ct detection predict", lambda: predict_ct_detection(study, det / "model", det / "predictions",
                                                                    device=device))
     if config.segmentation.enabled:
         timed("ct segmentation train", lambda: train_ct_models("segmentation", study, seg / "model",
-                                                               models["segmentation"], device=device))
+                                                               models["segmentation"], device=device,
+                                                               jobs=config.jobs, scheduler=config.scheduler))
         timed("ct segmentation predict", lambda: predict_ct_segmentation(study, seg / "model", seg / "predictions",
                                                                          device=device))
+    if config.nnunet.enabled:  # imported into seg/predictions/nnunet: a segmenter like the others from here on
+        from osteomet.pipeline.ct_nnunet import run_ct_nnunet
+
+        run_ct_nnunet(study, layout, config.nnunet, seed=config.seed, device=device, timed=timed, log=log)
+    if config.segmentation.enabled or config.nnunet.enabled:
+        timed("ct segmentation compare", lambda: compare_ct_segmenters(seg / "predictions",
+                                                                       seg / "predictions" / "comparison"))
         lesions = LesionSettings(cluster_gap=config.lesions.cluster_gap,
                                  diffuse_fraction=config.lesions.diffuse_fraction,
                                  n_resamples=config.lesions.n_resamples, seed=config.seed)
@@ -206,7 +265,26 @@ def run_ct(manifest: Path, run: Path, config: Any = "tiny", *, device: str | Non
             if config.icc.enabled:
                 timed(f"ct radiomics icc {architecture}", lambda: radiomics_icc(
                     study, masks, layout.ct_icc_of(architecture), params=config.icc.params,
-                    manual=layout.ct_icc / "manual"))
+                    manual=layout.ct_icc / "manual", jobs=config.jobs, scheduler=config.scheduler))
+        if config.lesions.enabled and (any(not stages[name]["skipped"] for name in stages
+                                           if name.startswith("ct lesions "))
+                                       or not (layout.ct_lesions / "figures").is_dir()):
+            from osteomet.ct.lesions.figures import write_lesion_figures
+
+            start = time.perf_counter()
+            written = write_lesion_figures(layout)  # drawn once here, so the report reads PNGs, not volumes
+            log(f"ct lesion figures: {len(written)} written ({time.perf_counter() - start:.1f} s)")
+    segmenting = config.segmentation.enabled or config.nnunet.enabled
+    if config.detection.enabled or segmenting:
+        from osteomet.ct.patient_rules import PatientRuleSettings
+        from osteomet.pipeline.ct_rules import choose_ct_patient_rules
+
+        # a patient-level call for every model, chosen on validation: a clean scan must come back clean
+        timed("ct patient rules", lambda: choose_ct_patient_rules(
+            study, det / "predictions" if config.detection.enabled else None,
+            seg / "predictions" if segmenting else None, layout.ct_rules,
+            detection_model=det / "model" if config.detection.enabled else None,
+            settings=PatientRuleSettings(n_resamples=config.lesions.n_resamples, seed=config.seed)))
     return {"stages": stages, **ct_headline(layout)}
 
 
@@ -230,6 +308,14 @@ def ct_headline(layout: RunLayout) -> dict[str, Any]:
             values = [float(row[c].iloc[0]) for c in ("estimate", "ci_low", "ci_high")]
             # no CI (too few test patients for a cluster bootstrap) is None, which JSON can hold
             out.setdefault("slice_auc", {})[metrics.parent.name] = [None if math.isnan(v) else round(v, 3) for v in values]
+    rules = layout.ct_rules / "patient_metrics.csv"
+    if rules.is_file():  # the patient-level calls on the test patients, under each model's chosen rule
+        table = pd.read_csv(rules)
+        chosen = table[(table["rule"] == "chosen") & (table["split"] == "test")]
+        for _, row in chosen.iterrows():
+            if row["metric"] in ("patient_sensitivity", "patient_specificity", "fp_lesions_per_lesion_free_patient"):
+                values = [None if pd.isna(row[c]) else round(float(row[c]), 3) for c in ("estimate", "ci_low", "ci_high")]
+                out.setdefault(row["metric"], {})[row["model"]] = values
     for architecture, folder in layout.ct_lesion_folders().items():
         table = pd.read_csv(folder / METRICS) if (folder / METRICS).is_file() else None
         if table is None or "metric" not in table:

@@ -402,3 +402,56 @@ def test_bad_cpu_thread_setting_is_refused_by_name(monkeypatch, value):
     monkeypatch.setenv(THREADS_ENV, value)
     with pytest.raises(ValueError, match=THREADS_ENV):
         cpu_threads_from_env()
+
+
+def test_a_layout_may_keep_each_tree_in_another_folder(tmp_path: Path) -> None:
+    """A study run keeps raw, preprocessed and results in the folders of the steps that write them."""
+    layout = NnunetLayout(tmp_path / "nnunet", 501, "OsteometCT", raw_at=tmp_path / "export" / "nnUNet_raw",
+                          preprocessed_at=tmp_path / "plan" / "nnUNet_preprocessed",
+                          results_at=tmp_path / "train" / "nnUNet_results")
+    assert layout.raw == tmp_path / "export" / "nnUNet_raw" / "Dataset501_OsteometCT"
+    assert layout.splits_file == tmp_path / "plan" / "nnUNet_preprocessed" / "Dataset501_OsteometCT" / \
+        "splits_final.json"
+    assert layout.env() == {"nnUNet_raw": str((tmp_path / "export" / "nnUNet_raw").resolve()),
+                            "nnUNet_preprocessed": str((tmp_path / "plan" / "nnUNet_preprocessed").resolve()),
+                            "nnUNet_results": str((tmp_path / "train" / "nnUNet_results").resolve())}
+    assert NnunetLayout(tmp_path, 501, "X").raw_root == tmp_path / "nnUNet_raw"  # the default: all under root
+
+
+def test_trainer_and_planner_names_are_checked_without_importing_nnunet(nnunetv2_installed) -> None:
+    from osteomet.ct.nnunet._child import find_trainer_class
+    from osteomet.ct.nnunet.run import check_planner, check_trainer, planner_names, trainer_names
+
+    names = trainer_names()
+    assert {"nnUNetTrainer", "nnUNetTrainer_5epochs", "nnUNetTrainer_OsteometSmoke", "nnUNetTrainer_OsteometCPU"} <= names
+    assert "_OsteometScheduleTrainer" not in names  # a base class, not a trainer to name
+    for name in ("nnUNetTrainer_OsteometSmoke", "nnUNetTrainer_OsteometTiny"):  # what the child process will find
+        check_trainer(name)
+        assert find_trainer_class(name).__name__ == name
+    with pytest.raises(ValueError, match="'nnUNetTrainer_Osteometsmoke' does not exist.*did you mean "
+                                         "nnUNetTrainer_OsteometSmoke"):
+        check_trainer("nnUNetTrainer_Osteometsmoke")
+    assert {"ExperimentPlanner", "nnUNetPlannerResEncM"} <= planner_names()
+    check_planner("nnUNetPlannerResEncL")
+    with pytest.raises(ValueError, match="planner 'ResEncM' does not exist"):
+        check_planner("ResEncM")
+
+
+def test_import_into_a_stage_folder_writes_masks_and_metrics_there(cohort: Path, exported, tmp_path: Path) -> None:
+    """The study's import stage: masks/ and metrics.csv in the given folder, no run marker written there."""
+    from osteomet.ct.nnunet.importer import import_into
+    from osteomet.layout import MARKER
+
+    layout, _ = exported
+    predictions = tmp_path / "pred"
+    for case in ("CT001", "CT004"):
+        _fake_prediction(layout, case, predictions)
+    folder = tmp_path / "predictions" / "nnunet"
+    table = import_into(predictions, layout, folder, manifest=cohort)
+    assert sorted(p.name for p in (folder / "masks").iterdir()) == ["CT001.nii.gz", "CT004.nii.gz"]
+    assert list(table["dice"]) == [1.0, 1.0] and list(table["split"]) == ["train", "test"]
+    assert (folder / "metrics.csv").is_file() and not (folder / MARKER).exists() and not (folder.parent / MARKER).exists()
+    _fake_prediction(layout, "CT004", predictions, lambda im: im * 0)  # a second import replaces the masks
+    table = import_into(predictions, layout, folder, manifest=cohort)
+    assert table.set_index("patient_id").loc["CT004", "predicted_voxels"] == 0
+    assert not list(folder.glob(".masks*"))

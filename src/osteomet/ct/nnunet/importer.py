@@ -85,18 +85,33 @@ def import_predictions(prediction_dir: str | os.PathLike[str], nnunet_root: str 
     Patients without a reference mask get a mask but NaN metrics.
     """
     layout = NnunetLayout.find(nnunet_root, dataset_id)
-    cases = read_exported_cases(layout)
-    files = prediction_files(prediction_dir, cases)
-    by_case = {c.case_id: c for c in cases}
-    if manifest is not None and not isinstance(manifest, Manifest):
-        manifest = read_manifest(manifest, kind="ct")
+    prediction_files(prediction_dir, read_exported_cases(layout))  # a wrong folder is refused before --out is made
     out = open_run_dir(out, "nnunet-import")
     masks = out / _file_safe(model) / "masks"
     if masks.exists() and not overwrite:
         raise OutputExistsError(f"{masks}: predictions were already imported here; choose another --out or pass "
                               f"--overwrite")
-    masks.parent.mkdir(parents=True, exist_ok=True)
-    staging = masks.parent / f".masks.tmp-{uuid.uuid4().hex[:8]}"
+    return import_into(prediction_dir, layout, out / model, model=model, manifest=manifest, progress=progress)
+
+
+def import_into(prediction_dir: str | os.PathLike[str], layout: NnunetLayout, folder: str | os.PathLike[str], *,
+                model: str = "nnunet", manifest: Manifest | str | os.PathLike[str] | None = None,
+                progress: Callable[[], None] | None = None) -> pd.DataFrame:
+    """Write ``folder/masks/<patient_id>.nii.gz`` and ``folder/metrics.csv``, replacing masks already there.
+
+    The masks are written beside under a hidden name and renamed into place at the end, so an
+    interrupted import never leaves a partial set that a later stage would read as complete.
+    """
+    cases = read_exported_cases(layout)
+    files = prediction_files(prediction_dir, cases)
+    by_case = {c.case_id: c for c in cases}
+    if manifest is not None and not isinstance(manifest, Manifest):
+        manifest = read_manifest(manifest, kind="ct")
+    folder = Path(folder)
+    masks = folder / "masks"
+    _file_safe(model)
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = folder / f".masks.tmp-{uuid.uuid4().hex[:8]}"
     try:
         table = _import_all(files, by_case, manifest, staging, model, progress)
         replace_folder(staging, masks)
@@ -104,7 +119,7 @@ def import_predictions(prediction_dir: str | os.PathLike[str], nnunet_root: str 
         if staging.exists():
             shutil.rmtree(staging)
     table["mask"] = [str(masks / Path(m).name) for m in table["mask"]]
-    write_text_atomic(out / model / METRICS, table.to_csv(index=False))
+    write_text_atomic(folder / METRICS, table.to_csv(index=False))
     return table
 
 

@@ -3,7 +3,9 @@
 nnU-Net finds its data through three environment variables (``nnUNet_raw``,
 ``nnUNet_preprocessed``, ``nnUNet_results``). Keeping all three inside one osteomet run
 directory makes a run self-contained: nothing is read from or written to a global nnU-Net
-folder the user may have for other projects.
+folder the user may have for other projects. A study run (``osteomet run ct``) keeps each
+tree in the stage folder of the step that writes it (export, plan, train), so a layout may
+name a tree that lies elsewhere than under its root.
 """
 
 from __future__ import annotations
@@ -43,11 +45,18 @@ def dataset_folder_name(dataset_id: int, name: str) -> str:
 
 @dataclass(frozen=True)
 class NnunetLayout:
-    """The three nnU-Net trees under one root, and one dataset's folders in them."""
+    """The three nnU-Net trees under one root, and one dataset's folders in them.
+
+    ``raw_at``, ``preprocessed_at``, ``results_at``: a tree that lies elsewhere (an earlier stage's
+    folder); logs are always written under ``root``.
+    """
 
     root: Path
     dataset_id: int
     dataset_name: str
+    raw_at: Path | None = None
+    preprocessed_at: Path | None = None
+    results_at: Path | None = None
 
     @property
     def folder_name(self) -> str:
@@ -55,15 +64,15 @@ class NnunetLayout:
 
     @property
     def raw_root(self) -> Path:
-        return self.root / "nnUNet_raw"
+        return Path(self.raw_at) if self.raw_at is not None else self.root / "nnUNet_raw"
 
     @property
     def preprocessed_root(self) -> Path:
-        return self.root / "nnUNet_preprocessed"
+        return Path(self.preprocessed_at) if self.preprocessed_at is not None else self.root / "nnUNet_preprocessed"
 
     @property
     def results_root(self) -> Path:
-        return self.root / "nnUNet_results"
+        return Path(self.results_at) if self.results_at is not None else self.root / "nnUNet_results"
 
     @property
     def raw(self) -> Path:

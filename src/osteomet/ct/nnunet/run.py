@@ -40,6 +40,10 @@ ENTRY_POINTS = {
 }
 
 
+#: Torch threads of CPU training with osteomet's trainers (read by the trainer in nnU-Net's training process).
+THREADS_ENV = "OSTEOMET_NNUNET_TORCH_THREADS"
+
+
 class NnunetNotInstalledError(OsteometError, ImportError):
     """nnunetv2 (an optional extra) is not installed in this environment."""
 
@@ -56,6 +60,66 @@ def require_nnunetv2() -> str:
             + INSTALL_RECIPE + "\n(scripts/setup.sh does this; see the README's nnU-Net section)"
         )
     return metadata.version("nnunetv2")
+
+
+def _class_names(subfolder: str, extra: Sequence[Path] = ()) -> set[str]:
+    """Class names defined in nnunetv2's ``subfolder`` (and ``extra`` files), read from the source files."""
+    import re
+
+    spec = importlib.util.find_spec("nnunetv2")
+    folders = [Path(p).joinpath(*subfolder.split("/")) for p in (spec.submodule_search_locations or [])] \
+        if spec is not None else []
+    files = [*extra, *(f for folder in folders for f in sorted(folder.rglob("*.py")))]
+    pattern = re.compile(r"^class\s+(\w+)\s*[(:]", re.MULTILINE)
+    names: set[str] = set()
+    for file in files:
+        try:
+            names.update(pattern.findall(file.read_text(encoding="utf-8", errors="replace")))
+        except OSError:
+            continue
+    return {n for n in names if not n.startswith(("_", "Abstract"))}
+
+
+def trainer_names() -> set[str]:
+    """The trainer classes nnU-Net can be told to use: osteomet's and those nnunetv2 ships.
+
+    Read from the source files, without importing nnU-Net (and torch), so that a study config
+    with a misspelt trainer is refused in a moment, before any stage runs.
+    """
+    ours = Path(__file__).parent / "trainers" / "osteomet_nnunet_trainers.py"
+    return {n for n in _class_names("training/nnUNetTrainer", [ours]) if "Trainer" in n}
+
+
+def planner_names() -> set[str]:
+    """The experiment planners nnU-Net ships (ExperimentPlanner, the residual-encoder presets nnUNetPlannerResEnc*)."""
+    return {n for n in _class_names("experiment_planning/experiment_planners") if "Planner" in n}
+
+
+def _check_name(kind: str, name: str, names: set[str], hint: str) -> None:
+    import difflib
+
+    if name in names:
+        return
+    close = difflib.get_close_matches(name, sorted(names), n=3, cutoff=0.6)
+    raise InputError(f"nnU-Net {kind} {name!r} does not exist"
+                     + (f" (did you mean {', '.join(close)}?)" if close else "") + f"; {hint}")
+
+
+def check_trainer(name: str) -> None:
+    """Refuse a trainer class nnU-Net would not find (naming the close ones); needs nnunetv2 installed."""
+    require_nnunetv2()
+    names = trainer_names()
+    ours = sorted(n for n in names if "Osteomet" in n)
+    _check_name("trainer", name, names, f"nnU-Net's default is nnUNetTrainer, osteomet's short ones are "
+                                        f"{', '.join(ours)}")
+
+
+def check_planner(name: str) -> None:
+    """Refuse an experiment planner nnU-Net does not ship; needs nnunetv2 installed."""
+    require_nnunetv2()
+    names = planner_names()
+    _check_name("planner", name, names, f"nnU-Net's default is ExperimentPlanner; planners: "
+                                        f"{', '.join(sorted(names))}")
 
 
 def default_device() -> str:
@@ -174,10 +238,12 @@ def check_fold(layout: NnunetLayout, fold: int | str) -> None:
 def train(layout: NnunetLayout, *, configuration: str = "3d_fullres", fold: int | str = 0,
           trainer: str = "nnUNetTrainer", plans: str = "nnUNetPlans", device: str | None = None,
           num_processes: int = 1, n_proc_da: int | None = None, continue_training: bool = False,
-          echo: Callable[[str], None] | None = None) -> Path:
+          torch_threads: int | None = None, echo: Callable[[str], None] | None = None) -> Path:
     """Train one fold with nnU-Net's ``run_training``; plans and preprocesses first when needed.
 
-    Returns the fold's output folder (checkpoints, validation predictions, progress plot).
+    ``torch_threads``: torch's threads for CPU training with osteomet's trainers (None: the caller's
+    ``OSTEOMET_NNUNET_TORCH_THREADS``, else nnU-Net's choice). Returns the fold's output folder
+    (checkpoints, validation predictions, progress plot).
     """
     check_fold(layout, fold)
     if not plans_file(layout, plans).exists():
@@ -192,8 +258,10 @@ def train(layout: NnunetLayout, *, configuration: str = "3d_fullres", fold: int 
     args = [layout.dataset_id, configuration, fold, "-tr", trainer, "-p", plans, "-device", device]
     if continue_training:
         args.append("--c")
-    run_entry_point("train", args, layout, env=nnunet_env(layout, num_processes=num_processes, n_proc_da=n_proc_da),
-                    echo=echo)
+    env = nnunet_env(layout, num_processes=num_processes, n_proc_da=n_proc_da)
+    if torch_threads is not None:
+        env[THREADS_ENV] = str(int(torch_threads))
+    run_entry_point("train", args, layout, env=env, echo=echo)
     return model_folder(layout, trainer, plans, configuration) / f"fold_{fold}"
 
 

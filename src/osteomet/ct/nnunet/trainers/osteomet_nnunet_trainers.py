@@ -15,14 +15,14 @@ starts; the training child process inherits it) sets torch's thread count for CP
 
 from __future__ import annotations
 
+import math
 import os
 
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
+from osteomet.ct.nnunet.run import THREADS_ENV
 from osteomet.errors import InputError
-
-THREADS_ENV = "OSTEOMET_NNUNET_TORCH_THREADS"
 
 
 def cpu_threads_from_env() -> int | None:
@@ -52,6 +52,12 @@ class _OsteometScheduleTrainer(nnUNetTrainer):
     val_iterations_per_epoch: int = 50
     max_batch_size: int | None = None
     oversample_foreground: float | None = None
+    #: False: no mirroring at inference (validation and prediction), 4-8x fewer forward passes on a CPU
+    inference_mirroring: bool = True
+    #: The lesion probability the untrained network outputs (None: nnU-Net's initialisation). A smoke run's
+    #: network has learnt nothing; starting from the lesions' prior it predicts background rather than half
+    #: of every CT, which would make every later stage (lesion analysis, radiomics of each mask) crawl.
+    lesion_prior: float | None = None
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -66,11 +72,40 @@ class _OsteometScheduleTrainer(nnUNetTrainer):
             torch.set_num_threads(threads)
             self.print_to_log_file(f"osteomet: {threads} torch thread(s)", also_print_to_console=True)
 
+    def initialize(self) -> None:
+        fresh = not self.was_initialized
+        super().initialize()
+        if fresh and self.lesion_prior is not None:  # a checkpoint loaded after this replaces the bias again
+            logit = math.log(self.lesion_prior / (1.0 - self.lesion_prior))
+            with torch.no_grad():
+                for module in self.network.modules():
+                    for layer in getattr(module, "seg_layers", ()):  # the output convolution of every resolution
+                        layer.bias.zero_()
+                        layer.bias[1:] = logit
+
+    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):  # nnU-Net's spelling
+        configured = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        if not self.inference_mirroring:
+            self.inference_allowed_mirroring_axes = None  # saved in the checkpoint, so prediction follows
+        return configured
+
     def _set_batch_size_and_oversample(self) -> None:
         super()._set_batch_size_and_oversample()
         if self.max_batch_size is not None and not self.is_ddp:
             self.batch_size = min(self.batch_size, self.max_batch_size)
             self.print_to_log_file(f"osteomet: batch size capped at {self.batch_size}", also_print_to_console=True)
+
+
+class nnUNetTrainer_OsteometSmoke(_OsteometScheduleTrainer):
+    """1 epoch x 2 iterations of 2 patches, no test-time mirroring: the shortest complete run (tests; learns nothing,
+    and predicts (almost) no lesion: its output starts at a 0.1% lesion prior)."""
+
+    epochs = 1
+    iterations_per_epoch = 2
+    val_iterations_per_epoch = 1
+    max_batch_size = 2
+    inference_mirroring = False
+    lesion_prior = 1e-3
 
 
 class nnUNetTrainer_OsteometTiny(_OsteometScheduleTrainer):
