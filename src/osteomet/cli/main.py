@@ -218,12 +218,15 @@ def demo(
     n_ct: int = typer.Option(10, min=1, help="Synthetic CT patients."),
     seed: int = typer.Option(0, help="Random seed."),
     jobs: int = typer.Option(1, min=1, help="Worker processes."),
+    scheduler: Optional[str] = typer.Option(None, help="Dask scheduler address (tcp://HOST:PORT): both studies' "
+                                            "parallel stages run on that cluster (results equal a local run's; "
+                                            "docs/scaling.md)."),
 ) -> None:
     """Both studies end to end on the embedded synthetic cohorts (tiny models), a prediction and the HTML report."""
     with user_errors():
         from osteomet.pipeline.demo import run_demo
 
-        run_demo(out, n_mri=n_mri, n_ct=n_ct, seed=seed, jobs=jobs, console=console)
+        run_demo(out, n_mri=n_mri, n_ct=n_ct, seed=seed, jobs=jobs, scheduler=scheduler, console=console)
 
 
 if __name__ == "__main__":  # pragma: no cover

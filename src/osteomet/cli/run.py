@@ -9,6 +9,10 @@ import typer
 
 from osteomet.cli._common import console, err_console, interruptible, user_errors
 
+#: Help of ``--scheduler`` (run mri, run ct and demo).
+SCHEDULER_HELP = ("Dask scheduler address (tcp://HOST:PORT): the parallel stages run on that cluster, whose workers "
+                  "see the same paths (results equal a local run's; docs/scaling.md).")
+
 app = typer.Typer(help="Run a whole study (stages already done with the same inputs and settings are skipped).",
                   no_args_is_help=True)
 
@@ -22,6 +26,7 @@ def mri(
                                "study.yaml."),
     jobs: Optional[int] = typer.Option(None, min=1, help="Override the config's worker processes."),
     device: Optional[str] = typer.Option(None, help="Override the config's device (cpu, cuda)."),
+    scheduler: Optional[str] = typer.Option(None, help=SCHEDULER_HELP),
 ) -> None:
     """The bpMRI study: split, preprocessing, UNETR masks, radiomics, 3D-ResNet grid, clinical and fusion models,
     evaluation. Interrupt it any time; the same command continues where it stopped."""
@@ -29,7 +34,7 @@ def mri(
         from osteomet.pipeline.run_mri import run_mri, summary_table
         from osteomet.pipeline.study import load_study_config, override_study
 
-        settings = override_study(load_study_config(config), jobs=jobs, device=device)
+        settings = override_study(load_study_config(config), jobs=jobs, device=device, scheduler=scheduler)
         with interruptible(out, "rerun the same command to continue"):
             record = run_mri(manifest, out, settings, log=lambda line: err_console.print(f"[dim]{line}[/]"))
     from rich.table import Table
@@ -52,7 +57,10 @@ def ct(
     out: Path = typer.Option(..., "--out", "-o", help="Run directory (created, or continued)."),
     config: str = typer.Option("default", help="'default' (the published models, for a GPU), 'tiny' (CPU trial) "
                                "or a ct_study.yaml."),
+    jobs: Optional[int] = typer.Option(None, min=1, help="Override the config's worker processes (the "
+                                       "architectures of a task train side by side)."),
     device: Optional[str] = typer.Option(None, help="Override the config's device (cpu, cuda)."),
+    scheduler: Optional[str] = typer.Option(None, help=SCHEDULER_HELP),
 ) -> None:
     """The CT study: split, slice detectors, lesion segmenters, per-lesion analysis and radiomics ICC of every
     segmenter. Interrupt it any time; the same command continues where it stopped."""
@@ -60,17 +68,28 @@ def ct(
         from osteomet.pipeline.ct_study import load_ct_study_config
         from osteomet.pipeline.run_ct import run_ct
 
-        settings = load_ct_study_config(config)
-        if device is not None:
-            from osteomet.config import ConfigError
-
-            try:
-                settings = type(settings).model_validate({**settings.model_dump(), "device": device})
-            except ValueError:
-                raise ConfigError(f"--device {device}: not a device (cpu, cuda, cuda:N, mps)") from None
+        settings = _override_ct(load_ct_study_config(config), jobs=jobs, device=device, scheduler=scheduler)
         with interruptible(out, "rerun the same command to continue"):
             result = run_ct(manifest, out, settings, log=lambda line: err_console.print(f"[dim]{line}[/]"))
     for key, value in result.items():
         if key != "stages":
             console.print(f"{key}: {value}")
     console.print(f"{len(result['stages'])} stages -> [bold]{out}[/]")
+
+
+def _override_ct(settings, **values: object):
+    """The CT study settings with the command line's options, validated like the YAML values (named on error)."""
+    from pydantic import ValidationError
+
+    from osteomet.config import ConfigError
+
+    update = {key: value for key, value in values.items() if value is not None}
+    if not update:
+        return settings
+    try:
+        return type(settings).model_validate({**settings.model_dump(), **update})
+    except ValidationError as exc:
+        problems = "; ".join(f"--{e['loc'][0]} {update.get(str(e['loc'][0]))}: "
+                             + ("not a device (cpu, cuda, cuda:N, mps)" if e["loc"][0] == "device" else e["msg"].removeprefix("Value error, "))
+                             for e in exc.errors())
+        raise ConfigError(problems) from None

@@ -70,14 +70,14 @@ def train_each_architecture(root: Path, out: Path, settings: Settings, train: Ca
     """Train the run's architectures, each with its epoch progress bar (and a one-line result when ``describe``
     is given); returns each architecture's training result.
 
-    In turn in this process when ``jobs`` is 1 and no ``scheduler`` is given; otherwise each architecture
-    is one Dask task (:func:`train_architecture_task`, which needs ``task`` and ``resume`` instead of
+    In turn in this process when ``jobs`` is 1 (or one architecture) and no ``scheduler`` is given; otherwise each
+    architecture is one Dask task (:func:`train_architecture_task`, which needs ``task`` and ``resume`` instead of
     ``train``), on a local cluster of ``jobs`` workers or on the cluster at ``scheduler``, and writes its
     folder in ``out`` as here. Each architecture seeds its own weights and sampling, and trains on
     ``threads`` torch threads wherever it runs (default: this process's count), so the networks are the
     same either way.
     """
-    if jobs <= 1 and scheduler is None:
+    if scheduler is None and (jobs <= 1 or len(settings.architectures) <= 1):  # no local cluster for one task
         return _train_here(root, out, settings, train, device, describe, threads)
     if task is None:
         raise ValueError("train_each_architecture: jobs > 1 or a scheduler needs the task's name")

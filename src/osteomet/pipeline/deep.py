@@ -64,8 +64,12 @@ def run_deep_grid(preprocessed: str | Path, manifest: str | Path, out: str | Pat
 
 def predict_deep(grid: str | Path, preprocessed: str | Path, manifest: str | Path, out: str | Path, *,
                  segdir: str | Path | None = None, oof_folds: int = 5, device: str | None = None,
-                 progress: Callable | None = None) -> tuple[StageOutcome, pd.DataFrame]:
-    """The winner's prediction table (model ``deep``), training rows out-of-fold unless ``oof_folds`` is 0."""
+                 progress: Callable | None = None, jobs: int = 1,
+                 scheduler: str | None = None) -> tuple[StageOutcome, pd.DataFrame]:
+    """The winner's prediction table (model ``deep``), training rows out-of-fold unless ``oof_folds`` is 0.
+
+    The cross-fitted folds are Dask tasks with ``jobs > 1`` or a ``scheduler`` (same table as in turn here).
+    """
     from osteomet.models.predictions import read_predictions, write_predictions
     from osteomet.mri.classifier.predict import resolve_run
     from osteomet.training.checkpoint import best_checkpoint
@@ -79,7 +83,8 @@ def predict_deep(grid: str | Path, preprocessed: str | Path, manifest: str | Pat
     def work() -> dict[str, Any]:
         cohort, patients, guard = deep_cohort(preprocessed, manifest, segdir)
         table = deep_prediction_table(grid, preprocessed, cohort, patients, guard, oof_folds=oof_folds,
-                                      folds_dir=out / OOF_FOLDS, device=device, progress=progress)
+                                      folds_dir=out / OOF_FOLDS, device=device, progress=progress, jobs=jobs,
+                                      scheduler=scheduler)
         table["model"] = MODEL_NAME
         write_predictions(table, out / PREDICTIONS)
         return {"patients": len(table), "training_predictions": "out-of-fold" if oof_folds else "in-sample"}
@@ -90,29 +95,38 @@ def predict_deep(grid: str | Path, preprocessed: str | Path, manifest: str | Pat
 
 def deep_prediction_table(grid: str | Path, preprocessed: str | Path, cohort, patients: pd.DataFrame, guard, *,
                           oof_folds: int, folds_dir: Path, device: str | None = None,
-                          progress: Callable | None = None) -> pd.DataFrame:
+                          progress: Callable | None = None, jobs: int = 1,
+                          scheduler: str | None = None) -> pd.DataFrame:
     """The model's scores of every patient with a ROI crop; training rows cross-fitted unless ``oof_folds`` is 0."""
     from osteomet.mri.classifier.predict import predict_patients, resolve_run
 
     table = predict_patients(grid, preprocessed, patients, cohort.to_frame(), device=device)
     if oof_folds:
         oof = cross_fitted_training(resolve_run(grid), preprocessed, patients, guard, folds_dir, folds=oof_folds,
-                                    device=device, progress=progress)
+                                    device=device, progress=progress, jobs=jobs, scheduler=scheduler)
         train = table["split"] == "train"
         table.loc[train, "prob"] = table.loc[train, "patient_id"].map(oof).to_numpy()
     return table
 
 
 def cross_fitted_training(run: Path, preprocessed: str | Path, patients: pd.DataFrame, guard, folds_dir: Path, *,
-                          folds: int, device: str | None = None, progress: Callable | None = None) -> dict[str, float]:
-    """Out-of-fold probabilities of the training patients: the run's configuration refitted per fold."""
+                          folds: int, device: str | None = None, progress: Callable | None = None,
+                          jobs: int = 1, scheduler: str | None = None) -> dict[str, float]:
+    """Out-of-fold probabilities of the training patients: the run's configuration refitted per fold.
+
+    Each fold is one independent task (:func:`fold_task`): in turn here, or on Dask with ``jobs > 1``
+    or a ``scheduler``. Every fold trains on this process's torch thread count wherever it runs and
+    seeds itself, so the probabilities are the same either way.
+    """
+    from dataclasses import asdict
+
     import numpy as np
+    import torch
     from sklearn.model_selection import StratifiedKFold
 
-    from osteomet.mri.classifier.data import RoiDataset, split_ids
-    from osteomet.mri.classifier.predict import load_model
-    from osteomet.mri.classifier.train import predict_probabilities, read_run, train_run
-    from osteomet.training.checkpoint import run_started
+    from osteomet.mri.classifier.data import split_ids
+    from osteomet.mri.classifier.train import read_run
+    from osteomet.utils.dask_tasks import dask_map
 
     spec, config = read_run(run)
     train = guard.labels("train", "fit", split_ids(patients, "train"))
@@ -120,18 +134,42 @@ def cross_fitted_training(run: Path, preprocessed: str | Path, patients: pd.Data
     ids, y = np.array(train.index.tolist()), train.to_numpy().astype(int)
     folds = min(folds, int(np.bincount(y).min()))
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=config.seed)
+    tasks = [{"preprocessed": str(preprocessed), "fold_dir": str(folds_dir / f"fold_{k}"),
+              "config": config.model_dump(mode="json"), "spec": asdict(spec),
+              "train_labels": dict(zip(ids[fit].tolist(), y[fit].tolist())), "val_labels": val,
+              "held_out": ids[held].tolist(), "device": device, "threads": torch.get_num_threads()}
+             for k, (fit, held) in enumerate(splitter.split(ids, y))]
     oof: dict[str, float] = {}
-    for k, (fit, held) in enumerate(splitter.split(ids, y)):
-        fold_dir = folds_dir / f"fold_{k}"
-        train_run(preprocessed, fold_dir, config, spec, train_labels=dict(zip(ids[fit], y[fit].tolist())),
-                  val_labels=val, resume=run_started(fold_dir), device=device)
-        network, _, _, dev = load_model(fold_dir, device)
-        probs = predict_probabilities(network, RoiDataset(preprocessed, list(ids[held]), None, config, augment=False),
-                                      dev, config.batch_size)
-        oof.update(zip(ids[held].tolist(), np.asarray(probs, dtype=float).tolist()))
+    for fold in dask_map(fold_task, tasks, jobs=jobs, scheduler=scheduler):
+        oof.update(fold)
         if progress:
             progress()
-    return oof
+    return {i: oof[i] for i in ids.tolist()}  # training order, however the folds finished
+
+
+def fold_task(task: dict[str, Any]) -> dict[str, float]:
+    """One cross-fitted fold as a Dask task (plain arguments): refit on its patients, score its held-out ones.
+
+    The fold folder is written where a local run writes it; an interrupted fold continues from its ``last.pt``.
+    """
+    import numpy as np
+
+    from osteomet.mri.classifier.config import ClassifierConfig
+    from osteomet.mri.classifier.data import RoiDataset
+    from osteomet.mri.classifier.predict import load_model
+    from osteomet.mri.classifier.train import RunSpec, predict_probabilities, train_run
+    from osteomet.training.checkpoint import run_started
+    from osteomet.utils.torch import torch_threads
+
+    fold_dir, config = Path(task["fold_dir"]), ClassifierConfig.model_validate(task["config"])
+    held = list(task["held_out"])
+    with torch_threads(task["threads"]):
+        train_run(task["preprocessed"], fold_dir, config, RunSpec(**task["spec"]), train_labels=task["train_labels"],
+                  val_labels=task["val_labels"], resume=run_started(fold_dir), device=task["device"])
+        network, _, _, dev = load_model(fold_dir, task["device"])
+        probs = predict_probabilities(network, RoiDataset(task["preprocessed"], held, None, config, augment=False),
+                                      dev, config.batch_size)
+    return dict(zip(held, np.asarray(probs, dtype=float).tolist()))
 
 
 def deep_feature_table(grid: str | Path, preprocessed: str | Path, manifest: str | Path, out: str | Path, *,

@@ -54,14 +54,15 @@ def _jsonable(value: Any) -> Any:
 
 
 def run_demo(out: str | Path, *, n_mri: int = 80, n_ct: int = 10, seed: int = 0, jobs: int = 1,
-             console: Console | None = None, study: Any = None, ct_detection: Any = None,
+             scheduler: str | None = None, console: Console | None = None, study: Any = None, ct_detection: Any = None,
              ct_segmentation: Any = None, ct_region: str = "whole_body") -> dict[str, Any]:
     """Generate both cohorts, run the bpMRI and CT studies, predict a held-out patient, write the report.
 
     ``study`` is a :class:`~osteomet.pipeline.study.StudyConfig` (default: the ``tiny`` preset);
     ``ct_detection`` / ``ct_segmentation`` are CT config objects (default: the ``tiny`` presets with
     one architecture each, :data:`DEMO_DETECTOR` and :data:`DEMO_SEGMENTER`, to stay within the
-    demo's CPU budget; `osteomet ct detect|segment train` trains all three).
+    demo's CPU budget; `osteomet ct detect|segment train` trains all three). ``scheduler`` sends both
+    studies' parallel stages to that Dask cluster (the cohorts are generated here, with ``jobs``).
     """
     from osteomet.data.manifest import read_manifest
     from osteomet.data.synth.ct import CTSynthConfig, generate_ct_cohort
@@ -69,9 +70,13 @@ def run_demo(out: str | Path, *, n_mri: int = 80, n_ct: int = 10, seed: int = 0,
     from osteomet.pipeline.evaluate import significant_variables
     from osteomet.pipeline.run_ct import run_ct
     from osteomet.pipeline.run_mri import run_mri, summary_table
-    from osteomet.pipeline.study import load_study_config
+    from osteomet.pipeline.study import load_study_config, override_study
 
     console = console or Console()
+    # a bad --scheduler is refused before the cohorts are generated
+    study = override_study(study or load_study_config("tiny").model_copy(update={"jobs": jobs, "seed": seed}),
+                           scheduler=scheduler)
+    ct_study = _ct_study(jobs, scheduler)
     start = time.perf_counter()
     run = open_run_dir(out, kind="demo")
     layout = RunLayout(run)
@@ -85,10 +90,9 @@ def run_demo(out: str | Path, *, n_mri: int = 80, n_ct: int = 10, seed: int = 0,
     def log(line: str) -> None:
         console.print(f"[dim]{line}[/]")
 
-    study = study or load_study_config("tiny").model_copy(update={"jobs": jobs, "seed": seed})
     ct_detection, ct_segmentation = ct_detection or _demo_ct("detection"), ct_segmentation or _demo_ct("segmentation")
     record = run_mri(mri_path, run, study, log=log)
-    ct_result = run_ct(ct_path, run, "tiny", models={"detection": ct_detection, "segmentation": ct_segmentation},
+    ct_result = run_ct(ct_path, run, ct_study, models={"detection": ct_detection, "segmentation": ct_segmentation},
                        log=log)
     prediction = _predict_held_out(run, layout, log)
     ct_prediction = _predict_held_out_ct(run, layout, log)
@@ -114,6 +118,14 @@ def run_demo(out: str | Path, *, n_mri: int = 80, n_ct: int = 10, seed: int = 0,
     write_text_atomic(run / "summary.md", render_markdown(summary))
     print_summary(summary, console)
     return summary
+
+
+def _ct_study(jobs: int, scheduler: str | None) -> Any:
+    """The ``tiny`` CT study with the demo's workers and scheduler (its CT models come from :func:`_demo_ct`)."""
+    from osteomet.pipeline.ct_study import CTStudyConfig, load_ct_study_config
+
+    return CTStudyConfig.model_validate({**load_ct_study_config("tiny").model_dump(), "jobs": jobs,
+                                         "scheduler": scheduler})
 
 
 #: The CT architectures the demo trains (the cheapest of each task on CPU).
