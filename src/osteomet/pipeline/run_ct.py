@@ -209,10 +209,9 @@ def run_ct(manifest: Path, run: Path, config: Any = "tiny", *, device: str | Non
     ``models`` replaces its detection or segmentation training settings with config objects (the demo's).
     Every segmenter's masks get the per-lesion analysis and the radiomics ICC.
     """
-    from osteomet.ct.lesions.cohort import LesionSettings
-    from osteomet.layout import MANIFEST, open_run_dir
-    from osteomet.pipeline.ct_lesions import analyse_lesion_cohort
+    from osteomet.layout import open_run_dir
     from osteomet.pipeline.ct_study import load_ct_study_config
+    from osteomet.utils.run_lock import run_lock
 
     if not hasattr(config, "model_config_of"):
         config = load_ct_study_config(config)
@@ -224,6 +223,17 @@ def run_ct(manifest: Path, run: Path, config: Any = "tiny", *, device: str | Non
         if task not in models and getattr(config, task).enabled:
             models[task] = config.model_config_of(task)
     layout = RunLayout(open_run_dir(run, kind="ct"))
+    with run_lock(layout.root):  # one process at a time in a run directory
+        return _ct_stages(manifest, layout, config, models, device, log)
+
+
+def _ct_stages(manifest: Path, layout: RunLayout, config: Any, models: dict[str, Any], device: str | None,
+               log: Callable[[str], None]) -> dict[str, Any]:
+    """:func:`run_ct`'s stages in order, under the run directory's lock."""
+    from osteomet.ct.lesions.cohort import LesionSettings
+    from osteomet.layout import MANIFEST
+    from osteomet.pipeline.ct_lesions import analyse_lesion_cohort
+
     det, seg = layout.ct_detection, layout.ct_segmentation
     stages: dict[str, dict[str, Any]] = {}
 
