@@ -107,7 +107,7 @@ def test_rerun_skips_every_stage_and_a_changed_setting_reruns_only_what_follows(
         record = run_mri(cohort, run, settings, log=lambda _line: None)
         changed = any(t.read_bytes() != b for t, b in zip(tables, before))
         rerun = {name for name, stage in record["stages"].items() if not stage["skipped"]}
-        readers = {"patient flow", "evaluation", "conformal"}  # they read the tables by contents
+        readers = {"patient flow", "evaluation", "conformal", "applicability"}  # they read the tables by contents
         assert rerun & readers == (readers if changed else set()), (rerun, changed)
         return rerun - readers
 

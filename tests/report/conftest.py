@@ -42,7 +42,7 @@ def _predicted_ct_masks(manifest: Path, out: Path) -> Path:
 @pytest.fixture(scope="session")
 def study_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Run directory with cohort table, clinical + deep models, evaluation, grid, Grad-CAM, UNETR masks, radiomics
-    stability and harmonization, CT lesions, ICC."""
+    stability and harmonization, the applicability domain, CT lesions, ICC."""
     import torch
 
     from osteomet.ct.lesions.cohort import LesionSettings
@@ -108,6 +108,10 @@ def study_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     feature_stability(manifest, layout.radiomics / "features.parquet", layout.stability, params="tiny")
     model_features(manifest, layout.radiomics / "features.parquet", layout.model_features,
                    stability=layout.stability / "icc.csv", icc_threshold=0.5)
+    from osteomet.pipeline.applicability import fit_applicability
+
+    fit_applicability(manifest, layout.applicability, radiomics=layout.model_features / "features.parquet",
+                      predictions=predictions)
 
     ct = generate_ct_cohort(layout.cohorts / "ct", 4, seed=1, config=CTSynthConfig(
         region="abdomen_pelvis", inplane_size=64, lesion_free_fraction=0.0))

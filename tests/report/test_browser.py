@@ -10,8 +10,8 @@ import pytest
 
 from osteomet.report import build_report
 
-SECTIONS = ["cohort", "roc", "delong", "calibration", "trust", "grid", "gradcam", "segmentation", "rigour", "ct-lesions",
-            "ct-sensitivity", "icc", "tuning", "explanations", "checklist", "run"]
+SECTIONS = ["cohort", "roc", "delong", "calibration", "trust", "applicability", "grid", "gradcam", "segmentation",
+            "rigour", "ct-lesions", "ct-sensitivity", "icc", "tuning", "explanations", "checklist", "run"]
 
 
 def _browser_or_skip() -> str:

@@ -17,8 +17,8 @@ from tests.report.pages import Page, copy_results
 
 runner = CliRunner()
 
-PRODUCED = ["flow", "cohort", "roc", "delong", "calibration", "trust", "grid", "gradcam", "segmentation", "rigour", "ct-lesions",
-            "ct-sensitivity", "icc", "tuning", "explanations", "checklist", "run"]
+PRODUCED = ["flow", "cohort", "roc", "delong", "calibration", "trust", "applicability", "grid", "gradcam", "segmentation",
+            "rigour", "ct-lesions", "ct-sensitivity", "icc", "tuning", "explanations", "checklist", "run"]
 NOT_PRODUCED = ["ct-detection", "ct-segmentation"]
 
 
@@ -81,6 +81,11 @@ def test_numbers_match_an_independent_computation(study_run: Path, report) -> No
     pd.testing.assert_series_equal(merged["sensitivity"], merged["estimate"], check_names=False)
     pd.testing.assert_series_equal(merged["ci_low_x"], merged["ci_low_y"], check_names=False)
     assert (merged["lesions"] == merged["denominator"]).all()
+    # the applicability section's share outside per cohort is the count of flags.csv's verdicts
+    flags = pd.read_csv(study_run / "applicability" / "flags.csv")
+    for split, part in flags.groupby("split"):
+        checked = part[part["applicability"] != "not checked"]
+        assert fmt(float((checked["applicability"] == "outside").mean())) in cells, split
 
 
 def test_identifiers_planted_in_the_run_never_reach_the_page(study_run: Path, tmp_path: Path) -> None:
@@ -113,7 +118,7 @@ def test_a_partial_run_leaves_out_what_it_did_not_produce(study_run: Path, tmp_p
     assert [s for s in page.sections if s != "not-in-this-run"] == ["cohort", "roc", "delong", "calibration",
                                                                     "checklist", "run"]
     assert {f"absent-{s}" for s in ("grid", "gradcam", "segmentation", "rigour", "ct-lesions", "ct-sensitivity",
-                                    "icc", "tuning", "explanations")} <= set(page.items)
+                                    "icc", "tuning", "explanations", "applicability")} <= set(page.items)
     captions = [image["alt"] for image in page.images]
     assert "ROC, test cohort" in captions and "ROC, val cohort" not in captions
 

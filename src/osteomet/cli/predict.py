@@ -44,8 +44,22 @@ def mri(
     models = ", ".join(f"{k} {v:.3f}" for k, v in result["models"].items())
     console.print(f"[bold]{result['decision']}[/]: probability {result['probability']:.3f} (threshold "
                   f"{result['threshold']:.3f}; {models})")
+    from rich.markup import escape
+
+    verdict = result.get("applicability", "not assessed")
+    reasons = result.get("applicability_reasons") or []
+    colour = {"within": "green", "outside": "red"}.get(verdict, "yellow")
+    note = (result.get("applicability_details") or {}).get("note")
+    console.print(f"applicability: [{colour}]{verdict}[/]" + (f" ({len(reasons)} check(s) failed)" if reasons else "")
+                  + (f" ({escape(note)})" if note and verdict == "not assessed" else ""), highlight=False)
+    for reason in reasons[:5]:
+        console.print(f"  - {escape(reason)}", highlight=False)
+    if len(reasons) > 5:
+        console.print(f"  ... and {len(reasons) - 5} more in result.md", highlight=False)
     if result["missing_clinical"]:
         console.print(f"[yellow]missing clinical values[/]: {', '.join(result['missing_clinical'])}")
+        for statement in (result.get("missing_values") or {}).get("statements") or []:
+            console.print(f"  - {escape(statement)}", highlight=False)
     fusion = (result.get("explanations") or {}).get("fusion")
     if fusion:
         console.print("largest contributions (fusion, log-odds): "

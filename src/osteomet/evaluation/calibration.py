@@ -99,6 +99,9 @@ def calibration(y: Any, probs: Any, level: float = 0.95) -> Calibration:
     with warnings.catch_warnings():  # a perfectly separating model (small cohorts) gets an extreme slope, as in R
         warnings.simplefilter("ignore", PerfectSeparationWarning)
         warnings.filterwarnings("ignore", "overflow encountered in exp", RuntimeWarning)  # same cases, IRLS steps
+        # and their residual scale (0 residual degrees of freedom): NaN standard errors, the CIs say n/a
+        warnings.filterwarnings("ignore", "divide by zero encountered in scalar divide", RuntimeWarning)
+        warnings.filterwarnings("ignore", "invalid value encountered in scalar divide", RuntimeWarning)
         offset_fit = sm.GLM(outcome, np.ones_like(lp), family=sm.families.Binomial(), offset=lp).fit(tol=1e-14)
         intercept, intercept_se = float(offset_fit.params[0]), _wald_se(offset_fit.mu, np.ones((lp.size, 1)))[0]
         if np.ptp(lp) == 0:  # one predicted value for everyone: the slope is aliased (NA in R's glm)
@@ -343,7 +346,10 @@ class Loess:
         self.trace_hat = float(self._hat_diagonal().sum())
         tau = self.k
         self.one_delta = _ehg141(self.trace_hat, n, degree, tau)
-        self.s = math.sqrt(float(np.sum((y - self.fitted) ** 2)) / self.one_delta)
+        # one_delta (the residual degrees of freedom) reaches 0 when the fit interpolates a handful of patients:
+        # no residual scale, so no band (R's se.fit is NaN or Inf there too)
+        self.s = (math.sqrt(float(np.sum((y - self.fitted) ** 2)) / self.one_delta) if self.one_delta > 0
+                  else float("nan"))
 
     def _build_tree(self, cell: float) -> None:
         """ehg126/ehg124: bounding box, then cells split at the median until they hold <= fc points."""

@@ -6,7 +6,10 @@ XGBoost models as JSON with their feature lists, the preprocessing and radiomics
 each stage's ``settings.yaml``, the decision threshold in ``evaluation/metrics.csv``, and each
 model's conformal calibration (``trust/<model>/conformal.json``, and ``recalibration.json`` when the
 study recalibrated), so every probability is reported with its prediction set ({BM}, {no BM}
-or {no BM, BM} = uncertain) at the study's confidence. Nothing is unpickled. The new patient goes through the same stage functions as the study's
+or {no BM, BM} = uncertain) at the study's confidence, and the applicability domain and
+missingness record (``applicability/domain.json``, ``missingness.json``), so every result says
+whether the patient is ``within`` or ``outside`` what the study was trained on (with the reasons
+in words) and how far each missing clinical value could move it. Nothing is unpickled. The new patient goes through the same stage functions as the study's
 patients did (preprocessing, masks, ROI crop, radiomics, deep features), so the probability
 ``predict`` gives a study patient equals the one the study's prediction table holds.
 """
@@ -28,10 +31,12 @@ from osteomet.errors import InputError, MissingInputError
 from osteomet.layout import (
     CONFORMAL,
     DEEP_FEATURES,
+    DOMAIN,
     FEATURES,
     INDEX,
     MANIFEST,
     METRICS,
+    MISSINGNESS,
     MODEL_DIR,
     RADIOMICS_PARAMS,
     RECALIBRATION,
@@ -68,6 +73,12 @@ class MRIBundle:
     recalibration: dict[str, Any] = field(default_factory=dict)
     recalibration_notes: dict[str, str] = field(default_factory=dict)
     trust_note: str | None = None
+    #: the study's applicability domain (:class:`~osteomet.models.applicability.ApplicabilityDomain`) and its
+    #: training cohort's missingness (:class:`~osteomet.models.missing_values.MissingnessRecord`); None for a study
+    #: without them (``applicability_note`` says why)
+    domain: Any = None
+    missingness: Any = None
+    applicability_note: str | None = None
 
     @classmethod
     def open(cls, run: str | Path) -> "MRIBundle":
@@ -105,7 +116,91 @@ class MRIBundle:
             raise InputError(f"{layout.evaluation / 'metrics.csv'}: no threshold of the fusion model")
         models = _load_models(layout)
         conformal, recalibration, notes, note = _load_trust(layout, config)
-        return cls(layout, config, float(fusion.iloc[0]), version, models, conformal, recalibration, notes, note)
+        domain, missingness, applicability = _load_applicability(layout, config)
+        return cls(layout, config, float(fusion.iloc[0]), version, models, conformal, recalibration, notes, note,
+                   domain=domain, missingness=missingness, applicability_note=applicability)
+
+
+def _load_applicability(layout: RunLayout, config: StudyConfig) -> tuple[Any, Any, str | None]:
+    """The bundle's applicability domain and missingness record, checked when the bundle is opened.
+
+    A study run before osteomet had them (no finished ``applicability/`` stage), or with
+    ``applicability.enabled: false``, gives none and a note saying so: its probabilities are still reported.
+    """
+    from osteomet.models.applicability import ApplicabilityDomain
+    from osteomet.models.missing_values import MissingnessRecord
+
+    if not config.applicability.enabled:
+        return None, None, "not assessed: the study ran with applicability.enabled: false"
+    record = read_json(layout.applicability / STAGE_RECORD) or {}
+    if record.get("status") != "complete":
+        return None, None, (f"not assessed: this study has no applicability domain ({layout.applicability} is "
+                            f"missing or unfinished; studies run before osteomet had one lack it); rerun "
+                            f"`osteomet run mri` on the study to add it")
+    return (ApplicabilityDomain.load(layout.applicability / DOMAIN),
+            MissingnessRecord.load(layout.applicability / MISSINGNESS), None)
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe: NaN and infinities as None, numpy numbers as Python ones."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def applicability_result(bundle: MRIBundle, values: Mapping[str, Any] | None, features: Mapping[str, pd.DataFrame],
+                         error: str | None = None) -> tuple[str, list[str], dict[str, Any]]:
+    """The patient against the study's domain: ``(verdict, reasons, details)``; verdict ``within``, ``outside``
+    or ``not assessed`` (no domain in the bundle, or the images could not be measured: the note says why)."""
+    from osteomet.pipeline.applicability import patient_applicability
+
+    if bundle.domain is None:
+        return "not assessed", [], {"note": bundle.applicability_note}
+    if values is None:
+        return "not assessed", [], {"note": f"not assessed: the patient's images could not be measured ({error})"}
+    found = patient_applicability(bundle.domain, values, features)
+    details = {"note": None, "checks": found["checks"], "failed": found["groups"],
+               "not_measured": found["not_measured"], "distances": found["distances"],
+               "fitted_on": bundle.domain.n_train, "margin": bundle.domain.margin,
+               "feature_quantile": bundle.domain.quantile, "measurements": dict(values)}
+    return found["verdict"], found["reasons"], _plain(details)
+
+
+def missing_values_result(bundle: MRIBundle, clinical: Mapping[str, float],
+                          explained: Mapping[str, tuple[Any, pd.DataFrame]]) -> dict[str, Any]:
+    """Each missing clinical value's effect on the clinical and fusion probabilities over its plausible values.
+
+    The fusion model is scored with the completed clinical values in its own inputs (``features``
+    mode) and with the clinical model's probability of the completion (``probabilities`` mode).
+    """
+    from osteomet.models.missing_values import missing_value_effects
+
+    if bundle.missingness is None:
+        return {"note": bundle.applicability_note, "statements": []}
+    clinical_model = explained["clinical"][0]
+    fusion_model, inputs = explained["fusion"]
+
+    def clinical_probs(rows: pd.DataFrame) -> Any:
+        return clinical_model.predict_proba(rows)[:, 1]
+
+    def fusion_probs(rows: pd.DataFrame) -> Any:
+        table = pd.concat([inputs] * len(rows))
+        for column in rows.columns:
+            if column in table:
+                table[column] = rows[column].to_numpy()
+        if "prob:clinical" in table:
+            table["prob:clinical"] = clinical_probs(rows)
+        return fusion_model.predict_proba(table)[:, 1]
+
+    effects = missing_value_effects(bundle.missingness, clinical, {"clinical": clinical_probs, "fusion": fusion_probs},
+                                    shift=bundle.config.applicability.missing_shift)
+    return _plain({"note": None, **effects})
 
 
 def _load_trust(layout: RunLayout, config: StudyConfig) -> tuple[dict[str, Any], dict[str, Any], dict[str, str],
@@ -439,6 +534,7 @@ def predict_mri(run: str | Path, out: str | Path, *, t2: str | Path, dwi: str | 
         features = combat.apply(features, [centre])
 
     explained: dict[str, tuple[Any, pd.DataFrame]] = {}  # model and its inputs, for the SHAP contributions
+    deep_table: dict[str, pd.DataFrame] = {}
 
     def score() -> dict[str, float]:
         explained["clinical"] = (bundle.models["clinical"], frame)
@@ -450,6 +546,7 @@ def predict_mri(run: str | Path, out: str | Path, *, t2: str | Path, dwi: str | 
         if combat_deep is not None:
             table = combat_deep.apply(table, [centre])
         table.to_parquet(work / DEEP_FEATURES, index=False)
+        deep_table["deep"] = table
         inputs = fusion_inputs(frame, radiomics=features, deep=table, predictions={
             name: pd.DataFrame({"patient_id": [patient_id], "prob": [p]}) for name, p in probs.items()})
         explained["fusion"] = (bundle.models["fusion"], inputs)
@@ -458,6 +555,16 @@ def predict_mri(run: str | Path, out: str | Path, *, t2: str | Path, dwi: str | 
 
     probs = timed("models", score)
     conformal, recalibration = trust_result(bundle, probs)
+    measured_mask = Path(mask) if mask is not None else auto_mask_path(segdir, patient_id)
+
+    def check_domain() -> tuple[str, list[str], dict[str, Any]]:
+        values, error = _measure(bundle, next(iter(cohort)), measured_mask)
+        tables = {"radiomics": features, **deep_table}
+        return applicability_result(bundle, values, {name: t.set_index(t["patient_id"].astype(str))
+                                                     for name, t in tables.items()}, error)
+
+    verdict, reasons, domain = timed("applicability", check_domain)
+    missing_values = missing_values_result(bundle, clinical, explained)
     timed("grad-cam", lambda: gradcam_examples(layout.deep_grid, roi, manifest, out / "gradcam",
                                                patient_ids=[patient_id], device=device))
     files = {"gradcam_t2": str(out / "gradcam" / "t2" / f"{patient_id}.nii.gz"),
@@ -487,6 +594,8 @@ def predict_mri(run: str | Path, out: str | Path, *, t2: str | Path, dwi: str | 
               "decision": "bone metastasis" if probs["fusion"] >= bundle.threshold else "no bone metastasis",
               "models": probs, "conformal": conformal, "recalibration": recalibration,
               "clinical": clinical, "missing_clinical": missing,
+              "applicability": verdict, "applicability_reasons": reasons, "applicability_details": domain,
+              "missing_values": missing_values,
               "mask_source": "given" if mask else "unetr", "centre": centre, "harmonization": harmonization,
               "files": files, "seconds": seconds,
               "run": str(layout.root.resolve()), "osteomet": __version__, "trained_with": bundle.version,
@@ -494,6 +603,21 @@ def predict_mri(run: str | Path, out: str | Path, *, t2: str | Path, dwi: str | 
     write_json_atomic(out / RESULT, result)
     write_text_atomic(out / "result.md", render_result(result))
     return result
+
+
+def _measure(bundle: MRIBundle, record: Any, mask: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """The patient's image, intensity and mask numbers, as the study measured its own, or None and why.
+
+    A measurement that fails leaves the prediction standing: the result says the domain was not assessed.
+    """
+    if bundle.domain is None:
+        return None, None
+    from osteomet.pipeline.applicability import measure_patient
+
+    try:
+        return measure_patient(record, mask), None
+    except Exception as exc:  # reported in the result; the models' answer does not depend on it
+        return None, f"{type(exc).__name__}: {exc}"
 
 
 def _yaml(value: Any) -> str:
@@ -546,6 +670,35 @@ def trust_markdown(result: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def applicability_markdown(result: Mapping[str, Any]) -> list[str]:
+    """The verdict against the study's applicability domain with every reason, and the missing-value statements."""
+    verdict = result.get("applicability", "not assessed")
+    details = result.get("applicability_details") or {}
+    if verdict == "not assessed":
+        lines = [f"**applicability: not assessed** ({details.get('note') or 'no domain'})"]
+    else:
+        failed = details.get("failed") or {}
+        groups = ", ".join(f"{g} {n}" for g, n in failed.items() if n)
+        head = (f"**applicability: {verdict}** the study's domain ({details.get('fitted_on')} training patients): "
+                f"{len(result.get('applicability_reasons') or [])} of {details.get('checks')} checks failed"
+                + (f" ({groups})" if groups else ""))
+        lines = [head + (":" if verdict == "outside" else ".")]
+        lines += [f"- {reason}" for reason in result.get("applicability_reasons") or []]
+        if verdict == "outside":
+            lines.append("The models were not trained on patients like this one: read the probability with that in "
+                         "mind, or check the inputs named above (series, units, b-value, mask).")
+    lines.append("")
+    missing = result.get("missing_values") or {}
+    if missing.get("statements"):
+        lines.append(f"Missing clinical values (each tried at its plausible values from the training patients; a "
+                     f"shift of more than {missing.get('shift', 0.1):g} is stated):")
+        lines += [f"- {statement}" for statement in missing["statements"]]
+        lines.append("")
+    elif missing.get("note") and result.get("missing_clinical"):
+        lines += [f"Missing clinical values: {missing['note']}.", ""]
+    return lines
+
+
 def render_result(result: dict[str, Any]) -> str:
     fusion = ((result.get("conformal") or {}).get("models") or {}).get("fusion")
     fused = "" if fusion is None else (f"; prediction set {fusion['text']} at {result['conformal']['confidence']:.0%} "
@@ -553,6 +706,7 @@ def render_result(result: dict[str, Any]) -> str:
     lines = [f"# osteomet prediction: {result['patient_id']}", "",
              f"**{result['decision']}**: fusion probability {result['probability']:.3f} "
              f"(study threshold {result['threshold']:.3f}){fused}", ""]
+    lines += applicability_markdown(result)
     lines += trust_markdown(result)
     lines += ["", f"- mask: {result['mask_source']}", f"- harmonization: {result.get('harmonization', 'off')}",
               f"- missing clinical values: {', '.join(result['missing_clinical']) or 'none'}",

@@ -89,9 +89,11 @@ def run_mri(manifest: str | Path, out: str | Path, config: StudyConfig, *,
     Torch's CPU threads are fixed for the whole run (:func:`osteomet.utils.torch.study_threads`) and
     recorded, so the same command gives the same networks wherever it is called from.
     """
+    from osteomet.layout import open_run_dir
+    from osteomet.utils.run_lock import run_lock
     from osteomet.utils.torch import study_threads, torch_threads
 
-    with torch_threads(study_threads(config.jobs)) as threads:
+    with run_lock(open_run_dir(out, kind="mri")), torch_threads(study_threads(config.jobs)) as threads:
         return _run_mri(manifest, out, config, log=log, threads=threads)
 
 
@@ -100,6 +102,7 @@ def _run_mri(manifest: str | Path, out: str | Path, config: StudyConfig, *,
     from osteomet.mri.classifier.config import load_classifier_config
     from osteomet.mri.segmentation.config import load_segmentation_config
     from osteomet.pipeline import clinical, cohort, deep, evaluate, fusion, preprocess, radiomics, rigour, segmentation
+    from osteomet.pipeline.applicability import fit_applicability
     from osteomet.pipeline.trust import calibrate_trust
 
     started = time.perf_counter()
@@ -152,7 +155,8 @@ def _run_mri(manifest: str | Path, out: str | Path, config: StudyConfig, *,
     def deep_predictions() -> Any:
         with progress_bar("deep out-of-fold", config.deep.oof_folds, transient=True) as advance:
             return deep.predict_deep(layout.deep_grid, roi, study, layout.model("deep"), segdir=segdir,
-                                     oof_folds=config.deep.oof_folds, device=config.device, progress=advance)
+                                     oof_folds=config.deep.oof_folds, device=config.device, progress=advance,
+                                     jobs=config.jobs, scheduler=config.scheduler)
 
     _, _, winner = timer("deep grid", grid)
     timer("deep predictions", deep_predictions)
@@ -182,6 +186,11 @@ def _run_mri(manifest: str | Path, out: str | Path, config: StudyConfig, *,
         timer("conformal", lambda: calibrate_trust(
             study, files, layout.trust, alpha=config.conformal.alpha,
             recalibrate=config.recalibration.enabled, too_few=config.conformal.too_few))
+    if config.applicability.enabled:
+        timer("applicability", lambda: fit_applicability(
+            study, layout.applicability, config.applicability, segdir=segdir, radiomics=features,
+            radiomics_model=layout.model("radiomics"), deep=deep_table, predictions=files, seed=config.seed,
+            jobs=config.jobs))
     _, flow = timer("patient flow", lambda: cohort.patient_flow(
         layout.manifest, study, layout.cohort / EXCLUSIONS, files, layout.flow, layout,
         patients=config.evaluation.patients))

@@ -128,6 +128,23 @@ class RecalibrationSettings(_Section):
                                              "patients; predict then reports the recalibrated probability too")
 
 
+class ApplicabilitySettings(_Section):
+    """The applicability domain fitted on the training patients (image QC, mask QC, feature distance) and the
+    missingness of the clinical variables; every ``predict`` reports ``within`` or ``outside`` with its reasons."""
+
+    enabled: bool = Field(True, description="fit the domain and record the missingness (applicability/); predict "
+                                            "checks every patient against them")
+    feature_quantile: float = Field(0.99, gt=0.5, lt=1, description="feature-distance threshold: this quantile of "
+                                                                    "the cross-validated training distances")
+    margin: float = Field(0.25, ge=0, description="each range is the training minimum to maximum widened by this "
+                                                  "share of its width on both sides (log scale for intensities)")
+    folds: int = Field(5, ge=2, description="cross-validation folds of the distance threshold and of the training "
+                                            "patients' own verdicts")
+    missing_shift: float = Field(0.1, gt=0, lt=1, description="predict states a missing clinical value that moves "
+                                                             "a probability by more than this over its plausible "
+                                                             "values")
+
+
 class StabilitySettings(_Section):
     enabled: bool = Field(True, description="drop radiomics features unstable under mask perturbation before selection")
     icc_threshold: float = Field(0.75, ge=0, le=1, description="lowest ICC(2,1) over the perturbations to keep a feature")
@@ -161,6 +178,7 @@ class StudyConfig(_Section):
     explanations: ExplanationSettings = Field(default_factory=ExplanationSettings)
     conformal: ConformalSettings = Field(default_factory=ConformalSettings)
     recalibration: RecalibrationSettings = Field(default_factory=RecalibrationSettings)
+    applicability: ApplicabilitySettings = Field(default_factory=ApplicabilitySettings)
 
     @field_validator("device")
     @classmethod

@@ -40,6 +40,7 @@ def _check_output(out: Path) -> None:
 
 def build_sections(run_dir: str | Path) -> list[Section]:
     """Every section, in page order (absent ones carry their note)."""
+    from osteomet.report.applicability_sections import applicability_section
     from osteomet.report.checklist import add_study_sections
     from osteomet.report.trust_sections import trust_section
 
@@ -47,6 +48,7 @@ def build_sections(run_dir: str | Path) -> list[Section]:
     sections = [make(layout) for make in SECTIONS]
     at = next((i + 1 for i, s in enumerate(sections) if s.id == "calibration"), len(sections))
     sections.insert(at, trust_section(layout))  # the prediction sets, after the calibration they complement
+    sections.insert(at + 1, applicability_section(layout))  # which patients the models apply to, after them
     return add_study_sections(layout, sections)
 
 
