@@ -25,24 +25,13 @@ from tests.pipeline.studies import study_file
 runner = CliRunner()
 
 @pytest.fixture(scope="module")
-def cohort(tmp_path_factory) -> Path:
-    from osteomet.data.synth.mri import MRISynthConfig, generate_mri_cohort
-
-    out = tmp_path_factory.mktemp("study_cohort")
-    manifest = generate_mri_cohort(out, 36, seed=5, config=MRISynthConfig(external_fraction=0.3))
-    frame = pd.read_csv(manifest)
-    frame.drop(columns=["split"]).to_csv(out / "unsplit.csv", index=False)  # the study draws its own split
-    return out / "unsplit.csv"
+def cohort(mri_cohort: Path) -> Path:
+    return mri_cohort  # the session's cohort (tests/pipeline/conftest.py)
 
 
 @pytest.fixture(scope="module")
-def study(cohort: Path, tmp_path_factory) -> tuple[Path, dict]:
-    from osteomet.pipeline.run_mri import run_mri
-    from osteomet.pipeline.study import load_study_config
-
-    run = tmp_path_factory.mktemp("study") / "run"
-    config = load_study_config(study_file(run.parent / "config"))
-    return run, run_mri(cohort, run, config, log=lambda _line: None)
+def study(mri_study: tuple[Path, dict]) -> tuple[Path, dict]:
+    return mri_study  # the session's study; tests that change its settings set them back
 
 
 def test_run_writes_every_stage_and_evaluates_every_model_on_every_cohort(study):

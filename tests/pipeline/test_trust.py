@@ -15,7 +15,6 @@ import pytest
 from osteomet.layout import RunLayout
 from tests.pipeline.studies import study_file
 from tests.pipeline.test_predict_inputs import bundle  # noqa: F401  (a module-scoped fixture: a bundle of 3 models)
-from tests.pipeline.test_run_mri import cohort  # noqa: F401  (the module-scoped synthetic two-centre cohort)
 
 MODELS = ("clinical", "radiomics", "deep", "fusion")
 
@@ -167,16 +166,17 @@ def _result(probs: dict[str, float], conformal: dict, recalibration: dict) -> di
 
 
 @pytest.fixture(scope="module")
-def study(cohort: Path, tmp_path_factory) -> tuple[Path, dict]:  # noqa: F811
-    """The tiny study of test_run_mri with prediction sets at alpha 0.25 (4 calibration patients per class suffice
-    in a cohort this small) and the recalibration on."""
+def study(mri_cohort: Path, mri_study, tmp_path_factory) -> tuple[Path, dict]:
+    """The session's tiny study with prediction sets at alpha 0.25 (4 calibration patients per class suffice
+    in a cohort this small) and the recalibration on: a copy, rerun, so only the conformal stage runs again."""
     from osteomet.pipeline.run_mri import run_mri
     from osteomet.pipeline.study import load_study_config
+    from tests.pipeline.conftest import copied_study
 
-    run = tmp_path_factory.mktemp("trust_study") / "run"
+    run = copied_study(mri_study, tmp_path_factory.mktemp("trust_study") / "run")
     config = load_study_config(study_file(run.parent / "config", conformal={"alpha": 0.25},
                                           recalibration={"enabled": True}))
-    return run, run_mri(cohort, run, config, log=lambda _line: None)
+    return run, run_mri(mri_cohort, run, config, log=lambda _line: None)
 
 
 def test_run_mri_writes_coverage_and_predict_reports_a_set_per_model(study, tmp_path):
