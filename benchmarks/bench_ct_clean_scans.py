@@ -64,8 +64,8 @@ def pooled(runs: list[Path]) -> pd.DataFrame:
     """Pooled test-split metrics per task, model and rule, with the per-cohort goal counts."""
     from osteomet.ct.patient_rules import PatientRuleSettings, patient_metrics
     from osteomet.evaluation.proportions import wilson_interval
-    from osteomet.pipeline.ct_rules import PATIENT_CALLS, PATIENT_METRICS, rules_folder
     from osteomet.layout import RunLayout
+    from osteomet.pipeline.ct_rules import PATIENT_CALLS, PATIENT_METRICS, rules_folder
 
     calls, metrics = [], []
     for run in runs:
