@@ -13,7 +13,7 @@ from tests.pipeline.studies import study_file
 
 
 @pytest.fixture(scope="session")
-def mri_cohort(tmp_path_factory) -> Path:
+def unsplit_cohort(tmp_path_factory) -> Path:
     """36 synthetic patients, 30% at the external centre, without a split column (the study draws its own)."""
     from osteomet.data.synth.mri import MRISynthConfig, generate_mri_cohort
 
@@ -24,14 +24,14 @@ def mri_cohort(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def mri_study(mri_cohort: Path, tmp_path_factory) -> tuple[Path, dict]:
-    """The tiny study of :func:`tests.pipeline.studies.study_file` on :func:`mri_cohort`: (run folder, run.json)."""
+def shared_study(unsplit_cohort: Path, tmp_path_factory) -> tuple[Path, dict]:
+    """The tiny study of :func:`tests.pipeline.studies.study_file` on :func:`unsplit_cohort`: (run folder, run.json)."""
     from osteomet.pipeline.run_mri import run_mri
     from osteomet.pipeline.study import load_study_config
 
     run = tmp_path_factory.mktemp("study") / "run"
     config = load_study_config(study_file(run.parent / "config"))
-    return run, run_mri(mri_cohort, run, config, log=lambda _line: None)
+    return run, run_mri(unsplit_cohort, run, config, log=lambda _line: None)
 
 
 def copied_study(study: tuple[Path, dict], to: Path) -> Path:

@@ -25,13 +25,13 @@ from tests.pipeline.studies import study_file
 runner = CliRunner()
 
 @pytest.fixture(scope="module")
-def cohort(mri_cohort: Path) -> Path:
-    return mri_cohort  # the session's cohort (tests/pipeline/conftest.py)
+def cohort(unsplit_cohort: Path) -> Path:
+    return unsplit_cohort  # the session's cohort (tests/pipeline/conftest.py)
 
 
 @pytest.fixture(scope="module")
-def study(mri_study: tuple[Path, dict]) -> tuple[Path, dict]:
-    return mri_study  # the session's study; tests that change its settings set them back
+def study(shared_study: tuple[Path, dict]) -> tuple[Path, dict]:
+    return shared_study  # the session's study; tests that change its settings set them back
 
 
 def test_run_writes_every_stage_and_evaluates_every_model_on_every_cohort(study):

@@ -166,17 +166,17 @@ def _result(probs: dict[str, float], conformal: dict, recalibration: dict) -> di
 
 
 @pytest.fixture(scope="module")
-def study(mri_cohort: Path, mri_study, tmp_path_factory) -> tuple[Path, dict]:
+def study(unsplit_cohort: Path, shared_study, tmp_path_factory) -> tuple[Path, dict]:
     """The session's tiny study with prediction sets at alpha 0.25 (4 calibration patients per class suffice
     in a cohort this small) and the recalibration on: a copy, rerun, so only the conformal stage runs again."""
     from osteomet.pipeline.run_mri import run_mri
     from osteomet.pipeline.study import load_study_config
     from tests.pipeline.conftest import copied_study
 
-    run = copied_study(mri_study, tmp_path_factory.mktemp("trust_study") / "run")
+    run = copied_study(shared_study, tmp_path_factory.mktemp("trust_study") / "run")
     config = load_study_config(study_file(run.parent / "config", conformal={"alpha": 0.25},
                                           recalibration={"enabled": True}))
-    return run, run_mri(mri_cohort, run, config, log=lambda _line: None)
+    return run, run_mri(unsplit_cohort, run, config, log=lambda _line: None)
 
 
 def test_run_mri_writes_coverage_and_predict_reports_a_set_per_model(study, tmp_path):
