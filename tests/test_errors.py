@@ -54,7 +54,7 @@ def test_output_path_through_a_file_is_a_message_not_a_traceback(tmp_path: Path)
     flat = " ".join(result.output.split())
     assert result.exit_code == 2, result.output
     assert "Traceback" not in flat and "results" in flat and "in the way of a folder" in flat
-    assert blocker.read_text() == "the user's notes\n"
+    assert blocker.read_text(encoding="utf-8") == "the user's notes\n"
 
 
 def test_file_system_refusals_are_described_and_other_os_errors_are_not() -> None:

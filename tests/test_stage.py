@@ -22,7 +22,7 @@ def _stage(out: Path, source: Path, threshold: float = 0.5) -> Stage:
 def _work(out: Path, source: Path, calls: list[int]):
     def work() -> dict:
         calls.append(1)
-        n = len(source.read_text().splitlines())
+        n = len(source.read_text(encoding="utf-8").splitlines())
         (out / "counts.txt").write_text(str(n))
         return {"lines": n}
     return work
@@ -33,7 +33,7 @@ def test_a_stage_runs_once_then_is_skipped_until_an_input_or_setting_changes(tmp
     source.write_text("a\nb\n")
     first = _stage(out, source).run(_work(out, source, calls))
     assert not first.skipped and first.summary == {"lines": 2} and len(calls) == 1
-    assert yaml.safe_load((out / SETTINGS).read_text()) == {"threshold": 0.5}
+    assert yaml.safe_load((out / SETTINGS).read_text(encoding="utf-8")) == {"threshold": 0.5}
     record = read_json(out / STAGE_RECORD)
     assert record["status"] == "complete" and record["stage"] == "count-lines" and "osteomet" in record["versions"]
 
@@ -79,7 +79,7 @@ def test_a_users_folder_and_an_input_are_never_overwritten(tmp_path: Path) -> No
     (users / "features.csv").write_text("patient_id,x\nP1,1\n")
     with pytest.raises(OutputExistsError, match="not written by osteomet"):
         Stage("radiomics-extract", users).run(lambda: {})
-    assert (users / "features.csv").read_text() == "patient_id,x\nP1,1\n" and not (users / SETTINGS).exists()
+    assert (users / "features.csv").read_text(encoding="utf-8") == "patient_id,x\nP1,1\n" and not (users / SETTINGS).exists()
 
     out = tmp_path / "eval"
     out.mkdir()
@@ -87,7 +87,7 @@ def test_a_users_folder_and_an_input_are_never_overwritten(tmp_path: Path) -> No
     (out / "metrics.csv").write_text("kept")
     with pytest.raises(OutputExistsError, match="overwrite an input"):
         Stage("evaluate", out, inputs={"predictions": [out / "metrics.csv"]}, outputs=("metrics.csv",)).run(lambda: {})
-    assert (out / "metrics.csv").read_text() == "kept"
+    assert (out / "metrics.csv").read_text(encoding="utf-8") == "kept"
     with pytest.raises(OutputExistsError, match="holds the output of `evaluate`"):
         Stage("radiomics-extract", out).run(lambda: {})
     table = tmp_path / "manifest.csv"

@@ -34,7 +34,7 @@ def test_tiny_cpu_run_prints_a_number_or_a_skip_reason_for_every_section(tmp_pat
         assert numbers or skips, f"section {section} printed neither a number nor a skip reason:\n{done.stdout}"
         assert all(n > 0 for n in numbers), rows
     assert any("skipped: give --study RUN" in line for line in lines if line.startswith("predict"))
-    rows = json.loads(report.read_text())["rows"]
+    rows = json.loads(report.read_text(encoding="utf-8"))["rows"]
     assert {r["section"] for r in rows} == set(SECTIONS)
     # CI budget (2 cores): about 15 s on a loaded 2-core host; fail loudly only when it has clearly rotted
     assert seconds < 120, f"gpu_check --tiny took {seconds:.0f} s"

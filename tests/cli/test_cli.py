@@ -68,4 +68,4 @@ def test_demo_refuses_a_folder_it_does_not_own(tmp_path: Path):
     (tmp_path / "mine.txt").write_text("user data")
     result = runner.invoke(app, ["demo", "--out", str(tmp_path), "--n-mri", "4", "--n-ct", "1"])
     assert result.exit_code == 2 and "not an osteomet run directory" in result.output
-    assert (tmp_path / "mine.txt").read_text() == "user data"
+    assert (tmp_path / "mine.txt").read_text(encoding="utf-8") == "user data"

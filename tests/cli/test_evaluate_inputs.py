@@ -37,7 +37,7 @@ def _write_models(folder: Path) -> tuple[Path, Path]:
 
 def _edit(path: Path, patient: str, column: str, value: str) -> int:
     """Change one cell of ``path`` as a text editor would; returns the line (1-based) edited."""
-    lines = path.read_text().splitlines()
+    lines = path.read_text(encoding="utf-8").splitlines()
     header = lines[0].split(",")
     for number, line in enumerate(lines):
         cells = line.split(",")
@@ -50,7 +50,7 @@ def _edit(path: Path, patient: str, column: str, value: str) -> int:
 
 
 def _delete_row(path: Path, patient: str) -> None:
-    lines = [line for line in path.read_text().splitlines() if line.split(",")[0] != patient]
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.split(",")[0] != patient]
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -91,7 +91,7 @@ def test_an_empty_probability_is_refused_unless_allow_missing_and_then_counted(t
     code, message = _evaluate("-p", str(a), "-o", str(out), "--allow-missing")
     assert code == 0, message
     assert "note: a: 1 patient(s) with no probability left out (--allow-missing)" in message
-    record = json.loads((out / "stage.json").read_text())
+    record = json.loads((out / "stage.json").read_text(encoding="utf-8"))
     assert record["summary"]["missing_probabilities"] == {"a": 1}
     metrics = pd.read_csv(out / "metrics.csv")
     n = metrics[metrics["metric"] == "auc"].drop_duplicates("cohort").set_index("cohort")["n"]
@@ -144,7 +144,7 @@ def test_models_on_different_patients_are_compared_only_with_paired_subset(tmp_p
     shared = pa[pa["split"] == "test"].merge(pb[["patient_id", "prob"]], on="patient_id")
     expected = delong_test(shared["label"], shared["prob_x"], shared["prob_y"])
     assert delong.loc["test", "z"] == expected.z
-    record = json.loads((out / "stage.json").read_text())
+    record = json.loads((out / "stage.json").read_text(encoding="utf-8"))
     assert record["summary"]["paired_subset"] == [{"model_a": "a", "model_b": "b", "a_only": 1, "b_only": 0,
                                                    "both": 59}]
 

@@ -59,7 +59,7 @@ def test_roc_json_agrees_with_proc(tmp_path: Path) -> None:
     if proc.returncode and "there is no package called" in proc.stderr:
         pytest.skip("pROC is not installed in R")
     assert proc.returncode == 0, proc.stderr
-    r = [float(v) for v in out.read_text().split()]
+    r = [float(v) for v in out.read_text(encoding="utf-8").split()]
     paired = _json([str(tmp_path / "p.csv"), "--truth", "truth", "--score", "a", "--score", "b"])
     for name, offset in (("a", 0), ("b", 4)):
         got = paired["scores"][name]

@@ -20,7 +20,7 @@ def test_extract_rerun_train_predict(tmp_path: Path):
     assert result.exit_code == 0, result.output
     assert "10 extracted, 0 from cache, 0 failed" in result.output
     table = pd.read_parquet(out / "features.parquet")
-    assert len(table) == 10 and "binWidth" in (out / "settings.yaml").read_text()
+    assert len(table) == 10 and "binWidth" in (out / "settings.yaml").read_text(encoding="utf-8")
     again = runner.invoke(app, ["radiomics", "extract", "-m", str(manifest), "-o", str(out), "--params", "tiny"])
     assert "0 extracted, 10 from cache" in again.output
 

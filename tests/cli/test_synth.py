@@ -81,7 +81,7 @@ def test_a_previous_cohort_needs_overwrite_and_then_only_its_files_change(tmp_pa
     files = {p for p, data in _snapshot(out).items() if data is not None}
     assert files == {"manifest.csv", "lesions_truth.csv", "synth.json", "images/CT001_ct.nii.gz",
                      "labels/CT001_lesions.nii.gz", "labels/CT001_bones.nii.gz"}  # CT002's files went with its cohort
-    record = json.loads((out / "synth.json").read_text())
+    record = json.loads((out / "synth.json").read_text(encoding="utf-8"))
     assert record["n"] == 1 and record["seed"] == 4 and record["status"] == "complete"
 
 
@@ -97,7 +97,7 @@ def test_out_on_a_file_is_refused(tmp_path: Path):
     out = tmp_path / "cohort.csv"
     out.write_text("mine\n")
     result = runner.invoke(app, CT + ["--n", "1", "--out", str(out)])
-    assert result.exit_code == 2 and str(out) in result.output and out.read_text() == "mine\n"
+    assert result.exit_code == 2 and str(out) in result.output and out.read_text(encoding="utf-8") == "mine\n"
 
 
 def _scored(manifest: Path) -> pd.DataFrame:

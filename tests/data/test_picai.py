@@ -168,7 +168,7 @@ def test_marksheet_is_read_as_written(archive, tmp_path: Path):
     assert (row["line"], row["lesion_gs"], row["case_cspca"], row["center"]) == (5, "3+3,0+0", "NO", "RUMC")
     # a spreadsheet's round trip: BOM, ids as 10000.0, a blank row
     edited = tmp_path / "edited.csv"
-    edited.write_text("\ufeff" + MARKSHEET.replace("10000,1000000", "10000.0,1000000.0") + ",,,,,,,,,,,,,\n")
+    edited.write_text("\ufeff" + MARKSHEET.replace("10000,1000000", "10000.0,1000000.0") + ",,,,,,,,,,,,,\n", encoding="utf-8")
     assert list(read_marksheet(edited).index)[0] == "10000_1000000"
     twice = tmp_path / "twice.csv"
     twice.write_text(MARKSHEET + MARKSHEET.splitlines()[-1] + "\n")

@@ -187,7 +187,7 @@ def test_calibration_matches_r_glm(tmp_path: Path) -> None:
     run = subprocess.run(["Rscript", str(tmp_path / "glm.R"), str(tmp_path / "d.csv"), str(tmp_path / "r.txt")],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
-    brier, intercept, slope = (float(v) for v in (tmp_path / "r.txt").read_text().split())
+    brier, intercept, slope = (float(v) for v in (tmp_path / "r.txt").read_text(encoding="utf-8").split())
     c = calibration(y, p)
     assert (c.brier, c.intercept, c.slope) == pytest.approx((brier, intercept, slope), abs=TOL)
 
@@ -202,7 +202,7 @@ def test_one_predicted_value_for_everyone_gives_an_aliased_slope_as_r_does(tmp_p
     run = subprocess.run(["Rscript", str(tmp_path / "glm.R"), str(tmp_path / "d.csv"), str(tmp_path / "r.txt")],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
-    brier, intercept, slope = (v for v in (tmp_path / "r.txt").read_text().split())
+    brier, intercept, slope = (v for v in (tmp_path / "r.txt").read_text(encoding="utf-8").split())
     c = calibration(y, p)
     assert slope == "NA" and np.isnan(c.slope) and np.isnan(c.slope_low) and np.isnan(c.slope_high)
     assert (c.brier, c.intercept) == pytest.approx((float(brier), float(intercept)), abs=TOL)

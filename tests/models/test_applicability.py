@@ -181,7 +181,7 @@ def test_the_domain_is_saved_as_json_and_a_damaged_file_is_refused(tmp_path: Pat
     rows = {"deep": _correlated(1, 6, seed=14)}
     assert loaded.check(patient, rows) == domain.check(patient, rows)
     assert not loaded.check(patient, rows)[0]
-    data = json.loads(path.read_text())
+    data = json.loads(path.read_text(encoding="utf-8"))
     data["distances"][0]["precision"] = data["distances"][0]["precision"][:-1]
     path.write_text(json.dumps(data))
     with pytest.raises(ApplicabilityError, match="domain.json: damaged or edited"):

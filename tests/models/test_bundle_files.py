@@ -81,7 +81,7 @@ def test_a_damaged_feature_list_names_the_file(trained, tmp_path: Path, edit, ex
     model, features = trained
     copy = _copy(model, tmp_path)
     meta = copy / "radiomics_model.json"
-    meta.write_text(edit(meta.read_text()))
+    meta.write_text(edit(meta.read_text(encoding="utf-8")))
     result, text = _predict(copy, features, tmp_path / "p.csv")
     assert result.exit_code == 2, result.output
     assert str(meta) in text and expected in text
@@ -91,7 +91,7 @@ def test_a_feature_dropped_from_the_list_no_longer_matches_the_xgboost_file(trai
     model, features = trained
     copy = _copy(model, tmp_path)
     meta = copy / "radiomics_model.json"
-    record = json.loads(meta.read_text())
+    record = json.loads(meta.read_text(encoding="utf-8"))
     record["selector"]["selected"] = record["selector"]["selected"][:-1]
     meta.write_text(json.dumps(record))
     result, text = _predict(copy, features, tmp_path / "p.csv")
@@ -102,7 +102,7 @@ def test_a_feature_dropped_from_the_list_no_longer_matches_the_xgboost_file(trai
 def test_a_renamed_feature_names_the_feature_list_and_both_names(trained, tmp_path: Path):
     """The table a user gives has ``...Mean2`` where the model's list says ``...Mean``."""
     model, features = trained
-    selected = json.loads((model / "radiomics_model.json").read_text())["selector"]["selected"]
+    selected = json.loads((model / "radiomics_model.json").read_text(encoding="utf-8"))["selector"]["selected"]
     name = selected[0]
     table = pd.read_csv(features).rename(columns={name: name + "2"})
     table.to_csv(tmp_path / "renamed.csv", index=False)

@@ -158,7 +158,7 @@ def test_saved_calibration_round_trips_and_a_damaged_file_is_refused_naming_it(t
     assert loaded.alpha == 0.2 and loaded.counts == fitted.counts
     grid = np.linspace(0, 1, 57)
     np.testing.assert_array_equal(loaded.sets(grid), fitted.sets(grid))
-    path.write_text(path.read_text()[:-30])
+    path.write_text(path.read_text(encoding="utf-8")[:-30])
     with pytest.raises(InputError, match=r"conformal\.json: damaged or edited conformal calibration"):
         MondrianConformal.load(path)
     with pytest.raises(InputError, match="strictly between 0 and 1"):

@@ -54,7 +54,7 @@ def test_model_learns_and_round_trips_through_json_only(tmp_path: Path):
     folder = model.save(tmp_path / "model")
     assert sorted(p.name for p in folder.iterdir()) == ["radiomics_model.json", "xgboost.json"]
     for path in folder.iterdir():
-        json.loads(path.read_text())  # plain JSON, no pickle
+        json.loads(path.read_text(encoding="utf-8"))  # plain JSON, no pickle
     loaded = RadiomicsModel.load(folder)
     np.testing.assert_allclose(loaded.predict_proba(X), model.predict_proba(X), rtol=1e-6)
     assert loaded.features == model.features
@@ -94,7 +94,7 @@ def test_training_predictions_are_out_of_fold(tmp_path: Path):
 def test_a_model_saved_in_another_format_version_is_refused(tmp_path: Path):
     X, y = _table(80)
     folder = RadiomicsModel().fit(X, y).save(tmp_path / "model")
-    meta = json.loads((folder / "radiomics_model.json").read_text())
+    meta = json.loads((folder / "radiomics_model.json").read_text(encoding="utf-8"))
     (folder / "radiomics_model.json").write_text(json.dumps({**meta, "format": "osteomet.radiomics_model/9"}))
     with pytest.raises(ValueError, match=r"unknown model format 'osteomet.radiomics_model/9' \(this osteomet reads"):
         RadiomicsModel.load(folder)

@@ -76,6 +76,6 @@ def test_saved_recalibration_round_trips_and_a_damaged_file_is_refused(tmp_path:
     loaded = LogisticRecalibration.load(path)
     assert loaded == fitted
     np.testing.assert_array_equal(loaded.apply(prob), fitted.apply(prob))
-    path.write_text(path.read_text().replace('"slope"', '"slop"'))
+    path.write_text(path.read_text(encoding="utf-8").replace('"slope"', '"slop"'))
     with pytest.raises(InputError, match=r"recalibration\.json: damaged or edited recalibration \(no entry 'slope'\)"):
         LogisticRecalibration.load(path)

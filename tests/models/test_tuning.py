@@ -143,8 +143,8 @@ def test_held_out_patients_change_nothing_in_the_tuning(tmp_path) -> None:
     train_clinical(changed, tmp_path / "b", model=ClinicalModel(tuning=SMALL), folds=3)
     first, second = (pd.read_csv(tmp_path / d / "tuning.csv") for d in ("a", "b"))
     pd.testing.assert_frame_equal(first, second)
-    assert (json.loads((tmp_path / "a" / "model" / "clinical_model.json").read_text())["tuning"]["chosen"]
-            == json.loads((tmp_path / "b" / "model" / "clinical_model.json").read_text())["tuning"]["chosen"])
+    assert (json.loads((tmp_path / "a" / "model" / "clinical_model.json").read_text(encoding="utf-8"))["tuning"]["chosen"]
+            == json.loads((tmp_path / "b" / "model" / "clinical_model.json").read_text(encoding="utf-8"))["tuning"]["chosen"])
 
 
 def test_selection_inside_the_folds_keeps_noise_at_chance() -> None:
@@ -172,7 +172,7 @@ def test_selection_inside_the_folds_keeps_noise_at_chance() -> None:
 def test_chosen_values_are_recorded_and_reloaded(tmp_path) -> None:
     frame = _cohort()
     model, predictions = train_clinical(frame, tmp_path, model=ClinicalModel(tuning=SMALL), folds=3)
-    meta = json.loads((tmp_path / "model" / "clinical_model.json").read_text())
+    meta = json.loads((tmp_path / "model" / "clinical_model.json").read_text(encoding="utf-8"))
     chosen = meta["tuning"]["chosen"]
     assert set(chosen) == set(GRID) and meta["tuning"]["folds"] == 3
     assert {k: meta["xgb"][k] for k in chosen} == chosen  # the saved settings are the tuned ones
@@ -195,7 +195,7 @@ def test_not_nested_reuses_the_chosen_values_and_off_removes_the_grid(tmp_path) 
     assert refit.tuning is None and refit.xgb.max_depth == model.tuned.chosen["max_depth"]
     train_clinical(frame, tmp_path, model=ClinicalModel(), folds=3)
     assert not (tmp_path / "tuning.csv").exists()
-    assert json.loads((tmp_path / "model" / "clinical_model.json").read_text())["tuning"] is None
+    assert json.loads((tmp_path / "model" / "clinical_model.json").read_text(encoding="utf-8"))["tuning"] is None
 
 
 def test_a_grid_naming_an_unknown_setting_is_refused() -> None:

@@ -90,12 +90,12 @@ def test_a_doubled_dwi_scale_at_the_external_centre_is_flagged_and_the_reference
                                                        == "outside").mean())
     section = applicability_section(layout)
     assert section.present and "DWI 50th percentile in the gland region" in section.body
-    domain = json.loads((layout.applicability / "domain.json").read_text())
+    domain = json.loads((layout.applicability / "domain.json").read_text(encoding="utf-8"))
     assert {d["name"] for d in domain["distances"]} == {"radiomics", "deep"}
-    selected = json.loads((layout.model("radiomics") / "model" / "radiomics_model.json").read_text())
+    selected = json.loads((layout.model("radiomics") / "model" / "radiomics_model.json").read_text(encoding="utf-8"))
     assert next(d for d in domain["distances"] if d["name"] == "radiomics")["columns"] == \
         selected["selector"]["selected"]
-    missingness = json.loads((layout.applicability / "missingness.json").read_text())
+    missingness = json.loads((layout.applicability / "missingness.json").read_text(encoding="utf-8"))
     assert missingness["n_train"] == int((flags["split"] == "train").sum())
     assert missingness["training"]["gleason"]["missing"] == 0  # the synthetic cohorts always record Gleason
 
@@ -137,7 +137,7 @@ def test_swapped_t2_and_adc_given_to_predict_are_flagged(study, tmp_path):
     for expected in ("T2 50th percentile in the gland region", "ADC 50th percentile in the gland region",
                      "T2 in-plane spacing"):
         assert expected in named, reasons
-    text = (tmp_path / "swapped" / "result.md").read_text()
+    text = (tmp_path / "swapped" / "result.md").read_text(encoding="utf-8")
     assert "**applicability: outside**" in text and "- T2 50th percentile in the gland region" in text
 
 
@@ -172,7 +172,7 @@ def test_real_prostatex_patients_through_predict_show_the_applicability_result(s
                                  str(folder / "hbv"), "--adc", str(folder / "adc"), "--clinical", "age=66,psa=12.1",
                                  "--id", case, "-o", str(out), *given])
     assert result.exit_code == 0, result.output
-    saved = json.loads((out / "result.json").read_text())
+    saved = json.loads((out / "result.json").read_text(encoding="utf-8"))
     # a real 3T acquisition against a study of synthetic patients: another grid, another intensity scale
     assert saved["applicability"] == "outside"
     reasons = saved["applicability_reasons"]
@@ -180,7 +180,7 @@ def test_real_prostatex_patients_through_predict_show_the_applicability_result(s
     assert any(" percentile in the gland region " in r and "study range" in r for r in reasons)
     details = saved["applicability_details"]
     assert details["checks"] >= len(reasons) and set(details["distances"]) == {"radiomics", "deep"}
-    markdown = (out / "result.md").read_text()
+    markdown = (out / "result.md").read_text(encoding="utf-8")
     assert "**applicability: outside**" in markdown and all(f"- {r}" in markdown for r in reasons)
     assert "applicability: outside" in result.output
     # Gleason, ISUP, hematuria and leukocyturia are missing: what they could change is stated, with the range

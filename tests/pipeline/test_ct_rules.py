@@ -97,7 +97,7 @@ def _choose(study: dict[str, Path], **kwargs):
 def test_stage_chooses_rules_on_validation_writes_metrics_per_split_and_is_then_up_to_date(study):
     outcome = _choose(study)
     assert not outcome.skipped and study["out"] == study["run"] / "ct" / "rules"
-    rules = json.loads((study["out"] / RULES).read_text())
+    rules = json.loads((study["out"] / RULES).read_text(encoding="utf-8"))
     detector = rules["detectors"]["resnet18"]
     # by hand (as tests/ct/test_patient_rules.py): k = 1 leaves N's blip positive; 2 slices >= 0.3 keeps A and B
     assert detector["rule"] == {"kind": "top_k", "k": 2, "threshold": pytest.approx(0.3)}

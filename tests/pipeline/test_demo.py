@@ -72,7 +72,7 @@ def test_demo_runs_both_studies_predicts_a_held_out_patient_and_reuses_every_sta
     assert (layout.ct_icc_of("unet") / "icc" / "icc.csv").is_file()
     assert (layout.ct_split / "manifest.csv").is_file()  # one split the detectors and segmenters share
     assert "dice" in summary["ct_results"] and "slice_auc" in summary["ct_results"]
-    saved = json.loads((out / "summary.json").read_text())
+    saved = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert saved["run"] == str(out.resolve())
     text = console.export_text()
     assert "ct detection train: done (continued after an interruption)" in text

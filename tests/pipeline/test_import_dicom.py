@@ -95,11 +95,11 @@ def test_series_table_says_why(export: Export, imported: ImportSummary) -> None:
 
 def test_ambiguity_listed_with_the_candidates(export: Export, imported: ImportSummary) -> None:
     p0 = patient_of(imported.out, export.uids["0000/t2"])
-    report = json.loads((imported.out / "summary.json").read_text())
+    report = json.loads((imported.out / "summary.json").read_text(encoding="utf-8"))
     listed = report["ambiguous"][p0]["adc"]
     assert {c["series_uid"] for c in listed} == {export.uids["0000/adc"], export.uids["0000/adc_second"]}
     assert {c["description"] for c in listed} == {"ep2d_diff_tra_DYNDIST_ADC", "ep2d_diff_b50_800_1400_tra_ADC"}
-    text = (imported.out / "summary.md").read_text()
+    text = (imported.out / "summary.md").read_text(encoding="utf-8")
     assert "## Ambiguous" in text and export.uids["0000/adc"] in text and export.uids["0000/adc_second"] in text
     assert '"SeriesInstanceUID"' in text  # the mapping that settles it
 
@@ -158,13 +158,13 @@ def test_foreign_or_edited_output_refused(export: Export, tmp_path: Path) -> Non
         import_dicom(export.root, foreign, jobs=1, log=lambda _: None)
     out = tmp_path / "study"
     import_dicom(export.root, out, jobs=1, log=lambda _: None)
-    first = (out / "manifest.csv").read_text()
+    first = (out / "manifest.csv").read_text(encoding="utf-8")
     import_dicom(export.root, out, jobs=1, log=lambda _: None)  # a rerun replaces its own files
-    assert (out / "manifest.csv").read_text().splitlines()[0] == first.splitlines()[0]
+    assert (out / "manifest.csv").read_text(encoding="utf-8").splitlines()[0] == first.splitlines()[0]
     (out / "manifest.csv").write_text(first + "# my edit\n")
     with pytest.raises(OutputExistsError, match="changed since"):
         import_dicom(export.root, out, jobs=1, log=lambda _: None)
-    assert (out / "manifest.csv").read_text().endswith("# my edit\n")
+    assert (out / "manifest.csv").read_text(encoding="utf-8").endswith("# my edit\n")
 
 
 def test_pseudonym_map_and_clinical_join(export: Export, tmp_path: Path) -> None:

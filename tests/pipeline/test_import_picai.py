@@ -88,7 +88,7 @@ def test_archive_becomes_a_manifest_the_study_accepts(archive, tmp_path: Path):
     counts = summary["counts"]
     assert (counts["imported"], counts["positive"], counts["negative"], counts["masks"], counts["empty_delineations"]) \
         == (2, 1, 1, 1, 1)
-    assert summary == json.loads((out / "summary.json").read_text())
+    assert summary == json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert {r["case_id"]: r["reason"] for r in summary["not_imported"]} == {
         "10000_1000000": "marksheet row without images", "10100_1000100": "missing hbv, adc",
         "10795_1000790": "another study of the patient was imported (1000811, 2011-12-07)",
@@ -99,7 +99,7 @@ def test_archive_becomes_a_manifest_the_study_accepts(archive, tmp_path: Path):
     assert {p["patient_id"]: p["other_studies"] for p in summary["patients"]} == {"10795": [EARLIER[1]], "11373": []}
     assert {p["patient_id"]: p["mask_labels"] for p in summary["patients"]} == {"10795": [], "11373": [2, 3]}
     assert any("gleason and isup are left empty" in w for w in summary["warnings"])
-    markdown = (out / "summary.md").read_text()
+    markdown = (out / "summary.md").read_text(encoding="utf-8")
     assert "| 10795 | 1000811 | 2011-12-07 | 1000790 |" in markdown and "| 11373 | 1001396 | 1 | lesion (2, 3) |" in markdown
     assert any("imported 2 patients (1 positive, 1 negative by case_csPCa)" in line for line in lines)
 
@@ -178,13 +178,13 @@ def test_outputs_inside_the_inputs_or_over_foreign_files_are_refused(archive, tm
 
     out = tmp_path / "study"
     import_picai(archive["root"], out, labels=archive["lesions"], log=_quiet)
-    first = (out / "manifest.csv").read_text()
+    first = (out / "manifest.csv").read_text(encoding="utf-8")
     import_picai(archive["root"], out, labels=archive["lesions"], log=_quiet)  # a rerun replaces its own files
-    assert (out / "manifest.csv").read_text() == first
+    assert (out / "manifest.csv").read_text(encoding="utf-8") == first
     (out / "cohort.csv").write_text("patient_id\n")
     with pytest.raises(OutputExistsError, match=r"holds 1 file\(s\) an earlier import did not write \(cohort.csv\)"):
         import_picai(archive["root"], out, labels=archive["lesions"], log=_quiet)
-    assert (out / "cohort.csv").read_text() == "patient_id\n"
+    assert (out / "cohort.csv").read_text(encoding="utf-8") == "patient_id\n"
 
 
 def test_conversion_writes_clean_copies_under_out_and_a_rerun_removes_them(archive, tmp_path: Path):
@@ -229,7 +229,7 @@ def test_mha_copies_carry_no_dicom_tags(archive, tmp_path: Path):
     assert not [i for i in identifiers if i.encode() in (out / "images" / "11373_t2.mha").read_bytes()]
     assert sitk.ReadImage(str(_image(archive, POSITIVE, "t2w"))).HasMetaDataKey("0010|0020")  # the source keeps them
     assert read_manifest(out / "manifest.csv").get("11373").mask is None  # no --labels: no masks, and it says so
-    assert any("no delineation folder" in w for w in json.loads((out / "summary.json").read_text())["warnings"])
+    assert any("no delineation folder" in w for w in json.loads((out / "summary.json").read_text(encoding="utf-8"))["warnings"])
 
 
 def test_an_off_grid_delineation_is_refused_naming_the_study(archive, tmp_path: Path):
@@ -251,7 +251,7 @@ def test_a_damaged_later_study_leaves_the_patient_with_the_earlier_one(archive, 
         shutil.copy(root / fold / pid / f"{pid}_{sid}_{seq}.mha", root / fold / pid / f"{pid}_1001500_{seq}.mha")
     (root / fold / pid / f"{pid}_1001500_t2w.mha").write_bytes(b"ObjectType = Image\nNDims = 3\n")
     marksheet = tmp_path / "marksheet.csv"
-    marksheet.write_text(archive["marksheet"].read_text() + "11373,1001500,2014-02-01,65,20,,50,,2,,,0,NO,RUMC\n")
+    marksheet.write_text(archive["marksheet"].read_text(encoding="utf-8") + "11373,1001500,2014-02-01,65,20,,50,,2,,,0,NO,RUMC\n")
     summary = import_picai(root, tmp_path / "study", labels=archive["lesions"], marksheet=marksheet, log=_quiet)
     reasons = {r["case_id"]: r["reason"] for r in summary["not_imported"]}
     assert reasons["11373_1001500"].startswith(f"unreadable t2w: {root / fold / pid / '11373_1001500_t2w.mha'}")

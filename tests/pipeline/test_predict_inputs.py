@@ -126,14 +126,14 @@ def test_a_truncated_model_file_is_refused_before_any_work(copy_of, patient, tmp
 def test_a_damaged_feature_list_is_refused_naming_the_file(copy_of, patient, tmp_path: Path):
     run = copy_of()
     meta = RunLayout(run).model("radiomics") / MODEL_DIR / "radiomics_model.json"
-    meta.write_text(meta.read_text()[:-40])  # cut short
+    meta.write_text(meta.read_text(encoding="utf-8")[:-40])  # cut short
     result = _predict(run, tmp_path / "pred", patient)
     assert result.exit_code == 2, result.output
     assert str(meta) in _message(result) and "not valid JSON" in _message(result)
     shutil.rmtree(run)
     run = copy_of()
     meta = RunLayout(run).model("clinical") / MODEL_DIR / "clinical_model.json"
-    record = json.loads(meta.read_text())
+    record = json.loads(meta.read_text(encoding="utf-8"))
     del record["features"]  # an edit that leaves valid JSON
     meta.write_text(json.dumps(record))
     result = _predict(run, tmp_path / "pred", patient)
@@ -144,7 +144,7 @@ def test_a_damaged_feature_list_is_refused_naming_the_file(copy_of, patient, tmp
 def test_a_renamed_feature_in_the_bundle_names_the_feature_list_and_both_names(copy_of, patient, tmp_path: Path):
     run = copy_of()
     meta = RunLayout(run).model("radiomics") / MODEL_DIR / "radiomics_model.json"
-    record = json.loads(meta.read_text())
+    record = json.loads(meta.read_text(encoding="utf-8"))
     chosen = record["selector"]["selected"][0]
     record["selector"]["selected"][0] = chosen + "_v2"  # edited by hand
     meta.write_text(json.dumps(record))
@@ -158,7 +158,7 @@ def test_a_renamed_feature_in_the_bundle_names_the_feature_list_and_both_names(c
 def test_a_feature_list_that_no_longer_matches_its_xgboost_file_is_refused(copy_of, patient, tmp_path: Path):
     run = copy_of()
     meta = RunLayout(run).model("fusion") / MODEL_DIR / "fusion_model.json"
-    record = json.loads(meta.read_text())
+    record = json.loads(meta.read_text(encoding="utf-8"))
     record["columns"] = record["columns"][:-1]  # one feature deleted from the list
     meta.write_text(json.dumps(record))
     result = _predict(run, tmp_path / "pred", patient)
@@ -214,7 +214,7 @@ def test_the_chosen_series_reaches_the_preprocessing(prostatex: Path, tmp_path: 
     manifest = _new_manifest(tmp_path, "PX", images, None, {}, None, series)
     _, index = preprocess_mri(manifest, tmp_path / "preprocess")
     assert index["status"].tolist() == ["processed"], index["error"].tolist()
-    transform = json.loads((tmp_path / "preprocess" / "cases" / "PX" / "transform.json").read_text())
+    transform = json.loads((tmp_path / "preprocess" / "cases" / "PX" / "transform.json").read_text(encoding="utf-8"))
     assert transform["t2_geometry"]["size"] == [384, 384, 19]  # the T2, not the ADC (84 x 128)
 
 

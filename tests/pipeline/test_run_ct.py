@@ -62,7 +62,7 @@ def test_run_ct_splits_once_trains_every_model_analyses_every_segmenter_and_reru
     assert (layout.ct_lesions_of("unet") / "lesions.csv").is_file()
     assert (layout.ct_icc_of("unet") / "icc" / "icc.csv").is_file()
     assert sorted(p.name for p in (layout.ct_lesions / "figures").glob("*.png"))  # drawn once, for the report
-    rules = json.loads((layout.ct_rules / "rules.json").read_text())
+    rules = json.loads((layout.ct_rules / "rules.json").read_text(encoding="utf-8"))
     assert set(rules["detectors"]) == {"resnet34"} and set(rules["segmenters"]) == {"unet"}
     metrics = pd.read_csv(layout.ct_rules / "patient_metrics.csv")
     test = metrics[(metrics["split"] == "test") & (metrics["rule"] == "chosen")]
@@ -105,7 +105,7 @@ def test_predict_ct_on_a_synthetic_patient_scores_slices_masks_and_describes_les
     result = runner.invoke(app, ["predict", "ct", "--model", str(ct_run), "--ct", str(base / row["ct"]), "--bones",
                                  str(base / row["bone_map"]), "--id", "NEW1", "-o", str(tmp_path / "pred")])
     assert result.exit_code == 0, result.output
-    saved = json.loads((tmp_path / "pred" / "result.json").read_text())
+    saved = json.loads((tmp_path / "pred" / "result.json").read_text(encoding="utf-8"))
     assert saved["segmenter"] == "unet" and set(saved["flagged_slices"]) == {"resnet34"}
     mask = sitk.ReadImage(saved["mask"])
     ct = sitk.ReadImage(str(base / row["ct"]))
@@ -128,7 +128,7 @@ def test_predict_ct_on_the_real_dicom_ct_without_a_bone_map_says_bone_identity_i
     said = " ".join(result.output.split())
     assert "bone identity is unavailable" in said
     assert "no DICOM SEG" in said and "SOPInstanceUID" in said  # this public series was anonymised without UIDs
-    saved = json.loads((tmp_path / "real" / "result.json").read_text())
+    saved = json.loads((tmp_path / "real" / "result.json").read_text(encoding="utf-8"))
     assert saved["bone_identity"] is False
     assert sitk.ReadImage(saved["mask"]).GetSize() == (512, 512, 20)
     refused = runner.invoke(app, ["predict", "ct", "--model", str(ct_run), "--ct", str(series), "--segmenter",
@@ -147,7 +147,7 @@ def test_predict_ct_on_the_real_nifti_ct_with_its_totalsegmentator_map_names_eac
     assert result.exit_code == 0, result.output
     said = " ".join(result.output.split())
     assert "bone identity is unavailable" not in said and "no DICOM SEG" in said  # a NIfTI has no series to refer to
-    saved = json.loads((tmp_path / "real" / "result.json").read_text())
+    saved = json.loads((tmp_path / "real" / "result.json").read_text(encoding="utf-8"))
     assert saved["bone_identity"] is True
     assert sitk.ReadImage(saved["mask"]).GetSize() == sitk.ReadImage(str(ct)).GetSize()
     lesions = pd.read_csv(tmp_path / "real" / "lesions" / "lesions.csv")

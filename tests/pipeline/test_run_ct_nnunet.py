@@ -69,7 +69,7 @@ def test_nnunet_masks_join_the_comparison_lesions_and_icc_like_any_segmenter(nnu
     split = dict(zip(study["patient_id"], study["split"]))
     # nnU-Net trained on the study's own split: fold 0 = its train patients, validated on its val patients
     folds = json.loads((layout.ct_nnunet / "plan" / "nnUNet_preprocessed" / "Dataset501_OsteometCT" /
-                        "splits_final.json").read_text())
+                        "splits_final.json").read_text(encoding="utf-8"))
     assert folds == [{"train": sorted(p for p, s in split.items() if s == "train"),
                       "val": sorted(p for p, s in split.items() if s == "val")}]
     fold = (layout.ct_nnunet / "train" / "nnUNet_results" / "Dataset501_OsteometCT" / f"{SMOKE}__nnUNetPlans__2d" /
@@ -99,7 +99,7 @@ def test_nnunet_masks_join_the_comparison_lesions_and_icc_like_any_segmenter(nnu
     extraction = pd.read_csv(layout.ct_icc_of("nnunet") / "predicted" / "extraction_log.csv",
                              dtype={"patient_id": str})
     assert sorted(extraction["patient_id"]) == sorted(split)
-    icc = json.loads((layout.ct_icc_of("nnunet") / "icc" / "stage.json").read_text())
+    icc = json.loads((layout.ct_icc_of("nnunet") / "icc" / "stage.json").read_text(encoding="utf-8"))
     assert icc["status"] == "complete" and icc["inputs"]["predicted"].startswith(str(layout.ct_icc_of("nnunet")))
     empty = metrics["predicted_voxels"] == 0
     assert (icc["summary"]["cases"] == 0) if empty.all() else (layout.ct_icc_of("nnunet") / "icc" / "icc.csv").is_file()
@@ -109,9 +109,9 @@ def test_nnunet_masks_join_the_comparison_lesions_and_icc_like_any_segmenter(nnu
     for step in steps:
         assert any(line.startswith(f"ct nnunet {step}: done") for line in lines), lines
     for folder in ("export", "plan", "train", "predict"):
-        record = json.loads((layout.ct_nnunet / folder / "stage.json").read_text())
+        record = json.loads((layout.ct_nnunet / folder / "stage.json").read_text(encoding="utf-8"))
         assert record["status"] == "complete" and record["stage"] == f"ct-nnunet-{folder}"
-    assert json.loads((predictions / "nnunet" / "stage.json").read_text())["stage"] == "ct-nnunet-import"
+    assert json.loads((predictions / "nnunet" / "stage.json").read_text(encoding="utf-8"))["stage"] == "ct-nnunet-import"
     assert list((layout.ct_nnunet / "logs").glob("*-train.log"))
 
 
@@ -133,12 +133,12 @@ def test_an_interrupted_training_continues_from_nnunets_checkpoint(nnunet_run, c
     fold = train / "nnUNet_results" / "Dataset501_OsteometCT" / f"{SMOKE}__nnUNetPlans__2d" / "fold_0"
     (fold / "checkpoint_final.pth").rename(fold / "checkpoint_latest.pth")  # what nnU-Net leaves mid-training
     shutil.rmtree(fold / "validation")
-    record = json.loads((train / "stage.json").read_text())
+    record = json.loads((train / "stage.json").read_text(encoding="utf-8"))
     (train / "stage.json").write_text(json.dumps({**record, "status": "running"}))
     result, lines = _run(ct_manifest, copy, config)
     assert any(line.startswith("ct nnunet train: fold 0") and "continued" in line for line in lines), lines
     assert any(line.startswith("ct nnunet train: done (continued after an interruption)") for line in lines), lines
-    log = sorted((copy / "ct" / "nnunet" / "logs").glob("*-train.log"))[-1].read_text()
+    log = sorted((copy / "ct" / "nnunet" / "logs").glob("*-train.log"))[-1].read_text(encoding="utf-8")
     assert log.splitlines()[0].endswith("--c")
     assert (fold / "checkpoint_final.pth").is_file() and (fold / "validation" / "summary.json").is_file()
     redone = [name for name, stage in result["stages"].items() if not stage["skipped"]]
@@ -180,7 +180,7 @@ def test_cross_validation_exports_k_folds_over_train_and_val_pooled(ct_manifest,
     assert settings.fold_list == [0, 1, 2]
     export_nnunet(layout.ct_split / MANIFEST, layout.ct_nnunet / "export", settings, seed=0)
     folds = json.loads((layout.ct_nnunet / "export" / "nnUNet_preprocessed" / "Dataset501_OsteometCT" /
-                        "splits_final.json").read_text())
+                        "splits_final.json").read_text(encoding="utf-8"))
     pooled = sorted(study.loc[study["split"].isin(["train", "val"]), "patient_id"])
     assert len(folds) == 3 and sorted(p for f in folds for p in f["val"]) == pooled
     tested = sorted(study.loc[study["split"] == "test", "patient_id"])
@@ -220,7 +220,7 @@ def test_a_cuda_index_for_nnunet_names_the_way_to_choose_the_gpu(nnunetv2, tmp_p
     from osteomet.pipeline.ct_study import load_ct_study_config
 
     path = _study(tmp_path, device=None)
-    path.write_text(path.read_text().replace("device: cpu", "device: cuda:1"))
+    path.write_text(path.read_text(encoding="utf-8").replace("device: cpu", "device: cuda:1"))
     with pytest.raises(ConfigError, match="CUDA_VISIBLE_DEVICES=1"):
         load_ct_study_config(path)
 

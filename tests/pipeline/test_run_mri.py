@@ -53,7 +53,7 @@ def test_run_writes_every_stage_and_evaluates_every_model_on_every_cohort(study)
         assert (layout.evaluation / name).is_file(), name
     assert (layout.deep_grid / "heatmap.png").is_file() and (layout.deep_gradcam / "gradcam.csv").is_file()
     assert len(list((layout.masks / "auto").glob("*.nii.gz"))) == len(manifest)
-    saved = json.loads(layout.run_record.read_text())
+    saved = json.loads(layout.run_record.read_text(encoding="utf-8"))
     assert saved["format"] == "osteomet.mri_run/1" and saved["versions"]["osteomet"]
     assert set(saved["stages"]) >= {"split", "preprocess", "segmentation train", "deep grid", "feature stability",
                                     "model features", "fusion model", "evaluation", "mask qc", "patient flow"}
@@ -77,7 +77,7 @@ def test_training_predictions_are_cross_fitted(study):
     """The deep model's training rows come from fold models, not from the winner that saw them."""
     run, _ = study
     layout = RunLayout(run)
-    stage = json.loads((layout.model("deep") / "stage.json").read_text())
+    stage = json.loads((layout.model("deep") / "stage.json").read_text(encoding="utf-8"))
     assert stage["summary"]["training_predictions"] == "out-of-fold"
     assert len(list((layout.model("deep") / "folds").glob("fold_*/checkpoints/best.pt"))) == 2
 
@@ -134,7 +134,7 @@ def _interrupt_when(command: list[str], sign: int, appears: Callable[[], bool], 
                                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.monotonic() + timeout
         while not appears():
-            assert process.poll() is None, f"the run ended before the interruption point: {log.read_text()}"
+            assert process.poll() is None, f"the run ended before the interruption point: {log.read_text(encoding="utf-8")}"
             assert time.monotonic() < deadline, "the interruption point was never reached"
             time.sleep(0.02)
         process.send_signal(sign)
@@ -204,7 +204,7 @@ def test_models_are_tuned_inside_the_training_cohort_and_explained(study):
     for model, meta in (("clinical", "clinical_model.json"), ("radiomics", "radiomics_model.json"),
                         ("fusion", "fusion_model.json")):
         folder = layout.model(model)
-        tuning = json.loads((folder / "model" / meta).read_text())["tuning"]
+        tuning = json.loads((folder / "model" / meta).read_text(encoding="utf-8"))["tuning"]
         assert set(tuning["chosen"]) == {"max_depth", "n_estimators"} and tuning["folds"] == 2, model
         assert tuning["n"] <= n_train  # training patients only (those with the model's inputs)
         table = pd.read_csv(folder / "tuning.csv")
@@ -238,13 +238,13 @@ def test_predict_reproduces_the_study_probability_of_a_held_out_patient(study, t
         assert result["models"][model] == pytest.approx(expected, abs=1e-6), model
     assert result["decision"] in ("bone metastasis", "no bone metastasis")
     assert Path(result["files"]["mask"]).is_file() and Path(result["files"]["gradcam_png"]).is_file()
-    assert (tmp_path / "pred" / "result.md").read_text().count(row["patient_id"]) >= 1
+    assert (tmp_path / "pred" / "result.md").read_text(encoding="utf-8").count(row["patient_id"]) >= 1
     for model in ("clinical", "radiomics", "fusion"):
         explained = result["explanations"][model]
         assert 1 <= len(explained["top"]) <= 4
         assert 1 / (1 + math.exp(-explained["margin"])) == pytest.approx(result["models"][model], abs=1e-5)
     assert Path(result["files"]["explanations_png"]).stat().st_size > 5_000
-    assert "Largest contributions" in (tmp_path / "pred" / "result.md").read_text()
+    assert "Largest contributions" in (tmp_path / "pred" / "result.md").read_text(encoding="utf-8")
 
 
 def test_rigour_stages_filter_unstable_features_and_map_the_external_centre_onto_training(study, tmp_path):
@@ -277,7 +277,7 @@ def test_rigour_stages_filter_unstable_features_and_map_the_external_centre_onto
     model_features(tmp_path / "shuffled.csv", layout.radiomics / "features.parquet", tmp_path / "mf",
                    stability=layout.stability / "icc.csv", deep=layout.deep_features / "features.parquet")
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "mf" / "features.parquet").set_index("patient_id"), used)
-    assert (tmp_path / "mf" / "combat.json").read_text() == (layout.model_features / "combat.json").read_text()
+    assert (tmp_path / "mf" / "combat.json").read_text(encoding="utf-8") == (layout.model_features / "combat.json").read_text(encoding="utf-8")
     # deep features (harmonization.deep_features): the same rule, C1 rows as the network wrote them
     deep_raw = pd.read_parquet(layout.deep_features / "features.parquet").set_index("patient_id")
     deep_used = pd.read_parquet(tmp_path / "mf" / "deep_features.parquet").set_index("patient_id")
@@ -332,7 +332,7 @@ def test_predict_runs_on_real_prostatex_dicom_and_reports_missing_clinical_value
                                  str(case / "hbv"), "--adc", str(case / "adc"), "--clinical", "age=66,psa=12.1",
                                  "--id", "PX0000", "-o", str(out)])
     assert result.exit_code == 0, result.output
-    saved = json.loads((out / "result.json").read_text())
+    saved = json.loads((out / "result.json").read_text(encoding="utf-8"))
     assert 0.0 <= saved["probability"] <= 1.0
     assert saved["missing_clinical"] == ["gleason", "isup", "hematuria", "leukocyturia"]
     import highdicom as hd  # the tumour mask as a DICOM SEG on the T2 series, for a PACS viewer
@@ -349,7 +349,7 @@ def test_predict_refuses_a_bundle_of_another_version_and_an_unfinished_run(study
     run, _ = study
     copy = tmp_path / "old"
     copy.mkdir()
-    record = json.loads(RunLayout(run).run_record.read_text())
+    record = json.loads(RunLayout(run).run_record.read_text(encoding="utf-8"))
     record["versions"]["osteomet"] = "9.0.0"
     (copy / "run.json").write_text(json.dumps(record))
     with pytest.raises(InputError, match="trained with osteomet 9.0.0"):
@@ -485,12 +485,12 @@ def test_flagged_automatic_masks_are_excluded_from_every_model_and_counted_every
     for model in ("clinical", "radiomics", "deep", "fusion"):
         table = pd.read_csv(layout.model(model) / "predictions.csv", dtype={"patient_id": str})
         assert not set(planted) & set(table["patient_id"]), model
-    counts = json.loads((layout.flow / "flow.json").read_text())
+    counts = json.loads((layout.flow / "flow.json").read_text(encoding="utf-8"))
     assert counts["manifest"] == len(manifest) and counts["excluded"] == 3
     assert sum(counts["excluded_reasons"].values()) == 3
     assert record["patient_flow"] == counts
     assert (layout.flow / "flow.png").stat().st_size > 10_000
-    html = build_report(copy).read_text()
+    html = build_report(copy).read_text(encoding="utf-8")
     assert 'id="flow"' in html and "Excluded patients" in html and all(p in html for p in planted)
     assert f"{len(manifest)} patients in the manifest, 3 excluded" in html  # the checklist's flow answer
 

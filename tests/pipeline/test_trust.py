@@ -76,7 +76,7 @@ def test_stage_calibrates_on_validation_and_out_of_fold_training_and_measures_te
         splits = ("val",) if name == "deep" else ("train", "val")  # in-sample training rows are never calibration
         held = _held_out(path, splits)
         assert fitted.counts == (int((held["label"] == 0).sum()), int((held["label"] == 1).sum()))
-        record = json.loads((out / name / "conformal.json").read_text())
+        record = json.loads((out / name / "conformal.json").read_text(encoding="utf-8"))
         assert record["calibrated_on"] == {s: int((held["split"] == s).sum()) for s in splits}
         recalibrated = LogisticRecalibration.load(out / name / "recalibration.json")
         assert recalibrated == LogisticRecalibration.fit(held["prob"], held["label"])
@@ -98,9 +98,9 @@ def test_stage_calibrates_on_validation_and_out_of_fold_training_and_measures_te
         judged = table["split"].isin(["test", "external"])
         table.loc[judged, "prob"] = 1 - table.loc[judged, "prob"]
         table.to_csv(path, index=False)
-    before = {name: (out / name / "conformal.json").read_text() for name in files}
+    before = {name: (out / name / "conformal.json").read_text(encoding="utf-8") for name in files}
     rerun = calibrate_trust(manifest, files, out, alpha=0.1, recalibrate=True)
-    assert not rerun.skipped and all((out / n / "conformal.json").read_text() == before[n] for n in files)
+    assert not rerun.skipped and all((out / n / "conformal.json").read_text(encoding="utf-8") == before[n] for n in files)
     flipped = pd.read_csv(out / "coverage.csv")
     fusion_bm = (flipped["model"] == "fusion") & (flipped["class"] == "BM")
     assert (flipped.loc[fusion_bm, "coverage"] < 0.5).all()  # the strongest model's flipped scores are atypical now
@@ -128,7 +128,7 @@ def test_predict_reports_a_set_per_model_from_the_bundle_and_an_older_bundle_say
 
     assert not trust_section(RunLayout(run)).present and "conformal" in trust_section(RunLayout(run)).note
 
-    record = json.loads((run / "run.json").read_text())
+    record = json.loads((run / "run.json").read_text(encoding="utf-8"))
     record["config"]["recalibration"] = {"enabled": True}
     (run / "run.json").write_text(json.dumps(record))
     manifest = _manifest(tmp_path / "study", 1200, seed=3)
@@ -152,7 +152,7 @@ def test_predict_reports_a_set_per_model_from_the_bundle_and_an_older_bundle_say
     assert f"prediction set {fusion} at 90% confidence" in text
     # a damaged calibration is refused when the bundle is opened, naming the file
     path = RunLayout(run).trust / "fusion" / "conformal.json"
-    path.write_text(path.read_text().replace('"scores"', '"score"', 1))
+    path.write_text(path.read_text(encoding="utf-8").replace('"scores"', '"score"', 1))
     from osteomet.errors import InputError
 
     with pytest.raises(InputError, match=r"fusion/conformal\.json: damaged or edited conformal calibration"):
@@ -190,7 +190,7 @@ def test_run_mri_writes_coverage_and_predict_reports_a_set_per_model(study, tmp_
     coverage = pd.read_csv(layout.trust / "coverage.csv")
     assert set(zip(coverage["model"], coverage["split"])) == {(m, s) for m in MODELS for s in ("test", "external")}
     assert set(coverage["class"]) == {"no BM", "BM", "all"} and (coverage["nominal"] == 0.75).all()
-    summary = json.loads((layout.trust / "stage.json").read_text())["summary"]["models"]
+    summary = json.loads((layout.trust / "stage.json").read_text(encoding="utf-8"))["summary"]["models"]
     for name in MODELS:
         predictions = layout.model(name) / "predictions.csv"
         fitted = MondrianConformal.load(layout.trust / name / "conformal.json")
@@ -209,7 +209,7 @@ def test_run_mri_writes_coverage_and_predict_reports_a_set_per_model(study, tmp_
                 if pd.notna(row[k])}
     result = predict_mri(run, tmp_path / "pred", t2=base / row["t2"], dwi=base / row["dwi"], adc=base / row["adc"],
                          clinical=clinical, patient_id=row["patient_id"], centre=row["centre"], log=lambda _line: None)
-    saved = json.loads((tmp_path / "pred" / "result.json").read_text())
+    saved = json.loads((tmp_path / "pred" / "result.json").read_text(encoding="utf-8"))
     assert set(saved["conformal"]["models"]) == set(MODELS) and saved["conformal"]["confidence"] == 0.75
     for name in MODELS:  # the set of the study's own probability of this patient
         table = pd.read_csv(layout.model(name) / "predictions.csv", dtype={"patient_id": str})
@@ -218,7 +218,7 @@ def test_run_mri_writes_coverage_and_predict_reports_a_set_per_model(study, tmp_
         assert saved["conformal"]["models"][name]["set"] == [c for c, k in zip(("no BM", "BM"), members) if k]
     assert saved["recalibration"]["enabled"] and set(saved["recalibration"]["models"]) == set(MODELS)
     assert result["models"] == saved["models"]  # the models' own probabilities are unchanged
-    text = (tmp_path / "pred" / "result.md").read_text()
+    text = (tmp_path / "pred" / "result.md").read_text(encoding="utf-8")
     assert "prediction set (75%)" in text and "Mondrian split conformal" in text
     sections = {s.id: s for s in build_sections(run)}
     assert sections["trust"].present and "calibration n" in sections["trust"].body

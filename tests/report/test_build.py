@@ -98,7 +98,7 @@ def test_identifiers_planted_in_the_run_never_reach_the_page(study_run: Path, tm
     cohort["PatientName"] = "DOE^JOHN"
     cohort.to_csv(run / "evaluation" / "cohort_characteristics.csv", index=False)
     settings = run / "models" / "clinical" / "settings.yaml"
-    settings.write_text(settings.read_text() + "dicom:\n  PatientName: DOE^JANE\n  '(0010,0030)': '19450202'\n"
+    settings.write_text(settings.read_text(encoding="utf-8") + "dicom:\n  PatientName: DOE^JANE\n  '(0010,0030)': '19450202'\n"
                         "source: /data/DOE_JANE/t2\n", encoding="utf-8")
     metrics = pd.read_csv(run / "evaluation" / "metrics.csv")
     metrics.loc[0, "model"] = "<script>alert(1)</script>"

@@ -42,7 +42,7 @@ def test_checklist_answers_come_from_the_run(study_run: Path) -> None:
     assert all(f"{c} {n}" in rows["Number of centres and patients per centre"][0] for c, n in centres.items())
     assert f"{float(train['label'].mean()):.1%}" in rows["Class imbalance"][0]
 
-    meta = json.loads((study_run / "models" / "clinical" / "model" / "clinical_model.json").read_text())
+    meta = json.loads((study_run / "models" / "clinical" / "model" / "clinical_model.json").read_text(encoding="utf-8"))
     chosen = meta["tuning"]["chosen"]
     tuning = rows["Hyper-parameter tuning and model selection"]
     assert f"max_depth {chosen['max_depth']:g}" in tuning[0] and f"CV AUC {meta['tuning']['cv_auc']:.3f}" in tuning[0]

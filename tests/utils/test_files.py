@@ -31,7 +31,7 @@ def test_failed_write_keeps_previous_version(tmp_path: Path):
         with atomic_path(target) as tmp:
             tmp.write_text("new but incomplete")
             raise RuntimeError
-    assert target.read_text() == "old"
+    assert target.read_text(encoding="utf-8") == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
 
 

@@ -60,4 +60,4 @@ def test_the_lock_is_released_when_the_block_ends_or_raises(tmp_path):
         except KeyboardInterrupt:
             pass
     with run_lock(tmp_path) as path:
-        assert path.read_text().strip().isdigit()
+        assert path.read_text(encoding="utf-8").strip().isdigit()

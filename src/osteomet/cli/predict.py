@@ -87,5 +87,5 @@ def ct(
         result = predict_ct(model, out, ct=ct_image, bones=bones, patient_id=patient_id, segmenter=segmenter,
                             series_uid=series, device=device,
                             log=lambda line: err_console.print(f"[dim]{line}[/]", highlight=False))
-    console.print((out / "result.md").read_text(), highlight=False)
+    console.print((out / "result.md").read_text(encoding="utf-8"), highlight=False)
     console.print(f"-> [bold]{out}[/] ({result['seconds']['total']:.1f} s)")

@@ -81,5 +81,5 @@ class FeatureCache:
             frame.to_parquet(tmp, index=False)
         if meta is not None:
             with atomic_path(path.with_suffix(".json")) as tmp:
-                tmp.write_text(json.dumps(meta, default=str))
+                tmp.write_text(json.dumps(meta, default=str), encoding="utf-8")
         return path

@@ -27,13 +27,13 @@ def load_params(source: PathLike | None = None, *, modality: str = "mri") -> dic
     """Parameters as a dict: a YAML file, a built-in name ('mri', 'ct', 'tiny'), or the modality default."""
     if source is None or str(source) in BUILTIN:
         name = str(source) if source is not None else modality
-        text = resources.files("osteomet.radiomics").joinpath("params", f"{name}.yaml").read_text()
+        text = resources.files("osteomet.radiomics").joinpath("params", f"{name}.yaml").read_text(encoding="utf-8")
         origin = f"built-in {name}.yaml"
     else:
         path = Path(source)
         if not path.is_file():
             raise RadiomicsParamsError(f"{path}: parameter file does not exist")
-        text, origin = path.read_text(), str(path)
+        text, origin = path.read_text(encoding="utf-8"), str(path)
     try:
         params = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:

@@ -103,7 +103,7 @@ def _flow(ctx: Context) -> dict | None:
 
     path = ctx.layout.flow / FLOW_RECORD
     try:
-        return json.loads(path.read_text()) if path.is_file() else None
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
     except (OSError, ValueError):
         return None
 

@@ -15,7 +15,7 @@ def flow_section(layout: RunLayout) -> Section:
     if flow is None:
         section.note = f"no flow/{FLOW_TABLE} (osteomet run mri)"
         return section
-    record = json.loads((layout.flow / FLOW_RECORD).read_text()) if (layout.flow / FLOW_RECORD).is_file() else {}
+    record = json.loads((layout.flow / FLOW_RECORD).read_text(encoding="utf-8")) if (layout.flow / FLOW_RECORD).is_file() else {}
     rule = ("every model is evaluated on the patients of a cohort that every model scored, so the AUC table and the "
             "DeLong tests use one patient set per cohort" if record.get("evaluation_patients", "common") == "common"
             else "each model is evaluated on the patients it scored")

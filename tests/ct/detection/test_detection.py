@@ -155,7 +155,7 @@ def test_final_weights_keep_the_last_epoch_and_its_threshold(trained: dict, tmp_
     probabilities = slice_probabilities(model, bone_tiles(trained["root"], config), val, config.batch_size,
                                         torch.device("cpu"), config.slice_smoothing)
     assert threshold == pytest.approx(youden_threshold(val["label"].to_numpy(), probabilities))
-    saved = json.loads((tmp_path / ARCHITECTURE / "threshold.json").read_text())
+    saved = json.loads((tmp_path / ARCHITECTURE / "threshold.json").read_text(encoding="utf-8"))
     assert saved["weights"] == "final" and saved["best_epoch"] == 2 and saved["threshold"] == pytest.approx(threshold)
     # validation only monitors then, so running it every other epoch (and at the last) trains the same network
     sparse = train_detector(trained["root"], tmp_path / "sparse", config.model_copy(update={"validate_every": 2}),
@@ -210,7 +210,7 @@ def test_predict_metrics_match_sklearn_and_threshold_comes_from_validation(train
     tp = overlays[overlays["kind"] == "true_positive"]
     assert not tp.loc[tp["cam_empty"], "cam_lesion_mm"].notna().any()
     assert (tp["cam_lesion_mm"].dropna() >= 0).all() and tp["cam_lesion_mm"].notna().mean() > 0.5
-    summary = json.loads((folder / "gradcam" / "localisation.json").read_text())
+    summary = json.loads((folder / "gradcam" / "localisation.json").read_text(encoding="utf-8"))
     assert summary["true_positives"] == len(tp) and summary["within"] == int((tp["cam_lesion_mm"] <= 10).sum())
     # one comparison row per level and split, carrying the per-detector metrics unchanged
     comparison = pd.read_csv(out / "comparison.csv")

@@ -180,7 +180,7 @@ def test_written_figures_are_pngs_with_captions(run: Path, tmp_path: Path) -> No
     for path in paths:
         with Image.open(path) as image:
             assert image.format == "PNG" and min(image.size) > 100
-    index = json.loads((tmp_path / "figures" / "figures.json").read_text())["figures"]
+    index = json.loads((tmp_path / "figures" / "figures.json").read_text(encoding="utf-8"))["figures"]
     assert [e["file"] for e in index] == [p.name for p in paths] and "P1" in index[0]["caption"]
     assert pd.read_csv(tmp_path / "figures" / "lesions_by_bone.csv")["false_positive"].sum() == 1
 

@@ -70,7 +70,7 @@ def _array(path: Path) -> np.ndarray:
 def test_export_writes_nnunet_raw_layout_and_dataset_json(cohort: Path, exported) -> None:
     layout, hashes = exported
     assert layout.raw == layout.root / "nnUNet_raw" / "Dataset502_TestCT"
-    meta = json.loads((layout.raw / "dataset.json").read_text())
+    meta = json.loads((layout.raw / "dataset.json").read_text(encoding="utf-8"))
     assert meta["channel_names"] == {"0": "CT"}
     assert meta["labels"] == {"background": 0, "lesion": 1}
     assert meta["numTraining"] == 3
@@ -103,7 +103,7 @@ def test_split_file_is_the_manifest_patient_split(cohort: Path, exported) -> Non
     manifest = pd.read_csv(cohort, dtype=str)
     expected = [{"train": sorted(manifest.loc[manifest["split"] == "train", "patient_id"]),
                  "val": sorted(manifest.loc[manifest["split"] == "val", "patient_id"])}]
-    assert json.loads((layout.preprocessed / "splits_final.json").read_text()) == expected
+    assert json.loads((layout.preprocessed / "splits_final.json").read_text(encoding="utf-8")) == expected
     record = {c.patient_id: c.split for c in read_exported_cases(layout)}
     assert record == dict(zip(manifest["patient_id"], manifest["split"]))
 
@@ -124,7 +124,7 @@ def test_export_never_writes_into_an_existing_dataset(cohort: Path, tmp_path: Pa
     export_dataset(cohort, out, dataset_id=503, dataset_name="Again", splits=read_split_table(table), overwrite=True,
                    n_folds=5, seed=1)
     assert sorted(p.name for p in (layout.raw / "imagesTs").iterdir()) == ["CT003_0000.nii.gz", "CT004_0000.nii.gz"]
-    assert json.loads((layout.raw / "dataset.json").read_text())["numTraining"] == 2
+    assert json.loads((layout.raw / "dataset.json").read_text(encoding="utf-8"))["numTraining"] == 2
     # no val patient: K folds by patient (here 2, one per training patient)
     assert layout.read_splits() == [{"train": ["CT002"], "val": ["CT001"]}, {"train": ["CT001"], "val": ["CT002"]}] \
         or layout.read_splits() == [{"train": ["CT001"], "val": ["CT002"]}, {"train": ["CT002"], "val": ["CT001"]}]
@@ -342,21 +342,21 @@ def test_nnunet_integrity_check_and_planning(exported, nnunetv2_installed) -> No
     from osteomet.ct.nnunet.run import plan_and_preprocess
 
     layout, _ = exported
-    splits_before = layout.splits_file.read_text()
+    splits_before = layout.splits_file.read_text(encoding="utf-8")
     plans_path = plan_and_preprocess(layout, configurations=("3d_fullres",), num_processes=1)
-    log = sorted((layout.root / "logs").glob("*plan_and_preprocess.log"))[-1].read_text()
+    log = sorted((layout.root / "logs").glob("*plan_and_preprocess.log"))[-1].read_text(encoding="utf-8")
     assert "verify_dataset_integrity Done" in log
-    plans = json.loads(plans_path.read_text())
+    plans = json.loads(plans_path.read_text(encoding="utf-8"))
     assert plans["dataset_name"] == "Dataset502_TestCT"
     config = plans["configurations"]["3d_fullres"]
     assert config["normalization_schemes"] == ["CTNormalization"]  # the "CT" channel name is honoured
-    fingerprint = json.loads((layout.preprocessed / "dataset_fingerprint.json").read_text())
+    fingerprint = json.loads((layout.preprocessed / "dataset_fingerprint.json").read_text(encoding="utf-8"))
     assert len(fingerprint["spacings"]) == 3  # the three training patients, not the test patient
     spacing = sitk.ReadImage(str(layout.raw / "imagesTr" / "CT001_0000.nii.gz")).GetSpacing()
     assert sorted(config["spacing"]) == pytest.approx(sorted(spacing))
     preprocessed = layout.preprocessed / config["data_identifier"]
     assert sorted(p.stem for p in preprocessed.glob("*.pkl")) == ["CT001", "CT002", "CT003"]
-    assert layout.splits_file.read_text() == splits_before  # nnU-Net kept the patient split
+    assert layout.splits_file.read_text(encoding="utf-8") == splits_before  # nnU-Net kept the patient split
 
 
 def test_nnunet_integrity_check_catches_a_broken_dataset(exported, nnunetv2_installed, tmp_path: Path) -> None:

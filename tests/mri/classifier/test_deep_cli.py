@@ -42,7 +42,7 @@ def test_features_and_gradcam_commands(trained_grid, roi_cohort, tmp_path):
     result = runner.invoke(app, ["deep", "features", *base, "-o", str(tmp_path / "feat"), "--pca", "2"])
     assert result.exit_code == 0, result.output
     features = pd.read_parquet(tmp_path / "feat" / "features.parquet")
-    assert features.shape == (20, 3) and json.loads((tmp_path / "feat" / "features.json").read_text())["pca"]
+    assert features.shape == (20, 3) and json.loads((tmp_path / "feat" / "features.json").read_text(encoding="utf-8"))["pca"]
     pid = features["patient_id"].iloc[0]
     result = runner.invoke(app, ["deep", "gradcam", *base, "-o", str(tmp_path / "cam"), "--patient", pid])
     assert result.exit_code == 0, result.output
@@ -70,13 +70,13 @@ def test_train_command_refuses_an_existing_run_and_resumes_it(roi_cohort, tmp_pa
             "--depth", "10", "--optimizer", "sgd", "--lr", "0.001", "--max-epochs", "1"]
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
-    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    result = json.loads((tmp_path / "run" / "result.json").read_text(encoding="utf-8"))
     assert result["name"] == "resnet10_sgd_lr0.001" and result["epochs_run"] == 1
     assert set(pd.read_csv(tmp_path / "run" / "patients.csv")["mask_source"]) == {"manifest"}
     again = runner.invoke(app, args)
     assert again.exit_code == 2 and "--resume" in again.output
     resumed = runner.invoke(app, [*args, "--resume"])
-    assert resumed.exit_code == 0 and json.loads((tmp_path / "run" / "result.json").read_text()) == result
+    assert resumed.exit_code == 0 and json.loads((tmp_path / "run" / "result.json").read_text(encoding="utf-8")) == result
 
 
 def test_resume_with_other_settings_is_refused(roi_cohort, tmp_path):

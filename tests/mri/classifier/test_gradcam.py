@@ -151,4 +151,4 @@ def test_map_is_zero_and_uncoloured_where_the_crop_runs_off_the_scan(tmp_path, m
 def json_of(folder: Path) -> dict:
     import json
 
-    return json.loads((folder / "transform.json").read_text())
+    return json.loads((folder / "transform.json").read_text(encoding="utf-8"))

@@ -39,7 +39,7 @@ def test_grid_writes_every_configuration(trained_grid):
         assert history["epoch"].tolist() == [0, 1]
         state = torch.load(run / "checkpoints" / "best.pt", weights_only=True)  # tensors only
         assert set(state) == {"model", "epoch", "val_auc"}
-    assert json.loads((out / "winner.json").read_text())["name"] == winner["name"]
+    assert json.loads((out / "winner.json").read_text(encoding="utf-8"))["name"] == winner["name"]
 
 
 def test_selection_reads_validation_labels_only(trained_grid, roi_cohort):

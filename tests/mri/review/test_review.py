@@ -96,10 +96,10 @@ def test_export_writes_slicer_segmentation_on_the_t2_grid(study):
         assert header["Segment0_Extent"] == f"{x.min()} {x.max()} {y.min()} {y.max()} {z.min()} {z.max()}"
         for name in ("t2.nrrd", "highb.nrrd", "adc.nrrd"):
             assert Geometry.of(read_image(folder / pid / name)).differences(Geometry.of(t2)) == []
-    sheet = (folder / "review_sheet.csv").read_text().splitlines()
+    sheet = (folder / "review_sheet.csv").read_text(encoding="utf-8").splitlines()
     assert sheet[0] == "patient_id,t2,auto_mask,auto_voxels,auto_volume_ml,reviewed,reviewer,comment"
     assert len(sheet) == 1 + len(manifest)
-    assert "_reviewed.seg.nrrd" in (folder / "README.txt").read_text()
+    assert "_reviewed.seg.nrrd" in (folder / "README.txt").read_text(encoding="utf-8")
 
 
 def test_slicerio_reads_the_export_as_slicer_would(study):
@@ -269,7 +269,7 @@ def test_second_export_leaves_the_sheet_and_the_radiologists_files_alone(study):
     first = _subset(manifest, 3)
     folder = export_review(first, segdir, log=messages.append)
     sheet = folder / "review_sheet.csv"
-    ticked = sheet.read_text().replace(",,,\n", ",yes,Dr A,ok\n", 1)
+    ticked = sheet.read_text(encoding="utf-8").replace(",,,\n", ",yes,Dr A,ok\n", 1)
     sheet.write_text(ticked)
     reviewed_pid, saved_over_pid = first.patient_ids[:2]
     reviewed = folder / reviewed_pid / f"{reviewed_pid}_reviewed.seg.nrrd"
@@ -279,10 +279,10 @@ def test_second_export_leaves_the_sheet_and_the_radiologists_files_alone(study):
     hashes = {p: sha256_file(p) for p in (reviewed, saved_over, folder / reviewed_pid / "t2.nrrd")}
 
     export_review(manifest, segdir, log=messages.append)  # one more patient this time
-    assert sheet.read_text() == ticked
+    assert sheet.read_text(encoding="utf-8") == ticked
     assert {p: sha256_file(p) for p in hashes} == hashes
     extra = sorted(folder.glob("review_sheet.*.csv"))
-    assert len(extra) == 1 and manifest.patient_ids[3] in extra[0].read_text()
+    assert len(extra) == 1 and manifest.patient_ids[3] in extra[0].read_text(encoding="utf-8")
     joined = "\n".join(messages)
     assert reviewed_pid in joined and "already reviewed" in joined
     assert saved_over_pid in joined and "changed after export" in joined
@@ -330,4 +330,4 @@ def test_cli_round_trip_and_errors(study, tmp_path: Path):
               _dilate)
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert json.loads((segdir / "provenance.json").read_text())["patients"][pid]["source"] == "reviewed"
+    assert json.loads((segdir / "provenance.json").read_text(encoding="utf-8"))["patients"][pid]["source"] == "reviewed"

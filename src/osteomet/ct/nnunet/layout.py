@@ -105,7 +105,7 @@ class NnunetLayout:
     def read_record(self) -> dict[str, Any]:
         """The export record; raises a clear error when this is not an exported dataset."""
         try:
-            return json.loads(self.record_file.read_text())
+            return json.loads(self.record_file.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise NnunetLayoutError(
                 f"{self.record_file}: not found; {self.root} has no dataset {self.folder_name} exported by "
@@ -116,7 +116,7 @@ class NnunetLayout:
 
     def read_splits(self) -> list[dict[str, list[str]]]:
         try:
-            return json.loads(self.splits_file.read_text())
+            return json.loads(self.splits_file.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise NnunetLayoutError(f"{self.splits_file}: not found; run `osteomet ct nnunet export` first") from None
 

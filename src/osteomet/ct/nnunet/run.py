@@ -212,7 +212,7 @@ def configuration_data_folder(layout: NnunetLayout, plans: str, configuration: s
     """The preprocessed data folder nnU-Net trains ``configuration`` from (checked against the plans)."""
     path = plans_file(layout, plans)
     try:
-        content = json.loads(path.read_text())
+        content = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise NnunetLayoutError(f"{path}: no nnU-Net plans; run planning first") from None
     configs = content.get("configurations", {})

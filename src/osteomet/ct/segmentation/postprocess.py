@@ -170,6 +170,6 @@ def read_postprocessing(run_dir: str | Path) -> Postprocessing:
     path = Path(run_dir) / POSTPROCESSING
     if not path.exists():
         return Postprocessing()
-    record = json.loads(path.read_text())
+    record = json.loads(path.read_text(encoding="utf-8"))
     return Postprocessing(float(record.get("threshold", 0.5)), float(record.get("min_confidence", 0.5)),
                           float(record["min_lesion_ml"]), int(record.get("min_slices", 1)))

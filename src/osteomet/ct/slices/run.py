@@ -41,7 +41,7 @@ def prepare_slice_run(manifest, run_dir: str | Path, config: Config, *, architec
     write_settings(run_dir, config)
     for name in (PATIENTS, CLASS_BALANCE):
         if (root / name).is_file():
-            write_text_atomic(run_dir / name, (root / name).read_text())
+            write_text_atomic(run_dir / name, (root / name).read_text(encoding="utf-8"))
     return root, config
 
 

@@ -33,7 +33,7 @@ def resolve_run(model: str | Path) -> Path:
     model = Path(model)
     winner = model / WINNER
     if winner.exists():
-        return model / json.loads(winner.read_text())["run"]
+        return model / json.loads(winner.read_text(encoding="utf-8"))["run"]
     if best_checkpoint(model).exists():
         return model
     raise MissingInputError(f"{model}: neither a grid folder (no winner.json) nor a trained classifier run "

@@ -123,7 +123,7 @@ def read_result(run_dir: str | Path) -> RunResult | None:
     path = Path(run_dir) / RESULT
     if not path.exists():
         return None
-    data = json.loads(path.read_text())
+    data = json.loads(path.read_text(encoding="utf-8"))
     data.setdefault("val_score", data["val_auc"])  # runs finished before smoothing existed ranked by the raw AUC
     return RunResult(**data)
 
@@ -134,7 +134,7 @@ def read_run(run_dir: str | Path) -> tuple[RunSpec, ClassifierConfig]:
     if not path.exists():
         raise MissingInputError(f"{run_dir}: not a classifier run folder (no {RUN_RECORD}); give the folder of "
                                 f"`osteomet deep train` or `osteomet deep grid`")
-    data = json.loads(path.read_text())
+    data = json.loads(path.read_text(encoding="utf-8"))
     return RunSpec(**data["spec"]), ClassifierConfig.model_validate(data["config"])
 
 

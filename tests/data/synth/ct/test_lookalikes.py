@@ -213,7 +213,7 @@ def test_cohort_writes_the_share_and_records_the_lookalikes(tmp_path: Path):
     assert len(empty) == 2  # round(5 * 0.4)
     truth = pd.read_csv(manifest_path.parent / "lesions_truth.csv")
     assert set(truth["patient_id"]) == set(manifest.patient_ids) - set(empty)
-    record = json.loads((manifest_path.parent / "synth.json").read_text())
+    record = json.loads((manifest_path.parent / "synth.json").read_text(encoding="utf-8"))
     rows = pd.DataFrame(record["lookalikes"])
     assert set(rows.columns) == {"patient_id", *LOOKALIKE_COLUMNS}  # synth.json sorts its keys
     assert set(rows["patient_id"]) <= set(manifest.patient_ids)

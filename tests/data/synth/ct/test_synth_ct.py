@@ -82,8 +82,8 @@ def test_images_have_ct_types_and_lps_geometry():
 
 def test_jobs_do_not_change_the_cohort(cohort: Path, tmp_path: Path):
     other = generate_ct_cohort(tmp_path / "parallel", 4, seed=11, config=TINY, jobs=2)
-    assert (cohort.parent / "lesions_truth.csv").read_text() == (other.parent / "lesions_truth.csv").read_text()
-    assert cohort.read_text() == other.read_text()
+    assert (cohort.parent / "lesions_truth.csv").read_text(encoding="utf-8") == (other.parent / "lesions_truth.csv").read_text(encoding="utf-8")
+    assert cohort.read_text(encoding="utf-8") == other.read_text(encoding="utf-8")
     for record in read_manifest(cohort):
         twin = read_manifest(other).get(record.patient_id)
         for field in ("ct", "lesion_mask", "bone_map"):
@@ -91,7 +91,7 @@ def test_jobs_do_not_change_the_cohort(cohort: Path, tmp_path: Path):
             b = sitk.GetArrayFromImage(sitk.ReadImage(str(getattr(twin, field))))
             assert np.array_equal(a, b), (record.patient_id, field)
     third = generate_ct_cohort(tmp_path / "seed12", 4, seed=12, config=TINY)
-    assert (third.parent / "lesions_truth.csv").read_text() != (cohort.parent / "lesions_truth.csv").read_text()
+    assert (third.parent / "lesions_truth.csv").read_text(encoding="utf-8") != (cohort.parent / "lesions_truth.csv").read_text(encoding="utf-8")
 
 
 def test_manifest_and_files_read_back(cohort: Path):
@@ -110,7 +110,7 @@ def test_manifest_and_files_read_back(cohort: Path):
         assert record.lesion_mask.name == f"{record.patient_id}_lesions.nii.gz"
         assert set(np.unique(sitk.GetArrayViewFromImage(bones))) <= {0} | set(TOTALSEG_BONES)
         assert Geometry.of(mask) == Geometry.of(ct)
-    meta = json.loads((cohort.parent / "synth.json").read_text())
+    meta = json.loads((cohort.parent / "synth.json").read_text(encoding="utf-8"))
     assert meta["seed"] == 11 and meta["n"] == 4 and meta["config"]["region"] == "abdomen_pelvis"
     assert "osteomet" in meta
     truth = pd.read_csv(cohort.parent / "lesions_truth.csv")
