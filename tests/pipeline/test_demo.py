@@ -29,7 +29,7 @@ from osteomet.pipeline.demo import run_demo
 from osteomet.pipeline.study import load_study_config
 from tests.pipeline.test_demo import _ct_configs
 detection, segmentation = _ct_configs()
-run_demo(Path(sys.argv[1]), n_mri=30, n_ct=5, study=load_study_config(sys.argv[2]), ct_detection=detection,
+run_demo(Path(sys.argv[1]), n_mri=30, n_ct=6, study=load_study_config(sys.argv[2]), ct_detection=detection,
          ct_segmentation=segmentation, ct_region="abdomen_pelvis")
 """
 
@@ -61,7 +61,7 @@ def test_demo_runs_both_studies_predicts_a_held_out_patient_and_reuses_every_sta
         process.kill()
         process.wait()
     console = Console(record=True, width=140)
-    summary = run_demo(out, n_mri=30, n_ct=5, study=study, ct_detection=detection, ct_segmentation=segmentation,
+    summary = run_demo(out, n_mri=30, n_ct=6, study=study, ct_detection=detection, ct_segmentation=segmentation,
                        ct_region="abdomen_pelvis", console=console)
     layout = RunLayout(out)
     assert set(summary["auc"]) == {"clinical", "radiomics", "deep", "fusion"}
@@ -81,7 +81,7 @@ def test_demo_runs_both_studies_predicts_a_held_out_patient_and_reuses_every_sta
     assert "AUC (DeLong 95% CI)" in text and str(out.resolve()) in text.replace("\n", "")
 
     stamp = (layout.cohorts / "mri" / "manifest.csv").stat().st_mtime_ns
-    again = run_demo(out, n_mri=30, n_ct=5, study=study, ct_detection=detection, ct_segmentation=segmentation,
+    again = run_demo(out, n_mri=30, n_ct=6, study=study, ct_detection=detection, ct_segmentation=segmentation,
                      ct_region="abdomen_pelvis", console=Console(record=True, width=140))
     assert (layout.cohorts / "mri" / "manifest.csv").stat().st_mtime_ns == stamp
     assert all(stage["skipped"] for stage in again["seconds"]["stages"].values()), again["seconds"]["stages"]
