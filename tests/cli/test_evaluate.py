@@ -104,4 +104,4 @@ def test_calibration_and_decision_curves_come_with_the_metrics(tmp_path: Path):
     assert table.loc["test", "brier"] == pytest.approx(expected.brier, rel=1e-12)
     for kind in ("roc", "calibration", "decision_curve"):
         assert (out / f"{kind}_test.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        assert (out / f"{kind}_test.svg").read_text(encoding="utf-8").lstrip().startswith(("<?xml", "<svg"))
+        assert (out / f"{kind}_test.svg").read_text(encoding='utf-8').lstrip().startswith(("<?xml", "<svg"))

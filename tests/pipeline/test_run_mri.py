@@ -134,7 +134,7 @@ def _interrupt_when(command: list[str], sign: int, appears: Callable[[], bool], 
                                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.monotonic() + timeout
         while not appears():
-            assert process.poll() is None, f"the run ended before the interruption point: {log.read_text(encoding="utf-8")}"
+            assert process.poll() is None, f"the run ended before the interruption point: {log.read_text(encoding='utf-8')}"
             assert time.monotonic() < deadline, "the interruption point was never reached"
             time.sleep(0.02)
         process.send_signal(sign)
@@ -277,7 +277,7 @@ def test_rigour_stages_filter_unstable_features_and_map_the_external_centre_onto
     model_features(tmp_path / "shuffled.csv", layout.radiomics / "features.parquet", tmp_path / "mf",
                    stability=layout.stability / "icc.csv", deep=layout.deep_features / "features.parquet")
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "mf" / "features.parquet").set_index("patient_id"), used)
-    assert (tmp_path / "mf" / "combat.json").read_text(encoding="utf-8") == (layout.model_features / "combat.json").read_text(encoding="utf-8")
+    assert (tmp_path / "mf" / "combat.json").read_text(encoding='utf-8') == (layout.model_features / "combat.json").read_text(encoding='utf-8')
     # deep features (harmonization.deep_features): the same rule, C1 rows as the network wrote them
     deep_raw = pd.read_parquet(layout.deep_features / "features.parquet").set_index("patient_id")
     deep_used = pd.read_parquet(tmp_path / "mf" / "deep_features.parquet").set_index("patient_id")

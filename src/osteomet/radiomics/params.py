@@ -27,7 +27,7 @@ def load_params(source: PathLike | None = None, *, modality: str = "mri") -> dic
     """Parameters as a dict: a YAML file, a built-in name ('mri', 'ct', 'tiny'), or the modality default."""
     if source is None or str(source) in BUILTIN:
         name = str(source) if source is not None else modality
-        text = resources.files("osteomet.radiomics").joinpath("params", f"{name}.yaml").read_text(encoding="utf-8")
+        text = resources.files("osteomet.radiomics").joinpath("params", f"{name}.yaml").read_text(encoding='utf-8')
         origin = f"built-in {name}.yaml"
     else:
         path = Path(source)
