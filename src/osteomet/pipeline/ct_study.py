@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from osteomet.config import ConfigError, load_preset_or_file
-from osteomet.pipeline.study import DEVICE, SCHEDULER
+from osteomet.pipeline.study import DEVICE, scheduler_address
 
 
 class _Section(BaseModel):
@@ -127,10 +127,7 @@ class CTStudyConfig(_Section):
     @classmethod
     def _scheduler(cls, scheduler: str | None) -> str | None:
         """The address StudyConfig accepts, refused before any stage as there."""
-        if scheduler is not None and not SCHEDULER.fullmatch(scheduler):
-            raise ValueError("not a Dask scheduler address: use tcp://host:port (or tls://, "
-                             "ucx://, ws://, wss://, inproc://), or leave it out")
-        return scheduler
+        return scheduler_address(scheduler)
 
     def model_config_of(self, task: str) -> Any:
         """The detection or segmentation training settings this study names, with its overrides applied."""

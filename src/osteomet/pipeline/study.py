@@ -24,6 +24,14 @@ DEVICE = re.compile(r"cpu|mps|cuda(:\d+)?")
 SCHEDULER = re.compile(r"((tcp|tls|ucx|ws|wss|inproc)://)?[^\s/:]+(:\d+)?(/\S*)?")
 
 
+def scheduler_address(scheduler: str | None) -> str | None:
+    """A Dask scheduler address as the study configs accept it (``None``: no cluster); a pydantic validator body."""
+    if scheduler is not None and not SCHEDULER.fullmatch(scheduler):
+        raise ValueError("not a Dask scheduler address: use tcp://host:port (or tls://, "
+                         "ucx://, ws://, wss://, inproc://), or leave it out")
+    return scheduler
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -190,10 +198,7 @@ class StudyConfig(_Section):
     @field_validator("scheduler")
     @classmethod
     def _scheduler(cls, scheduler: str | None) -> str | None:
-        if scheduler is not None and not SCHEDULER.fullmatch(scheduler):
-            raise ValueError("not a Dask scheduler address: use tcp://host:port (or tls://, "
-                             "ucx://, ws://, wss://, inproc://), or leave it out")
-        return scheduler
+        return scheduler_address(scheduler)
 
 
 #: Preset names of each stage-file setting (anything else is a YAML file, relative to the study.yaml).
