@@ -34,3 +34,50 @@ def mri_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     out = tmp_path_factory.mktemp("mri_cohort")
     return generate_mri_cohort(out, 8, seed=3, config=MRISynthConfig(external_fraction=0.25))
+
+
+# --- running on several workers (pytest-xdist, ``-n auto`` in pyproject.toml) -------------------------------------
+
+#: Modules that share a session-scoped fixture run on one worker (else each worker would build it).
+SHARED_GROUPS = {
+    "tests/pipeline/test_run_mri.py": "bpmri_study", "tests/pipeline/test_trust.py": "bpmri_study",
+    "tests/report/": "report_study", "tests/cli/": "cli_ct_cohort", "tests/mri/classifier/": "deep_grid",
+}
+#: The longest groups start first, so the last one to finish is a short one (about 2.5 minutes for the bpMRI
+#: study group down to half a minute; measured with ``--durations``). Groups not listed follow in file order.
+LONGEST_FIRST = [
+    "bpmri_study", "tests/pipeline/test_study_learns.py", "tests/pipeline/test_applicability.py",
+    "tests/pipeline/test_run_ct.py", "tests/pipeline/test_demo.py", "tests/pipeline/test_run_ct_nnunet.py",
+    "report_study", "tests/ct/detection/test_detection.py", "cli_ct_cohort", "tests/pipeline/test_rigour.py",
+    "deep_grid", "tests/pipeline/test_dask_cluster.py", "tests/data/synth/ct/test_synth_ct.py",
+    "tests/mri/segmentation/test_unetr.py", "tests/ct/nnunet/test_nnunet.py",
+]
+
+
+def _group(nodeid: str) -> str:
+    module = nodeid.split("::")[0]
+    for prefix, group in SHARED_GROUPS.items():
+        if module.startswith(prefix):
+            return group
+    return module
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """On a pytest-xdist worker: the cores shared out, so two workers do not run four busy-waiting threads on two
+    cores (torch, XGBoost and the subprocesses the tests start read OMP_NUM_THREADS)."""
+    import os
+
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        threads = str(max(1, (os.cpu_count() or 1) // workers))
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            os.environ.setdefault(name, threads)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Each test joins its group (``--dist loadgroup`` keeps a group on one worker) and the longest groups go first."""
+    rank = {group: i for i, group in enumerate(LONGEST_FIRST)}
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(_group(item.nodeid)))
+    order = {id(item): i for i, item in enumerate(items)}
+    items.sort(key=lambda item: (rank.get(_group(item.nodeid), len(rank)), order[id(item)]))
