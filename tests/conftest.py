@@ -63,15 +63,21 @@ def _group(nodeid: str) -> str:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """On a pytest-xdist worker: the cores shared out, so two workers do not run four busy-waiting threads on two
-    cores (torch, XGBoost and the subprocesses the tests start read OMP_NUM_THREADS)."""
+    """On a pytest-xdist worker: pinned to its share of the cores (``gw<i>`` gets every ``workers``-th core from the
+    i-th), so osteomet's defaults (every core it may use: :func:`osteomet.utils.cores.available_cores`) and torch's
+    threads see the worker's share, and two workers do not run four busy threads on two cores. The tests'
+    subprocesses inherit the pinning."""
     import os
 
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    if workers > 1:
-        threads = str(max(1, (os.cpu_count() or 1) // workers))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if workers > 1 and worker.startswith("gw") and hasattr(os, "sched_setaffinity"):
+        index = int(worker[2:])
+        cores = sorted(os.sched_getaffinity(0))
+        share = cores[index::workers] or [cores[index % len(cores)]]
+        os.sched_setaffinity(0, share)
         for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-            os.environ.setdefault(name, threads)
+            os.environ[name] = str(len(share))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

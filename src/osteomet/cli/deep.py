@@ -20,6 +20,7 @@ from osteomet.cli._common import (
     user_errors,
 )
 from osteomet.layout import PATIENTS
+from osteomet.utils.cores import resolve_jobs
 
 app = typer.Typer(help="3D-ResNet classifiers on the tumour ROI crops: grid search on validation, prediction table, "
                   "deep features, Grad-CAM.", no_args_is_help=True)
@@ -73,7 +74,8 @@ def grid(
     out: Path = typer.Option(..., "--out", "-o", help="Grid folder: grid.csv, heatmap.png, winner.json, configs/."),
     config: ConfigOption = "default",
     segdir: SegdirOption = None,
-    jobs: int = typer.Option(1, min=1, help="Configurations trained in parallel (one torch thread each)."),
+    jobs: int | None = typer.Option(None, min=1, help="Configurations trained in parallel (default: every core, "
+                                      "or $OSTEOMET_JOBS; cores / jobs torch threads each)."),
     scheduler: str | None = typer.Option(None, help="Existing Dask scheduler (tcp://host:port) instead of --jobs."),
     resume: bool = typer.Option(False, help="Continue the interrupted grid in --out (finished configurations are kept)."),
     device: DeviceOption = None,
@@ -89,6 +91,7 @@ def grid(
 
         settings = load_training_config(load_classifier_config, config, max_epochs)
         _, patients, guard = _cohort(preprocessed, manifest, segdir)
+        jobs = resolve_jobs(jobs)
         in_process = jobs == 1 and scheduler is None
         with _two_bars("configurations", len(grid_specs(settings)), "epochs" if in_process else None,
                        settings.max_epochs) as (on_config, on_epoch):

@@ -8,6 +8,7 @@ from typing import List, Optional
 import typer
 
 from osteomet.cli._common import console, progress_bar, user_errors
+from osteomet.utils.cores import resolve_jobs
 
 app = typer.Typer(
     name="osteomet",
@@ -69,7 +70,7 @@ def synth_mri(
                                 "(512/320)."),
     external_fraction: float = typer.Option(96 / 414, min=0.0, max=1.0, help="Share of patients from the external centre C2."),
     image_format: str = typer.Option("nii.gz", "--format", help="nii.gz, mha or nrrd."),
-    jobs: int = typer.Option(1, min=1, help="Worker processes."),
+    jobs: Optional[int] = typer.Option(None, min=1, help="Worker processes (default: every core, or $OSTEOMET_JOBS)."),
     overwrite: bool = typer.Option(False, help="Replace a cohort previously generated in --out (only its files)."),
 ) -> None:
     """Synthetic bpMRI cohort: T2, high-b DWI, ADC and tumour masks from two centres."""
@@ -87,7 +88,8 @@ def synth_mri(
         claim_cohort_folder(out, overwrite=overwrite)  # refused before the progress bar starts
         config = MRISynthConfig(scale=scale, external_fraction=external_fraction, image_format=image_format)
         with progress_bar("synth mri", n) as advance:
-            path = generate_mri_cohort(out, n, seed=seed, config=config, progress=advance, overwrite=overwrite, jobs=jobs)
+            path = generate_mri_cohort(out, n, seed=seed, config=config, progress=advance, overwrite=overwrite,
+                                         jobs=resolve_jobs(jobs))
     console.print(f"wrote {n} patients: [bold]{path}[/]")
 
 
@@ -99,7 +101,7 @@ def synth_ct(
     seed: int = typer.Option(0, help="Random seed (same seed, same cohort)."),
     region: str = typer.Option("whole_body", help="whole_body, torso or abdomen_pelvis."),
     size: int = typer.Option(128, min=32, max=1024, help="In-plane matrix (FOV stays 500 mm)."),
-    jobs: int = typer.Option(1, min=1, help="Worker processes."),
+    jobs: Optional[int] = typer.Option(None, min=1, help="Worker processes (default: every core, or $OSTEOMET_JOBS)."),
     overwrite: bool = typer.Option(False, help="Replace a cohort previously generated in --out (only its files)."),
 ) -> None:
     """Synthetic CT cohort in HU with TotalSegmentator bone labels and sclerotic/lytic lesions."""
@@ -110,7 +112,8 @@ def synth_ct(
         claim_cohort_folder(out, overwrite=overwrite)  # refused before the progress bar starts
         config = CTSynthConfig(region=region, inplane_size=size)
         with progress_bar("synth ct", n) as advance:
-            path = generate_ct_cohort(out, n, seed=seed, config=config, progress=advance, overwrite=overwrite, jobs=jobs)
+            path = generate_ct_cohort(out, n, seed=seed, config=config, progress=advance, overwrite=overwrite,
+                                         jobs=resolve_jobs(jobs))
     console.print(f"wrote {n} patients: [bold]{path}[/]")
 
 
@@ -217,7 +220,7 @@ def demo(
     n_mri: int = typer.Option(80, min=4, help="Synthetic bpMRI patients."),
     n_ct: int = typer.Option(10, min=1, help="Synthetic CT patients."),
     seed: int = typer.Option(0, help="Random seed."),
-    jobs: int = typer.Option(1, min=1, help="Worker processes."),
+    jobs: Optional[int] = typer.Option(None, min=1, help="Worker processes (default: every core, or $OSTEOMET_JOBS)."),
     scheduler: Optional[str] = typer.Option(None, help="Dask scheduler address (tcp://HOST:PORT): both studies' "
                                             "parallel stages run on that cluster (results equal a local run's; "
                                             "docs/scaling.md)."),

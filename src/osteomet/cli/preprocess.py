@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from osteomet.cli._common import console, err_console, user_errors
+from osteomet.utils.cores import resolve_jobs
 
 app = typer.Typer(help="Channels on the T2 grid, z-scored and clipped; segmentation grid; tumour ROI (cached).",
                   no_args_is_help=True)
@@ -20,7 +21,7 @@ def mri(
     seg_config: Optional[str] = typer.Option(None, "--seg-config", help="Segmentation preset or YAML whose seg_size to use."),
     roi_size: tuple[int, int, int] = typer.Option((64, 64, 32), help="Tumour ROI size x y z."),
     segdir: Optional[Path] = typer.Option(None, help="Segmentation folder: use reviewed/auto masks from it."),
-    jobs: int = typer.Option(1, min=1, help="Worker processes."),
+    jobs: Optional[int] = typer.Option(None, min=1, help="Worker processes (default: every core, or $OSTEOMET_JOBS)."),
 ) -> None:
     """Preprocess every patient; unchanged inputs and settings are not processed again.
 
@@ -31,7 +32,7 @@ def mri(
         from osteomet.pipeline.preprocess import preprocess_mri
 
         outcome, index = preprocess_mri(manifest, out, seg_config=seg_config, roi_size=roi_size, segdir=segdir,
-                                        jobs=jobs)
+                                        jobs=resolve_jobs(jobs))
     if outcome.skipped:
         console.print(f"[dim]up to date: inputs and settings unchanged since the last run ({out})[/]")
     counts = index["status"].value_counts().to_dict()

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from osteomet.cli._common import console, err_console, user_errors
+from osteomet.utils.cores import resolve_jobs
 
 app = typer.Typer(help="pyradiomics features (cached, parallel) and the XGBoost radiomics model.", no_args_is_help=True)
 
@@ -17,7 +18,8 @@ def extract(
     manifest: Path = typer.Option(..., "--manifest", "-m", help="MRI or CT manifest."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for features.parquet/.csv and extraction_log.csv."),
     params: str = typer.Option(None, help="pyradiomics YAML file, or built-in 'mri', 'ct', 'tiny' (default: by modality)."),
-    jobs: int = typer.Option(1, min=1, help="Worker processes on this machine (a local Dask cluster)."),
+    jobs: Optional[int] = typer.Option(None, min=1, help="Worker processes on this machine (a local Dask cluster; "
+                                      "default: every core, or $OSTEOMET_JOBS)."),
     scheduler: Optional[str] = typer.Option(None, help="Address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786."),
     cache: Optional[Path] = typer.Option(None, help="Feature cache folder (default: OUT/cache)."),
     segdir: Optional[Path] = typer.Option(None, help="Segmentation folder: use its reviewed (else auto) tumour masks."),
@@ -35,7 +37,7 @@ def extract(
         from osteomet.radiomics.runner import ExtractionInterrupted
 
         try:
-            outcome, result = extract_features(manifest, out, params=params, jobs=jobs, scheduler=scheduler,
+            outcome, result = extract_features(manifest, out, params=params, jobs=resolve_jobs(jobs), scheduler=scheduler,
                                                cache=cache, segdir=segdir, masks=masks)
         except ExtractionInterrupted as stop:
             err_console.print(str(stop), highlight=False, soft_wrap=True)

@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from osteomet.errors import InputError
+from osteomet.utils.cores import resolve_jobs
 
 #: Standard attributes read from every file (keywords); vendor b-value tags and a mapping's tags are added.
 SCAN_KEYWORDS = (
@@ -213,7 +214,7 @@ def scan_tree(root: str | os.PathLike[str], *, settings: ScanSettings | None = N
     settings = settings or ScanSettings()
     started = time.perf_counter()
     files = list(files) if files is not None else list_files(root)
-    jobs = max(1, jobs or available_cpus())
+    jobs = max(1, resolve_jobs(jobs))
     if len(files) < SERIAL_BELOW:
         jobs = 1
     headers: list[FileHeader] = []
@@ -227,13 +228,6 @@ def scan_tree(root: str | os.PathLike[str], *, settings: ScanSettings | None = N
     series = group_series(headers, root)
     return ScanResult(root=root, series=series, n_files=len(files), n_dicom=len(headers), n_skipped=skipped,
                       unreadable=sorted(unreadable), seconds=time.perf_counter() - started, jobs=jobs)
-
-
-def available_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def list_files(root: Path) -> list[str]:

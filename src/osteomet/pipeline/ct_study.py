@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from osteomet.config import ConfigError, load_preset_or_file
 from osteomet.pipeline.study import DEVICE, scheduler_address
+from osteomet.utils.cores import default_jobs
 
 
 class _Section(BaseModel):
@@ -114,7 +115,8 @@ class CTNnunetSettings(_Section):
 class CTStudyConfig(_Section):
     seed: int = 0
     device: str | None = Field(None, pattern=DEVICE.pattern, description="cpu or cuda (default: cuda when present)")
-    jobs: int = Field(1, ge=1, description="worker processes: the architectures of a task train side by side")
+    jobs: int = Field(default_factory=default_jobs, ge=1, description="worker processes: the architectures of a task "
+                      "train side by side (default: every core)")
     scheduler: str | None = Field(None, description="Dask scheduler address: each architecture's training runs there")
     split: CTSplitSettings = Field(default_factory=CTSplitSettings)
     detection: CTModelSettings = Field(default_factory=CTModelSettings)
@@ -122,6 +124,11 @@ class CTStudyConfig(_Section):
     lesions: CTLesionSettings = Field(default_factory=CTLesionSettings)
     icc: CTICCSettings = Field(default_factory=CTICCSettings)
     nnunet: CTNnunetSettings = Field(default_factory=CTNnunetSettings)
+
+    @field_validator("jobs", mode="before")
+    @classmethod
+    def _jobs(cls, jobs: object) -> object:
+        return default_jobs() if jobs is None else jobs
 
     @field_validator("scheduler")
     @classmethod

@@ -53,7 +53,7 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def run_demo(out: str | Path, *, n_mri: int = 80, n_ct: int = 10, seed: int = 0, jobs: int = 1,
+def run_demo(out: str | Path, *, n_mri: int = 80, n_ct: int = 10, seed: int = 0, jobs: int | None = None,
              scheduler: str | None = None, console: Console | None = None, study: Any = None, ct_detection: Any = None,
              ct_segmentation: Any = None, ct_region: str = "whole_body") -> dict[str, Any]:
     """Generate both cohorts, run the bpMRI and CT studies, predict a held-out patient, write the report.
@@ -63,6 +63,7 @@ def run_demo(out: str | Path, *, n_mri: int = 80, n_ct: int = 10, seed: int = 0,
     one architecture each, :data:`DEMO_DETECTOR` and :data:`DEMO_SEGMENTER`, to stay within the
     demo's CPU budget; `osteomet ct detect|segment train` trains all three). ``scheduler`` sends both
     studies' parallel stages to that Dask cluster (the cohorts are generated here, with ``jobs``).
+    ``jobs``: worker processes (default: every core).
     """
     from osteomet.data.manifest import read_manifest
     from osteomet.data.synth.ct import CTSynthConfig, generate_ct_cohort
@@ -71,8 +72,10 @@ def run_demo(out: str | Path, *, n_mri: int = 80, n_ct: int = 10, seed: int = 0,
     from osteomet.pipeline.run_ct import run_ct
     from osteomet.pipeline.run_mri import run_mri, summary_table
     from osteomet.pipeline.study import load_study_config, override_study
+    from osteomet.utils.cores import resolve_jobs
 
     console = console or Console()
+    jobs = resolve_jobs(jobs)
     # a bad --scheduler is refused before the cohorts are generated
     study = override_study(study or load_study_config("tiny").model_copy(update={"jobs": jobs, "seed": seed}),
                            scheduler=scheduler)

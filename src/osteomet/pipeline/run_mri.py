@@ -86,14 +86,15 @@ def run_mri(manifest: str | Path, out: str | Path, config: StudyConfig, *,
             log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or continue) the study; returns ``run.json``'s content.
 
-    Torch's CPU threads are fixed for the whole run (:func:`osteomet.utils.torch.study_threads`) and
-    recorded, so the same command gives the same networks wherever it is called from.
+    Torch's CPU threads are fixed (and recorded) so the same command gives the same networks wherever it is called
+    from: every core for what runs in this process (UNETR, deep features), each parallel stage's workers their
+    share (:func:`osteomet.utils.torch.study_threads`; the grid's configurations one thread each).
     """
     from osteomet.layout import open_run_dir
     from osteomet.utils.run_lock import run_lock
     from osteomet.utils.torch import study_threads, torch_threads
 
-    with run_lock(open_run_dir(out, kind="mri")), torch_threads(study_threads(config.jobs)) as threads:
+    with run_lock(open_run_dir(out, kind="mri")), torch_threads(study_threads(config.jobs, tasks=1)) as threads:
         return _run_mri(manifest, out, config, log=log, threads=threads)
 
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from osteomet.config import PRESETS, ConfigError, load_preset_or_file
 from osteomet.evaluation.predictions import DEFAULT_THRESHOLD_SPLITS, ThresholdSplit
 from osteomet.mri.segmentation.qc import MaskQCSettings
+from osteomet.utils.cores import default_jobs
 
 #: Devices the models run on (torch device strings).
 DEVICE = re.compile(r"cpu|mps|cuda(:\d+)?")
@@ -170,7 +171,8 @@ class StudyConfig(_Section):
     """Every setting of ``run mri``; each stage's own settings are recorded in its folder as well."""
 
     seed: int = 0
-    jobs: int = Field(1, ge=1, description="worker processes (preprocessing, radiomics, grid)")
+    jobs: int = Field(default_factory=default_jobs, ge=1,
+                      description="worker processes (preprocessing, radiomics, grid, folds; default: every core)")
     scheduler: str | None = Field(None, description="Dask scheduler address for radiomics and the grid")
     device: str | None = Field(None, description="cpu, cuda, cuda:<index> or mps (default: cuda when available)")
     split: SplitSettings = Field(default_factory=SplitSettings)
@@ -187,6 +189,11 @@ class StudyConfig(_Section):
     conformal: ConformalSettings = Field(default_factory=ConformalSettings)
     recalibration: RecalibrationSettings = Field(default_factory=RecalibrationSettings)
     applicability: ApplicabilitySettings = Field(default_factory=ApplicabilitySettings)
+
+    @field_validator("jobs", mode="before")
+    @classmethod
+    def _jobs(cls, jobs: object) -> object:
+        return default_jobs() if jobs is None else jobs  # `jobs: null` in a study.yaml: every core
 
     @field_validator("device")
     @classmethod

@@ -26,12 +26,11 @@ def set_prior_bias(bias: torch.Tensor, prior: float) -> None:
         bias.copy_(torch.tensor([math.log(1 - prior), math.log(prior)], dtype=bias.dtype))
 
 
-def study_threads(jobs: int = 1) -> int:
-    """Torch threads of a study's process: the machine's cores shared by its ``jobs`` workers."""
-    import os
+def study_threads(jobs: int = 1, tasks: int | None = None) -> int:
+    """Torch threads of a study's process: the machine's cores shared by the ``jobs`` workers that run."""
+    from osteomet.utils.cores import worker_threads
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // max(1, jobs))
+    return worker_threads(jobs, tasks)
 
 
 class torch_threads:
