@@ -80,10 +80,21 @@ def pytest_configure(config: pytest.Config) -> None:
             os.environ[name] = str(len(share))
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist (with -n0 or without the plugin, unused)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """Whole groups to a worker (:data:`SHARED_GROUPS`, else a module), in collection order: pytest-xdist's own
+    ``loadgroup`` cannot do it under pytest 9, whose node ids no longer take its ``@group`` suffix."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _group(nodeid)
+
+    return GroupScheduling(config, log)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Each test joins its group (``--dist loadgroup`` keeps a group on one worker) and the longest groups go first."""
+    """The longest groups first (a worker takes the next group when it is free, so the last to finish is short)."""
     rank = {group: i for i, group in enumerate(LONGEST_FIRST)}
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(_group(item.nodeid)))
     order = {id(item): i for i, item in enumerate(items)}
     items.sort(key=lambda item: (rank.get(_group(item.nodeid), len(rank)), order[id(item)]))

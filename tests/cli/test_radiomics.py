@@ -111,7 +111,8 @@ def test_extract_exits_3_when_some_patients_failed(tmp_path: Path, mri_cohort: P
     assert result.exit_code == 3, result.output
     output = " ".join(result.output.split())
     assert "2 extracted, 0 from cache, 1 failed" in output
-    assert f"1 of 3 case(s) failed: - {manifest.patient_id[1]}: " in output and "broken_adc.nii.gz" in output
+    assert f"1 of 3 case(s) failed: - {manifest.patient_id[1]}: " in output
+    assert "broken_adc.nii.gz" in "".join(output.split())  # the console may wrap the long temporary path anywhere
     assert len(pd.read_parquet(tmp_path / "out" / "features.parquet")) == 3  # the others' features are written
     help_text = " ".join(runner.invoke(app, ["radiomics", "extract", "--help"]).output.split())
     assert "3 one or more patients failed" in help_text and "130 interrupted" in help_text
