@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 
+from osteomet.errors import InputError
+
 #: Set this to cap the default (a shared login node, a CI runner, a test worker); ``--jobs`` still wins.
 JOBS_ENV = "OSTEOMET_JOBS"
 
@@ -22,18 +24,24 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def count_from_env(name: str, what: str) -> int | None:
+    """A positive whole number from environment variable ``name`` (None when unset or blank); anything else is
+    refused naming the variable and its value."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise InputError(f"{name}={value!r}: give a whole number of {what}, at least 1")
+    return count
+
+
 def default_jobs() -> int:
     """Worker processes when none are given: ``$OSTEOMET_JOBS``, else every available core."""
-    value = os.environ.get(JOBS_ENV, "").strip()
-    if not value:
-        return available_cores()
-    try:
-        jobs = int(value)
-    except ValueError:
-        jobs = 0
-    if jobs < 1:
-        raise ValueError(f"{JOBS_ENV}={value!r}: give a whole number of worker processes, at least 1")
-    return jobs
+    return count_from_env(JOBS_ENV, "worker processes") or available_cores()
 
 
 def resolve_jobs(jobs: int | None) -> int:

@@ -16,27 +16,17 @@ starts; the training child process inherits it) sets torch's thread count for CP
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from osteomet.ct.nnunet.run import THREADS_ENV
-from osteomet.errors import InputError
+from osteomet.utils.cores import count_from_env
 
 
 def cpu_threads_from_env() -> int | None:
     """Torch threads asked for through ``OSTEOMET_NNUNET_TORCH_THREADS`` (None: keep nnU-Net's choice)."""
-    value = os.environ.get(THREADS_ENV, "").strip()
-    if not value:
-        return None
-    try:
-        threads = int(value)
-    except ValueError:
-        threads = 0
-    if threads < 1:
-        raise InputError(f"{THREADS_ENV}={value!r}: must be a positive whole number of threads")
-    return threads
+    return count_from_env(THREADS_ENV, "threads")
 
 
 class _OsteometScheduleTrainer(nnUNetTrainer):
