@@ -24,8 +24,12 @@ def learned(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("learning_study")
     manifest = generate_mri_cohort(root / "cohort", 120, seed=11, config=MRISynthConfig())
+    # the feature-stability filter, applicability, SHAP and conformal sets are tested elsewhere; off here they
+    # save about 50 of 170 s (without the filter: fusion 0.88, 95% CI from 0.75, clinical 0.72 on host C)
     config = load_study_config(study_file(root / "config", segmentation={"masks": "manifest"},
-                                          deep={"oof_folds": 2, "gradcam_patients": 0}))
+                                          deep={"oof_folds": 2, "gradcam_patients": 0}, stability={"enabled": False},
+                                          applicability={"enabled": False}, explanations={"enabled": False},
+                                          conformal={"enabled": False}))
     run_mri(manifest, root / "run", config, log=lambda _line: None)
     return root / "run"
 
