@@ -164,6 +164,18 @@ def test_segmenter_rule_is_the_smallest_volume_with_fewest_false_positives_at_th
     assert 0.0 <= low <= 0.5 <= high <= 1.0  # a bootstrap over the 2 lesion-free patients (values 1 and 0)
 
 
+def test_a_detectors_calls_with_the_lesion_columns_empty_give_patient_numbers_only():
+    """Detector and segmenter calls in one table (``ct/rules/patient_calls.csv``): the detector's lesion columns are
+    empty, so its metrics are the patient ones (counted by hand), not a failed bootstrap over nothing."""
+    calls = pd.DataFrame({"patient_id": ["P1", "P2", "N1", "N2", "N3"], "split": "test", "label": [1, 1, 0, 0, 0],
+                          "predicted": [1, 0, 0, 1, 0], "n_false_positive": np.nan, "n_reference": np.nan,
+                          "n_detected": np.nan})
+    metrics = patient_metrics(calls).set_index("metric")
+    assert sorted(metrics.index) == ["patient_sensitivity", "patient_specificity"]
+    assert metrics.loc["patient_sensitivity", ["numerator", "denominator"]].tolist() == [1, 2]
+    assert metrics.loc["patient_specificity", ["numerator", "denominator"]].tolist() == [2, 3]
+
+
 def test_segmenter_rule_keeps_every_lesion_validation_found_when_the_target_is_out_of_reach():
     # one validation patient, 2 reference lesions, only the 3 ml one found (0.5 < 0.8): the floor is 1 found lesion,
     # so the 1 ml blob may go (1.5 ml) but not the found lesion (3.5 ml)

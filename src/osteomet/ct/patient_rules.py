@@ -516,7 +516,9 @@ def patient_metrics(calls: pd.DataFrame, settings: PatientRuleSettings | None = 
                      "ci_method": "bootstrap_patients"})
 
     labelled = calls[calls["label"].notna()]
-    lesions = all(c in calls for c in ("n_false_positive", "n_reference", "n_detected"))
+    counts = ["n_false_positive", "n_reference", "n_detected"]
+    # a detector's rows in a table shared with segmenters carry these columns empty
+    lesions = all(c in calls for c in counts) and bool(calls[counts].notna().any().all())
     for split in _splits(labelled["split"]):
         part = labelled[labelled["split"] == split]
         positive, negative = part[part["label"] > 0], part[part["label"] == 0]
