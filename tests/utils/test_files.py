@@ -41,3 +41,35 @@ def test_directory_hash_changes_with_content(tmp_path: Path):
     first = sha256_path(tmp_path / "s")
     (tmp_path / "s" / "1.dcm").write_bytes(b"b")
     assert sha256_path(tmp_path / "s") != first
+
+
+def test_a_saved_record_that_is_missing_damaged_or_not_an_object_is_named_with_what_to_do(tmp_path):
+    from osteomet.errors import InputError, MissingInputError
+    from osteomet.utils.files import read_json_record
+
+    path = tmp_path / "domain.json"
+    with pytest.raises(MissingInputError, match="domain.json: no applicability domain$"):
+        read_json_record(path, "applicability domain", remedy="rerun it")
+    path.write_text('{"margin": 0.1', encoding="utf-8")  # cut short, as an interrupted copy leaves it
+    with pytest.raises(InputError, match=r"domain.json: damaged or edited applicability domain \(not JSON: .*\); "
+                                         r"rerun it$"):
+        read_json_record(path, "applicability domain", remedy="rerun it")
+    path.write_text("[1, 2]", encoding="utf-8")
+    with pytest.raises(RuntimeError, match=r"not a JSON object\); rerun it$"):  # the caller's own error class
+        read_json_record(path, "applicability domain", remedy="rerun it", error=RuntimeError)
+    path.write_text('{"margin": 0.1}', encoding="utf-8")
+    assert read_json_record(path, "applicability domain", remedy="rerun it") == {"margin": 0.1}
+
+
+def test_json_ready_turns_numpy_and_non_finite_numbers_into_what_json_holds():
+    import json
+
+    import numpy as np
+
+    from osteomet.utils.files import json_ready
+
+    value = {"auc": np.float32(0.75), "n": np.int64(3), "ok": np.bool_(True), "ci": (np.nan, np.inf), 2: ["a", -np.inf]}
+    ready = json_ready(value)
+    assert ready == {"auc": 0.75, "n": 3, "ok": True, "ci": [None, None], "2": ["a", None]}
+    assert type(ready["n"]) is int and type(ready["ok"]) is bool
+    assert json.loads(json.dumps(ready, allow_nan=False)) == ready  # strict JSON, no NaN/Infinity tokens

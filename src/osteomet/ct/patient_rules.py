@@ -81,6 +81,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from osteomet.ct.lesions.labels import LesionLabels
 from osteomet.errors import InputError
+from osteomet.utils.files import json_ready
 
 Kind = Literal["top_k", "run"]
 KINDS: tuple[str, ...] = ("top_k", "run")
@@ -189,8 +190,8 @@ class RuleChoice:
     def to_dict(self) -> dict[str, Any]:
         task = "detector" if isinstance(self.rule, DetectorRule) else "segmenter"
         return {"task": task, "rule": asdict(self.rule), "description": self.rule.describe(),
-                "chosen_on_data": self.chosen_on_data, "basis": self.basis, "validation": _plain(self.validation),
-                "candidates": _plain(self.candidates)}
+                "chosen_on_data": self.chosen_on_data, "basis": self.basis, "validation": json_ready(self.validation),
+                "candidates": json_ready(self.candidates)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RuleChoice":
@@ -202,21 +203,6 @@ class RuleChoice:
                        list(data.get("candidates", [])))
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"patient rule entry is malformed ({exc!r}): {str(data)[:200]}") from None
-
-
-def _plain(value: Any) -> Any:
-    """JSON-able copy (numpy numbers to Python, NaN to None)."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return None if math.isnan(float(value)) else float(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
 
 
 # ---- detector: patient scores from slice probabilities ------------------------------------------

@@ -32,7 +32,6 @@ and precision matrix, threshold), never pickled.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,8 +40,8 @@ from typing import Any, Literal, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from osteomet.errors import InputError, MissingInputError
-from osteomet.utils.files import write_json_atomic
+from osteomet.errors import InputError
+from osteomet.utils.files import read_json_record, write_json_atomic
 
 FORMAT = "osteomet.applicability/1"
 Scale = Literal["log", "linear", "count", "category"]
@@ -392,14 +391,8 @@ class ApplicabilityDomain:
 
     @classmethod
     def load(cls, path: str | Path) -> "ApplicabilityDomain":
-        path = Path(path)
-        if not path.is_file():
-            raise MissingInputError(f"{path}: no applicability domain")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ApplicabilityError(f"{path}: not readable as JSON ({exc}); rerun `osteomet run mri` to write it "
-                                     f"again") from None
+        data = read_json_record(path, "applicability domain", remedy="rerun `osteomet run mri` to write it again",
+                                error=ApplicabilityError)
         return cls.from_dict(data, source=str(path))
 
 

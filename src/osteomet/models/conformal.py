@@ -37,7 +37,6 @@ Saved as JSON (the sorted calibration scores per class, alpha, the counts): neve
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,8 +44,11 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from osteomet.errors import InputError, MissingInputError
-from osteomet.utils.files import write_json_atomic
+from osteomet.errors import InputError
+from osteomet.utils.files import read_json_record, write_json_atomic
+
+#: What a damaged trust file's error tells the user to do (conformal and recalibration files alike).
+REMEDY = "restore it, or delete its folder and rerun the command that wrote it"
 
 FORMAT = "osteomet.conformal/1"
 #: Class names in class order (0 = no bone metastasis, 1 = bone metastasis).
@@ -233,8 +235,7 @@ class MondrianConformal:
             raise InputError(f"{source}: damaged or edited conformal calibration ({exc})") from None
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             detail = f"no entry {exc}" if isinstance(exc, KeyError) else str(exc)
-            raise InputError(f"{source}: damaged or edited conformal calibration ({detail}); restore it, or delete "
-                             f"its folder and rerun the command that wrote it") from None
+            raise InputError(f"{source}: damaged or edited conformal calibration ({detail}); {REMEDY}") from None
 
     def save(self, path: str | Path, **extra: Any) -> Path:
         """Write the calibration as JSON (atomically); ``extra``: what the caller records beside it."""
@@ -242,16 +243,7 @@ class MondrianConformal:
 
     @classmethod
     def load(cls, path: str | Path) -> "MondrianConformal":
-        path = Path(path)
-        if not path.is_file():
-            raise MissingInputError(f"{path}: no conformal calibration")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InputError(f"{path}: damaged or edited conformal calibration (not JSON: {exc}); restore it, or "
-                             f"delete its folder and rerun the command that wrote it") from None
-        if not isinstance(data, dict):
-            raise InputError(f"{path}: damaged or edited conformal calibration (not a JSON object)")
+        data = read_json_record(path, "conformal calibration", remedy=REMEDY)
         return cls.from_dict(data, str(path))
 
 

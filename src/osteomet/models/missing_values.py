@@ -23,7 +23,6 @@ never a training patient's own values.
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +31,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from osteomet.errors import InputError, MissingInputError
-from osteomet.utils.files import write_json_atomic
+from osteomet.errors import InputError
+from osteomet.utils.files import read_json_record, write_json_atomic
 
 FORMAT = "osteomet.missingness/1"
 #: Training quantiles tried for a continuous variable.
@@ -108,16 +107,13 @@ class MissingnessRecord:
 
     @classmethod
     def load(cls, path: str | Path) -> "MissingnessRecord":
-        path = Path(path)
-        if not path.is_file():
-            raise MissingInputError(f"{path}: no missingness record")
+        data = read_json_record(path, "missingness record", remedy="rerun `osteomet run mri` to write it again")
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
             if data.get("format") != FORMAT:
                 raise ValueError(f"format {data.get('format')!r} is not {FORMAT!r}")
             return cls(list(data["columns"]), int(data["n_train"]), dict(data["training"]), dict(data["splits"]),
                        list(data["patterns"]), dict(data["plausible"]))
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"{path}: damaged or edited ({type(exc).__name__}: {exc}); rerun `osteomet run mri` to "
                              f"write it again") from None
 

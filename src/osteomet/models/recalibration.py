@@ -21,15 +21,15 @@ Saved as JSON (intercept, slope, counts): never pickled.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from osteomet.errors import InputError, MissingInputError
-from osteomet.utils.files import write_json_atomic
+from osteomet.errors import InputError
+from osteomet.models.conformal import REMEDY
+from osteomet.utils.files import read_json_record, write_json_atomic
 
 FORMAT = "osteomet.recalibration/1"
 EPS = 1e-12
@@ -149,25 +149,14 @@ class LogisticRecalibration:
                        int(data.get("iterations", 0)))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             detail = f"no entry {exc}" if isinstance(exc, KeyError) else str(exc)
-            raise InputError(f"{source}: damaged or edited recalibration ({detail}); restore it, or delete its "
-                             f"folder and rerun the command that wrote it") from None
+            raise InputError(f"{source}: damaged or edited recalibration ({detail}); {REMEDY}") from None
 
     def save(self, path: str | Path, **extra: Any) -> Path:
         return write_json_atomic(path, {**extra, **self.to_dict()})
 
     @classmethod
     def load(cls, path: str | Path) -> "LogisticRecalibration":
-        path = Path(path)
-        if not path.is_file():
-            raise MissingInputError(f"{path}: no recalibration")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InputError(f"{path}: damaged or edited recalibration (not JSON: {exc}); restore it, or delete its "
-                             f"folder and rerun the command that wrote it") from None
-        if not isinstance(data, dict):
-            raise InputError(f"{path}: damaged or edited recalibration (not a JSON object)")
-        return cls.from_dict(data, str(path))
+        return cls.from_dict(read_json_record(path, "recalibration", remedy=REMEDY), str(path))
 
 
 __all__ = ["LogisticRecalibration", "RecalibrationError", "logit"]

@@ -49,7 +49,7 @@ from osteomet.layout import (
 )
 from osteomet.pipeline.run_mri import MODELS, RUN_FORMAT
 from osteomet.pipeline.study import StudyConfig
-from osteomet.utils.files import read_json, write_json_atomic, write_text_atomic
+from osteomet.utils.files import json_ready, read_json, write_json_atomic, write_text_atomic
 
 CLINICAL = ("age", "psa", "gleason", "isup", "hematuria", "leukocyturia")
 IMAGES = ("t2", "dwi", "adc")
@@ -141,19 +141,6 @@ def _load_applicability(layout: RunLayout, config: StudyConfig) -> tuple[Any, An
             MissingnessRecord.load(layout.applicability / MISSINGNESS), None)
 
 
-def _plain(value: Any) -> Any:
-    """JSON-safe: NaN and infinities as None, numpy numbers as Python ones."""
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def applicability_result(bundle: MRIBundle, values: Mapping[str, Any] | None, features: Mapping[str, pd.DataFrame],
                          error: str | None = None) -> tuple[str, list[str], dict[str, Any]]:
     """The patient against the study's domain: ``(verdict, reasons, details)``; verdict ``within``, ``outside``
@@ -169,7 +156,7 @@ def applicability_result(bundle: MRIBundle, values: Mapping[str, Any] | None, fe
                "not_measured": found["not_measured"], "distances": found["distances"],
                "fitted_on": bundle.domain.n_train, "margin": bundle.domain.margin,
                "feature_quantile": bundle.domain.quantile, "measurements": dict(values)}
-    return found["verdict"], found["reasons"], _plain(details)
+    return found["verdict"], found["reasons"], json_ready(details)
 
 
 def missing_values_result(bundle: MRIBundle, clinical: Mapping[str, float],
@@ -200,7 +187,7 @@ def missing_values_result(bundle: MRIBundle, clinical: Mapping[str, float],
 
     effects = missing_value_effects(bundle.missingness, clinical, {"clinical": clinical_probs, "fusion": fusion_probs},
                                     shift=bundle.config.applicability.missing_shift)
-    return _plain({"note": None, **effects})
+    return json_ready({"note": None, **effects})
 
 
 def _load_trust(layout: RunLayout, config: StudyConfig) -> tuple[dict[str, Any], dict[str, Any], dict[str, str],

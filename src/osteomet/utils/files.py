@@ -10,11 +10,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import re
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 _COMPOUND_SUFFIXES = (".nii.gz", ".seg.nrrd", ".tar.gz")
 
@@ -69,6 +70,20 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
     return Path(path)
 
 
+def json_ready(value: Any) -> Any:
+    """A copy JSON can hold as numbers: numpy scalars as Python ones, NaN and infinities as None (JSON has
+    neither), mapping keys as strings, tuples as lists."""
+    if isinstance(value, Mapping):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def write_json_atomic(path: str | os.PathLike[str], data: Any) -> Path:
     return write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
@@ -104,3 +119,26 @@ def read_json(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def read_json_record(path: str | os.PathLike[str], what: str, *, remedy: str,
+                     error: type[Exception] | None = None) -> dict[str, Any]:
+    """A JSON object a command saved for later (a calibration, a domain), read for use.
+
+    Unlike :func:`read_json`, a problem is an error the user must see: a missing file raises
+    MissingInputError ("no <what>"), a file that is not a JSON object raises ``error`` (default
+    InputError) saying it was damaged or edited and ``remedy``.
+    """
+    from osteomet.errors import InputError, MissingInputError
+
+    error = error or InputError
+    path = Path(path)
+    if not path.is_file():
+        raise MissingInputError(f"{path}: no {what}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise error(f"{path}: damaged or edited {what} (not JSON: {exc}); {remedy}") from None
+    if not isinstance(data, dict):
+        raise error(f"{path}: damaged or edited {what} (not a JSON object); {remedy}")
+    return data

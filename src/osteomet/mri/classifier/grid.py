@@ -18,7 +18,6 @@ are not trained again and unfinished ones continue from their ``last.pt``.
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -36,7 +35,7 @@ from osteomet.mri.classifier.labels import LabelGuard
 from osteomet.mri.classifier.train import RunSpec, read_result, train_run
 from osteomet.training.checkpoint import run_started
 from osteomet.utils.figures import pyplot, save_figure
-from osteomet.utils.files import write_json_atomic, write_text_atomic
+from osteomet.utils.files import json_ready, write_json_atomic, write_text_atomic
 
 COLUMNS = ["name", "depth", "optimizer", "learning_rate", "val_auc", "val_auc_low", "val_auc_high", "val_acc",
            "val_score", "n_val", "n_val_positive", "best_epoch", "epochs_run", "stopped_early", "seconds"]
@@ -161,18 +160,12 @@ def run_grid(preprocessed: str | Path, out: str | Path, config: ClassifierConfig
     table = pd.DataFrame([results[s.name] for s in specs], columns=COLUMNS)
     write_text_atomic(out / GRID_TABLE, table.to_csv(index=False))
     winner = select_winner(table)
-    record = {**{k: _plain(winner[k]) for k in COLUMNS}, "run": str(Path(GRID_CONFIGS) / winner["name"]),
+    record = {**{k: json_ready(winner[k]) for k in COLUMNS}, "run": str(Path(GRID_CONFIGS) / winner["name"]),
               "rule": selection_rule(config),
               "n_train": len(train_ids)}
     write_json_atomic(out / WINNER, record)
     save_heatmap(table, out / "heatmap.png")
     return table, record
-
-
-def _plain(value: Any) -> Any:
-    if hasattr(value, "item"):
-        value = value.item()
-    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 def save_heatmap(table: pd.DataFrame, path: Path) -> Path:
