@@ -116,7 +116,7 @@ def cross_fitted_training(run: Path, preprocessed: str | Path, patients: pd.Data
 
     Each fold is one independent task (:func:`fold_task`): in turn here, or on Dask with ``jobs > 1``
     or a ``scheduler``. Every fold trains on the cores shared by the folds side by side
-    (``study_threads(jobs, folds)``) wherever it runs and seeds itself, so the probabilities are the same either way.
+    (``worker_threads(jobs, folds)``) wherever it runs and seeds itself, so the probabilities are the same either way.
     """
     from dataclasses import asdict
 
@@ -125,8 +125,8 @@ def cross_fitted_training(run: Path, preprocessed: str | Path, patients: pd.Data
 
     from osteomet.mri.classifier.data import split_ids
     from osteomet.mri.classifier.train import read_run
+    from osteomet.utils.cores import worker_threads
     from osteomet.utils.dask_tasks import dask_map
-    from osteomet.utils.torch import study_threads
 
     spec, config = read_run(run)
     train = guard.labels("train", "fit", split_ids(patients, "train"))
@@ -137,7 +137,7 @@ def cross_fitted_training(run: Path, preprocessed: str | Path, patients: pd.Data
     tasks = [{"preprocessed": str(preprocessed), "fold_dir": str(folds_dir / f"fold_{k}"),
               "config": config.model_dump(mode="json"), "spec": asdict(spec),
               "train_labels": dict(zip(ids[fit].tolist(), y[fit].tolist())), "val_labels": val,
-              "held_out": ids[held].tolist(), "device": device, "threads": study_threads(jobs, folds)}
+              "held_out": ids[held].tolist(), "device": device, "threads": worker_threads(jobs, folds)}
              for k, (fit, held) in enumerate(splitter.split(ids, y))]
     oof: dict[str, float] = {}
     for fold in dask_map(fold_task, tasks, jobs=jobs, scheduler=scheduler):

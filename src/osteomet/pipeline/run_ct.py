@@ -38,11 +38,11 @@ def train_ct_models(task: str, manifest: Path, out: Path, settings, *, device: s
     """Train every architecture of ``settings`` (``task``: detection or segmentation) as one stage.
 
     Each architecture is one Dask task with ``jobs > 1`` or a ``scheduler``, on the cores shared by the workers
-    that run (``study_threads(jobs, architectures)``) wherever it trains, so the networks do not depend on where
+    that run (``worker_threads(jobs, architectures)``) wherever it trains, so the networks do not depend on where
     they ran.
     """
     from osteomet.pipeline.ct_models import prepare_ct_run, task_trainer, train_each_architecture
-    from osteomet.utils.torch import study_threads
+    from osteomet.utils.cores import worker_threads
 
     _, train = task_trainer(task)
     cohort = read_manifest(manifest, kind="ct", require=("lesion_mask",))
@@ -55,7 +55,7 @@ def train_ct_models(task: str, manifest: Path, out: Path, settings, *, device: s
         root, chosen = prepare_ct_run(manifest, out, settings, None, None)
         results = train_each_architecture(root, out, chosen, partial(train, resume=resume), device, task=task,
                                           resume=resume, jobs=jobs, scheduler=scheduler,
-                                          threads=study_threads(jobs, len(chosen.architectures)))
+                                          threads=worker_threads(jobs, len(chosen.architectures)))
         return {architecture: {"best_epoch": result.best_epoch, "epochs_run": result.epochs_run}
                 for architecture, result in results.items()}
 

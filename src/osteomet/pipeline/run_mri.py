@@ -88,13 +88,14 @@ def run_mri(manifest: str | Path, out: str | Path, config: StudyConfig, *,
 
     Torch's CPU threads are fixed (and recorded) so the same command gives the same networks wherever it is called
     from: every core for what runs in this process (UNETR, deep features), each parallel stage's workers their
-    share (:func:`osteomet.utils.torch.study_threads`; the grid's configurations one thread each).
+    share (:func:`osteomet.utils.cores.worker_threads`; the grid's configurations one thread each).
     """
     from osteomet.layout import open_run_dir
+    from osteomet.utils.cores import available_cores
     from osteomet.utils.run_lock import run_lock
-    from osteomet.utils.torch import study_threads, torch_threads
+    from osteomet.utils.torch import torch_threads
 
-    with run_lock(open_run_dir(out, kind="mri")), torch_threads(study_threads(config.jobs, tasks=1)) as threads:
+    with run_lock(open_run_dir(out, kind="mri")), torch_threads(available_cores()) as threads:
         return _run_mri(manifest, out, config, log=log, threads=threads)
 
 

@@ -26,13 +26,6 @@ def set_prior_bias(bias: torch.Tensor, prior: float) -> None:
         bias.copy_(torch.tensor([math.log(1 - prior), math.log(prior)], dtype=bias.dtype))
 
 
-def study_threads(jobs: int = 1, tasks: int | None = None) -> int:
-    """Torch threads of a study's process: the machine's cores shared by the ``jobs`` workers that run."""
-    from osteomet.utils.cores import worker_threads
-
-    return worker_threads(jobs, tasks)
-
-
 class torch_threads:
     """Set torch's CPU threads for a block and restore them after.
 
