@@ -12,6 +12,7 @@ import pytest
 
 from osteomet.ct.lesions.labels import label_lesions
 from osteomet.ct.patient_rules import (
+    DETECTOR_COLUMN,
     DetectorRule,
     PatientLesions,
     PatientRuleSettings,
@@ -21,11 +22,14 @@ from osteomet.ct.patient_rules import (
     apply_segmenter_rule,
     choose_detector_rule,
     choose_segmenter_rule,
+    lesion_detector_probability,
     lesion_outcomes,
+    lesion_slices,
     lesion_volumes,
     patient_metrics,
     slice_statistic,
 )
+from osteomet.errors import InputError
 
 #: A margin of 1 slice and negative scans of >= 5 slices, so the tiny scans below can be worked out by hand.
 SMALL = PatientRuleSettings(margin_slices=1, min_negative_slices=5)
@@ -198,6 +202,69 @@ def test_segmenter_rule_on_a_lesion_table_counts_lesions_at_least_the_minimum_vo
     assert calls["n_kept"].to_dict() == {"P1": 1, "P2": 0, "P3": 0}
     assert calls["predicted"].to_dict() == {"P1": 1, "P2": 0, "P3": 0}
     assert apply_segmenter_rule(SegmenterRule(1.0), pd.DataFrame(), ["P"])["predicted"].tolist() == [0]
+
+
+def _confirmed(pid: str, split: str, predicted: list[tuple], reference: list[tuple], slice_probability: dict[int, float],
+               detector: str = "resnet34") -> PatientLesions:
+    """A patient whose detector scored each slice (z = 0, 1, 2) as given."""
+    patient = _patient(pid, split, predicted, reference)
+    import SimpleITK as sitk
+
+    image = sitk.Image([10, 10, 3], sitk.sitkUInt8)  # identity direction: LPS slice = array z
+    scores = pd.DataFrame({"slice": list(slice_probability), "probability": list(slice_probability.values())})
+    patient.detector_probability[detector] = lesion_detector_probability(lesion_slices(patient.predicted, image), scores)
+    return patient
+
+
+def test_segmenter_rule_asks_the_detector_where_volume_cannot_tell_the_blob_from_the_lesion():
+    # A: a 1 ml lesion on slice 0 (detector 0.8) and a 2 ml blob on slice 2 (detector 0.3); B: lesion-free, a 2 ml blob
+    # on slice 2 (detector 0.6). No volume removes the blobs and keeps the lesion (1/1 needed). Candidates in order:
+    # volumes (3 blobs at 0 ml, the lesion lost from 1.5 ml), then resnet34 at 0.25 (0.3 and 0.6 stay: 2 false
+    # positives), 0.5 (B's 0.6 stays: 1), 0.75 (0: the first with none) -> 0 ml on a slice scored >= 0.75.
+    lesion = [(0, 0, 0)]
+    patients = [_confirmed("A", "val", lesion + [(2, 9, 8), (2, 9, 9)], lesion, {0: 0.8, 1: 0.1, 2: 0.3}),
+                _confirmed("B", "val", [(2, 5, 5), (2, 5, 6)], [], {0: 0.1, 1: 0.1, 2: 0.6})]
+    settings = PatientRuleSettings(volumes_ml=(0.0, 1.5), detector_probabilities=(0.25, 0.5, 0.75, 0.9))
+    choice = choose_segmenter_rule(patients, settings)
+    assert choice.rule == SegmenterRule(0.0, "resnet34", 0.75)
+    assert [(c["min_lesion_ml"], c["min_detector_probability"], c["false_positives"], c["detected"])
+            for c in choice.candidates] == [(0.0, 0.0, 2, 1), (1.5, 0.0, 2, 0), (0.0, 0.25, 2, 1), (1.5, 0.25, 2, 0),
+                                            (0.0, 0.5, 1, 1), (1.5, 0.5, 1, 0), (0.0, 0.75, 0, 1), (1.5, 0.75, 0, 0),
+                                            (0.0, 0.9, 0, 0), (1.5, 0.9, 0, 0)]
+    assert choice.validation["lesion_free_called_negative"] == 1
+    assert choice.to_dict()["description"] == "any predicted lesion on a slice the resnet34 detector scores >= 0.75"
+    assert RuleChoice.from_dict(json.loads(json.dumps(choice.to_dict()))).rule == choice.rule
+
+
+def test_segmenter_rule_leaves_the_detector_out_when_volume_alone_is_as_good():
+    lesion = [(0, 0, 0), (0, 0, 1)]
+    patients = [_confirmed("A", "val", lesion + [(2, 9, 9)], lesion, {0: 0.9, 1: 0.1, 2: 0.1})]
+    choice = choose_segmenter_rule(patients, PatientRuleSettings(volumes_ml=(0.0, 1.5)))
+    assert choice.rule == SegmenterRule(1.5)  # 0 false positives by volume: the detector (also 0) changes more
+
+
+def test_segmenter_rule_with_a_detector_on_a_lesion_table_needs_the_detector_column():
+    rule = SegmenterRule(1.0, "resnet34", 0.5)
+    lesions = pd.DataFrame({"patient_id": ["P1", "P1", "P2"], "volume_ml": [2.0, 2.0, 3.0],
+                            DETECTOR_COLUMN: [0.2, 0.7, 0.4]})
+    calls = apply_segmenter_rule(rule, lesions, ["P1", "P2"]).set_index("patient_id")
+    assert calls["n_kept"].to_dict() == {"P1": 1, "P2": 0}
+    with pytest.raises(InputError, match="detector_probability.*resnet34"):
+        apply_segmenter_rule(rule, lesions.drop(columns=[DETECTOR_COLUMN]), ["P1"])
+
+
+def test_lesion_detector_probability_reads_the_slices_in_the_slice_cache_orientation():
+    """A mask stored feet-first (z axis flipped, as many DICOM series are): its array slice 0 is LPS slice 2, so the
+    lesion there takes the detector's slice-2 probability; a slice the detector never scored counts 0."""
+    import SimpleITK as sitk
+
+    lesions = label_lesions(_mask((3, 4, 4), (0, 1, 1), (2, 3, 3)))  # ids in raster order: z = 0 first
+    image = sitk.Image([4, 4, 3], sitk.sitkUInt8)
+    image.SetDirection([1, 0, 0, 0, 1, 0, 0, 0, -1])
+    assert [z.tolist() for z in lesion_slices(lesions, image)] == [[2], [0]]
+    scores = pd.DataFrame({"slice": [0, 2], "probability": [0.1, 0.9]})
+    assert lesion_detector_probability(lesion_slices(lesions, image), scores).tolist() == [0.9, 0.1]
+    assert lesion_detector_probability([np.array([1])], scores).tolist() == [0.0]
 
 
 def test_patient_sensitivity_interval_is_the_wilson_formula():

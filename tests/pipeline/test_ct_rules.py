@@ -104,7 +104,9 @@ def test_stage_chooses_rules_on_validation_writes_metrics_per_split_and_is_then_
     assert detector["chosen_on_data"] and detector["slice_threshold"] == 0.038
     segmenter = rules["segmenters"]["unet"]
     # 0-1 ml keep all 3 validation blobs; 2 ml removes A's and N's (1 ml), keeps B's 2 ml lesion: 1 FP, 2/2 lesions
-    assert segmenter["rule"] == {"min_lesion_ml": 2.0} and segmenter["chosen_on_data"]
+    # the detector cannot help: its lesion slices (12-15) are not the masks' (0-2), where it says 0.1
+    assert segmenter["rule"] == {"min_lesion_ml": 2.0, "detector": None, "min_detector_probability": 0.0}
+    assert segmenter["chosen_on_data"]
     assert segmenter["validation"]["false_positives"] == 1 and segmenter["validation"]["lesion_sensitivity"] == 1.0
 
     metrics = pd.read_csv(study["out"] / PATIENT_METRICS)
@@ -149,7 +151,57 @@ def test_predict_ct_applies_the_runs_rules_to_a_new_patient(study):
     text = _markdown({"patient_id": "NEW", "patient_calls": calls}, study["run"])
     assert "detector resnet18: **negative** (at least 2 slices with probability >= 0.3; rule chosen on validation)" \
         in text
-    assert "segmenter unet: **positive** (any predicted lesion of at least 2 ml; 1 smaller lesion(s) not counted" in text
+    assert "segmenter unet: **positive** (any predicted lesion of at least 2 ml; 1 lesion(s) not counted by the rule" in text
+
+
+def test_a_detector_can_confirm_the_segmenters_lesions_in_the_stage_and_in_predict_ct(tmp_path):
+    """Validation A: a 1 ml lesion on slice 0 (detector 0.9) and a 2 ml blob on slice 2 (0.2); N, lesion-free: a 2 ml
+    blob on slice 1 (0.3). No volume keeps A's lesion without both blobs; the detector at 0.25 leaves N's blob, at 0.5
+    none -> "on a slice the detector scores >= 0.5". Test T: its lesion (0.8) counts, its 2 ml blob (0.1) does not."""
+    from osteomet.ct.patient_rules import PatientRuleSettings
+    from osteomet.pipeline.predict_ct import with_detector_probability
+
+    run = open_run_dir(tmp_path / "run", kind="ct")
+    layout = RunLayout(run)
+    ct = write_image(_image(np.zeros(SHAPE, np.int16)), tmp_path / "data" / "ct.nii.gz")
+    lesion, blob_2, blob_1 = [(0, 0, 0)], [(2, 9, 8), (2, 9, 9)], [(1, 5, 5), (1, 5, 6)]
+    cases = {"A": ("val", lesion, lesion + blob_2, {0: 0.9, 1: 0.1, 2: 0.2}),
+             "N": ("val", [], blob_1, {0: 0.1, 1: 0.3, 2: 0.1}),
+             "T": ("test", lesion, lesion + blob_2, {0: 0.8, 1: 0.1, 2: 0.1})}
+    seg = layout.ct_segmentation / "predictions" / "unet" / "masks"
+    rows, scores = [], []
+    for pid, (split, reference, predicted, probability) in cases.items():
+        rows.append({"patient_id": pid, "ct": str(ct), "split": split,
+                     "lesion_mask": str(write_image(_mask(*reference), tmp_path / "data" / f"{pid}_lesion.nii.gz"))})
+        write_image(_mask(*predicted), seg / f"{pid}.nii.gz")
+        scores += [{"patient_id": pid, "slice": z, "label": int(any(v[0] == z for v in reference)), "split": split,
+                    "probability": p} for z, p in probability.items()]
+    manifest = write_manifest(pd.DataFrame(rows), layout.ct_split / "manifest.csv", kind="ct")
+    (layout.ct_detection / "predictions" / "resnet18").mkdir(parents=True)
+    pd.DataFrame(scores).to_csv(layout.ct_detection / "predictions" / "resnet18" / "slice_scores.csv", index=False)
+    settings = PatientRuleSettings(volumes_ml=(0.0, 1.5), n_resamples=200)
+    choose_ct_patient_rules(manifest, layout.ct_detection / "predictions", layout.ct_segmentation / "predictions",
+                            rules_folder(layout), settings=settings)
+    rules = json.loads((rules_folder(layout) / RULES).read_text(encoding="utf-8"))
+    assert rules["segmenters"]["unet"]["rule"] == {"min_lesion_ml": 0.0, "detector": "resnet18",
+                                                   "min_detector_probability": 0.5}
+    metrics = pd.read_csv(rules_folder(layout) / PATIENT_METRICS)
+    test = metrics[(metrics["model"] == "unet") & (metrics["rule"] == "chosen") & (metrics["split"] == "test")]
+    assert test.set_index("metric").loc["fp_lesions_per_patient", "estimate"] == 0.0
+
+    # predict ct: the lesion table of T's mask gets each lesion's detector probability, and the rule counts one
+    lesions = pd.DataFrame({"patient_id": "T", "lesion_id": [1, 2], "volume_ml": [1.0, 2.0]})
+    lesions = with_detector_probability(lesions, seg / "T.nii.gz", pd.DataFrame(scores).query("patient_id == 'T'"))
+    assert lesions["detector_probability"].tolist() == [0.8, 0.1]
+    calls = patient_calls(read_rules(rules_folder(layout) / RULES), {}, "unet", lesions, "T")
+    assert calls["segmenters"]["unet"]["lesions_counted"] == 1 and calls["segmenters"]["unet"]["positive"]
+    text = _markdown({"patient_id": "T", "patient_calls": calls}, run)
+    assert "any predicted lesion on a slice the resnet18 detector scores >= 0.5; 1 lesion(s) not counted" in text
+    from osteomet.errors import InputError
+
+    with pytest.raises(InputError, match="resnet18 detector"):
+        patient_calls(read_rules(rules_folder(layout) / RULES), {}, "unet", lesions.drop(columns=["detector_probability"]),
+                      "T")
 
 
 def test_predict_ct_on_a_run_without_rules_says_so_and_keeps_the_old_calls(tmp_path):

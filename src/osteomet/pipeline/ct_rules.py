@@ -4,7 +4,7 @@ patient-level metrics per split (:mod:`osteomet.ct.patient_rules` says which rul
 Reads the detectors' ``<detection predictions>/<architecture>/slice_scores.csv`` (with each detector's slice
 threshold, ``<detection model>/<architecture>/threshold.json``, for the fallback rule and the old rule's numbers)
 and the segmenters' ``<segmentation predictions>/<architecture>/masks/<patient_id>.nii.gz`` against the
-manifest's ``lesion_mask``. Writes into its folder (``ct/rules`` of a run):
+manifest's ``lesion_mask`` (a segmenter's rule may ask a detector's slice scores to confirm its lesions). Writes into its folder (``ct/rules`` of a run):
 
 * ``rules.json``: per detector and segmenter the rule, whether validation chose it (and on what), its validation
   numbers and every candidate's; ``predict ct`` applies these to a new patient;
@@ -96,19 +96,22 @@ def segmenter_mask_folders(predictions: Path | None) -> dict[str, Path]:
     return {p.parent.name: p for p in sorted(Path(predictions).glob("*/masks")) if p.is_dir()}
 
 
-def read_patient_lesions(cohort: Any, masks: Path) -> list:
-    """Every manifest patient's predicted lesions (``masks/<patient_id>.nii.gz``) and reference lesions."""
+def read_patient_lesions(cohort: Any, masks: Path, slice_tables: dict[str, pd.DataFrame] | None = None) -> list:
+    """Every manifest patient's predicted lesions (``masks/<patient_id>.nii.gz``) and reference lesions; with
+    detectors' slice-score tables, each lesion's highest slice probability per detector that scored the patient."""
     import numpy as np
     import SimpleITK as sitk
 
     from osteomet.ct.lesions.labels import label_lesions
-    from osteomet.ct.patient_rules import PatientLesions, lesion_volumes
+    from osteomet.ct.patient_rules import PatientLesions, lesion_detector_probability, lesion_slices, lesion_volumes
     from osteomet.data.label_masks import read_mask
 
     missing = [r.patient_id for r in cohort if not (masks / f"{r.patient_id}.nii.gz").is_file()]
     if missing:
         raise MissingInputError(f"{masks}: no predicted mask <patient_id>.nii.gz for {len(missing)} patient(s): "
                                 + ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""))
+    by_patient = {name: dict(tuple(table.groupby(table["patient_id"].astype(str), sort=False)))
+                  for name, table in (slice_tables or {}).items()}
     patients = []
     for record in cohort:
         path = masks / f"{record.patient_id}.nii.gz"
@@ -120,8 +123,12 @@ def read_patient_lesions(cohort: Any, masks: Path) -> list:
             ref = read_mask(record.lesion_mask, reference=image, reference_name=f"patient {record.patient_id!r}: {path}",
                             allow_empty=True)
             reference = label_lesions(sitk.GetArrayViewFromImage(ref) > 0)
+        scored = {name: rows[str(record.patient_id)] for name, rows in by_patient.items()
+                  if str(record.patient_id) in rows}
+        slices = lesion_slices(predicted, image) if scored and predicted.n else []
+        probability = {name: lesion_detector_probability(slices, rows) for name, rows in scored.items()}
         patients.append(PatientLesions(record.patient_id, record.split, predicted, lesion_volumes(predicted, voxel_ml),
-                                       reference))
+                                       reference, probability))
     return patients
 
 
@@ -173,8 +180,9 @@ def choose_ct_patient_rules(study_manifest: Path, detection_predictions: Path | 
     def work() -> dict[str, Any]:
         rules: dict[str, Any] = {"settings": settings.model_dump(mode="json"), "detectors": {}, "segmenters": {}}
         metrics, calls = [], []
+        tables = {}
         for architecture, path in detectors.items():
-            slices = pd.read_csv(path)
+            slices = tables[architecture] = pd.read_csv(path, dtype={"patient_id": str})
             check_slice_table(slices, str(path))
             threshold = slice_threshold(detection_model, Path(detection_predictions), architecture)
             choice = choose_detector_rule(slices, slice_threshold=threshold, settings=settings,
@@ -190,7 +198,7 @@ def choose_ct_patient_rules(study_manifest: Path, detection_predictions: Path | 
                 metrics.append(_tagged(patient_metrics(apply_detector_rule(old, slices), settings), task="detector",
                                        model=architecture, rule="old", description=old.describe()))
         for architecture, masks in segmenters.items():
-            patients = read_patient_lesions(cohort, masks)
+            patients = read_patient_lesions(cohort, masks, tables)  # the detectors may confirm lesions
             choice = choose_segmenter_rule(patients, settings)
             rules["segmenters"][architecture] = choice.to_dict()
             chosen = lesion_outcomes(patients, choice.rule, settings)

@@ -12,7 +12,8 @@ weight-bearing, diffuse or focal, cluster, mean HU).
 The patient-level call: where the run chose patient rules on its validation patients
 (``ct/rules/rules.json``, :mod:`osteomet.pipeline.ct_rules`), each detector calls the patient
 positive by its rule (e.g. at least 2 consecutive slices at or above a threshold) and the segmenter
-by its (a lesion of at least its minimum volume), and ``result.json``/``result.md`` give each call
+by its (a lesion of at least its minimum volume, where validation chose so on a slice a detector
+scores at least a probability: ``detector_probability`` in ``lesions.csv``), and ``result.json``/``result.md`` give each call
 with the rule and whether validation chose it. A run made before the rules has no ``rules.json``:
 the result says so, and the calls are the old ones (any flagged slice, any drawn lesion).
 """
@@ -122,6 +123,10 @@ def predict_ct(run: str | Path, out: str | Path, *, ct: str | Path, bones: str |
         _, analysis = analyse_lesion_files(mask, bones, out / "lesions", settings=LesionSettings(), ct=ct,
                                            patient_id=patient_id)
         lesions = pd.read_csv(out / "lesions" / LESIONS) if (out / "lesions" / LESIONS).is_file() else pd.DataFrame()
+        detector = segmenter_rule_detector(rules, chosen)
+        if detector is not None and len(lesions) and detector in slice_tables:
+            lesions = with_detector_probability(lesions, mask, slice_tables[detector])
+            write_text_atomic(out / "lesions" / LESIONS, lesions.to_csv(index=False))
         if len(lesions):
             import SimpleITK as sitk
 
@@ -155,6 +160,28 @@ def predict_ct(run: str | Path, out: str | Path, *, ct: str | Path, bones: str |
     return result
 
 
+def segmenter_rule_detector(rules: dict[str, dict[str, Any]] | None, segmenter: str) -> str | None:
+    """The detector whose slice probabilities the segmenter's patient rule asks of each lesion (None: volume only)."""
+    choice = (rules or {}).get("segmenters", {}).get(segmenter)
+    return choice.rule.detector if choice is not None else None
+
+
+def with_detector_probability(lesions: pd.DataFrame, mask: Path, scores: pd.DataFrame) -> pd.DataFrame:
+    """``lesions`` (``lesions.csv`` of ``mask``) with each lesion's highest slice probability from a detector's slice
+    scores, in the column the segmenter rule reads."""
+    import SimpleITK as sitk
+
+    from osteomet.ct.lesions.labels import label_lesions
+    from osteomet.ct.patient_rules import DETECTOR_COLUMN, lesion_detector_probability, lesion_slices
+
+    image = sitk.ReadImage(str(mask))
+    labels = label_lesions(sitk.GetArrayViewFromImage(image) != 0)  # as the analysis labels: ids 1..n in order
+    if labels.n != len(lesions):
+        raise InputError(f"{mask}: {labels.n} lesion(s) in the mask but {len(lesions)} in its lesion table")
+    probability = lesion_detector_probability(lesion_slices(labels, image), scores)
+    return lesions.assign(**{DETECTOR_COLUMN: probability[lesions["lesion_id"].astype(int).to_numpy() - 1]})
+
+
 #: What a run without ``rules.json`` (made before patient rules existed) calls a patient on.
 OLD_RULES = {"detector": "any slice at or above the detector's validation slice threshold",
              "segmenter": "any predicted lesion"}
@@ -180,7 +207,7 @@ def patient_calls(rules: dict[str, dict[str, Any]] | None, slice_tables: dict[st
     Without a rule for a model (``rules`` None: an older run) the old call stands: any flagged slice
     (``predicted`` in the slice table), any drawn lesion.
     """
-    from osteomet.ct.patient_rules import apply_detector_rule, apply_segmenter_rule
+    from osteomet.ct.patient_rules import DETECTOR_COLUMN, apply_detector_rule, apply_segmenter_rule
 
     calls: dict[str, dict[str, Any]] = {"detectors": {}, "segmenters": {}}
     for architecture, scores in slice_tables.items():
@@ -204,11 +231,16 @@ def patient_calls(rules: dict[str, dict[str, Any]] | None, slice_tables: dict[st
                                               "basis": "no patient rule recorded for this segmenter"}
         else:
             table = lesions if "patient_id" in lesions else lesions.assign(patient_id=patient_id)
+            if choice.rule.detector is not None and len(table) and DETECTOR_COLUMN not in table:
+                raise InputError(f"the {segmenter} segmenter's patient rule asks the {choice.rule.detector} detector "
+                                 f"({choice.rule.describe()}), which this run has not scored the CT with")
             called = apply_segmenter_rule(choice.rule, table, [patient_id]).iloc[0]
             calls["segmenters"][segmenter] = {
                 "positive": bool(called["predicted"]), "lesions_counted": int(called["n_kept"]),
                 "lesions_below_rule": int(called["n_lesions"] - called["n_kept"]), "rule": choice.rule.describe(),
-                "min_lesion_ml": choice.rule.min_lesion_ml, "chosen_on_data": choice.chosen_on_data,
+                "min_lesion_ml": choice.rule.min_lesion_ml, "detector": choice.rule.detector,
+                "min_detector_probability": choice.rule.min_detector_probability,
+                "chosen_on_data": choice.chosen_on_data,
                 "basis": choice.basis}
     return calls
 
@@ -223,13 +255,15 @@ def _call_lines(result: dict[str, Any]) -> list[str]:
             how = "rule chosen on validation" if call["chosen_on_data"] else f"rule not chosen on data: {call['basis']}"
             extra = ""
             if label == "segmenter" and call.get("lesions_below_rule"):
-                extra = f"; {call['lesions_below_rule']} smaller lesion(s) not counted"
+                extra = f"; {call['lesions_below_rule']} lesion(s) not counted by the rule"
             lines.append(f"- {label} {architecture}: **{'positive' if call['positive'] else 'negative'}** "
                          f"({call['rule']}{extra}; {how})")
     return lines + ["", "## Slices and lesions", ""]
 
 
 def _markdown(result: dict[str, Any], out: Path) -> str:
+    from osteomet.ct.patient_rules import DETECTOR_COLUMN, SegmenterRule
+
     lines = [f"# CT of {result['patient_id']}", *_call_lines(result)]
     for architecture, slices in (result.get("flagged_slices") or {}).items():
         lines.append(f"- detector {architecture}: {len(slices)} slice(s) flagged at its slice threshold"
@@ -251,10 +285,13 @@ def _markdown(result: dict[str, Any], out: Path) -> str:
             frame = pd.read_csv(table)
             shown = [c for c in ("lesion_id", "volume_ml", "bone_name", "bone_group", "weight_bearing", "kind",
                                  "cluster", "mean_hu") if c in frame]
-            minimum = ((result.get("patient_calls") or {}).get("segmenters", {}).get(result["segmenter"], {})
-                       .get("min_lesion_ml"))
-            if minimum and "volume_ml" in frame:  # the segmenter's patient rule counts only lesions this large
-                frame = frame.assign(counted=frame["volume_ml"].astype(float) >= minimum)
+            call = (result.get("patient_calls") or {}).get("segmenters", {}).get(result["segmenter"], {})
+            rule = SegmenterRule(float(call.get("min_lesion_ml") or 0.0), call.get("detector"),
+                                 float(call.get("min_detector_probability") or 0.0))
+            if rule != SegmenterRule() and "volume_ml" in frame and len(frame):  # the rule counts only some lesions
+                if rule.detector is not None and DETECTOR_COLUMN in frame:
+                    shown.append(DETECTOR_COLUMN)
+                frame = frame.assign(counted=rule.counts(frame["volume_ml"].to_numpy(float), frame.get(DETECTOR_COLUMN)))
                 shown.append("counted")
             if shown and len(frame):
                 lines += ["", "| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
