@@ -82,7 +82,10 @@ def pooled(runs: list[Path]) -> pd.DataFrame:
             rows.append({"task": task, "model": model, "rule": "chosen", "metric": row["metric"],
                          "estimate": row["estimate"], "ci_low": row["ci_low"], "ci_high": row["ci_high"],
                          "numerator": row["numerator"], "denominator": row["denominator"]})
-        old = test[(test["task"] == task) & (test["model"] == model) & (test["rule"] == "old")]
+        mine = test[(test["task"] == task) & (test["model"] == model)]
+        # a cohort whose chosen rule is the old one has no "old" rows (ct_rules writes them only when they differ)
+        old = pd.concat([part[part["rule"] == "old"] if (part["rule"] == "old").any() else part[part["rule"] == "chosen"]
+                         for _, part in mine.groupby("cohort")], ignore_index=True)
         for metric in ("patient_sensitivity", "patient_specificity", "lesion_sensitivity"):
             got = old[old["metric"] == metric]
             if len(got):
@@ -96,8 +99,8 @@ def pooled(runs: list[Path]) -> pd.DataFrame:
             rows.append({"task": task, "model": model, "rule": "old", "metric": "fp_lesions_per_lesion_free_patient",
                          "estimate": k / n if n else np.nan, "ci_low": np.nan, "ci_high": np.nan, "numerator": k,
                          "denominator": n})
-        mine = test[(test["task"] == task) & (test["model"] == model) & (test["rule"] == "chosen")]
-        wide = mine.pivot_table(index="cohort", columns="metric", values="estimate")
+        chosen_rows = mine[mine["rule"] == "chosen"]
+        wide = chosen_rows.pivot_table(index="cohort", columns="metric", values="estimate")
         goal = (wide.get("patient_specificity", np.nan) >= 0.8) & (wide.get("patient_sensitivity", np.nan) >= 0.9)
         if task == "segmenter":
             goal_fp = (wide.get("fp_lesions_per_lesion_free_patient", np.nan) <= 0.3) & \

@@ -9,10 +9,13 @@ Prints, measured in one run:
    with the default network (training steps on the real data pipeline);
 3. with CUDA: the same per depth under bf16 autocast, and the training throughput fed by the
    real data pipeline (RoiDataset + DataLoader) over the model alone fed synthetic tensors
-   already on the GPU (target >= 0.9: the pipeline must not starve the GPU).
+   already on the GPU (target >= 0.9: the pipeline must not starve the GPU);
+4. with ``--precision``: the tiny grid (``--jobs 2``) trained in float32 and under bfloat16
+   autocast (:mod:`osteomet.utils.precision`), its time and every configuration's validation
+   AUC side by side, and whether this CPU runs bfloat16 natively.
 
 Usage: .venv/bin/python benchmarks/bench_deep_grid.py [--n 24] [--epochs 2] [--patients 4] [--skip-grid]
-       [--skip-depths]
+       [--skip-depths] [--precision]
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from osteomet.data.manifest import read_manifest
 from osteomet.data.synth.mri import MRISynthConfig, generate_mri_cohort
 from osteomet.mri.classifier.config import load_classifier_config
 from osteomet.mri.classifier.data import RoiDataset, roi_patients, split_ids
-from osteomet.mri.classifier.grid import run_grid
+from osteomet.mri.classifier.grid import run_grid, select_winner
 from osteomet.mri.classifier.labels import LabelGuard
 from osteomet.mri.classifier.model import build_resnet
 from osteomet.mri.preprocess import PreprocessConfig, preprocess_cohort
@@ -52,6 +55,29 @@ def grid_speedup(pre: Path, manifest, patients, epochs: int, work: Path) -> None
     same = np.allclose(tables["serial"]["val_auc"], tables["jobs2"]["val_auc"], atol=1e-9, equal_nan=True)
     print(f"speed-up --jobs 2 vs one after another: {times['serial'] / times['jobs2']:.2f}x (target >= 1.7x); "
           f"same validation AUCs: {same}")
+
+
+def precision_check(pre: Path, manifest, patients, epochs: int, work: Path, jobs: int = 2) -> None:
+    """The tiny grid in float32 and under bfloat16 autocast: seconds, validation AUCs, winners."""
+    import pandas as pd
+
+    from osteomet.utils.precision import native_bf16
+
+    native, why = native_bf16("cpu")
+    print(f"bfloat16 native on this CPU: {native} ({why})", flush=True)
+    tables, times = {}, {}
+    for precision in ("fp32", "bf16"):
+        config = load_classifier_config("tiny").model_copy(update={"max_epochs": epochs, "precision": precision})
+        start = time.perf_counter()
+        tables[precision], _ = run_grid(pre, work / f"grid_{precision}", config, LabelGuard.from_manifest(manifest),
+                                        patients, jobs=jobs)
+        times[precision] = time.perf_counter() - start
+        print(f"grid, {precision}, {epochs} epochs, --jobs {jobs}: {times[precision]:.1f} s", flush=True)
+    both = pd.DataFrame({p: t.set_index("name")["val_auc"] for p, t in tables.items()})
+    print(both.round(3).to_string())
+    winners = {p: select_winner(t)["name"] for p, t in tables.items()}
+    print(f"bf16 / fp32 time: {times['fp32'] / times['bf16']:.2f}x faster; mean |validation AUC difference| "
+          f"{(both['bf16'] - both['fp32']).abs().mean():.3f}; winners: {winners}")
 
 
 def seconds_per_patient(pre: Path, ids: list[str], device: torch.device, *, bf16: bool = False,
@@ -137,6 +163,7 @@ def main() -> None:
     parser.add_argument("--patients", type=int, default=4, help="patients per timing epoch (per depth)")
     parser.add_argument("--skip-grid", action="store_true")
     parser.add_argument("--skip-depths", action="store_true", help="skip the per-depth CPU/GPU timings")
+    parser.add_argument("--precision", action="store_true", help="the tiny grid in float32 and in bfloat16")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -146,6 +173,8 @@ def main() -> None:
         pre = work / "pre"
         preprocess_cohort(manifest, pre, PreprocessConfig(seg_size=(64, 64, 16)))  # ROI 64x64x32 (default)
         patients = roi_patients(pre, manifest)
+        if args.precision:
+            precision_check(pre, manifest, patients, args.epochs, work)
         if not args.skip_grid:
             grid_speedup(pre, manifest, patients, args.epochs, work)
         if args.skip_depths:

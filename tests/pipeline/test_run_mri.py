@@ -55,6 +55,13 @@ def test_run_writes_every_stage_and_evaluates_every_model_on_every_cohort(study)
     assert len(list((layout.masks / "auto").glob("*.nii.gz"))) == len(manifest)
     saved = json.loads(layout.run_record.read_text(encoding="utf-8"))
     assert saved["format"] == "osteomet.mri_run/1" and saved["versions"]["osteomet"]
+    from osteomet.utils.precision import resolve_precision
+
+    # the grid's arithmetic as this host resolves its setting, and each configuration the same
+    assert saved["precision"]["precision"] == resolve_precision(saved["precision"]["deep"], "cpu")["precision"]
+    for config in (layout.deep_grid / "configs").iterdir():
+        assert json.loads((config / "run.json").read_text(encoding="utf-8"))["precision"] == \
+            saved["precision"]["precision"]
     assert set(saved["stages"]) >= {"split", "preprocess", "segmentation train", "deep grid", "feature stability",
                                     "model features", "fusion model", "evaluation", "mask qc", "patient flow"}
     # on_flagged: manifest (the test config): what the 2-epoch UNETR got wrong uses the manifest's mask, nobody is lost

@@ -208,10 +208,18 @@ def _run_mri(manifest: str | Path, out: str | Path, config: StudyConfig, *,
               "winner": winner.get("name"), "stages": timer.stages,
               "patient_flow": read_json(layout.flow / FLOW_RECORD),
               "seconds": round(time.perf_counter() - started, 2), "versions": package_versions(),
-              "torch_threads": threads}
+              "torch_threads": threads, "precision": _precision(grid_settings.precision, config.device)}
     write_json_atomic(layout.run_record, record)
     record["metrics"] = metrics
     return record
+
+
+def _precision(setting: str, device: str | None) -> dict[str, str]:
+    """The 3D-ResNet training arithmetic this host gives ``setting`` (each run records its own in its run.json)."""
+    from osteomet.utils.precision import resolve_precision
+    from osteomet.utils.torch import pick_device
+
+    return {"deep": setting, **resolve_precision(setting, pick_device(device).type)}  # type: ignore[arg-type]
 
 
 def _log_flagged(qc: pd.DataFrame, log: Callable[[str], None]) -> None:

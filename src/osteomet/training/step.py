@@ -6,15 +6,20 @@ import torch
 
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn, x: torch.Tensor, y: torch.Tensor,
-               *, scaler: torch.amp.GradScaler | None = None) -> float:
+               *, scaler: torch.amp.GradScaler | None = None, precision: str = "fp32") -> float:
     """One optimisation step on a batch; returns its loss.
 
     With a ``scaler`` the forward pass runs under float16 autocast exactly when the scaler is
-    enabled (mixed precision on CUDA); without one it is a plain float32 step.
+    enabled (mixed precision on CUDA); without one it is a float32 step, or with ``precision``
+    "bf16" a bfloat16-autocast one (:mod:`osteomet.utils.precision`; the loss in float32).
     """
+    from osteomet.utils.precision import autocast
+
     optimizer.zero_grad(set_to_none=True)
     if scaler is None:
-        loss = loss_fn(model(x), y)
+        with autocast(precision, x.device.type):
+            out = model(x)
+        loss = loss_fn(out.float() if precision == "bf16" else out, y)
         loss.backward()
         optimizer.step()
     else:

@@ -43,7 +43,8 @@ def test_grid_writes_every_configuration(trained_grid):
 
 
 def test_selection_reads_validation_labels_only(trained_grid, roi_cohort):
-    """Validation AUCs recomputed from the saved checkpoints with sklearn; the winner is their argmax."""
+    """Validation AUCs recomputed from the saved checkpoints with sklearn; the winner is the argmax of the smoothed
+    validation AUC each run recorded for its kept epoch."""
     out, table, winner, guard = trained_grid
     manifest_path, pre = roi_cohort
     manifest = read_manifest(manifest_path)
@@ -55,7 +56,13 @@ def test_selection_reads_validation_labels_only(trained_grid, roi_cohort):
         probs = predict_probabilities(network, RoiDataset(pre, val, None, config, augment=False), device, 4)
         aucs[name] = roc_auc_score(frame.loc[val, "label"].astype(int), probs)
     np.testing.assert_allclose(table.set_index("name")["val_auc"].loc[list(aucs)], list(aucs.values()), atol=1e-12)
-    assert winner["name"] == max(aucs, key=lambda n: (aucs[n], -list(aucs).index(n)))
+    # the grid ranks by the smoothed validation AUC (selection_smoothing), each run's own history at its kept epoch
+    scores = {}
+    for name, best_epoch in zip(table["name"], table["best_epoch"]):
+        history = pd.read_csv(out / "configs" / name / "history.csv").set_index("epoch")
+        scores[name] = float(history.loc[best_epoch, "val_auc_smoothed"])
+    np.testing.assert_allclose(table.set_index("name")["val_score"].loc[list(scores)], list(scores.values()))
+    assert winner["name"] == max(scores, key=lambda n: (scores[n], -list(scores).index(n)))
     assert guard.reads == [("train", "fit"), ("val", "select")]  # nothing else was asked of the guard
 
 
@@ -92,7 +99,8 @@ def test_killed_grid_resumes_without_rerunning_finished_configurations(trained_g
     small = GRID.model_copy(update={"depths": [10], "optimizers": ["adam"]})  # the reference grid's first two
     (tmp_path / "grid.yaml").write_text(json.dumps(small.model_dump(mode="json")))  # JSON is YAML
     out = tmp_path / "grid"
-    args = ["grid", "-p", str(pre), "-m", str(manifest), "-o", str(out), "--config", str(tmp_path / "grid.yaml")]
+    args = ["grid", "-p", str(pre), "-m", str(manifest), "-o", str(out), "--config", str(tmp_path / "grid.yaml"),
+            "--jobs", "1"]  # one configuration at a time: the second starts after the first finished
     first, second = (out / "configs" / name for name in table["name"][:2])
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     process = subprocess.Popen(_cli(*args), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -59,6 +59,9 @@ class ClassifierConfig(BaseModel):
     noise_prob: float = Field(0.5, ge=0, le=1)
     threshold: float = Field(0.5, gt=0, lt=1, description="probability cut-off of the validation accuracy")
     num_workers: int = Field(0, ge=0)
+    precision: Literal["auto", "fp32", "bf16"] = Field("fp32", description=(
+        "training arithmetic: fp32, bf16 (autocast), auto (bf16 where the CPU or GPU does it natively; "
+        "osteomet.utils.precision)"))
     seed: int = 0
 
     @field_validator("depths")

@@ -41,7 +41,8 @@ from osteomet.training.checkpoint import best_checkpoint, load_state, run_starte
 from osteomet.training.loop import EpochResult, Plan, TrainingRun
 from osteomet.training.seeds import epoch_generator, seed_weights
 from osteomet.training.step import train_step
-from osteomet.utils.files import write_json_atomic
+from osteomet.utils.files import read_json, write_json_atomic
+from osteomet.utils.precision import resolve_precision
 from osteomet.utils.torch import pick_device
 
 
@@ -175,8 +176,12 @@ def train_run(preprocessed: str | Path, run_dir: str | Path, config: ClassifierC
     run = TrainingRun(run_dir, model, optimizer, plan, score="val_auc",
                       columns=("epoch", "train_loss", "val_auc", "val_auc_smoothed", "lr", "seconds"),
                       what=f"a classifier run ({spec.name})", resume=resume, device=dev)
+    precision = resolve_precision(config.precision, dev.type)
+    if resume and run_started(run_dir):  # a resumed run keeps the arithmetic it began with, even on another host
+        saved = read_json(run_dir / RUN_RECORD) or {}
+        precision = {k: str(saved[k]) for k in ("precision", "reason") if k in saved} or precision
     write_json_atomic(run_dir / RUN_RECORD, {"spec": asdict(spec), "name": spec.name,
-                                           "config": config.model_dump(mode="json")})
+                                           "config": config.model_dump(mode="json"), **precision})
 
     train_set = RoiDataset(root, list(train_labels), targets.tolist(), config, augment=True)
     val_set = RoiDataset(root, list(val_labels), None, config, augment=False)
@@ -188,7 +193,8 @@ def train_run(preprocessed: str | Path, run_dir: str | Path, config: ClassifierC
                                              generator=epoch_generator(config.seed, index),
                                              num_workers=config.num_workers)
         model.train()
-        losses = [train_step(model, optimizer, loss_fn, x.to(dev), y.to(dev)) for x, y in loader]
+        losses = [train_step(model, optimizer, loss_fn, x.to(dev), y.to(dev), precision=precision["precision"])
+                  for x, y in loader]
         score = _validation_auc(val_y, predict_probabilities(model, val_set, dev, config.batch_size))
         return EpochResult(float(np.mean(losses)), score)
 
