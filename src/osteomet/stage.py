@@ -168,6 +168,16 @@ def refuse_overwriting_inputs(outputs: Iterable[PathLike], inputs: Iterable[Path
                                         f"({source}); choose another output path")
 
 
+def refuse_output_inside(out: PathLike, folder: PathLike, what: str, *, option: str = "--out") -> None:
+    """Nothing is ever written inside (or above) a user's input ``folder`` (``what`` names it in the message)."""
+    target, source = Path(out).absolute().resolve(), Path(folder).absolute().resolve()
+    if target == source or target.is_relative_to(source):
+        raise OutputExistsError(f"{out}: lies inside {what} {folder}; osteomet never writes into its inputs: "
+                                f"choose an {option} outside it")
+    if source.is_relative_to(target):
+        raise OutputExistsError(f"{out}: holds {what} {folder}; choose an {option} beside it, not above it")
+
+
 def check_output_folder(out: Path, name: str) -> None:
     """The stage folder must be new, empty, or osteomet's own (a run directory or the same stage's folder)."""
     if out.exists() and not out.is_dir():

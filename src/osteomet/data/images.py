@@ -21,6 +21,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from osteomet.data.dicom_series import read_dicom_series
+from osteomet.data.formats import VOLUME_SUFFIXES
 from osteomet.data.image_errors import ImageError, ImageReadError
 from osteomet.data.nifti_integrity import check_nifti_file
 from osteomet.utils.files import atomic_path, full_suffix
@@ -28,7 +29,6 @@ from osteomet.utils.files import atomic_path, full_suffix
 PathLike = str | os.PathLike[str]
 
 #: File suffixes read as single volumes; a directory is read as a DICOM series.
-VOLUME_SUFFIXES = (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd", ".seg.nrrd")
 
 
 def image_format(path: PathLike) -> str:

@@ -287,7 +287,7 @@ def evaluate_segmentation_folders(pred: str | Path, truth: str | Path, out: str 
     """Per-case Dice, precision, recall and HD95 (mm) of predicted masks against reference masks, by file name."""
     import SimpleITK as sitk
 
-    from osteomet.data.images import VOLUME_SUFFIXES
+    from osteomet.data.formats import VOLUME_SUFFIXES
     from osteomet.data.label_masks import read_mask
     from osteomet.errors import MissingInputError
     from osteomet.evaluation.segmentation import overlap

@@ -33,6 +33,7 @@ import pandas as pd
 
 from osteomet import __version__
 from osteomet.data.dicom_tree import ScanResult, SeriesInfo, list_files, scan_tree
+from osteomet.data.formats import CONVERSIONS
 from osteomet.data.series_rules import (
     MRI_ROLES,
     Candidate,
@@ -59,7 +60,6 @@ SUMMARY_MD = "summary.md"
 SUMMARY_JSON = "summary.json"
 IMPORT_RECORD = "import.json"
 IMAGES = "images"
-CONVERT_SUFFIXES = {"nifti": ".nii.gz", "mha": ".mha"}
 #: Columns a clinical CSV may not bring: the import writes them.
 _IMAGE_COLUMNS = {"t2", "dwi", "adc", "ct", "t2_series_uid", "dwi_series_uid", "adc_series_uid", "ct_series_uid"}
 _PATH_COLUMNS = ("mask", "lesion_mask", "bone_map")
@@ -153,8 +153,8 @@ def import_dicom(root: PathLike, out: PathLike, *, clinical: PathLike | None = N
     from osteomet.utils.progress import progress_bar
 
     root, out = Path(root).absolute(), Path(out)
-    if convert is not None and convert not in CONVERT_SUFFIXES:
-        raise InputError(f"--convert {convert!r}: expected one of {', '.join(CONVERT_SUFFIXES)}")
+    if convert is not None and convert not in CONVERSIONS:
+        raise InputError(f"--convert {convert!r}: expected one of {', '.join(CONVERSIONS)}")
     if pseudonyms is not None and keep_patient_id:
         raise InputError("--pseudonyms and --keep-patient-id exclude each other: the map names every patient")
     if mapping_only and mapping is None:
@@ -244,16 +244,13 @@ def _abs(path: PathLike | None) -> str | None:
 # ---- inputs ------------------------------------------------------------------------------------
 
 def _check_paths(root: Path, out: Path) -> None:
+    from osteomet.stage import refuse_output_inside
+
     if not root.exists():
         raise InputError(f"{root}: folder not found")
     if not root.is_dir():
         raise InputError(f"{root}: not a folder; give the folder of a DICOM export")
-    real_root, real_out = root.resolve(), out.resolve()
-    if real_out == real_root or real_out.is_relative_to(real_root):
-        raise InputError(f"{out}: lies inside the DICOM folder {root}; osteomet never writes into its inputs: "
-                         f"choose an --out outside it")
-    if real_root.is_relative_to(real_out):
-        raise InputError(f"{out}: holds the DICOM folder {root}; choose an --out beside it, not above it")
+    refuse_output_inside(out, root, "the DICOM folder")
 
 
 def _claim_output(out: Path) -> dict[str, Any] | None:
@@ -450,7 +447,7 @@ def _references(scan: ScanResult, ids: dict[str, str], choices: dict[str, Patien
                 uid = cand.series.series_uid if _manifest_uid(cand.series.series_uid) else None
                 refs.setdefault(key, {})[role] = (str(folder.resolve()), uid)
             else:
-                suffix = CONVERT_SUFFIXES[convert or "nifti"]
+                suffix = CONVERSIONS[convert or "nifti"]
                 pending.append((key, role, cand, f"{IMAGES}/{pid}_{role}{suffix}",
                                 reason or f"--convert {convert}"))
     if pending:

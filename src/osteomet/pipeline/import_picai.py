@@ -37,6 +37,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from osteomet import __version__
+from osteomet.data.formats import CONVERSIONS
 from osteomet.data.picai import (
     HISTOPATHOLOGY_COLUMNS,
     SEQUENCES,
@@ -54,6 +55,7 @@ from osteomet.data.picai import (
 )
 from osteomet.errors import InputError, OutputExistsError
 from osteomet.layout import MANIFEST
+from osteomet.stage import refuse_output_inside
 from osteomet.utils.files import read_json, temporary_original, write_json_atomic, write_text_atomic
 
 PathLike = str | os.PathLike[str]
@@ -63,8 +65,6 @@ RECORD = "summary.json"
 SUMMARY = "summary.md"
 IMAGES = "images"
 LABELS = "labels"
-#: ``convert`` choices and the suffix each writes.
-CONVERSIONS = {"nifti": ".nii.gz", "mha": ".mha"}
 #: Marksheet columns kept beside the manifest's own (ignored by the models, for the researcher's tables).
 EXTRA_COLUMNS = ("study_id", "psad", "prostate_volume")
 #: The lowest Gleason sum the manifest holds: ISUP grade group 1 is "Gleason 6 or lower".
@@ -87,9 +87,9 @@ def import_picai(root: PathLike, out: PathLike, *, labels: PathLike | None = Non
         raise InputError(f"--convert {convert!r}: choose {' or '.join(CONVERSIONS)} (or leave it out to reference "
                          f"the archive's MHA files where they are)")
     convert = None if convert is None else str(convert).lower()
-    _refuse_inside(out, root, "the PI-CAI image folder")
+    refuse_output_inside(out, root, "the PI-CAI image folder", option="output folder")
     if labels is not None:
-        _refuse_inside(out, Path(labels), "the delineation folder")
+        refuse_output_inside(out, Path(labels), "the delineation folder", option="output folder")
     label_file = _label_file(label)
     previous = claim_output(out)
 
@@ -139,14 +139,6 @@ def import_picai(root: PathLike, out: PathLike, *, labels: PathLike | None = Non
 
 
 # ---- the output folder ---------------------------------------------------------------------------
-
-def _refuse_inside(out: Path, folder: Path, what: str) -> None:
-    """Nothing is ever written inside the user's input folders."""
-    target, source = out.absolute().resolve(), folder.absolute().resolve()
-    if target == source or target.is_relative_to(source):
-        raise OutputExistsError(f"{out}: lies inside {what} {folder}; osteomet never writes into its inputs: "
-                                f"choose an output folder outside it")
-
 
 def claim_output(out: Path) -> set[str]:
     """The files an earlier import recorded in ``out`` (replaced by this one); refuse a folder holding anything else.

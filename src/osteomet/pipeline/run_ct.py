@@ -25,6 +25,7 @@ from osteomet.data.manifest import read_manifest
 from osteomet.errors import InputError
 from osteomet.layout import CHECKPOINTS, EXTRACTION_LOG, FEATURES, ICC, METRICS, RunLayout
 from osteomet.pipeline.inputs import manifest_inputs
+from osteomet.pipeline.timing import StageTimer
 from osteomet.stage import Stage, StageOutcome
 from osteomet.utils.progress import progress_bars
 
@@ -237,14 +238,8 @@ def _ct_stages(manifest: Path, layout: RunLayout, config: Any, models: dict[str,
     from osteomet.pipeline.ct_lesions import analyse_lesion_cohort
 
     det, seg = layout.ct_detection, layout.ct_segmentation
-    stages: dict[str, dict[str, Any]] = {}
-
-    def timed(name: str, step: Callable[[], Any]) -> Any:
-        start = time.perf_counter()
-        outcome = step()
-        stages[name] = {"seconds": round(time.perf_counter() - start, 2), "skipped": bool(outcome.skipped)}
-        log(f"{name}: {outcome.how} ({stages[name]['seconds']:.1f} s)")
-        return outcome
+    timed = StageTimer(log)
+    stages = timed.stages
 
     timed("ct split", lambda: ct_study_manifest(manifest, layout.ct_split, config))
     study = layout.ct_split / MANIFEST

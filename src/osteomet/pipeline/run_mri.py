@@ -25,6 +25,7 @@ import pandas as pd
 from osteomet.data.manifest import read_manifest
 from osteomet.layout import EXCLUSIONS, FLOW_RECORD, INDEX, MANIFEST, PREDICTIONS, QC_TABLE, RunLayout, open_run_dir
 from osteomet.pipeline.study import StudyConfig
+from osteomet.pipeline.timing import StageTimer
 from osteomet.stage import Stage, StageOutcome, package_versions
 from osteomet.utils.files import read_json, write_json_atomic
 
@@ -64,24 +65,6 @@ def study_manifest(manifest: str | Path, out: str | Path, config: StudyConfig) -
     return stage.run(work)
 
 
-class _Timer:
-    """Per-stage wall time of this invocation, and whether the stage was up to date."""
-
-    def __init__(self, log: Callable[[str], None]):
-        self.log, self.stages = log, {}
-
-    def __call__(self, name: str, step: Callable[[], Any]) -> Any:
-        start = time.perf_counter()
-        result = step()
-        outcome = result[0] if isinstance(result, tuple) else result
-        skipped = bool(getattr(outcome, "skipped", False))
-        seconds = round(time.perf_counter() - start, 2)
-        self.stages[name] = {"seconds": seconds, "skipped": skipped}
-        how = getattr(outcome, "how", "up to date" if skipped else "done")
-        self.log(f"{name}: {how} ({seconds:.1f} s)")
-        return result
-
-
 def run_mri(manifest: str | Path, out: str | Path, config: StudyConfig, *,
             log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or continue) the study; returns ``run.json``'s content.
@@ -109,7 +92,7 @@ def _run_mri(manifest: str | Path, out: str | Path, config: StudyConfig, *,
 
     started = time.perf_counter()
     layout = RunLayout(open_run_dir(out, kind="mri"))
-    timer = _Timer(log)
+    timer = StageTimer(log)
     seg_settings = load_segmentation_config(config.segmentation.config)
     if config.segmentation.max_epochs:
         seg_settings = seg_settings.model_copy(update={"max_epochs": config.segmentation.max_epochs})
