@@ -533,7 +533,8 @@ def apply_segmenter_rule(rule: SegmenterRule, lesions: pd.DataFrame,
     missing = [c for c in needed if c not in lesions]
     if missing and len(lesions):
         raise InputError(f"lesion table: missing column(s) {', '.join(missing)} (expected those of lesions.csv"
-                         + (f", with each lesion's highest {rule.detector} slice probability" if
+                         + (f", with each lesion's highest slice probability from the {rule.detector} detector, "
+                            f"which the rule ({rule.describe()}) asks for: score the CT with that detector" if
                             DETECTOR_COLUMN in missing else "") + ")")
     ids = list(patients) if patients is not None else list(dict.fromkeys(lesions.get("patient_id", [])))
     rows = []

@@ -110,7 +110,7 @@ def read_patient_lesions(cohort: Any, masks: Path, slice_tables: dict[str, pd.Da
     if missing:
         raise MissingInputError(f"{masks}: no predicted mask <patient_id>.nii.gz for {len(missing)} patient(s): "
                                 + ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""))
-    by_patient = {name: dict(tuple(table.groupby(table["patient_id"].astype(str), sort=False)))
+    by_patient = {name: dict(tuple(table.groupby("patient_id", sort=False)))  # read with patient_id as text
                   for name, table in (slice_tables or {}).items()}
     patients = []
     for record in cohort:

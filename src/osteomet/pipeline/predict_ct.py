@@ -207,7 +207,7 @@ def patient_calls(rules: dict[str, dict[str, Any]] | None, slice_tables: dict[st
     Without a rule for a model (``rules`` None: an older run) the old call stands: any flagged slice
     (``predicted`` in the slice table), any drawn lesion.
     """
-    from osteomet.ct.patient_rules import DETECTOR_COLUMN, apply_detector_rule, apply_segmenter_rule
+    from osteomet.ct.patient_rules import apply_detector_rule, apply_segmenter_rule
 
     calls: dict[str, dict[str, Any]] = {"detectors": {}, "segmenters": {}}
     for architecture, scores in slice_tables.items():
@@ -231,9 +231,6 @@ def patient_calls(rules: dict[str, dict[str, Any]] | None, slice_tables: dict[st
                                               "basis": "no patient rule recorded for this segmenter"}
         else:
             table = lesions if "patient_id" in lesions else lesions.assign(patient_id=patient_id)
-            if choice.rule.detector is not None and len(table) and DETECTOR_COLUMN not in table:
-                raise InputError(f"the {segmenter} segmenter's patient rule asks the {choice.rule.detector} detector "
-                                 f"({choice.rule.describe()}), which this run has not scored the CT with")
             called = apply_segmenter_rule(choice.rule, table, [patient_id]).iloc[0]
             calls["segmenters"][segmenter] = {
                 "positive": bool(called["predicted"]), "lesions_counted": int(called["n_kept"]),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from osteomet.utils.precision import autocast
+
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn, x: torch.Tensor, y: torch.Tensor,
                *, scaler: torch.amp.GradScaler | None = None, precision: str = "fp32") -> float:
@@ -13,8 +15,6 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn
     enabled (mixed precision on CUDA); without one it is a float32 step, or with ``precision``
     "bf16" a bfloat16-autocast one (:mod:`osteomet.utils.precision`; the loss in float32).
     """
-    from osteomet.utils.precision import autocast
-
     optimizer.zero_grad(set_to_none=True)
     if scaler is None:
         with autocast(precision, x.device.type):
